@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REAL_MANIFEST, make_store
+from wan_desktop.models.store import ModelStore
+
+_ISOLATED_ENV = (
+    "MODELS_ROOT",
+    "WAN_MODELS_MANIFEST",
+    "WAN_DEV_MODE",
+    "WAN_LOCAL_MIRROR",
+    "WAN_S3_BUCKET",
+    "HF_TOKEN",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's models folder, tokens or mode."""
+    for name in _ISOLATED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding the three tiny variants, built once per test session."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    store = make_store(root, REAL_MANIFEST, dev_mode=True)
+    for model in ("t2v-A14B@2.2.0", "i2v-A14B@2.2.0", "ti2v-5B@2.2.0"):
+        store.ensure(model)
+    return root
+
+
+@pytest.fixture
+def tiny_store(tiny_models_root: Path, tmp_path: Path) -> Iterator[ModelStore]:
+    """A private copy of the tiny models (tests may damage it)."""
+    root = tmp_path / "models"
+    shutil.copytree(tiny_models_root, root, symlinks=True)
+    yield make_store(root, REAL_MANIFEST, dev_mode=True)

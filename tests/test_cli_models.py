@@ -1,0 +1,227 @@
+"""`wan models …`: human and JSON output, exit codes, progress only on a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import ROOT, SYNTH_ID, make_synth_folder, synth_model_entry, write_manifest
+
+
+def wan(
+    *args: str, env: dict[str, str] | None = None, **kw: Any
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wan_desktop.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+        **kw,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"MODELS_ROOT": str(tmp_path / "models")}
+
+
+def test_version() -> None:
+    out = wan("--version")
+    assert out.returncode == 0 and out.stdout.startswith("wan-desktop ")
+
+
+def test_list_json_schema(env: dict[str, str]) -> None:
+    out = wan("models", "list", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["schema"] == "wan.models.list/1" and doc["dev_mode"] is False
+    t2v = doc["models"][0]
+    assert t2v["id"] == "t2v-A14B@2.2.0" and t2v["aliases"] == ["T2V-A14B"]
+    assert t2v["selected_variant"] == "bf16"
+    tiny = next(v for v in t2v["variants"] if v["name"] == "tiny")
+    assert tiny["development"] and "random weights" in tiny["label"]
+    assert tiny["state"] == "NOT_PRESENT"
+
+
+def test_list_in_dev_mode_selects_tiny(env: dict[str, str]) -> None:
+    doc = json.loads(wan("--dev", "models", "list", "--json", env=env).stdout)
+    assert doc["dev_mode"] is True
+    assert {m["selected_variant"] for m in doc["models"]} == {"tiny"}
+    human = wan("models", "list", env={**env, "WAN_DEV_MODE": "1"}).stdout
+    assert "development mode" in human and "random weights" in human
+
+
+def test_check_reports_setup_without_importing_torch(env: dict[str, str]) -> None:
+    code = (
+        "import sys, json, io, contextlib\n"
+        "from wan_desktop.cli import main\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        "    rc = main(['models', 'check', '--json'])\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'PySide6')\n"
+        "         if m in sys.modules]\n"
+        "print(json.dumps({'rc': rc, 'heavy': heavy, 'doc': json.loads(buf.getvalue())}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+    res = json.loads(out.stdout)
+    assert res["rc"] == 0 and res["heavy"] == []
+    doc = res["doc"]
+    assert doc["schema"] == "wan.models.check/1" and doc["ok"]
+    assert {c["name"] for c in doc["checks"]} == {
+        "manifest",
+        "models_root",
+        "free_space",
+        "engine_packages",
+    }
+    assert doc["models_root"] == env["MODELS_ROOT"]
+
+
+def test_check_fails_on_a_broken_manifest(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("schema_version = 9\n")
+    out = wan("models", "check", env={**env, "WAN_MODELS_MANIFEST": str(bad)})
+    assert out.returncode == 1
+    assert "[FAIL] manifest" in out.stdout and "update Wan Desktop" in out.stdout
+
+
+def test_unknown_model_is_a_usage_error(env: dict[str, str]) -> None:
+    out = wan("models", "status", "t2v-A99B", env=env)
+    assert out.returncode == 2
+    assert "error [MODEL_NOT_FOUND]" in out.stderr and "fix: choose one of" in out.stderr
+    out = wan("models", "status", "T2V-A14B", "--variant", "fp4", "--json", env=env)
+    assert out.returncode == 2
+    err = json.loads(out.stdout)["error"]
+    assert err["code"] == "VARIANT_NOT_FOUND" and "bf16, tiny" in err["fix"]
+
+
+def test_ensure_verify_path_and_repair_round_trip(env: dict[str, str]) -> None:
+    out = wan("--dev", "models", "ensure", "--only", "TI2V-5B", "--json", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["schema"] == "wan.models.ensure/1" and doc["ok"]
+    (res,) = doc["results"]
+    assert res["variant"] == "tiny" and res["state"] == "COMPLETE" and res["development"]
+    assert res["bytes_transferred"] == res["bytes_total"] > 0
+    assert "\r" not in out.stderr, "no progress bar when not on a terminal"
+
+    path = wan("--dev", "models", "path", "ti2v-5B", env=env)
+    assert path.returncode == 0 and path.stdout.strip() == res["path"]
+
+    verify = json.loads(wan("--dev", "models", "verify", "ti2v-5B", "--json", env=env).stdout)
+    assert verify["schema"] == "wan.models.verify/1" and verify["ok"]
+
+    weights = sorted(Path(res["path"]).glob("transformer/*.safetensors"))[0]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    bad = wan("--dev", "models", "verify", "ti2v-5B", env=env)
+    assert bad.returncode == 1 and "CORRUPT" in bad.stdout and "ensure --force" in bad.stdout
+    status = json.loads(wan("--dev", "models", "status", "ti2v-5B", "--json", env=env).stdout)
+    assert status["models"][0]["state"] == "CORRUPT"
+    fixed = wan("--dev", "models", "ensure", "--force", "--only", "ti2v-5B", env=env)
+    assert fixed.returncode == 0, fixed.stderr
+    assert wan("--dev", "models", "verify", "ti2v-5B", env=env).returncode == 0
+
+
+def test_path_of_a_missing_model_exits_1(env: dict[str, str]) -> None:
+    out = wan("models", "path", "T2V-A14B", env=env)
+    assert out.returncode == 1
+    assert out.stdout.strip().endswith("wan22/t2v-A14B@2.2.0")
+    assert "ensure --only t2v-A14B@2.2.0" in out.stderr
+
+
+def test_failed_ensure_exits_1_and_names_each_source(env: dict[str, str], tmp_path: Path) -> None:
+    manifest = write_manifest(
+        tmp_path / "m.toml",
+        {
+            SYNTH_ID: synth_model_entry(
+                ["local://${WAN_TEST_UNSET}/a", f"local://{tmp_path}/none"]
+            ),
+        },
+    )
+    out = wan(
+        "models",
+        "ensure",
+        "--only",
+        SYNTH_ID,
+        "--json",
+        env={**env, "WAN_MODELS_MANIFEST": str(manifest)},
+    )
+    assert out.returncode == 1
+    (res,) = json.loads(out.stdout)["results"]
+    attempts = res["error"]["details"]["attempts"]
+    assert [a["source"] for a in attempts] == [
+        "local://${WAN_TEST_UNSET}/a",
+        f"local://{tmp_path}/none",
+    ]
+
+
+def test_progress_bar_on_a_terminal(env: dict[str, str], tmp_path: Path) -> None:
+    synth = make_synth_folder(tmp_path / "mirror", {"transformer/w.safetensors": 8 << 20})
+    manifest = write_manifest(
+        tmp_path / "m.toml",
+        {
+            SYNTH_ID: synth_model_entry([f"local://{synth.path}"], synth.manifest_files()),
+        },
+    )
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wan_desktop.cli", "models", "ensure", "--only", SYNTH_ID],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        cwd=ROOT,
+        env={**os.environ, **env, "WAN_MODELS_MANIFEST": str(manifest)},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 30)
+        if not ready:
+            break
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(30) == 0
+    os.close(leader)
+    term = b"".join(chunks).decode()
+    assert "\r" in term and "100%" in term and SYNTH_ID in term
+    assert proc.stdout is not None and "COMPLETE" in proc.stdout.read().decode()
+
+
+def test_delete(env: dict[str, str], tmp_path: Path) -> None:
+    synth = make_synth_folder(tmp_path / "mirror")
+    manifest = write_manifest(
+        tmp_path / "m.toml",
+        {
+            SYNTH_ID: synth_model_entry([f"local://{synth.path}"], synth.manifest_files()),
+        },
+    )
+    env = {**env, "WAN_MODELS_MANIFEST": str(manifest)}
+    assert wan("models", "ensure", "--only", SYNTH_ID, env=env).returncode == 0
+    out = json.loads(wan("models", "delete", SYNTH_ID, "--json", env=env).stdout)
+    assert out["bytes_freed"] == synth.total()
+    status = json.loads(wan("models", "status", SYNTH_ID, "--json", env=env).stdout)
+    assert status["models"][0]["state"] == "NOT_PRESENT"

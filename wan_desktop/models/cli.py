@@ -1,0 +1,458 @@
+"""``wan models …``: the orchestrator's command line.
+
+Human output by default; ``--json`` prints one JSON document on stdout whose shape is documented in
+docs/cli.md (each has a ``schema`` key). Exit codes: 0 success, 1 the operation failed (the error
+says why), 2 bad usage or an unknown model or variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import OrchestratorConfig
+from .errors import (
+    InvalidModelIdError,
+    ManifestError,
+    ModelError,
+    ModelNotFoundError,
+    VariantNotFoundError,
+)
+from .manifest import ModelSpec
+from .store import ModelStore, human_bytes
+from .types import DownloadProgress, ModelStatus, Phase
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+_USAGE_ERRORS = (ModelNotFoundError, VariantNotFoundError, InvalidModelIdError)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "models",
+        help="list, download, verify and locate models",
+        description="Manage the models in models.toml: list, check, status, ensure, verify, path.",
+    )
+    p.add_argument(
+        "--models-root",
+        type=Path,
+        help="models folder (default: $MODELS_ROOT or the user data folder)",
+    )
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        help="models.toml to use (default: $WAN_MODELS_MANIFEST or the bundled one)",
+    )
+    sub = p.add_subparsers(dest="models_cmd", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        c: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
+        c.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        return c
+
+    cmd("list", "the models of the manifest with their variants and state")
+    cmd("check", "check the setup (manifest, models folder, space, packages); no network")
+    c = cmd("status", "the state of one model, or of all")
+    c.add_argument("model", nargs="?", help="model id, name or alias (default: all)")
+    c.add_argument("--variant")
+    c = cmd("ensure", "download what is missing and verify it")
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--only", nargs="+", metavar="ID", help="these models")
+    g.add_argument("--all", action="store_true", help="every model of the manifest")
+    c.add_argument("--variant", help="variant (default: the model's default; tiny in dev mode)")
+    c.add_argument("--force", action="store_true", help="re-check every file and repair")
+    c = cmd("verify", "re-hash every file of a model")
+    c.add_argument("model")
+    c.add_argument("--variant")
+    c = cmd("path", "print the folder of a model")
+    c.add_argument("model")
+    c.add_argument("--variant")
+    c = cmd("delete", "remove a model and any partial download of it")
+    c.add_argument("model")
+    c.add_argument("--variant")
+    return p
+
+
+def run(args: argparse.Namespace, *, dev_mode: bool = False) -> int:
+    overrides: dict[str, Any] = {}
+    if args.models_root:
+        overrides["models_root"] = args.models_root
+    if args.manifest:
+        overrides["manifest_path"] = args.manifest
+    config = OrchestratorConfig.from_env()
+    if dev_mode:
+        overrides["dev_mode"] = True
+    config = replace(config, **overrides)
+    store = ModelStore(config)
+    out = _Output(json_mode=args.json)
+    handler = _COMMANDS[args.models_cmd]
+    try:
+        return handler(store, args, out)
+    except _USAGE_ERRORS as exc:
+        return out.error(exc, EXIT_USAGE)
+    except ModelError as exc:
+        return out.error(exc, EXIT_FAILED)
+    except KeyboardInterrupt:
+        out.err("interrupted; run the same command again to resume")
+        return 130
+
+
+class _Output:
+    def __init__(
+        self, *, json_mode: bool, stdout: TextIO | None = None, stderr: TextIO | None = None
+    ) -> None:
+        self.json_mode = json_mode
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+
+    def doc(self, schema: str, **fields: Any) -> None:
+        json.dump({"schema": schema, **fields}, self.stdout, indent=2, default=str)
+        self.stdout.write("\n")
+
+    def line(self, text: str = "") -> None:
+        if not self.json_mode:
+            self.stdout.write(text + "\n")
+
+    def err(self, text: str) -> None:
+        self.stderr.write(text + "\n")
+
+    def error(self, exc: ModelError, code: int) -> int:
+        if self.json_mode:
+            self.doc("wan.error/1", ok=False, error=exc.to_dict())
+        else:
+            self.err(f"error [{exc.code}]: {exc.message}")
+            if exc.fix:
+                self.err(f"  fix: {exc.fix}")
+        return code
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+def _cmd_list(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
+    models: list[dict[str, Any]] = []
+    for spec in store.manifest:
+        resolved = store.resolve(spec.id)[1].name
+        variants: list[dict[str, Any]] = []
+        for var in spec.variants.values():
+            st = store.status(spec.id, var.name)
+            variants.append(
+                {
+                    "name": var.name,
+                    "dtype": var.dtype,
+                    "default": var.name == spec.default_variant,
+                    "selected": var.name == resolved,
+                    "development": var.development,
+                    "label": var.label,
+                    "approx_size_bytes": var.approx_size_bytes,
+                    "sources": list(var.sources),
+                    "state": str(st.state),
+                }
+            )
+        models.append(
+            {
+                "id": spec.id,
+                "title": spec.title,
+                "aliases": list(spec.aliases),
+                "task": spec.task,
+                "default_variant": spec.default_variant,
+                "selected_variant": resolved,
+                "variants": variants,
+            }
+        )
+    if out.json_mode:
+        out.doc("wan.models.list/1", dev_mode=store.config.dev_mode, models=models)
+        return EXIT_OK
+    if store.config.dev_mode:
+        out.line("development mode: every model resolves to its tiny variant (random weights)")
+    for m in models:
+        out.line(f"{m['id']}  {m['title']}  ({', '.join(m['aliases'])}; {m['task']})")
+        for v in m["variants"]:
+            mark = "*" if v["selected"] else " "
+            size = human_bytes(v["approx_size_bytes"])
+            out.line(
+                f"  {mark} {v['name']:<6} {v['dtype']:<9} {size:>10}  {v['state']:<11} {v['label']}"
+            )
+    return EXIT_OK
+
+
+def _cmd_check(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, ok: bool, message: str, fix: str | None = None) -> None:
+        checks.append({"name": name, "ok": ok, "message": message, "fix": None if ok else fix})
+
+    cfg = store.config
+    statuses: list[ModelStatus] = []
+    try:
+        manifest = store.manifest
+        check("manifest", True, f"{cfg.manifest_path}: {len(manifest)} models")
+        statuses = store.list_status()
+    except ModelError as exc:
+        check("manifest", False, f"{cfg.manifest_path}: {exc.message}", exc.fix)
+    root = cfg.models_root
+    writable = _writable(root)
+    check(
+        "models_root",
+        writable,
+        f"{root}" + ("" if writable else " is not writable"),
+        "set MODELS_ROOT to a folder you can write, or fix its permissions",
+    )
+    existing = _existing_parent(root)
+    free = shutil.disk_usage(existing).free
+    check(
+        "free_space",
+        free > cfg.free_space_reserve_bytes,
+        f"{human_bytes(free)} free on {existing}",
+        "free some space or set MODELS_ROOT to a larger disk",
+    )
+    engine = all(
+        importlib.util.find_spec(m) is not None for m in ("torch", "diffusers", "transformers")
+    )
+    check(
+        "engine_packages",
+        engine,
+        "torch, diffusers and transformers are installed"
+        if engine
+        else "the engine packages are not installed (development models cannot be built)",
+        "run scripts/setup.sh, or pip install -e '.[engine]' after torch",
+    )
+    ok = all(c["ok"] for c in checks)
+    if out.json_mode:
+        out.doc(
+            "wan.models.check/1",
+            ok=ok,
+            dev_mode=cfg.dev_mode,
+            models_root=str(root),
+            manifest=str(cfg.manifest_path),
+            free_bytes=free,
+            checks=checks,
+            models=[s.to_dict() for s in statuses],
+        )
+        return EXIT_OK if ok else EXIT_FAILED
+    out.line(f"models folder : {root}")
+    out.line(f"manifest      : {cfg.manifest_path}")
+    out.line(f"mode          : {'development (tiny variants)' if cfg.dev_mode else 'production'}")
+    for c in checks:
+        out.line(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {c['message']}")
+        if not c["ok"] and c["fix"]:
+            out.line(f"         fix: {c['fix']}")
+    for s in statuses:
+        out.line(f"  {s.model_id} ({s.variant}): {s.state} — {s.reason}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _cmd_status(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
+    statuses = [store.status(args.model, args.variant)] if args.model else store.list_status()
+    if out.json_mode:
+        out.doc(
+            "wan.models.status/1",
+            dev_mode=store.config.dev_mode,
+            models=[s.to_dict() for s in statuses],
+        )
+        return EXIT_OK
+    for s in statuses:
+        out.line(_status_line(s))
+    return EXIT_OK
+
+
+def _status_line(s: ModelStatus) -> str:
+    size = human_bytes(s.bytes_total if s.bytes_total is not None else s.approx_size_bytes)
+    extra = f"  [{s.label}]" if s.development else ""
+    return f"{s.model_id:<16} {s.variant:<6} {s.state:<11} {size:>10}  {s.reason}{extra}"
+
+
+def _cmd_ensure(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
+    ids: Sequence[str] = [m.id for m in store.manifest] if args.all else args.only
+    specs: list[ModelSpec] = [store.resolve(i, args.variant)[0] for i in ids]  # fail fast on typos
+    results = []
+    failed = False
+    for spec in specs:
+        var = store.resolve(spec.id, args.variant)[1]
+        bar = _ProgressBar(out.stderr) if (not out.json_mode and out.stderr.isatty()) else None
+        t0 = time.monotonic()
+        transferred = 0
+
+        def on_progress(p: DownloadProgress, bar: _ProgressBar | None = bar) -> None:
+            nonlocal transferred
+            transferred = p.bytes_transferred
+            if bar is not None:
+                bar.update(p)
+
+        try:
+            path = store.ensure(spec.id, var.name, force=args.force, progress=on_progress)
+        except ModelError as exc:
+            if bar is not None:
+                bar.finish()
+            failed = True
+            results.append(
+                {"model_id": spec.id, "variant": var.name, "ok": False, "error": exc.to_dict()}
+            )
+            if not out.json_mode:
+                out.err(f"{spec.id} ({var.name}): error [{exc.code}]: {exc.message}")
+                if exc.fix:
+                    out.err(f"  fix: {exc.fix}")
+            continue
+        if bar is not None:
+            bar.finish()
+        st = store.status(spec.id, var.name)
+        results.append(
+            {
+                "model_id": spec.id,
+                "variant": var.name,
+                "ok": True,
+                "path": str(path),
+                "state": str(st.state),
+                "bytes_total": st.bytes_total,
+                "bytes_transferred": transferred,
+                "development": var.development,
+                "label": var.label,
+                "seconds": round(time.monotonic() - t0, 3),
+            }
+        )
+        note = f"  [{var.label}]" if var.development else ""
+        out.line(f"{spec.id} ({var.name}): {st.state} at {path}{note}")
+    if out.json_mode:
+        out.doc(
+            "wan.models.ensure/1", ok=not failed, dev_mode=store.config.dev_mode, results=results
+        )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _cmd_verify(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
+    report = store.verify(args.model, args.variant)
+    if out.json_mode:
+        out.doc("wan.models.verify/1", **report.to_dict())
+    else:
+        verdict = "OK" if report.ok else "CORRUPT"
+        out.line(
+            f"{report.model_id} ({report.variant}): {verdict} — {len(report.checked)} files, "
+            f"{human_bytes(report.bytes_hashed)} hashed in {report.seconds:.2f} s"
+        )
+        for m in report.mismatches:
+            out.line(
+                f"  damaged: {m.path} (sha256 {m.actual_sha256}, expected {m.expected_sha256})"
+            )
+        for p in report.missing:
+            out.line(f"  missing: {p}")
+        if not report.ok:
+            out.line(f"  repair with: wan models ensure --force --only {report.model_id}")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_path(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
+    st = store.status(args.model, args.variant)
+    if out.json_mode:
+        out.doc(
+            "wan.models.path/1",
+            model_id=st.model_id,
+            variant=st.variant,
+            path=str(st.path),
+            state=str(st.state),
+            complete=st.complete,
+        )
+    else:
+        out.stdout.write(f"{st.path}\n")
+        if not st.complete:
+            out.err(
+                f"{st.model_id} ({st.variant}) is {st.state}: run 'wan models ensure --only "
+                f"{st.model_id}'"
+            )
+    return EXIT_OK if st.complete else EXIT_FAILED
+
+
+def _cmd_delete(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
+    spec, var = store.resolve(args.model, args.variant)
+    freed = store.delete(spec.id, var.name)
+    if out.json_mode:
+        out.doc("wan.models.delete/1", model_id=spec.id, variant=var.name, bytes_freed=freed)
+    else:
+        out.line(f"{spec.id} ({var.name}): deleted, {human_bytes(freed)} freed")
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[ModelStore, argparse.Namespace, _Output], int]] = {
+    "list": _cmd_list,
+    "check": _cmd_check,
+    "status": _cmd_status,
+    "ensure": _cmd_ensure,
+    "verify": _cmd_verify,
+    "path": _cmd_path,
+    "delete": _cmd_delete,
+}
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+class _ProgressBar:
+    """One self-rewriting line on a terminal."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.active = False
+
+    def update(self, p: DownloadProgress) -> None:
+        frac = p.fraction
+        if p.phase is Phase.waiting:
+            text = f"{p.model_id}: waiting for another process that is downloading it…"
+        elif frac is None:
+            text = f"{p.model_id}: {p.phase} {human_bytes(p.bytes_done)}"
+        else:
+            filled = int(frac * self.WIDTH)
+            eta = "" if p.eta_s is None else f" ETA {int(p.eta_s) // 60}:{int(p.eta_s) % 60:02d}"
+            text = (
+                f"{p.model_id} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {frac:4.0%} "
+                f"{human_bytes(p.bytes_done)}/{human_bytes(p.bytes_total)} "
+                f"{human_bytes(p.speed_bps)}/s{eta} {p.files_done}/{p.files_total} files"
+            )
+        cols = shutil.get_terminal_size((100, 20)).columns
+        self.stream.write("\r" + text[: cols - 1].ljust(cols - 1))
+        self.stream.flush()
+        self.active = True
+
+    def finish(self) -> None:
+        if self.active:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _writable(root: Path) -> bool:
+    target = _existing_parent(root)
+    return os.access(target, os.W_OK)
+
+
+def _existing_parent(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wan")
+    parser.add_argument("--dev", action="store_true")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    return run(args, dev_mode=args.dev)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["ManifestError", "add_parser", "main", "run"]

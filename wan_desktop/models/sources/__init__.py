@@ -1,0 +1,70 @@
+"""Sources a model's files can come from, tried in the manifest's order."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+
+from ..errors import SourceError
+from .base import CancelToken, FileSink, RemoteFile, Source, SourceContext
+
+__all__ = [
+    "CancelToken",
+    "FileSink",
+    "RemoteFile",
+    "Source",
+    "SourceContext",
+    "SourceNotConfiguredError",
+    "expand_uri",
+    "open_source",
+    "register_scheme",
+]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+SourceFactory = Callable[[str, SourceContext], Source]
+_FACTORIES: dict[str, SourceFactory] = {}
+
+
+class SourceNotConfiguredError(SourceError):
+    """The source needs a setting (an environment variable) that is not set: skip it quietly."""
+
+
+def register_scheme(scheme: str, factory: SourceFactory) -> None:
+    _FACTORIES[scheme] = factory
+
+
+def expand_uri(uri: str, *, model_dir: str, environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+
+    def sub(m: re.Match[str]) -> str:
+        value = env.get(m.group(1), "").strip()
+        if not value:
+            raise SourceNotConfiguredError(
+                f"{uri} needs {m.group(1)}, which is not set",
+                fix=f"set {m.group(1)} to use this source",
+            )
+        return value.rstrip("/")
+
+    return _VAR.sub(sub, uri).replace("{model_dir}", model_dir)
+
+
+def _builtin_factories() -> None:
+    from .builtin import BuiltinSource
+    from .local import LocalSource
+
+    _FACTORIES.setdefault("local", LocalSource)
+    _FACTORIES.setdefault("builtin", BuiltinSource)
+
+
+def open_source(uri: str, ctx: SourceContext) -> Source:
+    _builtin_factories()
+    scheme = uri.partition("://")[0]
+    factory = _FACTORIES.get(scheme)
+    if factory is None:
+        raise SourceError(
+            f"{scheme}:// sources are not available in this installation",
+            fix="install the remote extra: pip install -e '.[remote]'",
+        )
+    return factory(uri, ctx)

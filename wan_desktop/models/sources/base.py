@@ -1,0 +1,158 @@
+"""What every source implements, and the sink it writes into."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from ..errors import CancelledError
+
+if TYPE_CHECKING:
+    from ..config import OrchestratorConfig
+    from ..manifest import ModelSpec, VariantSpec
+
+CHUNK_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file a source can deliver: its metadata, as far as the source knows it."""
+
+    path: str
+    size: int | None
+    sha256: str | None
+    ref: str = ""  # source-specific locator (object key, URL, absolute path)
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    model: ModelSpec
+    variant: VariantSpec
+    dir_name: str
+    config: OrchestratorConfig
+    scratch: Path  # a folder on the models filesystem the source may use; removed after ensure
+
+
+class CancelToken:
+    """Set from any thread; transfers check it between chunks.
+
+    A child token is cancelled with its parent, not the other way round.
+    """
+
+    def __init__(self, parent: CancelToken | None = None) -> None:
+        self._event = threading.Event()
+        self._parent = parent
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    def child(self) -> CancelToken:
+        return CancelToken(self)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled:
+            raise CancelledError(
+                "download cancelled", fix="run ensure again to resume where it stopped"
+            )
+
+
+class FileSink:
+    """Appends bytes to a staging file and hashes them as they pass.
+
+    Opening an existing file resumes it: the bytes already there are hashed once and the source
+    continues from :attr:`offset`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        on_bytes: Callable[[int], None] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> None:
+        self.path = path
+        self._hash = hashlib.sha256()
+        self._on_bytes = on_bytes
+        self._cancel = cancel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("ab")
+        self.resumed_from = self._fh.tell()
+        if self.resumed_from:
+            self._hash_existing()
+        self.offset = self.resumed_from
+
+    def _hash_existing(self) -> None:
+        with self.path.open("rb") as fh:
+            remaining = self.resumed_from
+            while remaining > 0:
+                chunk = fh.read(min(CHUNK_BYTES, remaining))
+                if not chunk:
+                    break
+                self._hash.update(chunk)
+                remaining -= len(chunk)
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._cancel is not None:
+            self._cancel.raise_if_cancelled()
+        self._fh.write(data)
+        self._hash.update(data)
+        self.offset += len(data)
+        if self._on_bytes is not None:
+            self._on_bytes(len(data))
+
+    def truncate(self) -> None:
+        """Start over (the source cannot resume, or the prefix is known bad)."""
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._hash = hashlib.sha256()
+        self.offset = 0
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def __enter__(self) -> FileSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class Source(ABC):
+    """A place a model's files can come from. One instance serves one ensure of one model."""
+
+    scheme: ClassVar[str]
+    uri: str
+    ctx: SourceContext
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """The URI as it may appear in logs and errors (no secrets)."""
+        return self.uri.split("?", 1)[0]
+
+    @abstractmethod
+    def list_files(self) -> list[RemoteFile]:
+        """Every file the source has for this model (before ``allow_patterns``)."""
+
+    @abstractmethod
+    def fetch(self, file: RemoteFile, sink: FileSink) -> None:
+        """Deliver the bytes of ``file`` from ``sink.offset`` to the end into ``sink``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and scratch data."""

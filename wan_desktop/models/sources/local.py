@@ -1,0 +1,103 @@
+"""``local://<folder>``: a folder on this machine or a mounted share.
+
+The folder can be another Wan Desktop models folder (its completion marker supplies sizes and
+hashes), a ``hf download --local-dir`` snapshot (the Hub's cache metadata supplies the LFS
+hashes), or any folder with the model's files (sizes only; hashes are computed while copying).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SourceError
+from ..paths import COMPLETE_MARKER, check_relative_path
+from .base import CHUNK_BYTES, FileSink, RemoteFile, Source
+
+_SHA256_LEN = 64
+
+
+@dataclass
+class LocalSource(Source):
+    scheme = "local"
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.uri.removeprefix("local://")).expanduser()
+
+    def list_files(self) -> list[RemoteFile]:
+        folder = self.folder
+        if not folder.is_dir():
+            raise SourceError(
+                f"local folder {folder} does not exist",
+                fix="mount the share or fix the path, or let the next source download it",
+            )
+        known = _marker_hashes(folder) or _hf_cache_hashes(folder)
+        files: list[RemoteFile] = []
+        for path in sorted(folder.rglob("*")):
+            if not path.is_file():
+                continue
+            rel = path.relative_to(folder).as_posix()
+            if rel.startswith(".") or "/." in rel:
+                continue  # markers, caches, hidden files
+            check_relative_path(rel, where=f"in {folder}")
+            size = path.stat().st_size
+            meta = known.get(rel)
+            sha = meta[1] if meta and meta[0] in (None, size) else None
+            files.append(RemoteFile(path=rel, size=size, sha256=sha, ref=str(path)))
+        if not files:
+            raise SourceError(
+                f"local folder {folder} is empty", fix="point the source at the model's folder"
+            )
+        return files
+
+    def fetch(self, file: RemoteFile, sink: FileSink) -> None:
+        src = Path(file.ref)
+        try:
+            with src.open("rb") as fh:
+                fh.seek(sink.offset)
+                while True:
+                    chunk = fh.read(CHUNK_BYTES)
+                    if not chunk:
+                        break
+                    sink.write(chunk)
+        except OSError as exc:
+            raise SourceError(
+                f"reading {src} failed: {exc.strerror or exc}",
+                fix="check the disk or share and try again",
+            ) from exc
+
+
+def _marker_hashes(folder: Path) -> dict[str, tuple[int | None, str]]:
+    marker = folder / COMPLETE_MARKER
+    try:
+        data = json.loads(marker.read_text("utf-8"))
+        return {f["path"]: (int(f["size"]), str(f["sha256"])) for f in data["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _hf_cache_hashes(folder: Path) -> dict[str, tuple[int | None, str]]:
+    """Read ``.cache/huggingface/download/<path>.metadata``: commit, etag, timestamp lines.
+
+    For LFS files the etag is the file's sha256; for small git files it is a git hash, which we
+    ignore (it is not 64 hex digits).
+    """
+    base = folder / ".cache" / "huggingface" / "download"
+    if not base.is_dir():
+        return {}
+    out: dict[str, tuple[int | None, str]] = {}
+    for meta in base.rglob("*.metadata"):
+        try:
+            lines = meta.read_text("utf-8").splitlines()
+        except OSError:
+            continue
+        if len(lines) < 2:
+            continue
+        etag = lines[1].strip().strip('"').lower()
+        if len(etag) == _SHA256_LEN and all(c in "0123456789abcdef" for c in etag):
+            rel = os.path.relpath(meta, base)[: -len(".metadata")].replace(os.sep, "/")
+            out[rel] = (None, etag)
+    return out

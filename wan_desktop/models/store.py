@@ -1,0 +1,933 @@
+"""``ModelStore``: make a model present, complete and verified; say what state it is in.
+
+``ensure`` is the one entry point that moves bytes. Under a cross-process lock it plans the files
+from the manifest and the source's metadata, checks free space before any byte moves, fetches into
+a staging folder on the same filesystem (resuming what an earlier run left), verifies size and
+sha256 of every file, writes a completion marker and renames the folder into place. A model that
+is partial or corrupt is never reported complete: completeness is the marker, and the marker is
+only written after verification.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import sources as _sources
+from .config import OrchestratorConfig
+from .errors import (
+    AllSourcesFailedError,
+    CancelledError,
+    ErrorCode,
+    IntegrityError,
+    LockTimeoutError,
+    ModelError,
+    ModelNotPresentError,
+    NoSpaceError,
+    SourceAttempt,
+    SourceError,
+)
+from .integrity import sha256_file
+from .manifest import Manifest, ModelSpec, VariantSpec, load_manifest
+from .paths import (
+    COMPLETE_MARKER,
+    CORRUPT_MARKER,
+    ModelPaths,
+    check_no_case_collisions,
+    check_relative_path,
+    model_dir_name,
+    safe_join,
+)
+from .sources import CancelToken, FileSink, RemoteFile, Source, SourceContext
+from .types import (
+    DownloadProgress,
+    Mismatch,
+    ModelState,
+    ModelStatus,
+    Phase,
+    VerifyReport,
+    WanPaths,
+)
+
+log = logging.getLogger("wan_desktop.models")
+
+MARKER_FORMAT = 1
+PLAN_FILE = ".wan-plan.json"
+SCRATCH_SUFFIX = ".scratch"
+MAX_FILE_ATTEMPTS = (
+    3  # a file whose bytes fail verification is fetched again, this many times in all
+)
+PROGRESS_INTERVAL_S = 0.1
+LOCK_POLL_S = 0.25
+
+ProgressCallback = Callable[[DownloadProgress], None]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    path: str
+    size: int | None
+    sha256: str | None
+    remote: RemoteFile
+
+
+class ModelStore:
+    """The models folder: one instance per process is enough, and it is safe across threads."""
+
+    def __init__(
+        self,
+        config: OrchestratorConfig | None = None,
+        *,
+        manifest: Manifest | None = None,
+    ) -> None:
+        self.config = config or OrchestratorConfig.from_env()
+        self._manifest = manifest
+        self.paths = ModelPaths(self.config.models_root)
+
+    # ----------------------------------------------------------------------------- lookups
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            self._manifest = load_manifest(self.config.manifest_path)
+        return self._manifest
+
+    def resolve(self, model_id: str, variant: str | None = None) -> tuple[ModelSpec, VariantSpec]:
+        return self.manifest.resolve(model_id, variant, dev_mode=self.config.dev_mode)
+
+    def dir_name(self, spec: ModelSpec, var: VariantSpec) -> str:
+        return model_dir_name(spec.id, var.name, spec.default_variant)
+
+    def model_path(self, model_id: str, variant: str | None = None) -> Path:
+        spec, var = self.resolve(model_id, variant)
+        return self.paths.model_dir(spec.id, var.name, spec.default_variant)
+
+    # ------------------------------------------------------------------------------ status
+
+    def status(self, model_id: str, variant: str | None = None) -> ModelStatus:
+        """The model's state from what is on disk: no network, no hashing, no side effects."""
+        spec, var = self.resolve(model_id, variant)
+        name = self.dir_name(spec, var)
+        final = self.paths.model_dir(spec.id, var.name, spec.default_variant)
+        base = ModelStatus(
+            model_id=spec.id,
+            variant=var.name,
+            state=ModelState.not_present,
+            path=final,
+            development=var.development,
+            label=var.label,
+            reason="not downloaded",
+            approx_size_bytes=var.approx_size_bytes,
+            bytes_needed=_known_total(var),
+        )
+        marker = _read_json(final / COMPLETE_MARKER)
+        if marker is not None:
+            return self._installed_status(base, final, marker)
+        staging = self.paths.staging_dir(name)
+        plan = _read_json(staging / PLAN_FILE)
+        staged = _folder_bytes(staging)
+        if final.is_dir():
+            return replace(
+                base,
+                state=ModelState.partial,
+                bytes_present=_folder_bytes(final),
+                bytes_needed=None,
+                reason="folder exists without a completion marker; run ensure",
+            )
+        if plan is None and not staged:
+            return base
+        total = needed = n_files = None
+        if plan is not None:
+            sizes = [f.get("size") for f in plan.get("files", [])]
+            n_files = len(sizes)
+            if all(isinstance(s, int) for s in sizes):
+                total = sum(int(s) for s in sizes if s is not None)
+                needed = max(0, total - staged)
+        return replace(
+            base,
+            state=ModelState.partial,
+            files_total=n_files,
+            bytes_present=staged,
+            bytes_total=total,
+            bytes_needed=needed,
+            source=plan.get("source") if plan else None,
+            reason="download interrupted; ensure resumes it",
+        )
+
+    def _installed_status(
+        self, base: ModelStatus, final: Path, marker: dict[str, Any]
+    ) -> ModelStatus:
+        files = marker.get("files", [])
+        missing: list[str] = []
+        wrong_size: list[str] = []
+        present = 0
+        for f in files:
+            try:
+                size = (final / f["path"]).stat().st_size
+            except OSError:
+                missing.append(f["path"])
+                continue
+            present += size
+            if size != f["size"]:
+                wrong_size.append(f["path"])
+        st = replace(
+            base,
+            files_total=len(files),
+            files_present=len(files) - len(missing),
+            missing=tuple(missing),
+            bytes_present=present,
+            bytes_total=sum(int(f["size"]) for f in files),
+            source=marker.get("source"),
+            completed_at=marker.get("completed_at"),
+            verified_at=marker.get("verified_at"),
+        )
+        corrupt = _read_json(final / CORRUPT_MARKER)
+        if corrupt is None and not missing and not wrong_size:
+            return replace(
+                st, state=ModelState.complete, bytes_needed=0, reason="complete and verified"
+            )
+        bad = tuple(sorted({*(corrupt or {}).get("files", []), *wrong_size}))
+        why = (
+            f"verification found {len(bad)} damaged file(s)"
+            if corrupt is not None
+            else f"{len(missing)} file(s) missing, {len(wrong_size)} of the wrong size"
+        )
+        damaged = {*missing, *bad}
+        return replace(
+            st,
+            state=ModelState.corrupt,
+            corrupt_files=bad,
+            bytes_needed=sum(int(f["size"]) for f in files if f["path"] in damaged),
+            reason=f"{why}; run ensure to repair",
+        )
+
+    def list_status(self) -> list[ModelStatus]:
+        out: list[ModelStatus] = []
+        for spec in self.manifest:
+            names = [self.resolve(spec.id)[1].name] if self.config.dev_mode else list(spec.variants)
+            out.extend(self.status(spec.id, v) for v in names)
+        return out
+
+    # ----------------------------------------------------------------------------- verify
+
+    def verify(self, model_id: str, variant: str | None = None) -> VerifyReport:
+        """Re-hash every file against the completion marker; record the verdict for ``status``."""
+        spec, var = self.resolve(model_id, variant)
+        final = self.paths.model_dir(spec.id, var.name, spec.default_variant)
+        marker = _read_json(final / COMPLETE_MARKER)
+        if marker is None:
+            st = self.status(spec.id, var.name)
+            raise ModelNotPresentError(
+                f"{spec.id} ({var.name}) is not complete ({st.state}): nothing to verify",
+                fix=f"run: wan models ensure --only {spec.id}",
+                details={"model": spec.id, "variant": var.name, "state": str(st.state)},
+            )
+        t0 = time.monotonic()
+        listed = {f["path"]: f for f in marker["files"]}
+        mismatches: list[Mismatch] = []
+        missing: list[str] = []
+        hashed = 0
+        for rel, f in listed.items():
+            p = final / rel
+            if not p.is_file():
+                missing.append(rel)
+                continue
+            digest, size = sha256_file(p)
+            hashed += size
+            if size != f["size"] or digest != f["sha256"]:
+                mismatches.append(Mismatch(rel, f["size"], size, f["sha256"], digest))
+        extra = sorted(
+            p.relative_to(final).as_posix()
+            for p in final.rglob("*")
+            if p.is_file()
+            and not p.name.startswith(".wan-")
+            and p.relative_to(final).as_posix() not in listed
+        )
+        report = VerifyReport(
+            model_id=spec.id,
+            variant=var.name,
+            path=final,
+            checked=tuple(listed),
+            mismatches=tuple(mismatches),
+            missing=tuple(missing),
+            extra=tuple(extra),
+            bytes_hashed=hashed,
+            seconds=time.monotonic() - t0,
+        )
+        if report.ok:
+            (final / CORRUPT_MARKER).unlink(missing_ok=True)
+            marker["verified_at"] = _now()
+            _write_json_atomic(final / COMPLETE_MARKER, marker)
+        else:
+            _write_json_atomic(
+                final / CORRUPT_MARKER,
+                {
+                    "detected_at": _now(),
+                    "files": sorted([m.path for m in mismatches] + missing),
+                    "mismatches": [m.to_dict() for m in mismatches],
+                },
+            )
+            log.warning("verify %s: %d damaged, %d missing", spec.id, len(mismatches), len(missing))
+        return report
+
+    # --------------------------------------------------------------------------- engine API
+
+    def get_wan_paths(self, model_id: str, variant: str | None = None) -> WanPaths:
+        spec, var = self.resolve(model_id, variant)
+        st = self.status(spec.id, var.name)
+        if not st.complete:
+            raise ModelNotPresentError(
+                f"{spec.id} ({var.name}) is not ready: {st.reason}",
+                fix=f"run: wan models ensure --only {spec.id}",
+                details={"model": spec.id, "variant": var.name, "state": str(st.state)},
+            )
+        comps = {
+            c: st.path / c
+            for c in (*spec.components, *spec.optional_components)
+            if (st.path / c).is_dir()
+        }
+        return WanPaths(
+            model_id=spec.id,
+            variant=var.name,
+            dtype=var.dtype,
+            development=var.development,
+            label=var.label,
+            root=st.path,
+            components=comps,
+        )
+
+    # ------------------------------------------------------------------------------ ensure
+
+    def ensure(
+        self,
+        model_id: str,
+        variant: str | None = None,
+        *,
+        force: bool = False,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Path:
+        """Make the model complete and verified; return its folder.
+
+        ``force`` re-checks every file of a complete model and re-fetches the ones that fail.
+        """
+        spec, var = self.resolve(model_id, variant)
+        name = self.dir_name(spec, var)
+        final = self.paths.model_dir(spec.id, var.name, spec.default_variant)
+        if not force and self.status(spec.id, var.name).complete:
+            return final
+        cancel = cancel or CancelToken()
+        reporter = _Reporter(spec.id, var.name, progress)
+        with self._lock(name, reporter, cancel):
+            self._recover_swap(name, final)
+            if not force and self.status(spec.id, var.name).complete:
+                reporter.phase(Phase.complete)
+                return final
+            attempts: list[SourceAttempt] = []
+            for uri in var.sources:
+                cancel.raise_if_cancelled()
+                try:
+                    expanded = _sources.expand_uri(uri, model_dir=name)
+                except _sources.SourceNotConfiguredError as exc:
+                    attempts.append(SourceAttempt(uri, exc.code, exc.message))
+                    continue
+                try:
+                    self._ensure_from(spec, var, name, final, expanded, reporter, cancel)
+                except (CancelledError, NoSpaceError):
+                    raise
+                except ModelError as exc:
+                    log.warning("source %s failed for %s: %s", expanded.split("?")[0], spec.id, exc)
+                    attempts.append(SourceAttempt(expanded.split("?")[0], exc.code, str(exc)))
+                    continue
+                reporter.phase(Phase.complete)
+                return final
+            raise AllSourcesFailedError(
+                f"{spec.id} ({var.name})",
+                attempts,
+                fix="check the messages per source; set WAN_LOCAL_MIRROR or a token if needed",
+            )
+
+    @contextlib.contextmanager
+    def _lock(self, name: str, reporter: _Reporter, cancel: CancelToken) -> Iterator[None]:
+        from filelock import FileLock, Timeout
+
+        lock_path = self.paths.lock_file(name)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(lock_path))
+        deadline = time.monotonic() + self.config.lock_timeout_s
+        waited = False
+        while True:
+            cancel.raise_if_cancelled()
+            try:
+                lock.acquire(timeout=min(LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
+                break
+            except Timeout:
+                if not waited:
+                    reporter.phase(Phase.waiting)
+                    waited = True
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(
+                        f"another process has held the lock on {name} for over "
+                        f"{self.config.lock_timeout_s:.0f} s",
+                        fix="wait for the other download to finish, or stop it; a lock of a "
+                        f"killed process frees itself ({lock_path})",
+                        details={"lock": str(lock_path)},
+                    ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _recover_swap(self, name: str, final: Path) -> None:
+        """Finish a rename that a crash interrupted: a complete staging folder and no final one."""
+        staging = self.paths.staging_dir(name)
+        if not final.exists() and (staging / COMPLETE_MARKER).is_file():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            (staging / PLAN_FILE).unlink(missing_ok=True)
+            staging.replace(final)
+            log.info("finished an interrupted install of %s", name)
+
+    def _ensure_from(
+        self,
+        spec: ModelSpec,
+        var: VariantSpec,
+        name: str,
+        final: Path,
+        uri: str,
+        reporter: _Reporter,
+        cancel: CancelToken,
+    ) -> None:
+        staging = self.paths.staging_dir(name)
+        scratch = staging.with_name(staging.name + SCRATCH_SUFFIX)
+        staging.mkdir(parents=True, exist_ok=True)
+        scratch.mkdir(parents=True, exist_ok=True)
+        ctx = SourceContext(
+            model=spec, variant=var, dir_name=name, config=self.config, scratch=scratch
+        )
+        source = _sources.open_source(uri, ctx)
+        reporter.source = source.describe()
+        try:
+            reporter.phase(Phase.planning)
+            planned = self._plan(spec, var, source)
+            state = _PlanState.open(staging, source.describe(), planned)
+            self._reuse_final_files(final, staging, planned, state)
+            self._preflight(planned, state, staging)
+            self._fetch_all(source, planned, staging, state, reporter, cancel)
+            reporter.phase(Phase.finalizing)
+            marker = {
+                "format": MARKER_FORMAT,
+                "model_id": spec.id,
+                "variant": var.name,
+                "dtype": var.dtype,
+                "development": var.development,
+                "label": var.label,
+                "source": source.describe(),
+                "completed_at": _now(),
+                "verified_at": _now(),
+                "files": [
+                    {
+                        "path": p.path,
+                        "size": state.done[p.path]["size"],
+                        "sha256": state.done[p.path]["sha256"],
+                    }
+                    for p in planned
+                ],
+            }
+            # Stray files from an older plan must not ride along into the model folder.
+            keep = {p.path for p in planned} | {PLAN_FILE}
+            for p in list(staging.rglob("*")):
+                if p.is_file() and p.relative_to(staging).as_posix() not in keep:
+                    p.unlink()
+            _write_json_atomic(staging / COMPLETE_MARKER, marker)
+            (staging / PLAN_FILE).unlink(missing_ok=True)
+            self._swap_into_place(staging, final)
+        finally:
+            source.close()
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _plan(self, spec: ModelSpec, var: VariantSpec, source: Source) -> list[PlannedFile]:
+        remote = {f.path: f for f in source.list_files()}
+        for f in remote.values():
+            check_relative_path(f.path, where=f"from {source.describe()}")
+        check_no_case_collisions(list(remote), where=f"from {source.describe()}")
+        planned: list[PlannedFile] = []
+        if var.files:
+            for fs in var.files:
+                rf = remote.get(fs.path)
+                if rf is None:
+                    if fs.optional:
+                        continue
+                    raise SourceError(
+                        f"{source.describe()} does not have {fs.path}",
+                        code=ErrorCode.incomplete_download,
+                        fix="the source is incomplete; another source may have it",
+                    )
+                planned.append(
+                    PlannedFile(
+                        fs.path,
+                        fs.size if fs.size is not None else rf.size,
+                        fs.sha256 or rf.sha256,
+                        rf,
+                    )
+                )
+        else:
+            patterns = spec.allow_patterns or ("*",)
+            for rf in remote.values():
+                if any(fnmatch.fnmatchcase(rf.path, pat) for pat in patterns):
+                    planned.append(PlannedFile(rf.path, rf.size, rf.sha256, rf))
+        if not planned:
+            raise SourceError(
+                f"{source.describe()} has none of the model's files",
+                code=ErrorCode.incomplete_download,
+                fix="check the source path; another source may have the model",
+            )
+        if "model_index.json" not in {p.path for p in planned}:
+            raise SourceError(
+                f"{source.describe()} has no model_index.json: not a diffusers model folder",
+                code=ErrorCode.incomplete_download,
+                fix="point the source at the diffusers-format model (the *-Diffusers repository)",
+            )
+        return sorted(planned, key=lambda p: p.path)
+
+    def _reuse_final_files(
+        self, final: Path, staging: Path, planned: list[PlannedFile], state: _PlanState
+    ) -> None:
+        """Repair: files of an existing model folder that still verify are linked, not fetched."""
+        if not final.is_dir():
+            return
+        for p in planned:
+            if p.path in state.done or p.sha256 is None:
+                continue
+            src = final / p.path
+            if not src.is_file() or (p.size is not None and src.stat().st_size != p.size):
+                continue
+            digest, size = sha256_file(src)
+            if digest != p.sha256:
+                continue
+            dest = safe_join(staging, p.path)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.unlink(missing_ok=True)
+            try:
+                os.link(src, dest)
+            except OSError:
+                shutil.copy2(src, dest)
+            state.mark_done(p.path, size, digest, dest)
+
+    def _preflight(self, planned: list[PlannedFile], state: _PlanState, staging: Path) -> None:
+        needed = 0
+        for p in planned:
+            if p.path in state.done or p.size is None:
+                continue
+            part = staging / p.path
+            have = part.stat().st_size if part.is_file() else 0
+            needed += max(0, p.size - have)
+        free = shutil.disk_usage(self.config.models_root).free
+        if needed + self.config.free_space_reserve_bytes > free:
+            free = self._make_room(needed + self.config.free_space_reserve_bytes)
+        if needed + self.config.free_space_reserve_bytes > free:
+            raise NoSpaceError(
+                f"not enough disk space: the download needs {_human(needed)} more (plus "
+                f"{_human(self.config.free_space_reserve_bytes)} kept free) and "
+                f"{self.config.models_root} has {_human(free)} free",
+                fix="free some space, run 'wan models gc', or set MODELS_ROOT to a larger disk",
+                details={
+                    "bytes_needed": needed,
+                    "bytes_free": free,
+                    "reserve": self.config.free_space_reserve_bytes,
+                },
+            )
+
+    def _make_room(self, needed: int) -> int:
+        """Hook for garbage collection under a quota; returns the free bytes afterwards."""
+        return shutil.disk_usage(self.config.models_root).free
+
+    def _fetch_all(
+        self,
+        source: Source,
+        planned: list[PlannedFile],
+        staging: Path,
+        state: _PlanState,
+        reporter: _Reporter,
+        cancel: CancelToken,
+    ) -> None:
+        todo = [p for p in planned if p.path not in state.done]
+        sizes = [p.size for p in planned]
+        reporter.begin(
+            files_total=len(planned),
+            files_done=len(planned) - len(todo),
+            bytes_total=sum(s for s in sizes if s is not None) if None not in sizes else None,
+            bytes_done=sum(state.done[p.path]["size"] for p in planned if p.path in state.done),
+        )
+        if not todo:
+            return
+        workers = max(1, min(self.config.max_concurrent_downloads, len(todo)))
+        # One failed file stops its siblings at their next chunk, without cancelling the caller.
+        batch = cancel.child()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wan-fetch") as pool:
+            futures = [
+                pool.submit(self._fetch_one, source, p, staging, state, reporter, batch)
+                for p in todo
+            ]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in done if f.exception() is not None), None)
+            if failed is not None:
+                batch.cancel()
+                for f in pending:
+                    f.cancel()
+                wait(pending)
+                exc = failed.exception()
+                assert exc is not None
+                if isinstance(exc, CancelledError):
+                    cancel.raise_if_cancelled()
+                raise exc
+
+    def _fetch_one(
+        self,
+        source: Source,
+        p: PlannedFile,
+        staging: Path,
+        state: _PlanState,
+        reporter: _Reporter,
+        cancel: CancelToken,
+    ) -> None:
+        dest = safe_join(staging, p.path)
+        last_error: IntegrityError | None = None
+        for attempt in range(1, MAX_FILE_ATTEMPTS + 1):
+            cancel.raise_if_cancelled()
+            if p.size is not None and dest.is_file() and dest.stat().st_size > p.size:
+                dest.unlink()  # longer than the file can be: not a prefix of it
+            file_progress = reporter.file_started(p.path, p.size)
+            with FileSink(dest, on_bytes=file_progress, cancel=cancel) as sink:
+                reporter.resumed(p.path, sink.resumed_from)
+                if p.size is None or sink.offset < p.size:
+                    source.fetch(p.remote, sink)
+                size, digest = sink.offset, sink.hexdigest()
+            reporter.file_finished(p.path)
+            problem = None
+            if p.size is not None and size != p.size:
+                code = ErrorCode.size_mismatch if size > p.size else ErrorCode.incomplete_download
+                problem = (
+                    code,
+                    f"{p.path} from {source.describe()} has {size} bytes, expected {p.size}",
+                )
+            elif p.sha256 is not None and digest != p.sha256:
+                problem = (
+                    ErrorCode.checksum_fail,
+                    f"{p.path} from {source.describe()} has sha256 {digest}, expected {p.sha256}",
+                )
+            if problem is None:
+                state.mark_done(p.path, size, digest, dest)
+                return
+            log.warning("attempt %d/%d: %s", attempt, MAX_FILE_ATTEMPTS, problem[1])
+            reporter.discard(size)
+            dest.unlink(missing_ok=True)
+            last_error = IntegrityError(
+                problem[1],
+                code=problem[0],
+                fix="the source's copy may be damaged; another source will be tried",
+                details={
+                    "file": p.path,
+                    "source": source.describe(),
+                    "expected_sha256": p.sha256,
+                    "actual_sha256": digest,
+                    "expected_size": p.size,
+                    "actual_size": size,
+                },
+            )
+        assert last_error is not None
+        raise last_error
+
+    def _swap_into_place(self, staging: Path, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        old = None
+        if final.exists():
+            trash = self.paths.trash_dir()
+            trash.mkdir(parents=True, exist_ok=True)
+            old = trash / f"{final.name}.{uuid.uuid4().hex[:8]}"
+            final.replace(old)
+        staging.replace(final)
+        _fsync_dir(final.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------ delete
+
+    def delete(self, model_id: str, variant: str | None = None) -> int:
+        """Remove a model (and any partial download of it); returns the bytes freed."""
+        spec, var = self.resolve(model_id, variant)
+        name = self.dir_name(spec, var)
+        final = self.paths.model_dir(spec.id, var.name, spec.default_variant)
+        staging = self.paths.staging_dir(name)
+        freed = 0
+        with self._lock(name, _Reporter(spec.id, var.name, None), CancelToken()):
+            for folder in (final, staging, staging.with_name(staging.name + SCRATCH_SUFFIX)):
+                if folder.exists():
+                    freed += _folder_bytes(folder)
+                    trash = self.paths.trash_dir()
+                    trash.mkdir(parents=True, exist_ok=True)
+                    gone = trash / f"{folder.name}.{uuid.uuid4().hex[:8]}"
+                    folder.replace(gone)
+                    shutil.rmtree(gone, ignore_errors=True)
+        return freed
+
+
+# --------------------------------------------------------------------------------- internals
+
+
+class _PlanState:
+    """The staging folder's record of the plan and of the files already verified.
+
+    Written as files finish, so a restarted ensure skips them without re-hashing (their size and
+    modification time must still match).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        source: str,
+        files: dict[str, dict[str, Any]],
+        done: dict[str, dict[str, Any]],
+    ) -> None:
+        self.path = path
+        self.source = source
+        self.files = files
+        self.done = done
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, staging: Path, source: str, planned: list[PlannedFile]) -> _PlanState:
+        path = staging / PLAN_FILE
+        old = _read_json(path) or {}
+        old_files = {f["path"]: f for f in old.get("files", [])}
+        old_done = old.get("done", {})
+        same_source = old.get("source") == source
+        files = {p.path: {"path": p.path, "size": p.size, "sha256": p.sha256} for p in planned}
+        done: dict[str, dict[str, Any]] = {}
+        for rel, new in files.items():
+            dest = staging / rel
+            prev = old_files.get(rel)
+            compatible = (
+                prev is not None
+                and prev.get("size") == new["size"]
+                and (
+                    (new["sha256"] is not None and prev.get("sha256") == new["sha256"])
+                    or (new["sha256"] is None and same_source)
+                )
+            )
+            if not compatible:
+                # Bytes staged for another version of this file are useless now.
+                dest.unlink(missing_ok=True)
+                continue
+            rec = old_done.get(rel)
+            if rec and dest.is_file():
+                st = dest.stat()
+                if st.st_size == rec["size"] and st.st_mtime_ns == rec["mtime_ns"]:
+                    done[rel] = rec
+        state = cls(path, source, files, done)
+        state._save()
+        return state
+
+    def mark_done(self, rel: str, size: int, sha256: str, dest: Path) -> None:
+        with self._lock:
+            self.done[rel] = {"size": size, "sha256": sha256, "mtime_ns": dest.stat().st_mtime_ns}
+            self._save()
+
+    def _save(self) -> None:
+        _write_json_atomic(
+            self.path,
+            {
+                "source": self.source,
+                "files": list(self.files.values()),
+                "done": self.done,
+            },
+        )
+
+
+class _Reporter:
+    """Turns byte counts from many threads into rate-limited :class:`DownloadProgress` events."""
+
+    def __init__(self, model_id: str, variant: str, callback: ProgressCallback | None) -> None:
+        self.model_id = model_id
+        self.variant = variant
+        self.callback = callback
+        self.source: str | None = None
+        self._lock = threading.Lock()
+        self._phase = Phase.planning
+        self._files_total = 0
+        self._files_done = 0
+        self._bytes_total: int | None = None
+        self._bytes_done = 0
+        self._transferred = 0
+        self._file: str | None = None
+        self._file_done: dict[str, int] = {}
+        self._file_total: dict[str, int | None] = {}
+        self._last_emit = 0.0
+        self._speed = 0.0
+        self._speed_t = time.monotonic()
+        self._speed_bytes = 0
+
+    def begin(
+        self, *, files_total: int, files_done: int, bytes_total: int | None, bytes_done: int
+    ) -> None:
+        with self._lock:
+            self._files_total = files_total
+            self._files_done = files_done
+            self._bytes_total = bytes_total
+            self._bytes_done = bytes_done
+            self._phase = Phase.downloading
+        self._emit(force=True)
+
+    def phase(self, phase: Phase) -> None:
+        with self._lock:
+            self._phase = phase
+            if phase is Phase.complete and self._bytes_total is not None:
+                self._bytes_done = self._bytes_total
+        self._emit(force=True)
+
+    def file_started(self, rel: str, size: int | None) -> Callable[[int], None]:
+        with self._lock:
+            self._file = rel
+            self._file_done[rel] = 0
+            self._file_total[rel] = size
+
+        def on_bytes(n: int) -> None:
+            with self._lock:
+                self._file_done[rel] += n
+                self._bytes_done += n
+                self._transferred += n
+                self._speed_bytes += n
+                self._file = rel
+            self._emit()
+
+        return on_bytes
+
+    def resumed(self, rel: str, offset: int) -> None:
+        if offset:
+            with self._lock:
+                self._file_done[rel] = offset
+                self._bytes_done += offset
+
+    def discard(self, size: int) -> None:
+        with self._lock:
+            self._bytes_done -= size
+
+    def file_finished(self, rel: str) -> None:
+        with self._lock:
+            self._files_done += 1
+        self._emit(force=True)
+
+    def _emit(self, *, force: bool = False) -> None:
+        if self.callback is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._last_emit < PROGRESS_INTERVAL_S:
+                return
+            self._last_emit = now
+            window = now - self._speed_t
+            if window >= 0.5:
+                inst = self._speed_bytes / window
+                self._speed = inst if self._speed == 0 else 0.7 * self._speed + 0.3 * inst
+                self._speed_t, self._speed_bytes = now, 0
+            eta = None
+            if self._bytes_total is not None and self._speed > 0:
+                eta = max(0.0, (self._bytes_total - self._bytes_done) / self._speed)
+            rel = self._file
+            event = DownloadProgress(
+                model_id=self.model_id,
+                variant=self.variant,
+                phase=self._phase,
+                bytes_done=self._bytes_done,
+                bytes_total=self._bytes_total,
+                speed_bps=self._speed,
+                eta_s=eta,
+                files_done=self._files_done,
+                files_total=self._files_total,
+                file=rel,
+                file_bytes_done=self._file_done.get(rel, 0) if rel else 0,
+                file_bytes_total=self._file_total.get(rel) if rel else None,
+                source=self.source,
+                bytes_transferred=self._transferred,
+            )
+        try:
+            self.callback(event)
+        except Exception:  # a broken listener must not break a download
+            log.exception("progress callback failed")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _folder_bytes(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    total = 0
+    for p in folder.rglob("*"):
+        if p.is_file() and not p.name.startswith(".wan-"):
+            with contextlib.suppress(OSError):
+                total += p.stat().st_size
+    return total
+
+
+def _known_total(var: VariantSpec) -> int | None:
+    if var.files and all(f.size is not None for f in var.files):
+        return sum(f.size or 0 for f in var.files if not f.optional)
+    return None
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def human_bytes(n: float | None) -> str:
+    return "?" if n is None else _human(n)
+
+
+def with_dev_mode(store: ModelStore, dev_mode: bool) -> ModelStore:
+    if store.config.dev_mode == dev_mode:
+        return store
+    return ModelStore(replace(store.config, dev_mode=dev_mode), manifest=store._manifest)
