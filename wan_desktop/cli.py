@@ -1,18 +1,30 @@
-"""``wan``: the command line. Sub-commands register here; heavy imports wait until one runs."""
+"""``wan``: the command line. Each command lives with its part of the package.
+
+A command module has ``NAME``, ``add_parser(subparsers)`` and ``run(args) -> exit code``, and
+imports nothing heavy at module level: ``wan --help`` and ``wan models check`` stay fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from types import ModuleType
 
 from . import __version__
-from .models import cli as models_cli
 from .models.config import ENV_DEV_MODE
 
+COMMAND_MODULES = ("wan_desktop.models.cli",)
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _commands() -> dict[str, ModuleType]:
+    modules = (importlib.import_module(name) for name in COMMAND_MODULES)
+    return {m.NAME: m for m in modules}
+
+
+def build_parser(commands: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wan",
         description="Wan Desktop: run the Wan2.2 video models on your own GPU.",
@@ -25,24 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
         f"(same as {ENV_DEV_MODE}=1); output is noise",
     )
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    models_cli.add_parser(sub)
+    for module in (commands or _commands()).values():
+        module.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    commands = _commands()
+    args = build_parser(commands).parse_args(argv)
     if args.dev:
-        # Everything below (engine, API) reads the mode from the environment.
+        # Everything below (orchestrator, engine, API) reads the mode from the environment.
         os.environ[ENV_DEV_MODE] = "1"
-    return _COMMANDS[args.cmd](args)
-
-
-def _models(args: argparse.Namespace) -> int:
-    return models_cli.run(args, dev_mode=args.dev)
-
-
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"models": _models}
+    code: int = commands[args.cmd].run(args)
+    return code
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from typing import Any, TextIO
 from .config import OrchestratorConfig
 from .errors import (
     InvalidModelIdError,
-    ManifestError,
     ModelError,
     ModelNotFoundError,
     VariantNotFoundError,
@@ -31,6 +30,7 @@ from .manifest import ModelSpec
 from .store import ModelStore, human_bytes
 from .types import DownloadProgress, ModelStatus, Phase
 
+NAME = "models"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -84,16 +84,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace, *, dev_mode: bool = False) -> int:
+def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.models_root:
         overrides["models_root"] = args.models_root
     if args.manifest:
         overrides["manifest_path"] = args.manifest
-    config = OrchestratorConfig.from_env()
-    if dev_mode:
-        overrides["dev_mode"] = True
-    config = replace(config, **overrides)
+    config = replace(OrchestratorConfig.from_env(), **overrides)
     store = ModelStore(config)
     out = _Output(json_mode=args.json)
     handler = _COMMANDS[args.models_cmd]
@@ -442,17 +439,4 @@ def _existing_parent(path: Path) -> Path:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wan")
-    parser.add_argument("--dev", action="store_true")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    return run(args, dev_mode=args.dev)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
-__all__ = ["ManifestError", "add_parser", "main", "run"]
+__all__ = ["NAME", "add_parser", "run"]

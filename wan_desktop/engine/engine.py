@@ -1,0 +1,583 @@
+"""The Engine: one object, one worker thread, commands in and events out.
+
+Commands (submit, cancel, delete, retry, reorder, pause, resume, clear, ensure_model, unload) are
+plain methods, safe from any thread, and return at once. Jobs run one at a time on the worker
+thread; model downloads run beside it. Everything that happens is published as a typed event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from wan_desktop.models import ModelError, ModelStore
+from wan_desktop.models.sources import CancelToken
+from wan_desktop.models.types import DownloadProgress
+
+from .context import JobContext
+from .errors import EngineError, JobCancelledError, JobNotFoundError, JobStateError
+from .events import (
+    Alert,
+    Event,
+    EventBus,
+    JobStage,
+    JobStateChanged,
+    Listener,
+    MemorySample,
+    ModelDownload,
+    ModelDownloadFinished,
+    ModelUnloaded,
+    QueueChanged,
+    Subscription,
+)
+from .failures import classify
+from .hardware import HardwareProfile, MemoryMonitor, read_profile
+from .jobs import FailureCategory, Job, JobFailure, JobKind, JobSpec, JobState, Priority
+from .jobstore import JobStore
+from .outputs import OutputStore
+from .pipelines.base import LoadedModel, Pipeline
+from .settings import EngineSettings
+
+log = logging.getLogger("wan_desktop.engine")
+
+HOUSEKEEPING_S = 1.0
+VRAM_ALERT_INTERVAL_S = 60.0
+META_PAUSED = "queue_paused"
+
+
+@dataclass
+class _Running:
+    job_id: str
+    cancel: CancelToken
+    reason: str = "cancelled"  # why the token was set: "cancelled" or "shutdown"
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: EngineSettings | None = None,
+        *,
+        pipelines: Iterable[Pipeline] | None = None,
+        hardware: HardwareProfile | None = None,
+        start: bool = True,
+    ) -> None:
+        self.settings = settings or EngineSettings.from_env()
+        self.bus = EventBus()
+        self.store = JobStore(self.settings.db_path)
+        self.models = ModelStore(self.settings.models)
+        self.outputs = OutputStore(self.settings.outputs_dir)
+        self._pipelines: dict[tuple[JobKind, bool], Pipeline] = {}
+        for p in pipelines or ():
+            self._pipelines[(p.kind, p.mock)] = p
+        self._pipelines_lock = threading.Lock()
+        self._hardware = hardware
+        self._hardware_lock = threading.Lock()
+        self._monitor: MemoryMonitor | None = None
+        self._cond = threading.Condition()
+        self._paused = self.store.get_meta(META_PAUSED) == "1"
+        self._running: _Running | None = None
+        self._stopping = False
+        self._unload_requested: str | None = None
+        self._downloads: dict[tuple[str, str], tuple[Future[Path], CancelToken]] = {}
+        self._download_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wan-download")
+        self._last_vram_alert = 0.0
+        self.recovered = self.store.recover_after_crash(requeue=self.settings.retry_interrupted)
+        self._worker = threading.Thread(target=self._work, name="wan-engine", daemon=True)
+        self._sampler = threading.Thread(target=self._sample, name="wan-memory", daemon=True)
+        self._started = False
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._worker.start()
+        self._sampler.start()
+
+    # ------------------------------------------------------------------------------- events
+
+    def subscribe(self, listener: Listener, *, name: str = "listener") -> Subscription:
+        return self.bus.subscribe(listener, name=name)
+
+    def _publish(self, event: Event) -> None:
+        self.bus.publish(event)
+
+    # ------------------------------------------------------------------------------ hardware
+
+    @property
+    def hardware(self) -> HardwareProfile:
+        """Read once (this may import torch: the first call can take a second)."""
+        with self._hardware_lock:
+            if self._hardware is None:
+                self._hardware = read_profile(self.settings.device)
+            return self._hardware
+
+    def memory_sample(self) -> MemorySample:
+        if self._monitor is None:
+            self._monitor = MemoryMonitor(self.hardware)
+        return self._monitor.sample()
+
+    # ------------------------------------------------------------------------------ pipelines
+
+    def pipeline(self, kind: JobKind, *, mock: bool | None = None) -> Pipeline:
+        use_mock = self.settings.mock if mock is None else mock
+        use_mock = use_mock and kind is JobKind.wan
+        key = (kind, use_mock)
+        with self._pipelines_lock:
+            if key not in self._pipelines:
+                self._pipelines[key] = self._make_pipeline(kind, use_mock)
+            return self._pipelines[key]
+
+    def _make_pipeline(self, kind: JobKind, mock: bool) -> Pipeline:
+        if kind is JobKind.wan and mock:
+            from .pipelines.mock import MockPipeline
+
+            return MockPipeline(self.models.manifest)
+        if kind is JobKind.wan:
+            try:
+                wan = importlib.import_module(".pipelines.wan", __package__)
+            except ImportError as exc:
+                raise EngineError(
+                    f"Wan generation is not available: {exc}. Install the engine packages "
+                    "(scripts/setup.sh) or start in mock mode (WAN_MOCK=1) to try the app"
+                ) from exc
+            return cast(Pipeline, wan.WanPipeline(self))
+        if kind is JobKind.explainer:
+            try:
+                explainer = importlib.import_module(".explainer", __package__)
+            except ImportError as exc:
+                raise EngineError(
+                    f"explainer videos are not available: {exc}. Install the explainer extra"
+                ) from exc
+            return cast(Pipeline, explainer.ExplainerPipeline(self))
+        raise EngineError(f"no pipeline for {kind}")
+
+    def loaded_models(self) -> list[LoadedModel]:
+        with self._pipelines_lock:
+            pipes = list(self._pipelines.values())
+        return [m for p in pipes if (m := p.loaded()) is not None]
+
+    # -------------------------------------------------------------------------------- queries
+
+    def get(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    def jobs(
+        self,
+        *,
+        states: Iterable[JobState] | None = None,
+        kinds: Iterable[JobKind] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Jobs, newest first."""
+        return self.store.list_jobs(states=states, kinds=kinds, limit=limit, offset=offset)
+
+    def queue(self) -> list[Job]:
+        """Queued jobs in the order they will run."""
+        return self.store.queued()
+
+    def counts(self) -> dict[JobState, int]:
+        return self.store.counts_by_state()
+
+    def logs(self, job_id: str) -> list[dict[str, Any]]:
+        self.get(job_id)
+        return self.store.logs(job_id)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def running_job_id(self) -> str | None:
+        r = self._running
+        return r.job_id if r else None
+
+    # ------------------------------------------------------------------------------- commands
+
+    def submit(self, spec: JobSpec) -> Job:
+        """Validate, store and queue a job. Raises InvalidInputError with every bad field."""
+        pipeline = self.pipeline(spec.kind)
+        params = pipeline.validate(spec.params)
+        desc = pipeline.describe(params)
+        now = time.time()
+        with self._cond:
+            job = Job(
+                id=uuid.uuid4().hex,
+                kind=spec.kind,
+                state=JobState.queued,
+                params=params,
+                created_at=now,
+                updated_at=now,
+                priority=spec.priority,
+                position=self._position_for(spec.priority),
+                mock=pipeline.mock,
+                model_id=desc.model_id,
+                variant=desc.variant,
+                development=desc.development,
+                label=desc.label,
+                estimate=dict(desc.estimate),
+                client=spec.client,
+            )
+            self.store.insert(job)
+            self._cond.notify_all()
+        self._publish(JobStateChanged(job=job, previous=None))
+        self._publish(QueueChanged(reason="submitted", job_ids=(job.id,), paused=self._paused))
+        return job
+
+    def _position_for(self, priority: Priority) -> float:
+        """After every queued job of the same or higher priority, before the lower ones."""
+        queued = self.store.queued()
+        if not queued:
+            return 1.0
+        after = [j for j in queued if j.priority >= priority]
+        before = [
+            j
+            for j in queued
+            if j.priority < priority and (not after or j.position > after[-1].position)
+        ]
+        if not before:
+            return queued[-1].position + 1.0
+        upper = before[0].position
+        lower = after[-1].position if after else upper - 2.0
+        return (lower + upper) / 2.0
+
+    def cancel(self, job_id: str) -> Job:
+        with self._cond:
+            job = self.get(job_id)
+            if job.state is JobState.queued:
+                job = self.store.update(
+                    job_id,
+                    state=JobState.cancelled,
+                    finished_at=time.time(),
+                    stage_message="cancelled",
+                    eta_s=None,
+                )
+                self._publish(JobStateChanged(job=job, previous=JobState.queued))
+                self._publish(
+                    QueueChanged(reason="cancelled", job_ids=(job_id,), paused=self._paused)
+                )
+                return job
+            if job.state.active:
+                running = self._running
+                if running is not None and running.job_id == job_id:
+                    running.reason = "cancelled"
+                    running.cancel.cancel()
+                return job
+        raise JobStateError(job_id, job.state, "cancel", "it has already finished")
+
+    def delete(self, job_id: str, *, delete_outputs: bool = False) -> None:
+        with self._cond:
+            job = self.get(job_id)
+            if not job.finished:
+                raise JobStateError(job_id, job.state, "delete", "cancel it first")
+            self.store.delete(job_id)
+        if delete_outputs:
+            self.outputs.delete(job_id)
+        self._publish(QueueChanged(reason="deleted", job_ids=(job_id,), paused=self._paused))
+
+    def delete_output(self, job_id: str) -> int:
+        """Remove a finished job's video, thumbnail and sidecar; the job stays in history."""
+        job = self.get(job_id)
+        if not job.finished:
+            raise JobStateError(job_id, job.state, "delete the output of", "it is still running")
+        freed = self.outputs.delete(job_id)
+        self.store.update(job_id, output=None)
+        self._publish(QueueChanged(reason="output_deleted", job_ids=(job_id,), paused=self._paused))
+        return freed
+
+    def retry(self, job_id: str) -> Job:
+        """Queue a new job with the same parameters (and seed) as a finished one."""
+        job = self.get(job_id)
+        if not job.finished:
+            raise JobStateError(job_id, job.state, "retry", "it has not finished")
+        params = dict(job.params)
+        new = self.submit(
+            JobSpec(kind=job.kind, params=params, priority=job.priority, client=job.client)
+        )
+        return self.store.update(new.id, retry_of=job_id)
+
+    def reorder(self, job_ids: Sequence[str]) -> list[Job]:
+        """Put these queued jobs in this order; others keep their places. Returns the queue."""
+        if len(set(job_ids)) != len(job_ids):
+            raise EngineError("a job id appears twice in the new order")
+        with self._cond:
+            for jid in job_ids:
+                job = self.get(jid)
+                if job.state is not JobState.queued:
+                    raise JobStateError(jid, job.state, "reorder", "only queued jobs move")
+            slots = sorted(self.store.positions(job_ids).values())
+            self.store.set_positions(dict(zip(job_ids, slots, strict=True)))
+        self._publish(QueueChanged(reason="reordered", job_ids=tuple(job_ids), paused=self._paused))
+        return self.store.queued()
+
+    def clear_finished(self, states: Iterable[JobState] = (JobState.completed,)) -> int:
+        wanted = set(states)
+        if not wanted <= {s for s in JobState if s.finished}:
+            raise EngineError("only finished jobs can be cleared")
+        jobs = self.store.list_jobs(states=wanted)
+        for job in jobs:
+            self.store.delete(job.id)
+        self._publish(
+            QueueChanged(reason="cleared", job_ids=tuple(j.id for j in jobs), paused=self._paused)
+        )
+        return len(jobs)
+
+    def pause(self) -> None:
+        """The running job finishes; queued jobs wait until resume()."""
+        with self._cond:
+            self._paused = True
+            self.store.set_meta(META_PAUSED, "1")
+        self._publish(QueueChanged(reason="paused", paused=True))
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self.store.set_meta(META_PAUSED, "0")
+            self._cond.notify_all()
+        self._publish(QueueChanged(reason="resumed", paused=False))
+
+    def unload(self) -> None:
+        """Free loaded models (done on the worker thread, after the running job if any)."""
+        with self._cond:
+            self._unload_requested = "requested"
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------------------ downloads
+
+    def ensure_model(self, model_id: str, variant: str | None = None) -> Future[Path]:
+        """Download (if needed) beside the worker; progress comes as ModelDownload events."""
+        spec, var = self.models.resolve(model_id, variant)
+        key = (spec.id, var.name)
+        with self._cond:
+            existing = self._downloads.get(key)
+            if existing is not None and not existing[0].done():
+                return existing[0]
+            token = CancelToken()
+            future = self._download_pool.submit(self._download, spec.id, var.name, token)
+            self._downloads[key] = (future, token)
+            return future
+
+    def cancel_download(self, model_id: str, variant: str | None = None) -> bool:
+        spec, var = self.models.resolve(model_id, variant)
+        entry = self._downloads.get((spec.id, var.name))
+        if entry is None or entry[0].done():
+            return False
+        entry[1].cancel()
+        return True
+
+    def downloads(self) -> list[tuple[str, str]]:
+        return [k for k, (f, _) in self._downloads.items() if not f.done()]
+
+    def _download(self, model_id: str, variant: str, token: CancelToken) -> Path:
+        def on_progress(p: DownloadProgress) -> None:
+            self._publish(ModelDownload(progress=p))
+
+        try:
+            path = self.models.ensure(model_id, variant, progress=on_progress, cancel=token)
+        except ModelError as exc:
+            self._publish(
+                ModelDownloadFinished(
+                    model_id=model_id, variant=variant, ok=False, error=str(exc), code=str(exc.code)
+                )
+            )
+            raise
+        self._publish(ModelDownloadFinished(model_id=model_id, variant=variant, ok=True))
+        return path
+
+    # ---------------------------------------------------------------------------------- worker
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                reason, self._unload_requested = self._unload_requested, None
+                job = None if self._paused else self.store.next_queued()
+                if job is not None:
+                    self._running = _Running(job.id, CancelToken())
+                elif reason is None:
+                    self._cond.wait(HOUSEKEEPING_S)
+            # Slow work happens outside the lock, so commands never wait for it.
+            if reason is not None:
+                self._unload_all(reason)
+            if job is not None:
+                try:
+                    self._execute(job)
+                finally:
+                    with self._cond:
+                        self._running = None
+            elif reason is None:
+                self._unload_idle()
+
+    def _execute(self, job: Job) -> None:
+        running = self._running
+        assert running is not None
+        pipeline = self.pipeline(job.kind, mock=job.mock)
+        ctx = JobContext(
+            job=job,
+            store=self.store,
+            bus=self.bus,
+            settings=self.settings,
+            models=self.models,
+            outputs=self.outputs.paths(job.id),
+            cancel=running.cancel,
+        )
+        ctx.update(started_at=time.time(), progress=0.0, failure=None)
+        ctx.set_state(JobState.preparing)
+        try:
+            output = pipeline.run(ctx)
+        except JobCancelledError:
+            ctx.finish_stages()
+            if running.reason == "shutdown":
+                self._finish(
+                    ctx,
+                    JobState.interrupted,
+                    JobFailure(
+                        FailureCategory.interrupted,
+                        "the app was closed while this job ran",
+                        ("retry the job",),
+                        stage=ctx.job.stage,
+                    ),
+                )
+            else:
+                self._finish(ctx, JobState.cancelled, None)
+        except Exception as exc:
+            ctx.finish_stages()
+            failure = classify(exc, stage=ctx.job.stage)
+            log.warning("job %s failed (%s): %s", job.id, failure.category, failure.message)
+            ctx.log("error", f"{failure.message}\n{failure.detail or ''}".strip())
+            self._finish(ctx, JobState.failed, failure)
+        else:
+            ctx.finish_stages()
+            ctx.update(output=output)
+            self._finish(ctx, JobState.completed, None)
+
+    def _finish(self, ctx: JobContext, state: JobState, failure: JobFailure | None) -> None:
+        stage = (
+            "completed"
+            if state is JobState.completed
+            else ("failed" if state is JobState.failed else str(state))
+        )
+        progress = 1.0 if state is JobState.completed else ctx.job.progress
+        previous = ctx.job.state
+        ctx.update(
+            state=state,
+            finished_at=time.time(),
+            eta_s=None,
+            failure=failure,
+            stage=stage,
+            progress=progress,
+            stage_message=failure.message if failure else str(state),
+        )
+        self._publish(
+            JobStage(
+                job_id=ctx.job_id,
+                stage=stage,
+                progress=progress,
+                message=failure.message if failure else "",
+            )
+        )
+        self._publish(JobStateChanged(job=ctx.job, previous=previous))
+        self._publish(QueueChanged(reason=str(state), job_ids=(ctx.job_id,), paused=self._paused))
+
+    def _unload_idle(self) -> None:
+        limit = self.settings.idle_unload_s
+        if limit <= 0:
+            return
+        now = time.time()
+        with self._pipelines_lock:
+            pipes = list(self._pipelines.values())
+        for p in pipes:
+            m = p.loaded()
+            if m is not None and now - m.last_used > limit:
+                p.unload("idle")
+                self._publish(ModelUnloaded(model_id=m.model_id, variant=m.variant, reason="idle"))
+
+    def _unload_all(self, reason: str) -> None:
+        with self._pipelines_lock:
+            pipes = list(self._pipelines.values())
+        for p in pipes:
+            m = p.loaded()
+            if m is not None:
+                p.unload(reason)
+                self._publish(ModelUnloaded(model_id=m.model_id, variant=m.variant, reason=reason))
+
+    # --------------------------------------------------------------------------------- memory
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                sample = self.memory_sample()
+            except Exception:
+                log.exception("memory sample failed")
+            else:
+                self._publish(sample)
+                self._check_vram(sample)
+            with self._cond:
+                if self._cond.wait_for(lambda: self._stopping, self.settings.memory_sample_s):
+                    return
+
+    def _check_vram(self, sample: MemorySample) -> None:
+        if sample.warning_level == "normal":
+            return
+        now = time.time()
+        if now - self._last_vram_alert < VRAM_ALERT_INTERVAL_S:
+            return
+        self._last_vram_alert = now
+        self._publish(
+            Alert(
+                kind="vram",
+                severity=sample.warning_level,
+                message=f"GPU memory is {sample.vram_percent:.0f}% full on {sample.device_name}",
+                suggestions=(
+                    "lower the resolution or frames of queued jobs",
+                    "close other programs that use the GPU",
+                    "unload idle models (Models → Unload)",
+                ),
+            )
+        )
+
+    # ------------------------------------------------------------------------------- shutdown
+
+    def shutdown(self, *, timeout: float = 30.0) -> None:
+        """Stop the worker; a running job is stopped at its next step and marked interrupted."""
+        with self._cond:
+            if self._stopping:
+                return
+            self._stopping = True
+            if self._running is not None:
+                self._running.reason = "shutdown"
+                self._running.cancel.cancel()
+            for _, token in self._downloads.values():
+                token.cancel()
+            self._cond.notify_all()
+        if self._started:
+            self._worker.join(timeout)
+            self._sampler.join(timeout)
+        self._download_pool.shutdown(wait=True, cancel_futures=True)
+        with self._pipelines_lock:
+            for p in self._pipelines.values():
+                with contextlib.suppress(Exception):
+                    p.unload("shutdown")
+        self.bus.close()
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

@@ -1,0 +1,168 @@
+"""Where outputs go, and how frames become an MP4, a thumbnail and a sidecar.
+
+Layout under the outputs folder: ``<job_id>.mp4``, ``<job_id>.json`` (everything needed to
+reproduce the video) and ``thumbnails/<job_id>.jpg``. Files are written under a temporary name and
+renamed into place, so a half-written video never appears.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+THUMB_WIDTH = 320
+CRF = 18  # visually lossless for generated video; sizes stay small
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    video: Path
+    thumbnail: Path
+    sidecar: Path
+    subtitles: Path
+
+
+class OutputStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def paths(self, job_id: str) -> OutputPaths:
+        if not JOB_ID_RE.match(job_id):
+            # Job ids come from the engine; anything else must not become a path.
+            raise ValueError(f"invalid job id {job_id!r}")
+        return OutputPaths(
+            video=self.root / f"{job_id}.mp4",
+            thumbnail=self.root / "thumbnails" / f"{job_id}.jpg",
+            sidecar=self.root / f"{job_id}.json",
+            subtitles=self.root / f"{job_id}.srt",
+        )
+
+    def delete(self, job_id: str) -> int:
+        freed = 0
+        p = self.paths(job_id)
+        for path in (p.video, p.thumbnail, p.sidecar, p.subtitles):
+            with contextlib.suppress(FileNotFoundError):
+                freed += path.stat().st_size
+                path.unlink()
+        return freed
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; rename it into place if the block succeeds."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.stem}.{os.getpid()}.tmp{dest.suffix}")
+    try:
+        yield tmp
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def frames_to_uint8(frames: Any) -> Any:
+    """Float frames in [0, 1] (F, H, W, C) to uint8, the way diffusers' export does it."""
+    import numpy as np
+
+    arr = np.asarray(frames)
+    if arr.dtype == np.uint8:
+        return arr
+    return (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def write_mp4(frames: Any, dest: Path, fps: float) -> None:
+    """H.264, yuv420p, faststart. ``frames``: uint8 or [0, 1] floats shaped (F, H, W, 3)."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    video = frames_to_uint8(frames)
+    if video.ndim != 4 or video.shape[-1] != 3:
+        raise ValueError(f"frames must be (frames, height, width, 3), got {video.shape}")
+    # yuv420p needs even sides: pad by repeating the last row/column rather than rescaling.
+    h, w = video.shape[1:3]
+    if h % 2 or w % 2:
+        video = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        h, w = video.shape[1:3]
+    with atomic_path(dest) as tmp:
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp),
+            (w, h),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_in="rgb24",
+            pix_fmt_out="yuv420p",
+            macro_block_size=1,
+            quality=None,
+            output_params=["-crf", str(CRF), "-movflags", "+faststart", "-preset", "medium"],
+            ffmpeg_log_level="error",
+        )
+        writer.send(None)
+        for frame in video:
+            writer.send(np.ascontiguousarray(frame))
+        writer.close()
+
+
+def read_mp4(path: Path) -> Any:
+    """Decode every frame to uint8 RGB (F, H, W, 3)."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    meta = next(reader)
+    w, h = meta["size"]
+    frames = [np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3) for buf in reader]
+    return np.stack(frames)
+
+
+def write_thumbnail(frame: Any, dest: Path, *, width: int = THUMB_WIDTH) -> None:
+    from PIL import Image
+
+    img = Image.fromarray(frames_to_uint8(frame))
+    if img.width > width:
+        img = img.resize((width, max(1, round(img.height * width / img.width))), Image.LANCZOS)
+    with atomic_path(dest) as tmp:
+        img.save(tmp, format="JPEG", quality=88)
+
+
+def write_json(data: Mapping[str, Any], dest: Path) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), "utf-8")
+
+
+def jpeg_bytes(frame: Any, *, width: int = 256) -> tuple[bytes, int, int]:
+    """A small JPEG of one RGB frame, for previews."""
+    import io
+
+    from PIL import Image
+
+    img = Image.fromarray(frames_to_uint8(frame))
+    if img.width > width:
+        img = img.resize((width, max(1, round(img.height * width / img.width))))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    return buf.getvalue(), img.width, img.height
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in (
+        "wan-desktop",
+        "torch",
+        "diffusers",
+        "transformers",
+        "accelerate",
+        "peft",
+        "imageio-ffmpeg",
+        "numpy",
+    ):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out

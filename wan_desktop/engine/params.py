@@ -1,0 +1,235 @@
+"""Parameters of a Wan generation job: validated and normalised once, at submit time.
+
+The normalised form is stored on the job, so a job is reproducible from its row alone: the model
+id is canonical, the size is rounded the way the model needs, and a random seed is drawn and
+recorded when none was given.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wan_desktop.models.errors import ModelError
+from wan_desktop.models.manifest import Manifest, ModelSpec, parse_resolution
+
+from .errors import InvalidInputError
+
+PROMPT_MAX = 500
+STEPS_MAX = 100
+FRAMES_MAX = 241
+SEED_MAX = 2**32 - 1
+CONTRACT_RESOLUTIONS = ("854x480", "1024x576", "1280x720", "1920x1080")
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    path: str
+    strength: float = 1.0
+    strength_2: float | None = None  # the low-noise expert on A14B models; None = same
+
+
+@dataclass(frozen=True)
+class WanParams:
+    model: str  # canonical id, e.g. t2v-A14B@2.2.0
+    prompt: str
+    width: int
+    height: int
+    steps: int
+    frames: int
+    fps: int
+    seed: int
+    guidance_scale: float
+    guidance_scale_2: float | None = None
+    negative_prompt: str = ""
+    flow_shift: float | None = None
+    image: str | None = None
+    end_image: str | None = None
+    loras: tuple[LoraSpec, ...] = ()
+    variant: str | None = None  # asked-for variant; development mode runs tiny regardless
+    requested_resolution: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolution(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["loras"] = [asdict(lora) for lora in self.loras]
+        d["extra"] = dict(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> WanParams:
+        loras = tuple(LoraSpec(**lora) for lora in d.get("loras") or ())
+        return cls(**{**d, "loras": loras, "extra": dict(d.get("extra") or {})})
+
+
+def size_multiple(spec: ModelSpec) -> int:
+    """Width and height must be multiples of this: VAE compression times transformer patch."""
+    return spec.memory.vae_scale_spatial * spec.memory.patch_size[1]
+
+
+def round_size(width: int, height: int, spec: ModelSpec) -> tuple[int, int]:
+    """Fit a requested size to the model: at most its maximum area, multiples of its block size.
+
+    The aspect ratio is kept (within a block). 854x480 becomes 848x480 on the A14B models and
+    832x480 on TI2V-5B; 1920x1080 becomes 1280x720 on a 720p model.
+    """
+    mult = size_multiple(spec)
+    max_w, max_h = spec.defaults.max_size
+    scale = min(1.0, math.sqrt((max_w * max_h) / (width * height)))
+    w = max(mult, int(width * scale) // mult * mult)
+    h = max(mult, int(height * scale) // mult * mult)
+    return w, h
+
+
+def validate_wan_params(raw: Mapping[str, Any], manifest: Manifest) -> WanParams:
+    """Check and normalise a request; raise InvalidInputError naming every bad field."""
+    errors: dict[str, str] = {}
+    spec: ModelSpec | None = None
+    try:
+        spec = manifest.get(str(raw.get("model") or raw.get("model_type") or ""))
+    except ModelError as exc:
+        errors["model"] = f"{exc.message}; {exc.fix}" if exc.fix else exc.message
+
+    prompt = str(raw.get("prompt") or "").strip()
+    if not prompt:
+        errors["prompt"] = "write a prompt (1–500 characters)"
+    elif len(prompt) > PROMPT_MAX:
+        errors["prompt"] = f"is {len(prompt)} characters; shorten it to {PROMPT_MAX} or fewer"
+
+    def integer(name: str, lo: int, hi: int) -> int | None:
+        value = raw.get(name)
+        if value is None or value == "":
+            return None
+        try:
+            number = int(value)
+            if isinstance(value, float) and value != number:
+                raise ValueError
+        except (TypeError, ValueError):
+            errors[name] = f"must be a whole number between {lo} and {hi}"
+            return None
+        if not lo <= number <= hi:
+            errors[name] = f"is {number}; use {lo}–{hi}"
+            return None
+        return number
+
+    def number(name: str, lo: float, hi: float) -> float | None:
+        value = raw.get(name)
+        if value is None or value == "":
+            return None
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            errors[name] = f"must be a number between {lo} and {hi}"
+            return None
+        if not (lo <= f <= hi) or math.isnan(f):
+            errors[name] = f"is {value}; use {lo}–{hi}"
+            return None
+        return f
+
+    steps = integer("steps", 1, STEPS_MAX)
+    frames = integer("frames", 1, FRAMES_MAX)
+    if frames is not None and (frames - 1) % 4:
+        errors["frames"] = f"is {frames}; Wan needs 4k+1 frames, e.g. {(frames - 1) // 4 * 4 + 1}"
+    fps = integer("fps", 1, 60)
+    seed = integer("seed", 0, SEED_MAX)
+    guidance = number("guidance_scale", 0.0, 30.0)
+    guidance_2 = number("guidance_scale_2", 0.0, 30.0)
+    flow_shift = number("flow_shift", 0.0, 50.0)
+
+    # "resolution" from a request, or width/height from already normalised parameters (retry).
+    resolution = raw.get("resolution")
+    if not resolution and raw.get("width") and raw.get("height"):
+        resolution = f"{raw['width']}x{raw['height']}"
+    size: tuple[int, int] | None = None
+    if resolution:
+        try:
+            size = parse_resolution(str(resolution))
+            if not (64 <= size[0] <= 4096 and 64 <= size[1] <= 4096):
+                errors["resolution"] = "each side must be 64–4096 pixels"
+        except ValueError as exc:
+            errors["resolution"] = str(exc)
+
+    image = _optional_path(raw.get("image"), "image", errors)
+    end_image = _optional_path(raw.get("end_image"), "end_image", errors)
+    loras = _loras(raw.get("loras"), errors)
+
+    if spec is not None:
+        if spec.requires_image and not image:
+            errors["image"] = f"{spec.model_type} turns an image into a video: add an image"
+        if image and not spec.accepts_image:
+            errors["image"] = (
+                f"{spec.model_type} makes video from text only; remove the image "
+                "or choose I2V-A14B or TI2V-5B"
+            )
+        if end_image and not spec.supports_end_image:
+            errors["end_image"] = f"{spec.model_type} does not take an end image; use I2V-A14B"
+        variant = raw.get("variant")
+        if variant is not None:
+            try:
+                spec.variant(str(variant))
+            except ModelError as exc:
+                errors["variant"] = f"{exc.message}; {exc.fix}"
+    if errors or spec is None:
+        raise InvalidInputError(errors)
+
+    d = spec.defaults
+    w, h = round_size(*(size or parse_resolution(d.resolution)), spec)
+    return WanParams(
+        model=spec.id,
+        prompt=prompt,
+        width=w,
+        height=h,
+        steps=steps or d.steps,
+        frames=frames or d.frames,
+        fps=fps or d.fps,
+        seed=secrets.randbelow(SEED_MAX + 1) if seed is None else seed,
+        guidance_scale=d.guidance_scale if guidance is None else guidance,
+        guidance_scale_2=guidance_2 if guidance_2 is not None else d.guidance_scale_2,
+        negative_prompt=str(raw.get("negative_prompt") or d.negative_prompt).strip(),
+        flow_shift=flow_shift,
+        image=image,
+        end_image=end_image,
+        loras=loras,
+        variant=str(raw["variant"]) if raw.get("variant") else None,
+        requested_resolution=raw.get("requested_resolution")
+        or (str(raw["resolution"]) if raw.get("resolution") else None),
+    )
+
+
+def _optional_path(value: Any, name: str, errors: dict[str, str]) -> str | None:
+    if value in (None, ""):
+        return None
+    path = Path(str(value)).expanduser()
+    if not path.is_file():
+        errors[name] = f"file {value} does not exist"
+        return None
+    return str(path.resolve())
+
+
+def _loras(value: Any, errors: dict[str, str]) -> tuple[LoraSpec, ...]:
+    if not value:
+        return ()
+    out = []
+    for i, item in enumerate(value):
+        try:
+            spec = LoraSpec(**item) if isinstance(item, Mapping) else LoraSpec(str(item))
+            strength = float(spec.strength)
+            strength_2 = None if spec.strength_2 is None else float(spec.strength_2)
+        except (TypeError, ValueError):
+            errors[f"loras[{i}]"] = "give a path and a strength between 0 and 2"
+            continue
+        for s in (strength, strength_2):
+            if s is not None and not 0.0 <= s <= 2.0:
+                errors[f"loras[{i}]"] = f"strength {s} is outside 0–2"
+        if not Path(spec.path).is_file():
+            errors[f"loras[{i}]"] = f"LoRA file {spec.path} does not exist"
+        out.append(LoraSpec(str(Path(spec.path).resolve()), strength, strength_2))
+    return tuple(out)

@@ -1,0 +1,88 @@
+"""Engine settings: where data lives and how the queue behaves; every engine env var is here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from wan_desktop.models.config import APP_AUTHOR, APP_NAME, OrchestratorConfig, env_flag
+
+ENV_DATA_DIR = "WAN_DATA_DIR"
+ENV_OUTPUTS_DIR = "WAN_OUTPUTS_DIR"
+ENV_MOCK = "WAN_MOCK"
+ENV_IDLE_UNLOAD = "WAN_IDLE_UNLOAD_S"
+ENV_RETRY_INTERRUPTED = "WAN_RETRY_INTERRUPTED"
+ENV_PREVIEW_EVERY = "WAN_PREVIEW_EVERY"
+ENV_DEVICE = "WAN_DEVICE"
+
+DEFAULT_IDLE_UNLOAD_S = 600.0
+DEFAULT_MEMORY_SAMPLE_S = 0.5
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path(APP_NAME, APP_AUTHOR)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    data_dir: Path
+    outputs_dir: Path
+    models: OrchestratorConfig
+    mock: bool = False  # generation jobs run the mock pipeline (no model, labelled mock)
+    idle_unload_s: float = DEFAULT_IDLE_UNLOAD_S
+    retry_interrupted: bool = False  # re-queue jobs that a crash interrupted
+    preview_every: int = 0  # a preview every N steps; 0 = off
+    memory_sample_s: float = DEFAULT_MEMORY_SAMPLE_S
+    device: str | None = None  # "cuda", "cuda:1", "cpu"; None = best available
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def loras_dir(self) -> Path:
+        return self.data_dir / "loras"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def dev_mode(self) -> bool:
+        return self.models.dev_mode
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> EngineSettings:
+        env = dict(os.environ if environ is None else environ)
+        data = Path(env[ENV_DATA_DIR]).expanduser() if env.get(ENV_DATA_DIR) else default_data_dir()
+        outputs = env.get(ENV_OUTPUTS_DIR)
+        settings = cls(
+            data_dir=data,
+            outputs_dir=Path(outputs).expanduser() if outputs else data / "outputs",
+            models=OrchestratorConfig.from_env(env),
+            mock=env_flag(ENV_MOCK, env),
+            idle_unload_s=_number(env, ENV_IDLE_UNLOAD, DEFAULT_IDLE_UNLOAD_S),
+            retry_interrupted=env_flag(ENV_RETRY_INTERRUPTED, env),
+            preview_every=int(_number(env, ENV_PREVIEW_EVERY, 0)),
+            device=env.get(ENV_DEVICE) or None,
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+
+def _number(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number; unset it or give a number") from None
