@@ -109,10 +109,15 @@ def make_store(root: Path, manifest: Path, **overrides: Any) -> ModelStore:
 
 
 class SlowLocalSource(LocalSource):
-    """The real local source, throttled so another process can act mid-transfer."""
+    """The real local source, throttled so another process can act mid-transfer.
+
+    With a ``gate`` path a large file stops after its first chunk until that file exists, so a
+    test can hold a transfer open for as long as it needs, whatever the machine's load.
+    """
 
     delay_s = 0.0
     chunk = 1 << 20
+    gate: Path | None = None
 
     def fetch(self, file: RemoteFile, sink: FileSink) -> None:
         with Path(file.ref).open("rb") as fh:
@@ -120,12 +125,19 @@ class SlowLocalSource(LocalSource):
             while data := fh.read(self.chunk):
                 sink.write(data)
                 time.sleep(self.delay_s)
+                # Hold only after a full chunk, which is on disk (small writes sit in a buffer).
+                while sink.offset >= self.chunk and self.gate and not self.gate.exists():
+                    time.sleep(0.01)
 
 
 def child_ensure_main() -> None:
-    """Entry point of a child process: ``python -c ... root manifest model result.json [delay]``."""
+    """A child process: ``python -c ... root manifest model result.json delay [gate]``.
+
+    Writes ``<result>.waiting`` as soon as it sees that another process holds the model's lock.
+    """
     root, manifest, model, result = (Path(a) for a in sys.argv[1:5])
     SlowLocalSource.delay_s = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+    SlowLocalSource.gate = Path(sys.argv[6]) if len(sys.argv) > 6 else None
     register_scheme("local", SlowLocalSource)
     store = make_store(root, manifest, max_concurrent_downloads=2)
     transferred = 0
@@ -134,7 +146,9 @@ def child_ensure_main() -> None:
     def on_progress(p: Any) -> None:
         nonlocal transferred, waited
         transferred = p.bytes_transferred
-        waited = waited or str(p.phase) == "waiting_for_lock"
+        if str(p.phase) == "waiting_for_lock" and not waited:
+            waited = True
+            result.with_suffix(".waiting").touch()
 
     started = time.monotonic()
     path = store.ensure(str(model), progress=on_progress)
@@ -152,11 +166,18 @@ def child_ensure_main() -> None:
 
 
 def spawn_ensure(
-    root: Path, manifest: Path, model: str, result: Path, delay: float = 0.0
+    root: Path,
+    manifest: Path,
+    model: str,
+    result: Path,
+    delay: float = 0.0,
+    gate: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     code = "import tests.helpers as h; h.child_ensure_main()"
+    extra = [str(gate)] if gate is not None else []
+    args = [str(root), str(manifest), model, str(result), str(delay), *extra]
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(root), str(manifest), model, str(result), str(delay)],
+        [sys.executable, "-c", code, *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

@@ -50,19 +50,25 @@ def staged_bytes(root: Path) -> int:
     )
 
 
-def wait_until(cond: Any, timeout: float = 30.0) -> None:
+def wait_until(cond: Any, timeout: float = 60.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
+            raise TimeoutError(f"{what} not reached in {timeout} s")
         time.sleep(0.005)
 
 
 def test_two_processes_ensuring_one_model_transfer_it_once(setup: Any, tmp_path: Path) -> None:
     root, manifest, synth = setup
-    first = spawn_ensure(root, manifest, SYNTH_ID, tmp_path / "r1.json", delay=0.02)
-    wait_until(lambda: staged_bytes(root) > 0)  # the first one is mid-transfer
-    second = spawn_ensure(root, manifest, SYNTH_ID, tmp_path / "r2.json")
+    gate = tmp_path / "gate"
+    first = spawn_ensure(root, manifest, SYNTH_ID, tmp_path / "r1.json", gate=gate)
+    try:
+        # The first one is mid-transfer, held open; the second one waits for it.
+        wait_until(lambda: staged_bytes(root) > 0, what="first transfer started")
+        second = spawn_ensure(root, manifest, SYNTH_ID, tmp_path / "r2.json")
+        wait_until((tmp_path / "r2.waiting").exists, what="second process waiting on the lock")
+    finally:
+        gate.touch()
     assert first.wait(60) == 0 and second.wait(60) == 0
     r1 = json.loads((tmp_path / "r1.json").read_text())
     r2 = json.loads((tmp_path / "r2.json").read_text())

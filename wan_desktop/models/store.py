@@ -714,6 +714,8 @@ class _PlanState:
     @classmethod
     def open(cls, staging: Path, source: str, planned: list[PlannedFile]) -> _PlanState:
         path = staging / PLAN_FILE
+        for stale in staging.glob(f"{TMP_PREFIX}*"):
+            stale.unlink(missing_ok=True)  # left by a process killed mid-write
         old = _read_json(path) or {}
         old_files = {f["path"]: f for f in old.get("files", [])}
         old_done = old.get("done", {})
@@ -880,8 +882,12 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+TMP_PREFIX = ".wan-tmp-"
+
+
 def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    # Hidden and prefixed: a temp file left by a kill is never mistaken for model data.
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{threading.get_ident()}")
     with tmp.open("w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
         fh.flush()
@@ -899,11 +905,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _folder_bytes(folder: Path) -> int:
+    """Bytes of model data in a folder: hidden files (markers, plans, temp files) excluded."""
     if not folder.is_dir():
         return 0
     total = 0
     for p in folder.rglob("*"):
-        if p.is_file() and not p.name.startswith(".wan-"):
+        if p.is_file() and not p.name.startswith("."):
             with contextlib.suppress(OSError):
                 total += p.stat().st_size
     return total
