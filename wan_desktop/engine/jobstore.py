@@ -264,6 +264,33 @@ class JobStore:
             rows = self._db.execute(sql, args).fetchall()
         return [self._from_row(r) for r in rows]
 
+    def versions(
+        self,
+        *,
+        states: Iterable[JobState] | None = None,
+        kinds: Iterable[JobKind] | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, float | None]]:
+        """(id, updated_at) newest first: lets a reader rebuild only the jobs that changed."""
+        where, args = self._filters(states, kinds)
+        sql = f"SELECT id, updated_at FROM jobs {where} ORDER BY created_at DESC, rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            return [(r[0], r[1]) for r in self._db.execute(sql, args).fetchall()]
+
+    def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        out: list[Job] = []
+        for i in range(0, len(job_ids), 500):  # SQLite's bound-parameter limit
+            chunk = list(job_ids[i : i + 500])
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+            out += [self._from_row(r) for r in rows]
+        return out
+
     def count(
         self, *, states: Iterable[JobState] | None = None, kinds: Iterable[JobKind] | None = None
     ) -> int:
@@ -276,9 +303,12 @@ class JobStore:
                 ).fetchone()[0]
             )
 
-    def counts_by_state(self) -> dict[JobState, int]:
+    def counts_by_state(self, *, kinds: Iterable[JobKind] | None = None) -> dict[JobState, int]:
+        where, args = self._filters(None, kinds)
         with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+            rows = self._db.execute(
+                f"SELECT state, COUNT(*) FROM jobs {where} GROUP BY state", args
+            ).fetchall()
         counts = dict.fromkeys(JobState, 0)
         for state, n in rows:
             counts[JobState(state)] = n
