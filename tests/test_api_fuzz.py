@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -118,7 +119,7 @@ def _request(c: Any, path: str, method: str, data: st.DataObject) -> Any:
     for p in op.get("parameters", []):
         value = data.draw(from_schema(p.get("schema", {}), spec))
         if p["in"] == "path":
-            url = url.replace("{" + p["name"] + "}", str(value).replace("/", "%2F") or "x")
+            url = url.replace("{" + p["name"] + "}", quote(str(value), safe="") or "x")
         elif p["in"] == "query" and (value is not None or p.get("required")):
             params[p["name"]] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     content = op.get("requestBody", {}).get("content", {})
@@ -153,11 +154,11 @@ def _request(c: Any, path: str, method: str, data: st.DataObject) -> Any:
 
 
 def test_the_schema_has_every_route(fuzz_client: Any) -> None:
-    assert len(operations(fuzz_client.spec)) >= 35
+    assert len(operations(fuzz_client.spec)) >= 34
 
 
 @settings(
-    max_examples=EXAMPLES * 36,
+    max_examples=EXAMPLES * 34,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     except ApiConfigError as exc:
         print(f"wan serve: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        print("wan serve: stopped", file=sys.stderr)
         return 130
 
 

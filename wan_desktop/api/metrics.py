@@ -15,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wan_desktop.engine import Engine
 
+from .settings import API_BASE
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -67,6 +69,17 @@ def render(engine: Engine) -> bytes:
     return generate_latest(REGISTRY)
 
 
+def route_template(scope: Scope) -> str:
+    """The matched route's template (/api/v1/queue/{task_id}), never the raw path."""
+    template = getattr(scope.get("route"), "path", None)
+    if not template:
+        return "unmatched"
+    # Routers included with a prefix may report their path without it.
+    if scope["path"].startswith(API_BASE) and not template.startswith(API_BASE):
+        template = API_BASE + template
+    return str(template)
+
+
 class MetricsMiddleware:
     """Counts and times HTTP requests by route template (not by raw path: ids stay out)."""
 
@@ -90,8 +103,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, wrapped)
         finally:
-            route = scope.get("route")
-            name = getattr(route, "path", None) or "unmatched"
+            name = route_template(scope)
             method = scope.get("method", "")
             self.m.requests.labels(method=method, route=name, status=str(status)).inc()
             self.m.latency.labels(method=method, route=name).observe(time.perf_counter() - t0)

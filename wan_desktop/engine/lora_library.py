@@ -77,7 +77,7 @@ class LoraExistsError(EngineError, FileExistsError):
             f"a LoRA named {filename!r} exists already; delete it first or upload under "
             "another name"
         )
-        self.filename = filename
+        self.lora_filename = filename  # not .filename: OSError would print it as a path
 
 
 @dataclass(frozen=True)
@@ -244,9 +244,9 @@ class LoraLibrary:
             raise InvalidInputError({"file": "the file is empty"})
         if size > MAX_LORA_BYTES:
             raise InvalidInputError({"file": f"the file is over {MAX_LORA_BYTES // MB} MB"})
-        info = inspect_file(LoraFile(stem, dest.name, tmp, size, tmp.stat().st_mtime))
         if any(f.name == stem for f in self.list()):
             raise LoraExistsError(dest.name)
+        info = inspect_file(LoraFile(stem, dest.name, tmp, size, tmp.stat().st_mtime))
         try:
             os.link(tmp, dest)  # atomic, and fails rather than overwrite
         except FileExistsError:
@@ -278,13 +278,18 @@ class LoraLibrary:
 
 def inspect_file(f: LoraFile) -> LoraInfo:
     """Tensor names and shapes of a LoRA file; InvalidInputError when it is not one."""
-    ext = f.path.suffix.lower() or Path(f.filename).suffix.lower()
-    if ext == ".safetensors":
+    # The bytes decide, not the extension (.bin and .pt files are sometimes safetensors).
+    if zipfile.is_zipfile(f.path):
+        tensors, metadata = _torch_zip_tensors(f.path), {}
+        fmt = "torch"
+    elif Path(f.filename).suffix.lower() == ".safetensors" or _looks_like_safetensors(f.path):
         tensors, metadata = _safetensors_header(f.path)
         fmt = "safetensors"
     else:
-        tensors, metadata = _torch_zip_tensors(f.path), {}
-        fmt = "torch"
+        raise _not_loadable(
+            "only safetensors files and torch zip archives (torch.save since 1.6) can be "
+            "checked; convert it to .safetensors"
+        )
     return _summarise(f, fmt, tensors, metadata)
 
 
@@ -332,6 +337,12 @@ def _summarise(
 
 def _not_loadable(why: str) -> InvalidInputError:
     return InvalidInputError({"file": f"not a loadable LoRA: {why}"})
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
 
 
 def _safetensors_header(path: Path) -> tuple[dict[str, tuple[str, list[int]]], dict[str, str]]:
@@ -431,11 +442,6 @@ class _ShapesUnpickler(pickle.Unpickler):
 
 
 def _torch_zip_tensors(path: Path) -> dict[str, tuple[str, list[int]]]:
-    if not zipfile.is_zipfile(path):
-        raise _not_loadable(
-            "only safetensors files and torch zip archives (torch.save since 1.6) can be "
-            "checked; convert it to .safetensors"
-        )
     try:
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]

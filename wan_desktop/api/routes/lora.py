@@ -115,9 +115,7 @@ async def upload(request: Request, ctx: Ctx) -> dict[str, Any]:
     if size == 0:
         raise HTTPException(422, detail=detail_list({"file": "the file is empty"}))
     if size > limit:
-        raise HTTPException(
-            422, detail=detail_list({"file": f"the file is over {human(limit)}"})
-        )
+        raise HTTPException(422, detail=detail_list({"file": f"the file is over {human(limit)}"}))
 
     def install() -> Any:
         with ctx.loras.incoming(ext) as tmp:
