@@ -1,13 +1,14 @@
 """The queue as the contract shows it, fast with a long history.
 
 ``GET /queue`` with a thousand finished jobs must answer in milliseconds. Rebuilding every Job
-from its row (six JSON columns each) costs more than that, so Task dicts are cached by
-(id, updated_at): each request reads only the lean (id, updated_at) list, newest first, and
-rebuilds just the jobs that changed since.
+from its row (six JSON columns each) costs more than that, so Task dicts (and their JSON) are
+cached by (id, updated_at): each request reads only the lean (id, updated_at) list, newest first,
+rebuilds just the jobs that changed since, and joins the cached JSON.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -23,30 +24,38 @@ class QueueView:
     def __init__(self, engine: Engine, mapper: Mapper) -> None:
         self.engine = engine
         self.mapper = mapper
-        self._tasks: dict[str, tuple[float | None, dict[str, Any]]] = {}
+        self._tasks: dict[str, tuple[float | None, dict[str, Any], str]] = {}
         self._lock = threading.Lock()
 
-    def tasks(
-        self, *, states: Iterable[JobState] | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
+    def _entries(
+        self, states: Iterable[JobState] | None, limit: int | None
+    ) -> list[tuple[float | None, dict[str, Any], str]]:
         store = self.engine.store
         versions = store.versions(states=states, kinds=KINDS, limit=limit)
         with self._lock:
-            stale = [
-                jid
-                for jid, upd in versions
-                if self._tasks.get(jid, (None,))[0] != upd or upd is None
-            ]
+            stale = [jid for jid, upd in versions if self._tasks.get(jid, (None,))[0] != upd]
         if stale:
-            fresh = {job.id: job for job in store.get_many(stale)}
+            fresh = store.get_many(stale)
             with self._lock:
-                for jid, job in fresh.items():
-                    self._tasks[jid] = (job.updated_at, self.mapper.task(job))
+                for job in fresh:
+                    task = self.mapper.task(job)
+                    self._tasks[job.id] = (job.updated_at, task, json.dumps(task))
                 if len(self._tasks) > 4 * max(1000, len(versions)):
                     keep = {jid for jid, _ in versions}
                     self._tasks = {k: v for k, v in self._tasks.items() if k in keep}
         with self._lock:
-            return [self._tasks[jid][1] for jid, _ in versions if jid in self._tasks]
+            return [self._tasks[jid] for jid, _ in versions if jid in self._tasks]
+
+    def tasks(
+        self, *, states: Iterable[JobState] | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        return [task for _, task, _ in self._entries(states, limit)]
+
+    def tasks_json(
+        self, *, states: Iterable[JobState] | None = None, limit: int | None = None
+    ) -> str:
+        """The task list as a JSON array, joined from per-task JSON kept with the cache."""
+        return "[" + ",".join(text for _, _, text in self._entries(states, limit)) + "]"
 
     def counts(self) -> dict[str, int]:
         by_state = self.engine.store.counts_by_state(kinds=KINDS)

@@ -42,6 +42,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port "
             "(0 picks a free one) or stop what uses it"
         ) from None
+    # Accepted connections inherit this. Without it, a response written as headers then body
+    # waits for the client's delayed ACK: every small answer took ~45 ms instead of ~3 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(128)
     sock.setblocking(False)
     return sock

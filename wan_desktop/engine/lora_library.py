@@ -279,8 +279,9 @@ class LoraLibrary:
 def inspect_file(f: LoraFile) -> LoraInfo:
     """Tensor names and shapes of a LoRA file; InvalidInputError when it is not one."""
     # The bytes decide, not the extension (.bin and .pt files are sometimes safetensors).
+    metadata: dict[str, str] = {}
     if zipfile.is_zipfile(f.path):
-        tensors, metadata = _torch_zip_tensors(f.path), {}
+        tensors = _torch_zip_tensors(f.path)
         fmt = "torch"
     elif Path(f.filename).suffix.lower() == ".safetensors" or _looks_like_safetensors(f.path):
         tensors, metadata = _safetensors_header(f.path)
