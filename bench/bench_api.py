@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import threading
@@ -201,7 +200,6 @@ def main() -> int:
         f"({len(w['many'])} messages; p99 {pct(w['many'], 0.99) / pct(w['one'], 0.99):.1f}x of 1 "
         "client; target p99 < 20 ms)"
     )
-    _ = statistics
     return 0
 
 

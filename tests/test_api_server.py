@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -193,3 +194,47 @@ def test_wan_serve_refuses_bad_settings(tmp_path: Path) -> None:
 
     assert main(["serve", "--host", "0.0.0.0", "--token", "short"]) == 2
     assert main(["serve", "--origins", "not-an-origin"]) == 2
+
+
+@pytest.mark.asyncio
+async def test_an_oversized_chunked_upload_is_refused_before_it_is_all_sent(tmp_path: Path) -> None:
+    from wan_desktop.api.settings import ApiSettings
+
+    eng = mock_engine(tmp_path, start=False)
+    server = EmbeddedServer(eng, port=0, settings=ApiSettings(max_lora_bytes=100_000))
+    await server.start()
+    sent = 0
+    total = 200 * 2**20
+    boundary = "b0undary"
+
+    async def body() -> Any:
+        nonlocal sent
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            'filename="big.safetensors"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        yield head
+        chunk = b"\0" * 2**16
+        while sent < total:
+            sent += len(chunk)
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            try:
+                r = await http.post(
+                    "/api/v1/lora/upload",
+                    content=body(),  # chunked: no Content-Length to check up front
+                    headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+                )
+                assert r.status_code == 422 and "over" in r.text
+            except (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError):
+                pass  # the server answered and closed while we were still sending
+        assert sent < total // 10, f"the server read {sent} bytes of an oversized upload"
+        assert not any(eng.settings.loras_dir.glob("*.safetensors"))
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert (await http.get("/health")).status_code == 200
+    finally:
+        await server.stop()
+        eng.shutdown()

@@ -78,8 +78,9 @@ class Mapper:
     def __init__(self, manifest: Manifest, *, loras_dir: Path, uploads_dir: Path) -> None:
         self._manifest = manifest
         self._types: dict[str, str] = {}
-        self._loras_dir = loras_dir
-        self._uploads_dir = uploads_dir
+        # Job parameters hold resolved paths (the engine resolves them at submit).
+        self._loras_dir = loras_dir.resolve()
+        self._uploads_dir = uploads_dir.resolve()
 
     def model_type(self, model_id: str | None) -> str | None:
         if not model_id:
@@ -97,7 +98,7 @@ class Mapper:
         if not path:
             return None
         p = Path(path)
-        return f"{prefix}{p.name}" if p.parent == folder or p.parent.name == folder.name else path
+        return f"{prefix}{p.name}" if p.parent == folder else path
 
     def lora(self, params: Mapping[str, Any]) -> tuple[str | None, float]:
         loras = params.get("loras") or ()
