@@ -26,6 +26,7 @@ class QueueView:
         self.mapper = mapper
         self._tasks: dict[str, tuple[float | None, dict[str, Any], str]] = {}
         self._lock = threading.Lock()
+        self._last: dict[tuple[frozenset[JobState] | None, int | None], tuple[int, str]] = {}
 
     def _entries(
         self, states: Iterable[JobState] | None, limit: int | None

@@ -97,6 +97,9 @@ class JobStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # Bumped by every write of this store: readers that cache (the API's queue view) can tell
+        # in O(1) that nothing changed. Writes by other processes are not counted.
+        self.generation = 0
         self._db = sqlite3.connect(
             str(path), check_same_thread=False, isolation_level=None, timeout=10.0
         )
@@ -166,6 +169,7 @@ class JobStore:
         marks = ", ".join(f":{c}" for c in row)
         with self._lock:
             self._db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", row)
+            self.generation += 1
         return job
 
     def update(self, job_id: str, **changes: Any) -> Job:
@@ -182,6 +186,7 @@ class JobStore:
                 f"UPDATE jobs SET {sets} WHERE id = :id",
                 {**changed, "id": job_id},
             )
+            self.generation += 1
             return new
 
     def delete(self, job_id: str) -> None:
@@ -190,6 +195,7 @@ class JobStore:
             self._db.execute("DELETE FROM job_logs WHERE job_id = ?", (job_id,))
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             self._db.execute("COMMIT")
+            self.generation += 1
 
     def set_positions(self, positions: Mapping[str, float]) -> None:
         with self._lock:
@@ -198,6 +204,7 @@ class JobStore:
                 "UPDATE jobs SET position = ? WHERE id = ?", [(p, j) for j, p in positions.items()]
             )
             self._db.execute("COMMIT")
+            self.generation += 1
 
     def recover_after_crash(self, *, requeue: bool) -> list[Job]:
         """Jobs left active by a crash become interrupted (or queued again)."""
