@@ -97,6 +97,9 @@ class JobStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # Bumped by every write of this store: readers that cache (the API's queue view) can tell
+        # in O(1) that nothing changed. Writes by other processes are not counted.
+        self.generation = 0
         self._db = sqlite3.connect(
             str(path), check_same_thread=False, isolation_level=None, timeout=10.0
         )
@@ -166,6 +169,7 @@ class JobStore:
         marks = ", ".join(f":{c}" for c in row)
         with self._lock:
             self._db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", row)
+            self.generation += 1
         return job
 
     def update(self, job_id: str, **changes: Any) -> Job:
@@ -182,6 +186,7 @@ class JobStore:
                 f"UPDATE jobs SET {sets} WHERE id = :id",
                 {**changed, "id": job_id},
             )
+            self.generation += 1
             return new
 
     def delete(self, job_id: str) -> None:
@@ -190,6 +195,7 @@ class JobStore:
             self._db.execute("DELETE FROM job_logs WHERE job_id = ?", (job_id,))
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             self._db.execute("COMMIT")
+            self.generation += 1
 
     def set_positions(self, positions: Mapping[str, float]) -> None:
         with self._lock:
@@ -198,6 +204,7 @@ class JobStore:
                 "UPDATE jobs SET position = ? WHERE id = ?", [(p, j) for j, p in positions.items()]
             )
             self._db.execute("COMMIT")
+            self.generation += 1
 
     def recover_after_crash(self, *, requeue: bool) -> list[Job]:
         """Jobs left active by a crash become interrupted (or queued again)."""
@@ -264,6 +271,33 @@ class JobStore:
             rows = self._db.execute(sql, args).fetchall()
         return [self._from_row(r) for r in rows]
 
+    def versions(
+        self,
+        *,
+        states: Iterable[JobState] | None = None,
+        kinds: Iterable[JobKind] | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, float | None]]:
+        """(id, updated_at) newest first: lets a reader rebuild only the jobs that changed."""
+        where, args = self._filters(states, kinds)
+        sql = f"SELECT id, updated_at FROM jobs {where} ORDER BY created_at DESC, rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            return [(r[0], r[1]) for r in self._db.execute(sql, args).fetchall()]
+
+    def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        out: list[Job] = []
+        for i in range(0, len(job_ids), 500):  # SQLite's bound-parameter limit
+            chunk = list(job_ids[i : i + 500])
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+            out += [self._from_row(r) for r in rows]
+        return out
+
     def count(
         self, *, states: Iterable[JobState] | None = None, kinds: Iterable[JobKind] | None = None
     ) -> int:
@@ -276,9 +310,12 @@ class JobStore:
                 ).fetchone()[0]
             )
 
-    def counts_by_state(self) -> dict[JobState, int]:
+    def counts_by_state(self, *, kinds: Iterable[JobKind] | None = None) -> dict[JobState, int]:
+        where, args = self._filters(None, kinds)
         with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+            rows = self._db.execute(
+                f"SELECT state, COUNT(*) FROM jobs {where} GROUP BY state", args
+            ).fetchall()
         counts = dict.fromkeys(JobState, 0)
         for state, n in rows:
             counts[JobState(state)] = n

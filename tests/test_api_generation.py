@@ -1,0 +1,275 @@
+"""POST /generation/submit (JSON and multipart) and GET /generation/models/detect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api_helpers import api_client, image_bytes, lora_bytes
+from tests.engine_helpers import wait_job
+from wan_desktop.api.settings import ApiSettings
+from wan_desktop.engine import JobState
+from wan_desktop.engine.pipelines.mock import MOCK_LABEL
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Any:
+    with api_client(tmp_path) as (c, eng):
+        c.engine = eng  # type: ignore[attr-defined]
+        yield c
+
+
+def fields_of(response: Any) -> set[str]:
+    return {d["loc"][-1] for d in response.json()["detail"]}
+
+
+def test_json_submit_answers_the_contract_shape_and_says_mock(client: Any) -> None:
+    r = client.post(
+        "/api/v1/generation/submit",
+        json={"model_type": "T2V-A14B", "prompt": "  a fox in snow  ", "steps": 3},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) >= {
+        "task_id",
+        "status",
+        "message",
+        "real_ai_enabled",
+        "hardware_optimized",
+        "estimated_vram_gb",
+        "estimated_time_minutes",
+        "parameters",
+    }
+    assert body["status"] == "pending"
+    assert body["real_ai_enabled"] is False and "MOCK" in body["message"]
+    assert MOCK_LABEL in body["message"] and body["model_label"] == MOCK_LABEL
+    p = body["parameters"]
+    assert p["model_type"] == "T2V-A14B" and p["prompt"] == "a fox in snow"
+    assert p["resolution"] == "1280x720" and p["steps"] == 3
+    assert p["image_path"] is None and p["lora_path"] is None and p["lora_strength"] == 1.0
+    job = wait_job(client.engine, body["task_id"], JobState.completed)
+    assert job.params["steps"] == 3
+
+
+def test_defaults_follow_the_contract_and_extras_reach_the_engine(client: Any) -> None:
+    r = client.post(
+        "/api/v1/generation/submit",
+        json={
+            "modelType": "T2V-A14B",
+            "prompt": "waves",
+            "seed": 42,
+            "num_frames": 9,
+            "fps": 8,
+            "guidance_scale": 2.5,
+            "negative_prompt": "blur",
+            "priority": "high",
+            "resolution": "854x480",
+        },
+    )
+    assert r.status_code == 200, r.text
+    job = client.engine.get(r.json()["task_id"])
+    assert job.params["steps"] == 50  # the contract's default
+    assert job.params["seed"] == 42 and job.params["frames"] == 9 and job.params["fps"] == 8
+    assert job.params["guidance_scale"] == 2.5 and job.params["negative_prompt"] == "blur"
+    assert job.priority.name == "high"
+    assert r.json()["parameters"]["resolution"] == "854x480"
+    client.engine.cancel(job.id)
+
+
+@pytest.mark.parametrize(
+    ("body", "bad"),
+    [
+        ({"prompt": "x"}, {"model_type"}),
+        ({"model_type": "t2v-a14b", "prompt": "x"}, {"model_type"}),  # exact case
+        ({"model_type": "T2V-A14B", "prompt": "   "}, {"prompt"}),
+        ({"model_type": "T2V-A14B", "prompt": "x" * 501}, {"prompt"}),
+        ({"model_type": "T2V-A14B", "prompt": "x", "resolution": "640x480"}, {"resolution"}),
+        ({"model_type": "T2V-A14B", "prompt": "x", "steps": 0}, {"steps"}),
+        ({"model_type": "T2V-A14B", "prompt": "x", "steps": 101}, {"steps"}),
+        ({"model_type": "T2V-A14B", "prompt": "x", "steps": "many"}, {"steps"}),
+        ({"model_type": "T2V-A14B", "prompt": "x", "lora_strength": 2.5}, {"lora_strength"}),
+        ({"model_type": "T2V-A14B", "prompt": "x", "num_frames": 10}, {"num_frames"}),
+        ({"model_type": "T2V-A14B", "prompt": "x", "priority": "urgent!"}, {"priority"}),
+        ({"model_type": "I2V-A14B", "prompt": "x"}, {"image"}),
+        ({"model_type": "TI2V-5B", "prompt": "x"}, {"image"}),
+        ({"model_type": "T2V-A14B", "prompt": "x", "lora_path": "../../etc/passwd"}, {"lora_path"}),
+        (
+            {"model_type": "T2V-A14B", "prompt": "x", "lora_path": "loras/missing.safetensors"},
+            {"lora_path"},
+        ),
+        ({"model_type": 7, "prompt": ["x"]}, {"model_type", "prompt"}),
+    ],
+)
+def test_bad_fields_get_422_naming_each_field(
+    client: Any, body: dict[str, Any], bad: set[str]
+) -> None:
+    r = client.post("/api/v1/generation/submit", json=body)
+    assert r.status_code == 422, r.text
+    assert fields_of(r) == bad
+    assert all(d["msg"] for d in r.json()["detail"])
+
+
+def test_malformed_bodies_are_422_or_415_never_500(client: Any) -> None:
+    r = client.post(
+        "/api/v1/generation/submit",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422
+    r = client.post("/api/v1/generation/submit", json=[1, 2])
+    assert r.status_code == 422
+    r = client.post(
+        "/api/v1/generation/submit", content=b"hi", headers={"content-type": "text/plain"}
+    )
+    assert r.status_code == 415
+
+
+def test_multipart_with_image_and_end_image_on_i2v(client: Any) -> None:
+    r = client.post(
+        "/api/v1/generation/submit",
+        data={"model_type": "I2V-A14B", "prompt": "the cat turns its head", "steps": "2"},
+        files={
+            "image": ("cat.png", image_bytes("PNG"), "image/png"),
+            "end_image": ("end.webp", image_bytes("WEBP"), "image/webp"),
+        },
+    )
+    assert r.status_code == 200, r.text
+    p = r.json()["parameters"]
+    assert p["steps"] == 2
+    assert p["image_path"].startswith("uploads/") and p["image_path"].endswith(".png")
+    assert p["end_image_path"].endswith(".webp")
+    job = client.engine.get(r.json()["task_id"])
+    saved = Path(job.params["image"])
+    assert saved.parent == client.engine.settings.uploads_dir.resolve()
+    assert saved.read_bytes() == image_bytes("PNG")
+    client.engine.cancel(job.id)
+
+
+def test_images_are_checked_by_decoding_not_by_content_type(client: Any) -> None:
+    fake = b"\x89PNG\r\n\x1a\n" + b"not really a png" * 10
+    r = client.post(
+        "/api/v1/generation/submit",
+        data={"model_type": "I2V-A14B", "prompt": "x"},
+        files={"image": ("x.png", fake, "image/png")},
+    )
+    assert r.status_code == 422 and fields_of(r) == {"image"}
+    gif = image_bytes("GIF")
+    r = client.post(
+        "/api/v1/generation/submit",
+        data={"model_type": "I2V-A14B", "prompt": "x"},
+        files={"image": ("x.jpg", gif, "image/jpeg")},
+    )
+    assert r.status_code == 422 and "JPEG, PNG or WebP" in r.text
+    # A real JPEG sent as text/plain is fine: the bytes decide.
+    r = client.post(
+        "/api/v1/generation/submit",
+        data={"model_type": "I2V-A14B", "prompt": "x", "steps": "1"},
+        files={"image": ("x.txt", image_bytes("JPEG"), "text/plain")},
+    )
+    assert r.status_code == 200, r.text
+    assert not list(client.engine.settings.uploads_dir.glob("*.png"))  # refused ones not kept
+
+
+def test_images_over_the_limit_are_refused(tmp_path: Path) -> None:
+    settings = ApiSettings(max_image_bytes=20_000)
+    with api_client(tmp_path, settings=settings) as (c, _):
+        big = image_bytes("PNG", (64, 48)) + b"\0" * 30_000  # decodes, but too many bytes
+        r = c.post(
+            "/api/v1/generation/submit",
+            data={"model_type": "I2V-A14B", "prompt": "x"},
+            files={"image": ("big.png", big, "image/png")},
+        )
+        assert r.status_code == 422 and "limit" in r.text
+        huge = b"\0" * 1_200_000  # past the whole-body limit: refused while streaming
+        r = c.post(
+            "/api/v1/generation/submit",
+            data={"model_type": "I2V-A14B", "prompt": "x"},
+            files={"image": ("huge.png", huge, "image/png")},
+        )
+        assert r.status_code == 422 and "over" in r.text
+
+
+def test_t2v_refuses_an_image_and_ti2v_an_end_image(client: Any) -> None:
+    r = client.post(
+        "/api/v1/generation/submit",
+        data={"model_type": "T2V-A14B", "prompt": "x"},
+        files={"image": ("a.png", image_bytes(), "image/png")},
+    )
+    assert r.status_code == 422 and fields_of(r) == {"image"}
+    r = client.post(
+        "/api/v1/generation/submit",
+        data={"model_type": "TI2V-5B", "prompt": "x"},
+        files={
+            "image": ("a.png", image_bytes(), "image/png"),
+            "end_image": ("b.png", image_bytes(), "image/png"),
+        },
+    )
+    assert r.status_code == 422 and fields_of(r) == {"end_image"}
+
+
+def test_lora_path_resolves_inside_the_lora_folder_and_zero_strength_stays(client: Any) -> None:
+    r = client.post(
+        "/api/v1/lora/upload",
+        files={"file": ("style.safetensors", lora_bytes(), "application/octet-stream")},
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(
+        "/api/v1/generation/submit",
+        json={
+            "model_type": "T2V-A14B",
+            "prompt": "x",
+            "loraPath": "loras/style.safetensors",
+            "loraStrength": 0,
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["parameters"]["lora_path"] == "loras/style.safetensors"
+    assert r.json()["parameters"]["lora_strength"] == 0.0
+    job = client.engine.get(r.json()["task_id"])
+    assert job.params["loras"][0]["strength"] == 0.0
+    assert Path(job.params["loras"][0]["path"]).parent == client.engine.settings.loras_dir.resolve()
+    task = client.get(f"/api/v1/queue/{job.id}").json()
+    assert task["lora_path"] == "loras/style.safetensors" and task["lora_strength"] == 0.0
+    client.engine.cancel(job.id)
+
+
+def test_submissions_past_the_rate_limit_get_429(tmp_path: Path) -> None:
+    settings = ApiSettings(submit_burst=2, submit_per_s=0.01)
+    with api_client(tmp_path, settings=settings) as (c, eng):
+        eng.pause()
+        body = {"model_type": "T2V-A14B", "prompt": "x"}
+        assert c.post("/api/v1/generation/submit", json=body).status_code == 200
+        assert c.post("/api/v1/generation/submit", json=body).status_code == 200
+        r = c.post("/api/v1/generation/submit", json=body)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        # A bad request does not spend the budget and still says what is wrong.
+        assert c.post("/api/v1/generation/submit", json={"prompt": "x"}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("query", "model"),
+    [
+        ("prompt=a+fox", "T2V-A14B"),
+        ("prompt=a+fox&has_image=true", "I2V-A14B"),
+        ("prompt=animate+this+photo&has_image=true", "TI2V-5B"),
+        ("prompt=starting+from+this+image,+a+storm&has_image=true", "TI2V-5B"),
+        ("prompt=x&has_image=true&has_end_image=true", "TI2V-5B"),
+    ],
+)
+def test_detect_follows_the_contract_rule(client: Any, query: str, model: str) -> None:
+    r = client.get(f"/api/v1/generation/models/detect?{query}")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["detected_model_type"] == model
+    assert set(body["requirements"]) == {
+        "requires_image",
+        "supports_end_image",
+        "estimated_vram_gb",
+        "estimated_time_per_frame",
+        "max_resolution",
+        "recommended_steps",
+    }
+    assert body["explanation"] and len(body["alternatives"]) == 2
+    assert client.get("/api/v1/generation/models/detect?has_image=maybe").status_code == 422

@@ -1,0 +1,232 @@
+"""LoRA files: the library (engine side) and the /lora routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api_helpers import (
+    api_client,
+    lora_bytes,
+    not_lora_bytes,
+    safetensors_bytes,
+    torch_zip_lora_bytes,
+)
+from wan_desktop.api.settings import ApiSettings
+from wan_desktop.engine import InvalidInputError
+from wan_desktop.engine.lora_library import LoraExistsError, LoraLibrary, LoraNotFoundError
+
+
+def put(lib: LoraLibrary, filename: str, data: bytes) -> Any:
+    with lib.incoming(Path(filename).suffix) as tmp:
+        tmp.write_bytes(data)
+        return lib.install(tmp, filename)
+
+
+def test_library_installs_inspects_lists_and_deletes(tmp_path: Path) -> None:
+    lib = LoraLibrary(tmp_path / "loras")
+    info = put(lib, "My Style!.safetensors", lora_bytes(rank=8, blocks=3))
+    assert (
+        info.file.filename == "My_Style.safetensors"
+        and info.file.ref == "loras/My_Style.safetensors"
+    )
+    assert info.rank == 8 and info.alpha == 4.0 and info.format == "safetensors"
+    assert info.modules == ("blocks.*.attn1.to_k", "blocks.*.attn1.to_q")
+    assert info.params == 3 * 2 * 2 * 8 * 24
+    assert info.memory_impact()["adapter_mb"] == pytest.approx(info.params * 2 / 2**20, abs=0.01)
+    assert [f.filename for f in lib.list()] == ["My_Style.safetensors"]
+    assert lib.get("My_Style").filename == lib.get("loras/My_Style.safetensors").filename
+    assert (
+        lib.resolve("loras/My_Style.safetensors")
+        == (tmp_path / "loras" / "My_Style.safetensors").resolve()
+    )
+    assert not list((tmp_path / "loras" / ".incoming").iterdir())
+    with pytest.raises(LoraExistsError):
+        put(lib, "My_Style.pt", lora_bytes())  # same stem
+    lib.delete("My_Style")
+    assert lib.list() == []
+    with pytest.raises(LoraNotFoundError):
+        lib.get("My_Style")
+
+
+def test_library_reads_torch_zip_files_without_running_code(tmp_path: Path) -> None:
+    lib = LoraLibrary(tmp_path)
+    info = put(lib, "comfy.pt", torch_zip_lora_bytes())
+    assert info.format == "torch" and info.rank == 8
+    assert info.modules == ("blocks.*.self_attn.q",)
+
+
+def test_library_refuses_what_is_not_a_lora(tmp_path: Path) -> None:
+    import io
+    import pickle
+    import zipfile
+
+    lib = LoraLibrary(tmp_path)
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps(print))  # would call a function if loaded
+    cases = {
+        "plain.safetensors": not_lora_bytes(),
+        "junk.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......",
+        "truncated.safetensors": lora_bytes()[:-10],
+        "legacy.pt": pickle.dumps({"a": 1}),
+        "evil.pth": evil.getvalue(),
+        "bad.txt": lora_bytes(),
+    }
+    for name, data in cases.items():
+        with pytest.raises(InvalidInputError) as err:
+            put(lib, name, data)
+        assert "file" in err.value.errors, name
+    assert lib.list() == []
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "../secret.safetensors",
+        "loras/../x.safetensors",
+        "/etc/passwd",
+        "a/b.safetensors",
+        "",
+        "..",
+        "x\x00.safetensors",
+    ],
+)
+def test_resolve_never_leaves_the_folder(tmp_path: Path, ref: str) -> None:
+    (tmp_path / "secret.safetensors").write_bytes(lora_bytes())
+    lib = LoraLibrary(tmp_path / "loras")
+    with pytest.raises(InvalidInputError):
+        lib.resolve(ref)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Any:
+    with api_client(tmp_path) as (c, eng):
+        c.engine = eng  # type: ignore[attr-defined]
+        yield c
+
+
+def upload(c: Any, filename: str, data: bytes, **form: str) -> Any:
+    return c.post(
+        "/api/v1/lora/upload",
+        files={"file": (filename, data, "application/octet-stream")},
+        data=form,
+    )
+
+
+def test_upload_list_status_memory_and_delete(client: Any) -> None:
+    r = upload(client, "anime.safetensors", lora_bytes(rank=16), name="Anime v2")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["success"] is True and body["lora_name"] == "Anime_v2"
+    assert (
+        body["file_path"] == "loras/Anime_v2.safetensors"
+        and body["size_mb"] > 0
+        and body["message"]
+    )
+    for path in ("/api/v1/lora/list", "/api/v1/lora"):
+        listing = client.get(path).json()
+        assert listing["total_count"] == 1 and listing["total_size_mb"] > 0
+        (entry,) = listing["loras"]
+        assert entry["name"] == "Anime_v2" and entry["filename"] == "Anime_v2.safetensors"
+        assert entry["path"] == "loras/Anime_v2.safetensors" and entry["modified_time"]
+        assert (
+            entry["is_loaded"] is False
+            and entry["is_applied"] is False
+            and entry["current_strength"] is None
+        )
+    st = client.get("/api/v1/lora/Anime_v2/status").json()
+    assert st["rank"] == 16 and st["target_modules"] == [
+        "blocks.*.attn1.to_k",
+        "blocks.*.attn1.to_q",
+    ]
+    mem = client.get("/api/v1/lora/Anime_v2.safetensors/memory-impact").json()
+    assert (
+        mem["rank"] == 16
+        and mem["adapter_mb"] > 0
+        and mem["two_expert_mb"] == pytest.approx(2 * mem["adapter_mb"])
+    )
+    assert client.delete("/api/v1/lora/Anime_v2").status_code == 200
+    assert client.get("/api/v1/lora/list").json()["loras"] == []
+
+
+def test_upload_errors(client: Any) -> None:
+    assert upload(client, "x.safetensors", lora_bytes()).status_code == 200
+    r = upload(client, "x.safetensors", lora_bytes())
+    assert r.status_code == 409 and "exists" in r.json()["detail"]
+    assert upload(client, "x.exe", lora_bytes()).status_code == 422
+    assert upload(client, "empty.safetensors", b"").status_code == 422
+    r = upload(client, "notlora.safetensors", not_lora_bytes())
+    assert r.status_code == 422 and "not a LoRA" in r.text
+    assert upload(client, "n.safetensors", lora_bytes(), name="n" * 101).status_code == 422
+    assert upload(client, "n.safetensors", lora_bytes(), name="../../..").status_code == 422
+    assert client.post("/api/v1/lora/upload", data={"name": "x"}).status_code == 422
+    assert client.post("/api/v1/lora/upload", json={"file": "x"}).status_code == 422
+    assert [f["name"] for f in client.get("/api/v1/lora/list").json()["loras"]] == ["x"]
+
+
+def test_upload_over_the_limit_is_refused_while_streaming(tmp_path: Path) -> None:
+    with api_client(tmp_path, settings=ApiSettings(max_lora_bytes=50_000)) as (c, eng):
+        big = safetensors_bytes(
+            {"a.lora_A.weight": ("F32", [4, 30_000]), "a.lora_B.weight": ("F32", [4, 4])}
+        )
+        r = upload(c, "big.safetensors", big)
+        assert r.status_code == 422 and "over" in r.text
+        assert not any(eng.settings.loras_dir.glob("*.safetensors"))
+
+
+def test_unknown_and_traversing_names_are_404(client: Any) -> None:
+    for name in ("missing", "..%2F..%2Fetc%2Fpasswd", "%2e%2e"):
+        assert client.get(f"/api/v1/lora/{name}/status").status_code == 404
+        assert client.get(f"/api/v1/lora/{name}/memory-impact").status_code == 404
+        assert client.delete(f"/api/v1/lora/{name}").status_code == 404
+        assert client.post(f"/api/v1/lora/{name}/preview", json={"prompt": "x"}).status_code == 404
+
+
+def test_preview_takes_json_or_form(client: Any) -> None:
+    upload(client, "watercolor.safetensors", lora_bytes())
+    r = client.post("/api/v1/lora/watercolor/preview", json={"prompt": "a harbour at dawn"})
+    assert r.status_code == 200
+    assert (
+        r.json()["base_prompt"] == "a harbour at dawn"
+        and "watercolor" in r.json()["enhanced_prompt"]
+    )
+    r = client.post("/api/v1/lora/watercolor/preview", data={"base_prompt": "a harbour"})
+    assert r.status_code == 200 and r.json()["base_prompt"] == "a harbour"
+    assert client.post("/api/v1/lora/watercolor/preview", json={}).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/lora/watercolor/preview",
+            content=b"{",
+            headers={"content-type": "application/json"},
+        ).status_code
+        == 422
+    )
+
+
+def test_a_lora_in_use_shows_applied_and_cannot_be_deleted(tmp_path: Path) -> None:
+    from tests.engine_helpers import wait_job
+    from wan_desktop.engine import JobState
+
+    with api_client(tmp_path, step_s=0.2) as (c, eng):
+        upload(c, "inuse.safetensors", lora_bytes())
+        r = c.post(
+            "/api/v1/generation/submit",
+            json={
+                "model_type": "T2V-A14B",
+                "prompt": "x",
+                "steps": 100,
+                "lora_path": "loras/inuse.safetensors",
+                "lora_strength": 0.7,
+            },
+        )
+        jid = r.json()["task_id"]
+        wait_job(eng, jid, JobState.running)
+        (entry,) = c.get("/api/v1/lora/list").json()["loras"]
+        assert entry["is_applied"] is True and entry["current_strength"] == 0.7
+        assert c.delete("/api/v1/lora/inuse").status_code == 409
+        c.post(f"/api/v1/queue/{jid}/cancel")
+        wait_job(eng, jid, JobState.cancelled)
+        assert c.delete("/api/v1/lora/inuse").status_code == 200

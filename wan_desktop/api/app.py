@@ -1,0 +1,92 @@
+"""``create_app(engine, settings)``: the FastAPI app over one engine.
+
+Routes follow CONTRACT.md (``/api/v1``, ``/ws``, ``/health``, ``/metrics``); OpenAPI docs at
+``/docs``. The app does not own the engine: whoever made the engine shuts it down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, WebSocket
+from starlette.middleware.cors import CORSMiddleware
+
+from wan_desktop import __version__
+from wan_desktop.engine import Engine
+from wan_desktop.engine.lora_library import LoraLibrary
+
+from .context import ApiContext
+from .errors import install_handlers
+from .mapping import Mapper
+from .metrics import MetricsMiddleware
+from .prompt import PromptEnhancer, RuleEnhancer
+from .queue_view import QueueView
+from .ratelimit import RateLimiter
+from .routes import generation, lora, models, outputs, prompt, queue, system
+from .security import AccessGuard
+from .settings import API_BASE, ApiSettings
+from .stats import SystemStats
+from .ws import Hub
+
+
+def create_app(
+    engine: Engine,
+    settings: ApiSettings | None = None,
+    *,
+    enhancer: PromptEnhancer | None = None,
+) -> FastAPI:
+    settings = settings or ApiSettings()
+    settings.check()
+    es = engine.settings
+    mapper = Mapper(engine.models.manifest, loras_dir=es.loras_dir, uploads_dir=es.uploads_dir)
+    stats = SystemStats(engine, settings)
+    hub = Hub(engine, mapper, stats, settings)
+    ctx = ApiContext(
+        engine=engine,
+        settings=settings,
+        mapper=mapper,
+        loras=LoraLibrary(es.loras_dir),
+        stats=stats,
+        hub=hub,
+        limiter=RateLimiter(settings.submit_burst, settings.submit_per_s),
+        enhancer=enhancer or RuleEnhancer(),
+        queue=QueueView(engine, mapper),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    app = FastAPI(
+        title="Wan Desktop API",
+        version=__version__,
+        description="Local API of Wan Desktop: Wan2.2 generation queue, outputs, LoRAs, "
+        "prompt help, system and models. WebSocket at /ws.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_handlers(app)
+    for module in (generation, queue, outputs, lora, prompt, system, models):
+        app.include_router(module.router, prefix=API_BASE)
+    app.include_router(system.root_router)
+
+    @app.websocket("/ws")
+    async def websocket(ws: WebSocket) -> None:
+        await hub.serve(ws)
+
+    # Added last = outermost: metrics see every answer, CORS answers preflights first.
+    app.add_middleware(AccessGuard, token=settings.token, origins=settings.origins)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.origins),
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    app.add_middleware(MetricsMiddleware)
+    return app

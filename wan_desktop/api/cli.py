@@ -1,0 +1,93 @@
+"""``wan serve``: the engine and the local API, headless (for a GPU server).
+
+Nothing heavy at module level: ``wan --help`` must stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .settings import DEFAULT_HOST, DEFAULT_ORIGINS, DEFAULT_PORT, ApiConfigError, is_loopback
+
+NAME = "serve"
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        NAME,
+        help="run the engine and the local HTTP + WebSocket API",
+        description="Serve the local API (React frontend, scripts) over one engine. Binds "
+        f"{DEFAULT_HOST} by default; any other address needs an access token, sent by clients as "
+        "'Authorization: Bearer <token>'.",
+    )
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = free)"
+    )
+    p.add_argument(
+        "--token",
+        help="access token to require; on a non-loopback address the saved token is used when "
+        "this is not given (generated on first start)",
+    )
+    p.add_argument(
+        "--origins",
+        default=",".join(DEFAULT_ORIGINS),
+        help="comma-separated browser origins allowed (CORS); default: the React dev servers",
+    )
+    p.add_argument("--mock", action="store_true", help="run jobs with the mock pipeline (no model)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .token import load_or_create_token, token_path
+
+    token = args.token
+    if token is None and not is_loopback(args.host):
+        token = load_or_create_token()
+        print(f"access token (saved in {token_path()}): {token}", file=sys.stderr)
+    origins = tuple(o.strip() for o in args.origins.split(",") if o.strip())
+    try:
+        return asyncio.run(_serve(args, token, origins))
+    except ApiConfigError as exc:
+        print(f"wan serve: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        print("wan serve: stopped", file=sys.stderr)
+        return 130
+
+
+async def _serve(args: argparse.Namespace, token: str | None, origins: tuple[str, ...]) -> int:
+    from wan_desktop.engine import Engine, EngineSettings
+
+    from .app import create_app
+    from .server import bind_socket, make_server
+    from .settings import ApiSettings
+
+    settings = ApiSettings(host=args.host, port=args.port, token=token, origins=origins)
+    settings.check()
+    sock = bind_socket(args.host, args.port)
+    port = sock.getsockname()[1]
+    engine_settings = EngineSettings.from_env()
+    if args.mock:
+        engine_settings = EngineSettings.from_env(mock=True)
+    engine = Engine(engine_settings)
+    try:
+        app = create_app(
+            engine, ApiSettings(host=args.host, port=port, token=token, origins=origins)
+        )
+        server = make_server(app, capture_signals=True, log_level=args.log_level)
+        mode = (
+            " (development mode: tiny models, output is noise)" if engine.settings.dev_mode else ""
+        )
+        mode += " (mock mode: no model runs)" if engine.settings.mock else ""
+        print(
+            f"Wan Desktop API at {settings.url.rsplit(':', 1)[0]}:{port}{mode}; docs at /docs",
+            file=sys.stderr,
+        )
+        await server.serve(sockets=[sock])
+    finally:
+        engine.shutdown()
+    return 0

@@ -1,0 +1,219 @@
+"""``/lora``: list, upload (streamed, checked as a LoRA), status, preview, memory impact, delete."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from wan_desktop.engine.lora_library import NAME_MAX, LoraFile, LoraLibrary
+
+from ..context import ApiContext, Ctx
+from ..errors import detail_list
+from ..mapping import iso
+from ..prompt import EnhanceOptions
+from ..uploads import MULTIPART_SLACK, file_size, human, read_form
+
+router = APIRouter(tags=["lora"])
+
+
+def _applied(ctx: ApiContext) -> dict[str, float]:
+    """LoRA paths used by the running job, with their strengths."""
+    running = ctx.engine.running_job_id
+    if running is None:
+        return {}
+    try:
+        job = ctx.engine.get(running)
+    except Exception:
+        return {}
+    return {
+        str(x.get("path")): float(x.get("strength", 1.0)) for x in job.params.get("loras") or ()
+    }
+
+
+def _entry(f: LoraFile, applied: dict[str, float]) -> dict[str, Any]:
+    strength = applied.get(str(f.path.resolve()))
+    return {
+        "name": f.name,
+        "filename": f.filename,
+        "path": f.ref,
+        "size_mb": round(f.size_mb, 3),
+        "modified_time": iso(f.modified),
+        "is_loaded": strength is not None,
+        "is_applied": strength is not None,
+        "current_strength": strength,
+    }
+
+
+def _list(ctx: ApiContext) -> dict[str, Any]:
+    files = ctx.loras.list()
+    applied = _applied(ctx)
+    items = [_entry(f, applied) for f in files]
+    return {
+        "loras": items,
+        "total_count": len(items),
+        "total_size_mb": round(sum(f.size_mb for f in files), 3),
+        "loras_dir": "loras/",
+    }
+
+
+@router.get("/lora/list", summary="LoRA files in the LoRA folder")
+def list_loras(ctx: Ctx) -> dict[str, Any]:
+    return _list(ctx)
+
+
+@router.get("/lora", summary="Same as /lora/list")
+def list_loras_alias(ctx: Ctx) -> dict[str, Any]:
+    return _list(ctx)
+
+
+@router.post(
+    "/lora/upload",
+    summary="Upload a LoRA (multipart 'file', optional 'name'); checked before it is kept",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "name": {"type": "string", "maxLength": NAME_MAX},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload(request: Request, ctx: Ctx) -> dict[str, Any]:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(
+            422, detail=detail_list({"file": "send multipart/form-data with a 'file' part"})
+        )
+    limit = ctx.settings.max_lora_bytes
+    form = await read_form(request, max_body=limit + MULTIPART_SLACK, field="file")
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(422, detail=detail_list({"file": "required: the LoRA file"}))
+    name = form.get("name")
+    if name is not None and not isinstance(name, str):
+        raise HTTPException(422, detail=detail_list({"name": "must be text"}))
+    if name and len(name) > NAME_MAX:
+        raise HTTPException(
+            422, detail=detail_list({"name": f"is {len(name)} characters; use {NAME_MAX} or fewer"})
+        )
+    filename = upload.filename or ""
+    ext = LoraLibrary.check_extension(filename)
+    stem = LoraLibrary.sanitize(name or filename.rsplit(".", 1)[0])
+    size = file_size(upload)
+    if size == 0:
+        raise HTTPException(422, detail=detail_list({"file": "the file is empty"}))
+    if size > limit:
+        raise HTTPException(422, detail=detail_list({"file": f"the file is over {human(limit)}"}))
+
+    def install() -> Any:
+        with ctx.loras.incoming(ext) as tmp:
+            upload.file.seek(0)
+            with tmp.open("wb") as out:
+                shutil.copyfileobj(upload.file, out, 1024 * 1024)
+            return ctx.loras.install(tmp, f"{stem}{ext}")
+
+    info = await run_in_threadpool(install)
+    f = info.file
+    return {
+        "success": True,
+        "message": f"LoRA {f.filename} uploaded (rank {info.rank}, {len(info.modules)} modules)",
+        "lora_name": f.name,
+        "file_path": f.ref,
+        "size_mb": round(f.size_mb, 3),
+        "rank": info.rank,
+        "format": info.format,
+    }
+
+
+@router.get("/lora/{name}/status", summary="A LoRA's file facts and whether it is in use")
+def status(name: str, ctx: Ctx) -> dict[str, Any]:
+    info = ctx.loras.inspect(name)
+    entry = _entry(info.file, _applied(ctx))
+    return {
+        **entry,
+        "exists": True,
+        "format": info.format,
+        "rank": info.rank,
+        "alpha": info.alpha,
+        "tensors": info.tensors,
+        "parameters": info.params,
+        "target_modules": list(info.modules),
+        "dtypes": list(info.dtypes),
+    }
+
+
+@router.post(
+    "/lora/{name}/preview",
+    summary="How a prompt reads with this LoRA (JSON {prompt} or form base_prompt)",
+)
+async def preview(name: str, request: Request, ctx: Ctx) -> dict[str, Any]:
+    f = ctx.loras.get(name)
+    content_type = request.headers.get("content-type", "")
+    prompt: Any = None
+    if content_type.startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            raise HTTPException(
+                422, detail=detail_list({"body": "the body is not valid JSON"})
+            ) from None
+        prompt = body.get("prompt") if isinstance(body, dict) else None
+    elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await read_form(request, max_body=64 * 1024, field="base_prompt")
+        prompt = form.get("base_prompt") or form.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise HTTPException(
+            422,
+            detail=detail_list({"prompt": "give a prompt (JSON 'prompt' or form 'base_prompt')"}),
+        )
+    trigger = f.name.replace("_", " ").replace("-", " ")
+    base = prompt.strip()
+    with_lora = base if trigger.lower() in base.lower() else f"{base}, in the style of {trigger}"
+    enhanced = ctx.enhancer.enhance(with_lora, EnhanceOptions(apply_vace=False)).enhanced
+    return {
+        "lora_name": f.name,
+        "base_prompt": base,
+        "enhanced_prompt": enhanced[:500],
+        "style_indicators": [trigger],
+        "preview_note": "a text preview: the LoRA changes the video, not the prompt; its name is "
+        "added as a style cue",
+    }
+
+
+@router.get("/lora/{name}/memory-impact", summary="Memory the LoRA adds when applied")
+def memory_impact(name: str, ctx: Ctx) -> dict[str, Any]:
+    info = ctx.loras.inspect(name)
+    impact = info.memory_impact()
+    return {
+        "lora_name": info.file.name,
+        **impact,
+        "file_size_mb": round(info.file.size_mb, 3),
+        "can_load": True,
+        "recommendation": (
+            "small: apply freely"
+            if impact["adapter_mb"] < 256
+            else "large: on cards under 24 GB expect more offloading"
+        ),
+    }
+
+
+@router.delete("/lora/{name}", summary="Delete a LoRA file")
+def delete(name: str, ctx: Ctx) -> dict[str, Any]:
+    if str(ctx.loras.get(name).path.resolve()) in _applied(ctx):
+        raise HTTPException(
+            409, detail=f"LoRA {name} is used by the running task; wait or cancel it"
+        )
+    f = ctx.loras.delete(name)
+    return {"success": True, "message": f"LoRA {f.filename} deleted", "lora_name": f.name}

@@ -1,0 +1,74 @@
+"""API settings: where it binds, who may call it, and its limits. Light: no FastAPI here."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_ORIGINS = (
+    "http://localhost:3000",
+    "http://127.0.0.1:3000",
+    "http://localhost:8080",
+    "http://127.0.0.1:8080",
+)
+MB = 1024 * 1024
+API_VERSION = "1.0.0"
+API_BASE = "/api/v1"
+
+
+class ApiConfigError(ValueError):
+    """The server cannot start with these settings; the message says what to change."""
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    token: str | None = None  # when set, every call needs "Authorization: Bearer <token>"
+    origins: tuple[str, ...] = DEFAULT_ORIGINS
+    max_image_bytes: int = 10 * MB
+    max_lora_bytes: int = 500 * MB
+    # Submissions per client: a burst, then a steady rate (token bucket).
+    submit_burst: int = 30
+    submit_per_s: float = 2.0
+    stats_interval_s: float = 0.5
+    # Messages waiting for one WebSocket client; a client this far behind is disconnected.
+    client_queue: int = 512
+    history_every_s: float = 5.0
+    history_hours: float = 24.0
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def check(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ApiConfigError(f"port {self.port} is not 0–65535")
+        if not self.loopback and not self.token:
+            raise ApiConfigError(
+                f"binding {self.host} exposes the API beyond this machine: give an access token "
+                "(wan serve --token …, or the one the app generated: wan serve prints where it is)"
+            )
+        if self.token is not None and len(self.token) < 16:
+            raise ApiConfigError("the access token must be at least 16 characters")
+        for origin in self.origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ApiConfigError(
+                    f"origin {origin!r} must look like http://host:port (or https://…)"
+                )
