@@ -273,3 +273,12 @@ def test_detect_follows_the_contract_rule(client: Any, query: str, model: str) -
     }
     assert body["explanation"] and len(body["alternatives"]) == 2
     assert client.get("/api/v1/generation/models/detect?has_image=maybe").status_code == 422
+
+
+def test_detect_with_two_images_says_which_model_uses_the_end_image(client: Any) -> None:
+    body = client.get(
+        "/api/v1/generation/models/detect?prompt=x&has_image=true&has_end_image=true"
+    ).json()
+    assert body["detected_model_type"] == "TI2V-5B"  # the contract's rule
+    assert any("only I2V-A14B uses the end image" in line for line in body["explanation"])
+    assert body["alternatives"][0]["model_type"] == "I2V-A14B"

@@ -307,8 +307,14 @@ def detect(
 ) -> dict[str, Any]:
     explanation: list[str] = []
     if has_end_image:
-        chosen, confidence = "TI2V-5B", 0.9
-        explanation.append("a start and an end image: TI2V-5B interpolates between them")
+        # The contract's rule; but TI2V-5B's pipeline ignores an end image, so say which model
+        # does use it and offer it first.
+        chosen, confidence = "TI2V-5B", 0.6
+        explanation.append("a start and an end image: the rule picks TI2V-5B")
+        explanation.append(
+            "only I2V-A14B uses the end image (first-last-frame video); TI2V-5B refuses it, "
+            "so choose I2V-A14B to keep it"
+        )
         if not has_image:
             explanation.append("an end image needs a start image too: add one")
             confidence = 0.5
@@ -334,7 +340,10 @@ def detect(
         "max_resolution": d.max_resolution,
         "recommended_steps": d.steps,
     }
-    alternatives = [{"model_type": m, "reason": _why(m)} for m in MODEL_TYPES if m != chosen]
+    others = [m for m in MODEL_TYPES if m != chosen]
+    if has_end_image:
+        others.sort(key=lambda m: m != "I2V-A14B")
+    alternatives = [{"model_type": m, "reason": _why(m)} for m in others]
     return {
         "detected_model_type": chosen,
         "confidence": confidence,
