@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from fastapi.testclient import TestClient
 
@@ -20,6 +21,19 @@ from wan_desktop.engine import Engine
 
 TOKEN = "test-token-0123456789abcdef"
 ORIGIN = "http://localhost:3000"
+
+
+LOCAL = "http://127.0.0.1:8000"
+
+
+class LocalClient(TestClient):
+    """Calls the app as a local client would: the default "testserver" host is not this machine
+    (the API refuses foreign Host headers without a token)."""
+
+    def websocket_connect(self, url: str, subprotocols: Any = None, **kwargs: Any) -> Any:
+        return super().websocket_connect(
+            urljoin("ws://127.0.0.1:8000", url), subprotocols, **kwargs
+        )
 
 
 @contextmanager
@@ -36,7 +50,7 @@ def api_client(
     eng = engine or mock_engine(tmp_path, **engine_overrides)
     app = create_app(eng, settings or ApiSettings())
     try:
-        with TestClient(app, headers=dict(headers or {})) as client:
+        with LocalClient(app, base_url=LOCAL, headers=dict(headers or {})) as client:
             yield client, eng
     finally:
         if own:

@@ -68,7 +68,7 @@ def test_foreign_origins_are_refused_allowed_ones_get_cors(tmp_path: Path) -> No
         )
         assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == ORIGIN
         assert (
-            c.get("/api/v1/queue", headers={"Origin": "http://testserver"}).status_code == 200
+            c.get("/api/v1/queue", headers={"Origin": "http://127.0.0.1:8000"}).status_code == 200
         )  # same origin
         with (
             pytest.raises(WebSocketDisconnect),
@@ -119,3 +119,17 @@ def test_the_token_is_generated_once_saved_privately_and_can_be_renewed(
     assert load_or_create_token() == first
     second = new_token()
     assert second != first and load_or_create_token() == second
+
+
+def test_without_a_token_only_this_machine_s_host_names_are_served(tmp_path: Path) -> None:
+    # A page whose domain was re-bound to 127.0.0.1 sends no Origin on same-origin GETs;
+    # its Host header still names the attacker's domain.
+    with api_client(tmp_path) as (c, _):
+        r = c.get("/api/v1/outputs", headers={"Host": "rebound.evil.example:8000"})
+        assert r.status_code == 403 and "not this machine" in r.json()["detail"]
+        for host in ("localhost:8000", "127.0.0.1:8000", "[::1]:8000", "127.0.0.1"):
+            assert c.get("/api/v1/queue", headers={"Host": host}).status_code == 200, host
+    # With a token the server may be reached by any name: the token is the guard.
+    with api_client(tmp_path / "t", settings=ApiSettings(token=TOKEN)) as (c, _):
+        auth = {"Authorization": f"Bearer {TOKEN}", "Host": "gpu-server.lan:8000"}
+        assert c.get("/api/v1/queue", headers=auth).status_code == 200

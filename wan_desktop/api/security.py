@@ -3,6 +3,10 @@
 A pure ASGI middleware so it guards HTTP and WebSocket alike. A request from a browser page of a
 foreign origin is refused outright (403), not just left without CORS headers: a form post or a
 WebSocket from any web page would otherwise reach the API.
+
+Without a token (loopback only), the Host header must name this machine too: a web page whose
+domain was re-bound to 127.0.0.1 (DNS rebinding) makes same-origin requests that carry no Origin,
+and its Host is the attacker's domain.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .settings import is_loopback
+
 # Reachable without a token: load balancers and the GUI ask these before anything else.
 OPEN_PATHS = frozenset({"/health"})
 
@@ -21,6 +27,7 @@ class AccessGuard:
     def __init__(self, app: ASGIApp, *, token: str | None, origins: tuple[str, ...]) -> None:
         self.app = app
         self.token = token
+        self.check_host = not token
         self.any_origin = "*" in origins
         self.origins = frozenset(o.rstrip("/") for o in origins)
 
@@ -29,6 +36,17 @@ class AccessGuard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        if self.check_host and not is_loopback(_hostname(host)):
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                403,
+                f"host {host!r} is not this machine; call the API as localhost or 127.0.0.1 "
+                "(to serve other machines, start it with an access token)",
+            )
+            return
         origin = headers.get("origin")
         if origin is not None and not self._origin_ok(origin, headers.get("host", "")):
             await self._refuse(
@@ -87,3 +105,10 @@ class AccessGuard:
             headers.append((b"www-authenticate", b"Bearer"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _hostname(host: str) -> str:
+    """'localhost:8000' -> 'localhost', '[::1]:8000' -> '::1'."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
