@@ -223,15 +223,18 @@ def guarded_import(real: Callable[..., Any]) -> Callable[..., Any]:
         level: int = 0,
     ) -> Any:
         if level != 0:
-            raise ImportError("relative imports are not allowed in a scene")
+            raise SandboxViolationError(f"{BLOCKED_PREFIX}: relative import")
         if not module_allowed(name):
-            raise ImportError(f"import of {name!r} is not allowed in a scene")
+            raise SandboxViolationError(f"{BLOCKED_PREFIX}: import of {name!r} ({_ALLOWED_HINT})")
         for sub in fromlist or ():
             if not module_allowed(f"{name}.{sub}") and _is_module(f"{name}.{sub}"):
-                raise ImportError(f"import of {name}.{sub} is not allowed in a scene")
+                raise SandboxViolationError(f"{BLOCKED_PREFIX}: import of {name}.{sub}")
         return real(name, globals, locals, fromlist, level)
 
     return _import
+
+
+_ALLOWED_HINT = "a scene may import manim, numpy, math, random and small standard helpers"
 
 
 def module_allowed(name: str) -> bool:

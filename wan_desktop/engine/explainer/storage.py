@@ -53,7 +53,8 @@ def s3_client(s3: S3Settings) -> Any:
         read_timeout=60,
         s3={"addressing_style": "path"} if s3.endpoint_url else {},
     )
-    return boto3.client(
+    # A fresh session: boto3's default one keeps the credentials it found first.
+    return boto3.session.Session().client(
         "s3", endpoint_url=s3.endpoint_url, region_name=s3.region or "us-east-1", config=config
     )
 
