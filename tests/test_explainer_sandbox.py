@@ -9,10 +9,12 @@ limits and timeout outside. This test process stays unharmed throughout.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,6 +174,74 @@ def test_a_good_scene_still_renders_after_all_that(isolation: Isolation, tmp_pat
     assert outcome.video.is_relative_to(tmp_path.resolve())
     assert outcome.duration_s == pytest.approx(0.4, abs=0.07)
     assert no_children_left()
+
+
+def test_the_apps_data_and_home_are_out_of_sight(isolation: Isolation, tmp_path: Path) -> None:
+    if isolation.mode is not SandboxMode.bwrap:
+        pytest.skip("only bubblewrap hides folders (reads are not guarded in-process)")
+    data = tmp_path / "data"
+    secret = data / "jobs.sqlite3"
+    secret.parent.mkdir()
+    secret.write_text("private")
+    code = scene(f"""
+osmod = utils.file_ops.os
+fd = osmod.open({str(secret)!r}, osmod.O_RDONLY)
+self.wait(0.2)
+""")
+    box = SceneSandbox(isolation, Limits(timeout_s=60, memory_mb=2048), hidden=(data,))
+    outcome = render(box, code, data / "explainer" / "work" / "job" / "scene")
+    assert not outcome.ok and "FileNotFoundError" in outcome.error, outcome
+    assert (data / "explainer" / "work" / "job" / "scene" / "result.json").is_file()
+
+
+APP = """
+import sys
+from pathlib import Path
+from wan_desktop.engine.explainer.sandbox import Limits, SceneSandbox, detect_isolation
+from wan_desktop.engine.explainer.settings import SandboxMode
+box = SceneSandbox(detect_isolation(SandboxMode(sys.argv[3])), Limits(600, 2048))
+box.render(sys.argv[1], "Scene01", Path(sys.argv[2]), quality="low_quality")
+"""
+
+
+@pytest.mark.parametrize("mode", [SandboxMode.bwrap, SandboxMode.unshare, SandboxMode.process])
+def test_a_render_dies_with_the_app_that_started_it(mode: SandboxMode, tmp_path: Path) -> None:
+    """An app killed outright (SIGKILL: no cleanup runs) leaves no render behind."""
+    try:
+        detect_isolation(mode)
+    except RuntimeError as exc:
+        pytest.skip(f"{mode} is not available here: {exc}")
+    folder = tmp_path / "scene"
+    loop = scene("while True:\n    pass")
+    app = subprocess.Popen([sys.executable, "-c", APP, loop, str(folder), str(mode)])
+
+    def renders() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if any(str(folder) in part for part in proc.info["cmdline"] or ()):
+                    found.append(proc)
+        return found
+
+    def runner_started() -> bool:
+        for proc in renders():
+            with contextlib.suppress(psutil.Error):
+                cmd = proc.cmdline()
+                if cmd[0] == sys.executable and any("sandbox_runner" in c for c in cmd):
+                    return True
+        return False
+
+    deadline = time.monotonic() + 60
+    while not runner_started():
+        assert time.monotonic() < deadline, "the render never started"
+        time.sleep(0.1)
+    time.sleep(1.0)  # let it get into the scene's loop
+    app.kill()
+    app.wait(10)
+    deadline = time.monotonic() + 15
+    while renders():
+        assert time.monotonic() < deadline, f"left behind: {renders()}"
+        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------ the OS layer on its own

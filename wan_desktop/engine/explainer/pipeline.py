@@ -153,7 +153,8 @@ class ExplainerPipeline(Pipeline):
             ctx.set_state(JobState.encoding)
             output, sidecar = self._combine(run, outline, scenes)
             output = self._store(run, output, sidecar)
-        except StoppedError:
+        except (StoppedError, JobCancelledError):
+            shutil.rmtree(run.workdir, ignore_errors=True)
             raise JobCancelledError(ctx.job_id) from None
         except ChatError as exc:
             raise failure(
@@ -165,6 +166,9 @@ class ExplainerPipeline(Pipeline):
                     "use model 'template' for the offline planner",
                 ),
             ) from exc
+        except Exception:
+            ctx.log("info", f"the scene files are kept for inspection in {run.workdir}")
+            raise
         finally:
             if run.client is not None:
                 run.client.close()
@@ -268,16 +272,46 @@ class ExplainerPipeline(Pipeline):
 
     # ------------------------------------------------------------------------------ stages
 
-    def _planning(self, run: _Run) -> Outline:
-        self._stage(run, "planning", "outlining the scenes")
+    def _each_scene(
+        self,
+        run: _Run,
+        stage: str,
+        items: list[Any],
+        fn: Callable[[Any], T],
+        *,
+        code: ExplainerErrorCode,
+        what: str,
+        model: str,
+    ) -> list[T]:
+        """``fn`` per scene on helper threads; an unusable model answer fails the job."""
         try:
-            outline = self._call(run, lambda: run.writer.outline(run.params))
+            return run_tasks(
+                run.ctx,
+                items,
+                fn,
+                workers=self.settings.max_scene_concurrency,
+                sink=run.sink,
+                cancel=run.cancel,
+                on_done=self._progress(run, stage, len(items)) if len(items) > 1 else None,
+            )
         except AnswerError as exc:
             raise failure(
-                ExplainerErrorCode.plan_invalid,
-                f"the outline could not be made: {exc}",
-                ("retry the job", "use a stronger PLANNER_MODEL", "or model 'template'"),
+                code,
+                f"{what}: {exc}",
+                ("retry the job", f"use a stronger {model}", "or use model 'template'"),
             ) from exc
+
+    def _planning(self, run: _Run) -> Outline:
+        self._stage(run, "planning", "outlining the scenes")
+        (outline,) = self._each_scene(
+            run,
+            "planning",
+            [run.params],
+            run.writer.outline,
+            code=ExplainerErrorCode.plan_invalid,
+            what="the outline could not be made",
+            model="PLANNER_MODEL",
+        )
         titles = "; ".join(f"{s.index}. {s.title}" for s in outline.scenes)
         run.ctx.log("info", f"outline: {outline.title} — {len(outline.scenes)} scenes: {titles}")
         return outline
@@ -285,22 +319,15 @@ class ExplainerPipeline(Pipeline):
     def _scenarios(self, run: _Run, outline: Outline) -> list[ScenePlan]:
         n = len(outline.scenes)
         self._stage(run, "scenario_creation", f"planning {n} scenes", n)
-        try:
-            plans = run_tasks(
-                run.ctx,
-                [s.index for s in outline.scenes],
-                lambda i: run.writer.scene_plan(run.params, outline, i),
-                workers=self.settings.max_scene_concurrency,
-                sink=run.sink,
-                cancel=run.cancel,
-                on_done=self._progress(run, "scenario_creation", n),
-            )
-        except AnswerError as exc:
-            raise failure(
-                ExplainerErrorCode.plan_invalid,
-                f"a scene plan could not be made: {exc}",
-                ("retry the job", "use a stronger PLANNER_MODEL", "or model 'template'"),
-            ) from exc
+        plans = self._each_scene(
+            run,
+            "scenario_creation",
+            [s.index for s in outline.scenes],
+            lambda i: run.writer.scene_plan(run.params, outline, i),
+            code=ExplainerErrorCode.plan_invalid,
+            what="a scene plan could not be made",
+            model="PLANNER_MODEL",
+        )
         for plan in plans:
             run.ctx.log(
                 "info", f"scene {plan.index} ({plan.kind}, {plan.duration_s:.1f} s): {plan.title}"
@@ -319,22 +346,15 @@ class ExplainerPipeline(Pipeline):
         n = len(plans)
         self._stage(run, "code_generation", f"writing Manim code for {n} scenes", n)
         notes = self._notes_for(run)
-        try:
-            return run_tasks(
-                run.ctx,
-                plans,
-                lambda plan: run.writer.scene_code(run.params, plan, notes(plan, None)),
-                workers=self.settings.max_scene_concurrency,
-                sink=run.sink,
-                cancel=run.cancel,
-                on_done=self._progress(run, "code_generation", n),
-            )
-        except AnswerError as exc:
-            raise failure(
-                ExplainerErrorCode.code_invalid,
-                f"the language model gave no usable code: {exc}",
-                ("retry the job", "use a stronger SCENE_MODEL", "or model 'template'"),
-            ) from exc
+        return self._each_scene(
+            run,
+            "code_generation",
+            plans,
+            lambda plan: run.writer.scene_code(run.params, plan, notes(plan, None)),
+            code=ExplainerErrorCode.code_invalid,
+            what="the language model gave no usable code",
+            model="SCENE_MODEL",
+        )
 
     def _render(
         self, run: _Run, plans: list[ScenePlan], codes: list[SceneCode]

@@ -44,6 +44,10 @@ PROCESS_WARNING = (
 )
 
 
+_BWRAP_DESCRIPTION = "bubblewrap: no network, read-only filesystem except the scene folder"
+_UNSHARE_DESCRIPTION = "unshare: no network; file writes are guarded in-process"
+
+
 @dataclass(frozen=True)
 class Isolation:
     mode: SandboxMode
@@ -131,37 +135,24 @@ def _probe(prefix: list[str]) -> str | None:
 def detect_isolation(requested: SandboxMode = SandboxMode.auto) -> Isolation:
     """The strongest isolation that works on this machine (probed once per process)."""
     reasons: list[str] = []
-    if requested in (SandboxMode.auto, SandboxMode.bwrap):
-        if shutil.which("bwrap") is None:
-            reasons.append("bubblewrap is not installed")
+    candidates = (
+        (SandboxMode.bwrap, "bwrap", "bubblewrap", _BWRAP_DESCRIPTION),
+        (SandboxMode.unshare, "unshare", "unshare -rn (util-linux)", _UNSHARE_DESCRIPTION),
+    )
+    for mode, command, name, description in candidates:
+        if requested not in (SandboxMode.auto, mode):
+            continue
+        if shutil.which(command) is None:
+            reasons.append(f"{name} is not installed")
         else:
             with tempfile.TemporaryDirectory(prefix="wan-probe-") as tmp:
-                why = _probe(_bwrap_args(Path(tmp), ()))
+                prefix = _bwrap_args(Path(tmp), ()) if mode is SandboxMode.bwrap else None
+                why = _probe(prefix or _unshare_args())
             if why is None:
-                return Isolation(
-                    SandboxMode.bwrap,
-                    "bubblewrap: no network, read-only filesystem except the scene folder",
-                )
-            reasons.append(f"bubblewrap does not start here ({why})")
-        if requested is SandboxMode.bwrap:
-            raise RuntimeError(
-                f"EXPLAINER_SANDBOX=bwrap but {reasons[-1]}; install bubblewrap or use auto"
-            )
-    if requested in (SandboxMode.auto, SandboxMode.unshare):
-        if shutil.which("unshare") is None:
-            reasons.append("unshare (util-linux) is not installed")
-        else:
-            why = _probe(_unshare_args())
-            if why is None:
-                return Isolation(
-                    SandboxMode.unshare,
-                    "unshare: no network; file writes are guarded in-process",
-                )
-            reasons.append(f"unshare -rn does not work here ({why})")
-        if requested is SandboxMode.unshare:
-            raise RuntimeError(
-                f"EXPLAINER_SANDBOX=unshare but {reasons[-1]}; use auto to fall back"
-            )
+                return Isolation(mode, description)
+            reasons.append(f"{name} does not work here ({why})")
+        if requested is mode:
+            raise RuntimeError(f"EXPLAINER_SANDBOX={mode} but {reasons[-1]}; use auto")
     why = "; ".join(reasons)
     return Isolation(
         SandboxMode.process,

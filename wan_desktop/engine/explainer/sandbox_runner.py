@@ -99,6 +99,23 @@ class SandboxViolationError(PermissionError):
 # ------------------------------------------------------------------------------------ limits
 
 
+def die_with_parent() -> None:
+    """Linux: be killed when the app that started us dies (even by SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call
+        os._exit(EXIT_SETUP)
+
+
 def set_limits(memory_mb: int, cpu_s: int, file_mb: int, nofile: int = 512) -> None:
     import resource
 
@@ -408,6 +425,7 @@ def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[1]).read_text("utf-8"))
     result_path = Path(request["result_path"])
     limits = request.get("limits") or {}
+    die_with_parent()
     set_limits(
         int(limits.get("memory_mb", 4096)),
         int(limits.get("cpu_s", 600)),
