@@ -29,6 +29,7 @@ from wan_desktop.engine import (
     JobSpec,
     JobStage,
     JobState,
+    JobStateChanged,
     JobStep,
 )
 from wan_desktop.engine.explainer import ExplainerPipeline
@@ -102,6 +103,11 @@ def test_offline_planner_renders_a_three_scene_video(engine: Engine, tmp_path: P
         JobState.encoding,
         JobState.completed,
     ]
+    # What an API status answer reads mid-run: stage, finished stages, time left.
+    encoding = next(e.job for e in rec.of(JobStateChanged, job.id) if e.job.state == "encoding")
+    assert encoding.stage == "rendering" and encoding.progress == 0.90
+    assert list(encoding.stages_completed) == [name for name, _ in STAGES[:4]]
+    assert encoding.eta_s is not None and 0 < encoding.eta_s < 60
     progress = [e.progress for e in rec.events if isinstance(e, JobStage | JobStep)]
     assert progress == sorted(progress)
     renders = [s for s in rec.of(JobStep, job.id) if s.expert == "rendering"]

@@ -462,3 +462,29 @@ def test_sidecar_shapes_are_json_serialisable() -> None:
     outline = writer.outline(p)
     json.dumps(outline.to_dict())
     json.dumps(writer.scene_plan(p, outline, 1).to_dict())
+
+
+# --------------------------------------------------------------------- the engine's loading
+
+
+def test_the_engine_loads_the_pipeline_on_first_use_with_settings_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.engine_helpers import mock_engine
+    from wan_desktop.engine import EngineError, JobKind, JobSpec
+    from wan_desktop.engine.explainer import ExplainerPipeline
+
+    monkeypatch.setenv("DEFAULT_QUALITY", "4k")
+    engine = mock_engine(tmp_path)
+    try:
+        with pytest.raises(EngineError, match="misconfigured: DEFAULT_QUALITY='4k'"):
+            engine.submit(JobSpec(kind=JobKind.explainer, params={"topic": "T"}))
+        monkeypatch.setenv("DEFAULT_QUALITY", "low")
+        with pytest.raises(InvalidInputError) as err:
+            engine.submit(JobSpec(kind=JobKind.explainer, params={"topic": "T"}))
+        assert set(err.value.errors) == {"context"}
+        pipeline = engine.pipeline(JobKind.explainer)
+        assert isinstance(pipeline, ExplainerPipeline)
+        assert pipeline.settings.default_quality == "low"
+    finally:
+        engine.shutdown()

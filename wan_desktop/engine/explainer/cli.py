@@ -121,7 +121,12 @@ def _make(args: argparse.Namespace, params: dict[str, Any], out: Path, tmp: Path
         except ValueError as exc:
             return _fail(args, "INVALID_SETTING", str(exc), "fix or unset that variable")
         except EngineError as exc:
-            return _fail(args, "UNAVAILABLE", str(exc), "install the explainer extra")
+            return _fail(
+                args,
+                "UNAVAILABLE",
+                str(exc),
+                "fix the setting named, or install the explainer extra",
+            )
 
         def on_event(event: Any) -> None:
             if getattr(event, "job_id", None) == job.id or (

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import JobCancelledError
+from ..errors import EngineError, JobCancelledError
 from ..jobs import JobKind, JobOutput, JobState
 from ..outputs import library_versions, write_json
 from ..pipelines.base import JobDescription, Pipeline
@@ -88,7 +88,10 @@ class ExplainerPipeline(Pipeline):
     ) -> None:
         if settings is None:
             extra = engine.settings.extra.get("explainer", {}) if engine is not None else {}
-            settings = ExplainerSettings.from_env(**dict(extra))
+            try:
+                settings = ExplainerSettings.from_env(**dict(extra))
+            except ValueError as exc:
+                raise EngineError(f"explainer videos are misconfigured: {exc}") from exc
         self.settings = settings
 
     # ------------------------------------------------------------------------------ submit

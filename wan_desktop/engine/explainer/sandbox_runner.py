@@ -123,7 +123,10 @@ def set_limits(memory_mb: int, cpu_s: int, file_mb: int, nofile: int = 512) -> N
         _, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
-        resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY else hard))
+        try:
+            resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY else hard))
+        except (ValueError, OSError) as exc:  # e.g. macOS refuses RLIMIT_AS
+            print(f"warning: resource limit {which} not set: {exc}", file=sys.stderr)
 
     cap(resource.RLIMIT_AS, memory_mb * 1024 * 1024)
     cap(resource.RLIMIT_CPU, cpu_s)
