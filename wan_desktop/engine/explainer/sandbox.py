@@ -209,6 +209,8 @@ class SceneSandbox:
         cancel: threading.Event | None = None,
     ) -> RenderOutcome:
         """Run ``code`` (already checked) and render ``class_name`` into ``scene_dir``."""
+        if cancel is not None and cancel.is_set():
+            return RenderOutcome(False, "cancelled", "cancelled", isolation=self.isolation.mode)
         scene_dir = scene_dir.resolve()
         scene_dir.mkdir(parents=True, exist_ok=True)
         code_path = scene_dir / "scene.py"

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 POLL_S = 0.2
+STOP_GRACE_S = 10.0
 
 
 class Sink:
@@ -82,7 +83,10 @@ def run_tasks(
                 if on_done is not None:
                     on_done(futures[future], future.result())
     finally:
-        # Running items notice `cancel`; a language-model call in flight ends on its own.
         pool.shutdown(wait=not cancel.is_set(), cancel_futures=True)
+        if cancel.is_set():
+            # Renders notice `cancel` within a poll and kill their process group: wait for
+            # that. A language-model call in flight is left to end on its own.
+            wait([f for f in futures if not f.done()], timeout=STOP_GRACE_S)
         sink.drain(ctx)
     return [results[i] for i in range(len(items))]
