@@ -146,19 +146,26 @@ def test_offline_planner_renders_a_three_scene_video(engine: Engine, tmp_path: P
     assert any("stage rendering" in line["message"] for line in engine.logs(job.id))
 
 
-def test_every_template_renders_and_subtitles_can_be_burned_in(
-    engine: Engine, tmp_path: Path
-) -> None:
-    job = engine.submit(
-        explainer(topic="Many things", context=CONTEXT, scene_count=6, burn_subtitles=True)
-    )
-    done = wait_job(engine, job.id, JobState.completed, JobState.failed, timeout=480)
+def test_every_template_renders_and_subtitles_can_be_burned_in(tmp_path: Path) -> None:
+    engine = explainer_engine(tmp_path, use_gpu_acceleration=True)
+    try:
+        job = engine.submit(
+            explainer(topic="Many things", context=CONTEXT, scene_count=6, burn_subtitles=True)
+        )
+        done = wait_job(engine, job.id, JobState.completed, JobState.failed, timeout=480)
+    finally:
+        engine.shutdown()
     assert done.state is JobState.completed, done.failure
     assert done.output is not None
     sidecar = json.loads(Path(done.output.sidecar or "").read_text("utf-8"))
     kinds = [s["kind"] for s in sidecar["scenes"]]
     assert kinds == ["title", "graph", "equation", "code", "bullets", "shapes"]
-    assert sidecar["video"]["encoder"] == "libx264" and sidecar["video"]["subtitles_burned_in"]
+    assert sidecar["video"]["subtitles_burned_in"]
+    # GPU encoding was asked for: NVENC where it works, else the CPU encoder and a warning.
+    encoder = sidecar["video"]["encoder"]
+    assert encoder == "h264_nvenc" or (
+        encoder == "libx264" and any("NVENC is not usable" in w for w in done.warnings)
+    )
 
     import av
 
