@@ -16,7 +16,11 @@ from types import ModuleType
 from . import __version__
 from .models.config import ENV_DEV_MODE
 
-COMMAND_MODULES = ("wan_desktop.models.cli", "wan_desktop.api.cli")
+COMMAND_MODULES = (
+    "wan_desktop.models.cli",
+    "wan_desktop.api.cli",
+    "wan_desktop.engine.explainer.cli",
+)
 
 
 def _commands() -> dict[str, ModuleType]:

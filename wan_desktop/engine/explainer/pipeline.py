@@ -1,0 +1,606 @@
+"""The explainer pipeline: topic → outline → scene plans → Manim code → sandboxed renders (with a
+fix loop) → one MP4 with subtitles and a thumbnail → local and/or S3 storage.
+
+Stages and the progress announced when each starts (CONTRACT.md): initializing 5 %, planning
+15 %, scenario_creation 30 %, code_generation 50 %, rendering 80 %, combining 90 %, storage 95 %;
+the engine announces completed 100 %. Within a stage, finished items move progress towards the
+next stage's figure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import EngineError, JobCancelledError
+from ..jobs import JobKind, JobOutput, JobState
+from ..outputs import library_versions, write_json
+from ..pipelines.base import JobDescription, Pipeline
+from .answers import AnswerError
+from .errors import ExplainerErrorCode, failure
+from .llm import ChatClient, ChatError
+from .llm_writer import LlmWriter
+from .offline import OfflineWriter
+from .params import ExplainerParams, validate_explainer_params
+from .plan import Outline, SceneCode, ScenePlan, Writer
+from .rag import NotesIndex
+from .retry import StoppedError
+from .sandbox import Isolation, Limits, SceneSandbox, detect_isolation
+from .sandbox_runner import latex_available
+from .scenes import RenderedScene, SceneRenderer
+from .settings import ExplainerSettings, StorageMode
+from .tasks import Sink, run_tasks
+
+if TYPE_CHECKING:
+    from ..context import JobContext
+    from ..engine import Engine
+
+T = TypeVar("T")
+
+STAGES = {
+    "initializing": 0.05,
+    "planning": 0.15,
+    "scenario_creation": 0.30,
+    "code_generation": 0.50,
+    "rendering": 0.80,
+    "combining": 0.90,
+    "storage": 0.95,
+}
+NEXT = dict(zip(STAGES, [*list(STAGES.values())[1:], 1.0], strict=True))
+OFFLINE_LABEL = "offline template planner (no language model configured)"
+SIDECAR_FORMAT = 1
+# Seconds of rendering per second of video, by quality (2-core CPU, measured), plus start-up.
+RENDER_S_PER_S = {"low": 0.6, "medium": 1.5, "high": 6.0, "ultra": 24.0}
+RENDER_START_S = 4.0
+LLM_CALL_S = 15.0
+TYPICAL_SCENES = 4
+TYPICAL_SCENE_S = 6.0
+
+
+@dataclass
+class _Run:
+    """One job's working state."""
+
+    ctx: JobContext
+    params: ExplainerParams
+    writer: Writer
+    sandbox: SceneSandbox
+    workdir: Path
+    cancel: threading.Event
+    sink: Sink
+    notes: NotesIndex | None
+    client: ChatClient | None = None
+    stage_log: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ExplainerPipeline(Pipeline):
+    kind = JobKind.explainer
+    mock = False
+
+    def __init__(
+        self, engine: Engine | None = None, *, settings: ExplainerSettings | None = None
+    ) -> None:
+        if settings is None:
+            extra = engine.settings.extra.get("explainer", {}) if engine is not None else {}
+            try:
+                settings = ExplainerSettings.from_env(**dict(extra))
+            except ValueError as exc:
+                raise EngineError(f"explainer videos are misconfigured: {exc}") from exc
+        self.settings = settings
+
+    # ------------------------------------------------------------------------------ submit
+
+    def validate(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        return validate_explainer_params(raw, self.settings).to_dict()
+
+    def _uses_llm(self, p: ExplainerParams) -> bool:
+        if p.offline:
+            return False
+        return bool(p.model) or self.settings.llm.configured
+
+    def describe(self, params: Mapping[str, Any]) -> JobDescription:
+        p = ExplainerParams.from_dict(params)
+        return JobDescription(
+            model_id=None,
+            label=None if self._uses_llm(p) or p.offline else OFFLINE_LABEL,
+            estimate={
+                "vram_gb": 0.0,
+                "minutes": round(self._estimate_s(p, "initializing") / 60, 2),
+                "strategy": "manim (CPU)",
+                "scenes": p.scene_count or TYPICAL_SCENES,
+                "writer": self._writer_name(p),
+            },
+        )
+
+    def _writer_name(self, p: ExplainerParams) -> str:
+        if not self._uses_llm(p):
+            return OfflineWriter.name
+        return self.settings.llm.models(p.model)[1]
+
+    def _estimate_s(self, p: ExplainerParams, from_stage: str, scenes: int | None = None) -> float:
+        """Seconds left when ``from_stage`` starts (a rough model, refined by measured steps)."""
+        n = scenes or p.scene_count or TYPICAL_SCENES
+        s = self.settings
+        llm = self._uses_llm(p)
+        per_stage = {
+            "initializing": 1.0,
+            "planning": LLM_CALL_S if llm else 0.1,
+            "scenario_creation": n * LLM_CALL_S / s.max_scene_concurrency if llm else 0.1,
+            "code_generation": n * LLM_CALL_S / s.max_scene_concurrency if llm else 0.1,
+            "rendering": n
+            * (RENDER_START_S + TYPICAL_SCENE_S * RENDER_S_PER_S[p.quality])
+            / s.max_concurrent_renders,
+            "combining": 1.0 + (n * TYPICAL_SCENE_S * 0.3 if p.burn_subtitles else 0.0),
+            "storage": 3.0 if p.storage.uses_s3 else 0.1,
+        }
+        names = list(STAGES)
+        return sum(per_stage[k] for k in names[names.index(from_stage) :])
+
+    # --------------------------------------------------------------------------------- run
+
+    def run(self, ctx: JobContext) -> JobOutput:
+        p = ExplainerParams.from_dict(ctx.params)
+        ctx.set_state(JobState.running)
+        run = self._start(ctx, p)
+        try:
+            outline = self._planning(run)
+            plans = self._scenarios(run, outline)
+            codes = self._code(run, plans)
+            scenes = self._render(run, plans, codes)
+            ctx.set_state(JobState.encoding)
+            output, sidecar = self._combine(run, outline, scenes)
+            output = self._store(run, output, sidecar)
+        except (StoppedError, JobCancelledError):
+            shutil.rmtree(run.workdir, ignore_errors=True)
+            raise JobCancelledError(ctx.job_id) from None
+        except ChatError as exc:
+            raise failure(
+                ExplainerErrorCode.llm_unavailable,
+                f"the language model could not be used: {exc}",
+                (
+                    "check LLM_BASE_URL, LLM_API_KEY and the model names",
+                    "retry the job when the server is back",
+                    "use model 'template' for the offline planner",
+                ),
+            ) from exc
+        except Exception:
+            ctx.log("info", f"the scene files are kept for inspection in {run.workdir}")
+            raise
+        finally:
+            if run.client is not None:
+                run.client.close()
+        if self.settings.cleanup:
+            shutil.rmtree(run.workdir, ignore_errors=True)
+        return output
+
+    def _stage(self, run: _Run, name: str, message: str, scenes: int | None = None) -> None:
+        run.ctx.stage(name, STAGES[name], message)
+        run.stage_log.append(
+            {"stage": name, "progress": STAGES[name], "started_at": time.time(), "message": message}
+        )
+        run.ctx.timer.start()
+        run.ctx.update(eta_s=self._estimate_s(run.params, name, scenes))
+
+    def _start(self, ctx: JobContext, p: ExplainerParams) -> _Run:
+        sink = Sink()
+        cancel = threading.Event()
+        try:
+            isolation = detect_isolation(self.settings.sandbox)
+        except RuntimeError as exc:
+            raise failure(
+                ExplainerErrorCode.sandbox_unavailable,
+                str(exc),
+                ("install bubblewrap", "or set EXPLAINER_SANDBOX=auto"),
+            ) from exc
+        workdir = ctx.settings.data_dir / "explainer" / "work" / ctx.job_id
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        latex = latex_available()
+        client, writer = self._writer(p, latex, cancel, sink)
+        notes = None
+        if p.use_rag:
+            notes = NotesIndex(ctx.settings.data_dir / "explainer" / "manim_notes.sqlite3")
+        sandbox = SceneSandbox(
+            isolation,
+            Limits(self.settings.render_timeout_s, self.settings.render_memory_mb),
+            hidden=_hidden_paths(ctx.settings.data_dir),
+        )
+        run = _Run(ctx, p, writer, sandbox, workdir, cancel, sink, notes, client)
+        self._stage(run, "initializing", _describe_setup(writer, isolation, p, latex))
+        if isolation.warning:
+            ctx.warn(isolation.warning, code="SANDBOX_DEGRADED")
+        if notes is not None:
+            count = self._call(run, notes.ensure)
+            if writer.offline:
+                ctx.log("info", "retrieval is on but the offline planner writes no prompts")
+            else:
+                ctx.log("info", f"retrieval: {count} Manim notes indexed")
+        return run
+
+    def _writer(
+        self, p: ExplainerParams, latex: bool, cancel: threading.Event, sink: Sink
+    ) -> tuple[ChatClient | None, Writer]:
+        if not self._uses_llm(p):
+            return None, OfflineWriter()
+        llm = self.settings.llm
+        if not llm.base_url:
+            raise failure(
+                ExplainerErrorCode.llm_unavailable,
+                "no language model endpoint is configured (LLM_BASE_URL)",
+                ("set LLM_BASE_URL and PLANNER_MODEL", "or use model 'template'"),
+            )
+        planner, scene, helper = llm.models(p.model)
+        client = ChatClient(
+            llm.base_url,
+            api_key=llm.api_key,
+            timeout_s=llm.timeout_s,
+            backoff_s=self.settings.retry_base_s,
+            cancel=cancel,
+            on_event=sink,
+        )
+        writer = LlmWriter(
+            client,
+            planner_model=planner,
+            scene_model=scene,
+            helper_model=helper,
+            latex=latex,
+            log=sink,
+        )
+        return client, writer
+
+    def _call(self, run: _Run, fn: Callable[[], T]) -> T:
+        """One piece of work off the worker thread, so cancellation stays responsive."""
+        return run_tasks(
+            run.ctx, [None], lambda _: fn(), workers=1, sink=run.sink, cancel=run.cancel
+        )[0]
+
+    def _progress(self, run: _Run, stage: str, total: int) -> Callable[[int, Any], None]:
+        lo, hi = STAGES[stage], NEXT[stage]
+        done = 0
+
+        def on_done(_: int, __: Any) -> None:
+            nonlocal done
+            done += 1
+            run.ctx.step(done, total, expert=stage, span=(lo, hi))
+            later = self._estimate_s(run.params, _after(stage), total) if hi < 1.0 else 0.0
+            run.ctx.update(eta_s=(run.ctx.job.eta_s or 0.0) + later)
+
+        return on_done
+
+    # ------------------------------------------------------------------------------ stages
+
+    def _each_scene(
+        self,
+        run: _Run,
+        stage: str,
+        items: list[Any],
+        fn: Callable[[Any], T],
+        *,
+        code: ExplainerErrorCode,
+        what: str,
+        model: str,
+    ) -> list[T]:
+        """``fn`` per scene on helper threads; an unusable model answer fails the job."""
+        try:
+            return run_tasks(
+                run.ctx,
+                items,
+                fn,
+                workers=self.settings.max_scene_concurrency,
+                sink=run.sink,
+                cancel=run.cancel,
+                on_done=self._progress(run, stage, len(items)) if len(items) > 1 else None,
+            )
+        except AnswerError as exc:
+            raise failure(
+                code,
+                f"{what}: {exc}",
+                ("retry the job", f"use a stronger {model}", "or use model 'template'"),
+            ) from exc
+
+    def _planning(self, run: _Run) -> Outline:
+        self._stage(run, "planning", "outlining the scenes")
+        (outline,) = self._each_scene(
+            run,
+            "planning",
+            [run.params],
+            run.writer.outline,
+            code=ExplainerErrorCode.plan_invalid,
+            what="the outline could not be made",
+            model="PLANNER_MODEL",
+        )
+        titles = "; ".join(f"{s.index}. {s.title}" for s in outline.scenes)
+        run.ctx.log("info", f"outline: {outline.title} — {len(outline.scenes)} scenes: {titles}")
+        return outline
+
+    def _scenarios(self, run: _Run, outline: Outline) -> list[ScenePlan]:
+        n = len(outline.scenes)
+        self._stage(run, "scenario_creation", f"planning {n} scenes", n)
+        plans = self._each_scene(
+            run,
+            "scenario_creation",
+            [s.index for s in outline.scenes],
+            lambda i: run.writer.scene_plan(run.params, outline, i),
+            code=ExplainerErrorCode.plan_invalid,
+            what="a scene plan could not be made",
+            model="PLANNER_MODEL",
+        )
+        for plan in plans:
+            run.ctx.log(
+                "info", f"scene {plan.index} ({plan.kind}, {plan.duration_s:.1f} s): {plan.title}"
+            )
+        return plans
+
+    def _notes_for(self, run: _Run) -> Callable[[ScenePlan, str | None], str]:
+        def notes(plan: ScenePlan, error: str | None) -> str:
+            if run.notes is None or run.writer.offline:
+                return ""
+            return run.notes.notes_text(run.writer.search_terms(plan, error))
+
+        return notes
+
+    def _code(self, run: _Run, plans: list[ScenePlan]) -> list[SceneCode]:
+        n = len(plans)
+        self._stage(run, "code_generation", f"writing Manim code for {n} scenes", n)
+        notes = self._notes_for(run)
+        return self._each_scene(
+            run,
+            "code_generation",
+            plans,
+            lambda plan: run.writer.scene_code(run.params, plan, notes(plan, None)),
+            code=ExplainerErrorCode.code_invalid,
+            what="the language model gave no usable code",
+            model="SCENE_MODEL",
+        )
+
+    def _render(
+        self, run: _Run, plans: list[ScenePlan], codes: list[SceneCode]
+    ) -> list[RenderedScene]:
+        n = len(plans)
+        renders = self.settings.max_concurrent_renders
+        self._stage(run, "rendering", f"rendering {n} scenes ({renders} at a time)", n)
+        renderer = SceneRenderer(
+            writer=run.writer,
+            sandbox=run.sandbox,
+            params=run.params,
+            workdir=run.workdir,
+            max_tries=self.settings.max_fix_attempts,
+            notes=self._notes_for(run),
+            log=run.sink,
+            cancel=run.cancel,
+            backoff_s=self.settings.retry_base_s,
+            latex=latex_available(),
+        )
+        scenes = run_tasks(
+            run.ctx,
+            list(zip(plans, codes, strict=True)),
+            lambda pc: renderer.render(*pc),
+            workers=renders,
+            sink=run.sink,
+            cancel=run.cancel,
+            on_done=self._progress(run, "rendering", n),
+        )
+        for s in scenes:
+            run.ctx.log(
+                "info",
+                f"scene {s.plan.index}: {s.duration_s:.2f} s of video in {s.render_s:.1f} s "
+                f"({s.tries} {'try' if s.tries == 1 else 'tries'})",
+            )
+        return scenes
+
+    def _combine(
+        self, run: _Run, outline: Outline, scenes: list[RenderedScene]
+    ) -> tuple[JobOutput, dict[str, Any]]:
+        from . import media
+
+        p, paths = run.params, run.ctx.outputs
+        self._stage(run, "combining", f"joining {len(scenes)} scenes", len(scenes))
+        try:
+            durations = [media.probe(s.video).duration_s for s in scenes]
+            cues = media.cues_for([s.plan.narration for s in scenes], durations)
+            info = self._call(
+                run,
+                lambda: media.combine(
+                    [s.video for s in scenes],
+                    paths.video,
+                    burn_in=cues if p.burn_subtitles else (),
+                    gpu=self.settings.use_gpu_acceleration,
+                ),
+            )
+            if (
+                self.settings.use_gpu_acceleration
+                and p.burn_subtitles
+                and info.encoder != ("h264_nvenc")
+            ):
+                run.ctx.warn("GPU acceleration is on but NVENC is not usable; encoded on the CPU")
+            if p.enable_subtitles:
+                media.write_srt(cues, paths.subtitles)
+            if p.enable_thumbnails:
+                media.save_thumbnail(scenes[0].video, paths.thumbnail)
+        except (OSError, ValueError) as exc:
+            raise failure(
+                ExplainerErrorCode.combine_failed,
+                f"the scenes could not be joined: {exc}",
+                ("retry the job", "check free disk space"),
+            ) from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("av"):
+                raise failure(
+                    ExplainerErrorCode.combine_failed,
+                    f"the scenes could not be joined: {exc}",
+                    ("retry the job",),
+                ) from exc
+            raise
+        output = JobOutput(
+            video=str(paths.video),
+            thumbnail=str(paths.thumbnail) if p.enable_thumbnails else None,
+            sidecar=str(paths.sidecar),
+            subtitles=str(paths.subtitles) if p.enable_subtitles else None,
+            duration_s=info.duration_s,
+            width=info.width,
+            height=info.height,
+            frames=info.frames,
+            fps=info.fps,
+            size_bytes=info.size_bytes,
+        )
+        sidecar = self._sidecar(run, outline, scenes, info, durations)
+        run.ctx.log(
+            "info",
+            f"video: {info.duration_s:.2f} s, {info.width}x{info.height} @ {info.fps:g} fps, "
+            f"{info.size_bytes} bytes ({info.encoder})",
+        )
+        return output, sidecar
+
+    def _sidecar(
+        self,
+        run: _Run,
+        outline: Outline,
+        scenes: list[RenderedScene],
+        info: Any,
+        durations: list[float],
+    ) -> dict[str, Any]:
+        job, p = run.ctx.job, run.params
+        return {
+            "format": SIDECAR_FORMAT,
+            "job_id": job.id,
+            "kind": str(job.kind),
+            "label": job.label,
+            "created_at": job.created_at,
+            "params": p.to_dict(),
+            "writer": {
+                "name": run.writer.name,
+                "offline": run.writer.offline,
+                "models": (
+                    dict(
+                        zip(
+                            ("planner", "scene", "helper"),
+                            self.settings.llm.models(p.model),
+                            strict=True,
+                        )
+                    )
+                    if not run.writer.offline
+                    else None
+                ),
+                "calls": [vars(c) for c in run.client.calls] if run.client else [],
+            },
+            "sandbox": str(run.sandbox.isolation.mode),
+            "quality": {
+                "name": p.quality,
+                "manim": p.preset.manim_quality,
+                "width": info.width,
+                "height": info.height,
+                "fps": info.fps,
+            },
+            "outline": outline.to_dict(),
+            "scenes": [
+                {**s.summary(), "measured_s": d, "plan": s.plan.to_dict()}
+                for s, d in zip(scenes, durations, strict=True)
+            ],
+            "video": {
+                "duration_s": info.duration_s,
+                "frames": info.frames,
+                "codec": "h264",
+                "encoder": info.encoder,
+                "size_bytes": info.size_bytes,
+                "format": p.output_format,
+                "subtitles_burned_in": p.burn_subtitles,
+            },
+            "stages": run.stage_log,
+            "timings_s": {k: round(v, 3) for k, v in run.ctx.stage_times.items()},
+            "warnings": list(job.warnings),
+            "libraries": library_versions(),
+        }
+
+    def _store(self, run: _Run, output: JobOutput, sidecar: dict[str, Any]) -> JobOutput:
+        """Write the sidecar, and copy everything to S3 when the storage mode says so."""
+        mode = run.params.storage
+        self._stage(run, "storage", _STORAGE_MESSAGES[mode])
+        sidecar_path = Path(output.sidecar or run.ctx.outputs.sidecar)
+        if not mode.uses_s3:
+            write_json(sidecar, sidecar_path)
+            return output
+        from .storage import S3Uploader, StorageError
+
+        root = run.ctx.settings.outputs_dir
+        files = {
+            name: (Path(path), _relative(Path(path), root))
+            for name, path in (
+                ("video", output.video),
+                ("thumbnail", output.thumbnail),
+                ("subtitles", output.subtitles),
+            )
+            if path
+        }
+        try:
+            uploader = S3Uploader(
+                self.settings.s3,
+                base_s=self.settings.retry_base_s,
+                cancel=run.cancel,
+                on_event=run.sink,
+            )
+            urls = self._call(run, lambda: uploader.upload_all(files))
+            urls["sidecar"] = uploader.url_for(_relative(sidecar_path, root))
+            write_json({**sidecar, "urls": urls}, sidecar_path)
+            self._call(run, lambda: uploader.upload(sidecar_path, _relative(sidecar_path, root)))
+        except StorageError as exc:
+            raise failure(
+                ExplainerErrorCode.storage_failed,
+                f"the video could not be stored in S3: {exc}",
+                (
+                    "check OUTPUT_S3_ENDPOINT_URL, OUTPUT_S3_BUCKET and the AWS_* credentials",
+                    "retry the job, or use storage_mode local_only",
+                ),
+            ) from exc
+        if mode is StorageMode.s3_only and self.settings.cleanup:
+            for path in (*(p for p, _ in files.values()), sidecar_path):
+                path.unlink(missing_ok=True)
+            run.ctx.log("info", "local copies removed (storage mode s3_only)")
+            return _replace_paths(output, urls)
+        return JobOutput(**{**output.to_dict(), "urls": urls})
+
+
+_STORAGE_MESSAGES = {
+    StorageMode.local_only: "kept in the outputs folder",
+    StorageMode.s3_only: "uploading to S3 (local copies removed afterwards)",
+    StorageMode.local_and_s3: "uploading to S3 (local copies kept)",
+}
+
+
+def _replace_paths(output: JobOutput, urls: Mapping[str, str]) -> JobOutput:
+    d = output.to_dict()
+    for name in ("video", "thumbnail", "subtitles", "sidecar"):
+        if d.get(name):
+            d[name] = urls.get(name, d[name])
+    d["urls"] = dict(urls)
+    return JobOutput(**d)
+
+
+def _relative(path: Path, root: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    return path.name
+
+
+def _after(stage: str) -> str:
+    names = list(STAGES)
+    return names[names.index(stage) + 1]
+
+
+def _hidden_paths(data_dir: Path) -> tuple[Path, ...]:
+    """What generated code must not read: the user's home and the app's data."""
+    hidden = {data_dir.resolve()}
+    with contextlib.suppress(RuntimeError):
+        hidden.add(Path.home().resolve())
+    return tuple(sorted(hidden))
+
+
+def _describe_setup(writer: Writer, isolation: Isolation, p: ExplainerParams, latex: bool) -> str:
+    who = "offline templates" if writer.offline else f"language model {writer.name}"
+    tex = "LaTeX available" if latex else "no LaTeX (text rendered with Pango)"
+    return f"{who}; {p.quality} quality; sandbox: {isolation.description}; {tex}"
