@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import disk, metrics, transfer
 from . import sources as _sources
 from .config import OrchestratorConfig
 from .errors import (
@@ -37,10 +38,12 @@ from .errors import (
     ModelError,
     ModelNotPresentError,
     NoSpaceError,
+    QuotaExceededError,
     SourceAttempt,
     SourceError,
 )
-from .integrity import sha256_file
+from .integrity import git_blob_sha1, sha256_file
+from .logs import LOGGER_NAME, correlation, install_redaction, log_event
 from .manifest import Manifest, ModelSpec, VariantSpec, load_manifest
 from .paths import (
     COMPLETE_MARKER,
@@ -51,7 +54,7 @@ from .paths import (
     model_dir_name,
     safe_join,
 )
-from .sources import CancelToken, FileSink, RemoteFile, Source, SourceContext
+from .sources import CancelToken, FileSink, RangedSource, RemoteFile, Source, SourceContext
 from .types import (
     DownloadProgress,
     Mismatch,
@@ -62,7 +65,8 @@ from .types import (
     WanPaths,
 )
 
-log = logging.getLogger("wan_desktop.models")
+log = logging.getLogger(LOGGER_NAME)
+install_redaction(log)
 
 MARKER_FORMAT = 1
 PLAN_FILE = ".wan-plan.json"
@@ -72,6 +76,15 @@ MAX_FILE_ATTEMPTS = (
 )
 PROGRESS_INTERVAL_S = 0.1
 LOCK_POLL_S = 0.25
+# Files without a published sha256 but with a git blob id are checked against it up to this size.
+GIT_CHECK_MAX_BYTES = 64 * 1024 * 1024
+# Index files read while planning to find which shards a model needs.
+SHARD_INDEX_SUFFIX = ".index.json"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+# Codes that mean "this source is down", worth remembering for a while (the negative cache).
+_NEGATIVE_CODES = frozenset({ErrorCode.source_unavailable, ErrorCode.rate_limit})
+_negative_cache: dict[str, tuple[float, SourceAttempt]] = {}
+_negative_lock = threading.Lock()
 
 ProgressCallback = Callable[[DownloadProgress], None]
 
@@ -106,6 +119,14 @@ class ModelStore:
     @property
     def manifest(self) -> Manifest:
         if self._manifest is None:
+            from .signing import verify_manifest_signature
+
+            # The signature, when there is one, is checked before a byte of the file is used.
+            verify_manifest_signature(
+                self.config.manifest_path,
+                public_key=self.config.manifest_public_key,
+                required=self.config.require_manifest_signature,
+            )
             self._manifest = load_manifest(self.config.manifest_path)
         return self._manifest
 
@@ -142,7 +163,7 @@ class ModelStore:
             return self._installed_status(base, final, marker)
         staging = self.paths.staging_dir(name)
         plan = _read_json(staging / PLAN_FILE)
-        staged = _folder_bytes(staging)
+        staged = _folder_bytes(staging) + transfer.staged_part_bytes(staging)
         if final.is_dir():
             return replace(
                 base,
@@ -335,6 +356,60 @@ class ModelStore:
             return final
         cancel = cancel or CancelToken()
         reporter = _Reporter(spec.id, var.name, progress)
+        with correlation() as cid:
+            log_event(
+                log,
+                logging.INFO,
+                "ensure_start",
+                "ensure %s (%s)",
+                spec.id,
+                var.name,
+                model=spec.id,
+                variant=var.name,
+                force=force,
+            )
+            try:
+                path = self._ensure_locked(spec, var, name, final, force, reporter, cancel)
+            except ModelError as exc:
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "ensure_failed",
+                    "ensure %s failed: [%s] %s",
+                    spec.id,
+                    exc.code,
+                    exc.message,
+                    model=spec.id,
+                    variant=var.name,
+                    code=str(exc.code),
+                    correlation_id=cid,
+                )
+                raise
+            disk.touch_last_used(self.paths, name)
+            log_event(
+                log,
+                logging.INFO,
+                "ensure_complete",
+                "%s (%s) is complete at %s",
+                spec.id,
+                var.name,
+                path,
+                model=spec.id,
+                variant=var.name,
+                bytes_transferred=reporter.transferred,
+            )
+            return path
+
+    def _ensure_locked(
+        self,
+        spec: ModelSpec,
+        var: VariantSpec,
+        name: str,
+        final: Path,
+        force: bool,
+        reporter: _Reporter,
+        cancel: CancelToken,
+    ) -> Path:
         with self._lock(name, reporter, cancel):
             self._recover_swap(name, final)
             if not force and self.status(spec.id, var.name).complete:
@@ -348,14 +423,45 @@ class ModelStore:
                 except _sources.SourceNotConfiguredError as exc:
                     attempts.append(SourceAttempt(uri, exc.code, exc.message))
                     continue
+                shown = expanded.split("?", 1)[0]
+                skipped = self._recent_failure(expanded)
+                if skipped is not None:
+                    attempts.append(skipped)
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "source_skipped",
+                        "skipping %s: it failed moments ago",
+                        shown,
+                        source=shown,
+                    )
+                    continue
+                t0 = time.monotonic()
+                metrics.download_started(shown)
+                log_event(log, logging.INFO, "source_start", "trying %s", shown, source=shown)
                 try:
                     self._ensure_from(spec, var, name, final, expanded, reporter, cancel)
-                except (CancelledError, NoSpaceError):
+                except (CancelledError, NoSpaceError, QuotaExceededError) as exc:
+                    metrics.download_failed(shown, str(exc.code), time.monotonic() - t0)
                     raise
                 except ModelError as exc:
-                    log.warning("source %s failed for %s: %s", expanded.split("?")[0], spec.id, exc)
-                    attempts.append(SourceAttempt(expanded.split("?")[0], exc.code, str(exc)))
+                    metrics.download_failed(shown, str(exc.code), time.monotonic() - t0)
+                    log_event(
+                        log,
+                        logging.WARNING,
+                        "source_failed",
+                        "source %s failed for %s: %s",
+                        shown,
+                        spec.id,
+                        exc,
+                        source=shown,
+                        code=str(exc.code),
+                    )
+                    attempt = SourceAttempt(shown, exc.code, str(exc))
+                    attempts.append(attempt)
+                    self._remember_failure(expanded, attempt)
                     continue
+                metrics.download_completed(shown, time.monotonic() - t0)
                 reporter.phase(Phase.complete)
                 return final
             raise AllSourcesFailedError(
@@ -363,6 +469,42 @@ class ModelStore:
                 attempts,
                 fix="check the messages per source; set WAN_LOCAL_MIRROR or a token if needed",
             )
+
+    # ----------------------------------------------------------------------- negative cache
+
+    def _origin(self, uri: str) -> str:
+        return _origin_key(uri, self.config)
+
+    def _recent_failure(self, uri: str) -> SourceAttempt | None:
+        key = self._origin(uri)
+        with _negative_lock:
+            hit = _negative_cache.get(key)
+            if hit is None:
+                return None
+            until, attempt = hit
+            if time.monotonic() >= until:
+                del _negative_cache[key]
+                return None
+        left = until - time.monotonic()
+        return SourceAttempt(
+            uri.split("?", 1)[0],
+            attempt.code,
+            f"skipped: it failed moments ago (retried in {left:.0f} s): {attempt.message}",
+        )
+
+    def _remember_failure(self, uri: str, attempt: SourceAttempt) -> None:
+        if attempt.code in _NEGATIVE_CODES and self.config.source_failure_ttl_s > 0:
+            with _negative_lock:
+                _negative_cache[self._origin(uri)] = (
+                    time.monotonic() + self.config.source_failure_ttl_s,
+                    attempt,
+                )
+
+    @staticmethod
+    def clear_source_failures() -> None:
+        """Forget every recently failed source (a user pressed "retry now")."""
+        with _negative_lock:
+            _negative_cache.clear()
 
     @contextlib.contextmanager
     def _lock(self, name: str, reporter: _Reporter, cancel: CancelToken) -> Iterator[None]:
@@ -419,7 +561,13 @@ class ModelStore:
         staging.mkdir(parents=True, exist_ok=True)
         scratch.mkdir(parents=True, exist_ok=True)
         ctx = SourceContext(
-            model=spec, variant=var, dir_name=name, config=self.config, scratch=scratch
+            model=spec,
+            variant=var,
+            dir_name=name,
+            config=self.config,
+            scratch=scratch,
+            cancel=cancel,
+            gate=transfer.SourceGate(),
         )
         source = _sources.open_source(uri, ctx)
         reporter.source = source.describe()
@@ -428,7 +576,7 @@ class ModelStore:
             planned = self._plan(spec, var, source)
             state = _PlanState.open(staging, source.describe(), planned)
             self._reuse_final_files(final, staging, planned, state)
-            self._preflight(planned, state, staging)
+            self._preflight(planned, state, staging, name)
             self._fetch_all(source, planned, staging, state, reporter, cancel)
             reporter.phase(Phase.finalizing)
             marker = {
@@ -492,6 +640,7 @@ class ModelStore:
             for rf in remote.values():
                 if any(fnmatch.fnmatchcase(rf.path, pat) for pat in patterns):
                     planned.append(PlannedFile(rf.path, rf.size, rf.sha256, rf))
+            planned = _only_indexed_shards(planned, source)
         if not planned:
             raise SourceError(
                 f"{source.describe()} has none of the model's files",
@@ -530,17 +679,18 @@ class ModelStore:
                 shutil.copy2(src, dest)
             state.mark_done(p.path, size, digest, dest)
 
-    def _preflight(self, planned: list[PlannedFile], state: _PlanState, staging: Path) -> None:
+    def _preflight(
+        self, planned: list[PlannedFile], state: _PlanState, staging: Path, name: str
+    ) -> None:
         needed = 0
         for p in planned:
             if p.path in state.done or p.size is None:
                 continue
-            part = staging / p.path
-            have = part.stat().st_size if part.is_file() else 0
-            needed += max(0, p.size - have)
+            needed += max(0, p.size - transfer.staged_bytes(staging / p.path))
+        self._check_quota(name, needed)
         free = shutil.disk_usage(self.config.models_root).free
         if needed + self.config.free_space_reserve_bytes > free:
-            free = self._make_room(needed + self.config.free_space_reserve_bytes)
+            free = self._make_room(needed + self.config.free_space_reserve_bytes, name)
         if needed + self.config.free_space_reserve_bytes > free:
             raise NoSpaceError(
                 f"not enough disk space: the download needs {_human(needed)} more (plus "
@@ -554,8 +704,84 @@ class ModelStore:
                 },
             )
 
-    def _make_room(self, needed: int) -> int:
-        """Hook for garbage collection under a quota; returns the free bytes afterwards."""
+    def _check_quota(self, name: str, needed: int) -> None:
+        """Keep the models folder within its quotas, collecting LRU models to make room."""
+        quota = self.config.quota_bytes
+        fam_quota = dict(self.config.family_quota_bytes)
+        if quota is None and not fam_quota:
+            return
+        family = self._family_of(name)
+        usage = disk.disk_usage(self)
+        over_total = quota is not None and usage.total_bytes + needed > quota
+        fam_limit = fam_quota.get(family)
+        fam_used = usage.family_bytes.get(family, 0)
+        over_family = fam_limit is not None and fam_used + needed > fam_limit
+        if not (over_total or over_family):
+            return
+        report = disk.run_gc(
+            self,
+            max_size=None if quota is None else max(0, quota - needed),
+            max_age_s=self.config.max_age_s,
+            dry_run=False,
+            family_quota=({family: max(0, fam_limit - needed)} if fam_limit is not None else None),
+            protect=frozenset({name}),
+        )
+        if report.removed:
+            log_event(
+                log,
+                logging.INFO,
+                "gc",
+                "collected %d model(s), %s, to stay within the quota",
+                len(report.removed),
+                _human(report.reclaimed_bytes),
+                removed=[d.dir_name for d in report.removed],
+                reclaimed_bytes=report.reclaimed_bytes,
+            )
+        after = disk.disk_usage(self)
+        still_total = quota is not None and after.total_bytes + needed > quota
+        still_family = (
+            fam_limit is not None and after.family_bytes.get(family, 0) + needed > fam_limit
+        )
+        if still_total or still_family:
+            limit = quota if still_total else fam_limit
+            used = after.total_bytes if still_total else after.family_bytes.get(family, 0)
+            kept = "; ".join(f"{d.dir_name}: {d.reason}" for d in report.kept) or "nothing else"
+            raise QuotaExceededError(
+                f"the download needs {_human(needed)} but the "
+                f"{'models folder' if still_total else f'{family} family'} quota of "
+                f"{_human(limit or 0)} has only {_human(max(0, (limit or 0) - used))} left "
+                f"after collecting what may be collected (kept: {kept})",
+                fix="raise the quota in the settings, unpin or delete a model "
+                "('wan models disk-usage' shows them), then run ensure again",
+                details={
+                    "bytes_needed": needed,
+                    "quota_bytes": limit,
+                    "used_bytes": used,
+                    "kept": [d.to_dict() for d in report.kept],
+                },
+            )
+
+    def _family_of(self, name: str) -> str:
+        for spec in self.manifest:
+            for var in spec.variants.values():
+                if self.dir_name(spec, var) == name:
+                    return spec.family
+        return self.paths.family_dir().name
+
+    def _make_room(self, needed: int, name: str | None = None) -> int:
+        """Short of space: with a quota set (the user allowed automatic collection), collect the
+        least recently used models until ``needed`` bytes are free; returns the free bytes."""
+        free = shutil.disk_usage(self.config.models_root).free
+        if self.config.quota_bytes is None or free >= needed:
+            return free
+        usage = disk.disk_usage(self)
+        disk.run_gc(
+            self,
+            max_size=max(0, usage.total_bytes - (needed - free)),
+            max_age_s=self.config.max_age_s,
+            dry_run=False,
+            protect=frozenset({name} if name else ()),
+        )
         return shutil.disk_usage(self.config.models_root).free
 
     def _fetch_all(
@@ -609,35 +835,50 @@ class ModelStore:
     ) -> None:
         dest = safe_join(staging, p.path)
         last_error: IntegrityError | None = None
+        hashing = self.config.verify_sha256
         for attempt in range(1, MAX_FILE_ATTEMPTS + 1):
             cancel.raise_if_cancelled()
-            if p.size is not None and dest.is_file() and dest.stat().st_size > p.size:
-                dest.unlink()  # longer than the file can be: not a prefix of it
             file_progress = reporter.file_started(p.path, p.size)
-            with FileSink(dest, on_bytes=file_progress, cancel=cancel) as sink:
-                reporter.resumed(p.path, sink.resumed_from)
-                if p.size is None or sink.offset < p.size:
-                    source.fetch(p.remote, sink)
-                size, digest = sink.offset, sink.hexdigest()
+            if isinstance(source, RangedSource) and p.size is not None:
+                digest = transfer.fetch_file(
+                    source,
+                    p.remote,
+                    dest,
+                    size=p.size,
+                    expected_sha256=p.sha256,
+                    settings=transfer.transfer_settings(self.config),
+                    gate=source.ctx.gate or transfer.SourceGate(),
+                    cancel=cancel,
+                    on_bytes=file_progress,
+                    on_resumed=lambda n: reporter.resumed(p.path, n),
+                )
+                size = dest.stat().st_size
+            else:
+                if p.size is not None and dest.is_file() and dest.stat().st_size > p.size:
+                    dest.unlink()  # longer than the file can be: not a prefix of it
+                with FileSink(dest, on_bytes=file_progress, cancel=cancel, hashing=hashing) as sink:
+                    reporter.resumed(p.path, sink.resumed_from)
+                    if p.size is None or sink.offset < p.size:
+                        source.fetch(p.remote, sink)
+                    size, digest = sink.offset, sink.hexdigest() or None
             reporter.file_finished(p.path)
-            problem = None
-            if p.size is not None and size != p.size:
-                code = ErrorCode.size_mismatch if size > p.size else ErrorCode.incomplete_download
-                problem = (
-                    code,
-                    f"{p.path} from {source.describe()} has {size} bytes, expected {p.size}",
-                )
-            elif p.sha256 is not None and digest != p.sha256:
-                problem = (
-                    ErrorCode.checksum_fail,
-                    f"{p.path} from {source.describe()} has sha256 {digest}, expected {p.sha256}",
-                )
+            problem = _integrity_problem(p, size, digest, dest, source.describe(), hashing)
             if problem is None:
-                state.mark_done(p.path, size, digest, dest)
+                state.mark_done(p.path, size, digest or p.sha256 or "", dest)
                 return
-            log.warning("attempt %d/%d: %s", attempt, MAX_FILE_ATTEMPTS, problem[1])
+            log_event(
+                log,
+                logging.WARNING,
+                "integrity_retry",
+                "attempt %d/%d: %s",
+                attempt,
+                MAX_FILE_ATTEMPTS,
+                problem[1],
+                file=p.path,
+                code=str(problem[0]),
+            )
             reporter.discard(size)
-            dest.unlink(missing_ok=True)
+            transfer.discard(dest)
             last_error = IntegrityError(
                 problem[1],
                 code=problem[0],
@@ -686,6 +927,51 @@ class ModelStore:
                     folder.replace(gone)
                     shutil.rmtree(gone, ignore_errors=True)
         return freed
+
+    # -------------------------------------------------------------------------------- disk
+
+    @contextlib.contextmanager
+    def use(self, model_id: str, variant: str | None = None) -> Iterator[Path]:
+        """Mark the model in use for the ``with`` block: GC leaves it alone; records last use.
+
+        Take the lease before ``ensure`` and hold it while the model is loaded::
+
+            with store.use("T2V-A14B"):
+                path = store.ensure("T2V-A14B")
+                pipeline = load(path)
+        """
+        spec, var = self.resolve(model_id, variant)
+        name = self.dir_name(spec, var)
+        with disk.lease(self.paths, name):
+            yield self.paths.model_dir(spec.id, var.name, spec.default_variant)
+
+    def pin(self, model_id: str, variant: str | None = None, *, pinned: bool = True) -> bool:
+        """Pin (or unpin) a model so GC never removes it; returns whether anything changed."""
+        spec, var = self.resolve(model_id, variant)
+        return disk.set_pinned(self.paths, self.dir_name(spec, var), pinned)
+
+    def is_pinned(self, model_id: str, variant: str | None = None) -> bool:
+        spec, var = self.resolve(model_id, variant)
+        return disk.is_pinned(self.paths, self.dir_name(spec, var))
+
+    def disk_usage(self) -> disk.DiskUsage:
+        return disk.disk_usage(self)
+
+    def gc(
+        self,
+        *,
+        max_size: int | None = None,
+        max_age_s: float | None = None,
+        dry_run: bool = False,
+    ) -> disk.GcReport:
+        """Collect least recently used and old models; the settings give the defaults."""
+        return disk.run_gc(
+            self,
+            max_size=self.config.quota_bytes if max_size is None else max_size,
+            max_age_s=self.config.max_age_s if max_age_s is None else max_age_s,
+            family_quota=dict(self.config.family_quota_bytes),
+            dry_run=dry_run,
+        )
 
 
 # --------------------------------------------------------------------------------- internals
@@ -783,6 +1069,10 @@ class _Reporter:
         self._speed_t = time.monotonic()
         self._speed_bytes = 0
 
+    @property
+    def transferred(self) -> int:
+        return self._transferred
+
     def begin(
         self, *, files_total: int, files_done: int, bytes_total: int | None, bytes_done: int
     ) -> None:
@@ -870,6 +1160,84 @@ class _Reporter:
             self.callback(event)
         except Exception:  # a broken listener must not break a download
             log.exception("progress callback failed")
+
+
+def _integrity_problem(
+    p: PlannedFile, size: int, digest: str | None, dest: Path, source: str, hashing: bool
+) -> tuple[ErrorCode, str] | None:
+    if p.size is not None and size != p.size:
+        code = ErrorCode.size_mismatch if size > p.size else ErrorCode.incomplete_download
+        return code, f"{p.path} from {source} has {size} bytes, expected {p.size}"
+    if hashing and p.sha256 is not None and digest != p.sha256:
+        return (
+            ErrorCode.checksum_fail,
+            f"{p.path} from {source} has sha256 {digest}, expected {p.sha256}",
+        )
+    if hashing and p.sha256 is None and p.remote.git_sha1 and size <= GIT_CHECK_MAX_BYTES:
+        # No sha256 is published for small files on the Hub, but their git blob id is.
+        actual = git_blob_sha1(dest)
+        if actual != p.remote.git_sha1:
+            return (
+                ErrorCode.checksum_fail,
+                f"{p.path} from {source} has git blob id {actual}, expected {p.remote.git_sha1}",
+            )
+    return None
+
+
+def _only_indexed_shards(planned: list[PlannedFile], source: Source) -> list[PlannedFile]:
+    """Drop weight files that sit beside a ``*.index.json`` which does not name them.
+
+    A repository may hold a sharded checkpoint next to other copies of the same weights (a
+    single-file fp32 export, another precision); the index says which files the model loads.
+    """
+    by_dir: dict[str, list[PlannedFile]] = {}
+    for p in planned:
+        by_dir.setdefault(p.path.rpartition("/")[0], []).append(p)
+    keep: set[str] = set()
+    drop: set[str] = set()
+    for folder, members in by_dir.items():
+        indexes = [p for p in members if p.path.endswith(SHARD_INDEX_SUFFIX)]
+        if not indexes:
+            continue
+        named: set[str] = set()
+        for idx in indexes:
+            try:
+                doc = json.loads(source.read_bytes(idx.remote, limit=64 << 20))
+                weight_map = doc["weight_map"]
+                named |= {str(v) for v in weight_map.values()}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return planned  # not an index we understand: take everything rather than guess
+        for p in members:
+            base = p.path.rpartition("/")[2]
+            if base.endswith(WEIGHT_SUFFIXES) and not p.path.endswith(SHARD_INDEX_SUFFIX):
+                (keep if base in named else drop).add(p.path)
+        missing = named - {p.path.rpartition("/")[2] for p in members}
+        if missing:
+            raise SourceError(
+                f"{source.describe()}: {folder}/ index names shards the source does not have: "
+                f"{', '.join(sorted(missing)[:3])}",
+                code=ErrorCode.incomplete_download,
+                fix="the source is incomplete; another source may have the model",
+            )
+    if drop:
+        log.info("skipping %d weight file(s) no index names: %s", len(drop), sorted(drop)[:5])
+    return [p for p in planned if p.path not in drop]
+
+
+def _origin_key(uri: str, config: OrchestratorConfig) -> str:
+    """What fails together (a Hub endpoint, an S3 endpoint and bucket, a web host)."""
+    from urllib.parse import urlsplit
+
+    scheme = uri.partition("://")[0]
+    if scheme == "hf":
+        return f"hf:{config.hf.endpoint}"
+    if scheme == "s3":
+        bucket = uri.removeprefix("s3://").split("/", 1)[0]
+        return f"s3:{config.s3.endpoint_url or 'aws'}/{bucket}"
+    if scheme in ("http", "https"):
+        u = urlsplit(uri)
+        return f"{u.scheme}://{u.netloc}"
+    return uri
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
