@@ -274,6 +274,7 @@ class HubServer:
 class _Handler(BaseHTTPRequestHandler):
     hub: HubServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -522,8 +523,8 @@ class _Handler(BaseHTTPRequestHandler):
                 for chunk in f.content.chunks(start, limit):
                     for i in range(0, len(chunk), 256 * 1024):
                         piece = chunk[i : i + 256 * 1024]
-                        if fault is not None and fault.kind == "wrong" and pos <= fault.after_bytes:
-                            piece = _flip(piece, fault.after_bytes - pos)
+                        if fault is not None and fault.kind == "wrong":
+                            piece = _flip(piece, start + fault.after_bytes - pos)
                         self.wfile.write(piece)
                         pos += len(piece)
                         entry.sent += len(piece)
@@ -544,7 +545,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _flip(piece: memoryview, at: int) -> memoryview:
-    if at >= len(piece):
+    if not 0 <= at < len(piece):
         return piece
     data = bytearray(piece)
     data[at] ^= 0xFF

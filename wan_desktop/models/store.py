@@ -1036,6 +1036,7 @@ class _PlanState:
             self._save()
 
     def _save(self) -> None:
+        # Not fsynced: the files it lists were, and a lost or older record only means re-checking.
         _write_json_atomic(
             self.path,
             {
@@ -1043,6 +1044,7 @@ class _PlanState:
                 "files": list(self.files.values()),
                 "done": self.done,
             },
+            durable=False,
         )
 
 
@@ -1248,12 +1250,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
+def _write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     tmp.replace(path)
 
 

@@ -435,7 +435,9 @@ def fetch_file(
         record.save(force=True)
 
     try:
-        if todo:
+        if len(todo) == 1:
+            run_part(todo[0])  # one part (a small file): no pool needed
+        elif todo:
             workers = max(1, min(settings.parts_per_file, len(todo)))
             with ThreadPoolExecutor(workers, thread_name_prefix="wan-part") as pool:
                 futures = [pool.submit(run_part, p) for p in todo]

@@ -391,6 +391,13 @@ def http_error_to_model_error(exc: Exception, *, what: str, source: str) -> Exce
             fix="check the source's address; another source may have the file",
             details=details,
         )
+    if exc.reason == "truncated":
+        return SourceError(
+            f"{source} kept ending {what} early (truncated answers)",
+            code=ErrorCode.incomplete_download,
+            fix="try again later; what arrived is kept and the download resumes from there",
+            details=details,
+        )
     if exc.status == 416:
         return SourceError(
             f"{source} changed {what} while it was downloading (HTTP 416)",
