@@ -51,9 +51,7 @@ def add_synth_repo(
 
 
 def expected_files(repo: HubRepo) -> set[str]:
-    return {
-        p for p in repo.files if p != "README.md" and p != UNINDEXED and not p.startswith("assets/")
-    }
+    return {p for p in repo.files if p not in ("README.md", UNINDEXED)}
 
 
 def hf_manifest(tmp_path: Path, repo_id: str = REPO, rev: str = "main") -> Path:
@@ -63,7 +61,7 @@ def hf_manifest(tmp_path: Path, repo_id: str = REPO, rev: str = "main") -> Path:
 
 
 def fast_transfer(**overrides: Any) -> dict[str, Any]:
-    """Small parts, short stall timeout and backoff: every fault plays out in well under a second."""
+    """Small parts, short stall timeout and backoff: faults play out in well under a second."""
     base: dict[str, Any] = {
         "part_size_bytes": MIB,
         "parts_per_file": 4,

@@ -16,6 +16,7 @@ files that occupy no disk on the server side).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -361,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _revision(self, repo_id: str, rev: str) -> None:
         repo = self._repo(repo_id)
         if repo is None or not self._authorized(repo):
-            return
+            return None
         if rev not in (*repo.revisions, repo.sha):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         self._send_json(
@@ -375,11 +376,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "siblings": [{"rfilename": p} for p in sorted(repo.files)],
             },
         )
+        return None
 
     def _tree(self, repo_id: str, rev: str, query: dict[str, list[str]]) -> None:
         repo = self._repo(repo_id)
         if repo is None or not self._authorized(repo):
-            return
+            return None
         if rev not in (*repo.revisions, repo.sha):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         entries: list[dict[str, Any]] = []
@@ -399,6 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
             nxt = f"{self.hub.url}/api/models/{repo_id}/tree/{rev}?recursive=true&cursor="
             headers["Link"] = f'<{nxt}{cursor + PAGE_SIZE}>; rel="next"'
         self._send_json(200, page, headers)
+        return None
 
     def _file_headers(self, repo: HubRepo, f: HubFile) -> dict[str, str]:
         h = {"X-Repo-Commit": repo.sha, "Accept-Ranges": "bytes"}
@@ -413,7 +416,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _resolve(self, repo_id: str, rev: str, file_path: str) -> None:
         repo = self._repo(repo_id)
         if repo is None or not self._authorized(repo):
-            return
+            return None
         if rev not in (*repo.revisions, repo.sha):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         f = repo.files.get(file_path)
@@ -429,8 +432,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             self.hub.record(LoggedRequest(self.command, self.path.split("?")[0], 302))
-            return
+            return None
         self._body(f, headers)
+        return None
 
     def _cdn(self, path: str, query: dict[str, list[str]]) -> None:
         if query.get("X-Amz-Signature") != [CDN_SIGNATURE]:
@@ -443,10 +447,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if f is not None:
                     return self._body(f, {"ETag": f'"{f.sha256}"', "Accept-Ranges": "bytes"})
         self._error(404, "EntryNotFound", "not found")
+        return None
 
-    # ------------------------------------------------------------------------------ bodies
+    # ---------------------------------------------------------------------------------- bodies
 
-    def _range(self, size: int) -> tuple[int, int] | None | bool:
+    def _range(self, size: int) -> tuple[int, int] | bool | None:
         """(start, end exclusive); None: no Range header; False: unsatisfiable (416 sent)."""
         header = self.headers.get("Range")
         if not header:
@@ -471,7 +476,7 @@ class _Handler(BaseHTTPRequestHandler):
         size = f.content.size
         rng = self._range(size)
         if rng is False:
-            return
+            return None
         fault = self.hub.take_fault(f.path) if self.command == "GET" else None
         if fault is not None and fault.kind in ("500", "429"):
             status = int(fault.kind)
@@ -501,7 +506,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self.hub.record(entry)
         if self.command == "HEAD":
-            return
+            return None
         if fault is not None and fault.kind == "truncate":
             end = start + declared
         limit = end
@@ -533,15 +538,14 @@ class _Handler(BaseHTTPRequestHandler):
                             if ahead > 0:
                                 time.sleep(ahead)
         except (BrokenPipeError, ConnectionResetError):
-            return
+            return None
         if fault is not None and fault.kind == "stall":
             time.sleep(fault.seconds)
         if fault is not None and fault.kind in ("drop", "stall"):
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        return None
 
 
 def _flip(piece: memoryview, at: int) -> memoryview:

@@ -1,7 +1,8 @@
-"""hf:// against a Hub-compatible server on 127.0.0.1: selection, integrity, auth and every fault."""
+"""hf:// against a Hub-compatible server on 127.0.0.1: selection, integrity, auth, faults."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -52,7 +53,7 @@ def assert_each_byte_once(hub: HubServer, path: str, size: int) -> None:
     ranges = sorted((r.start or 0, r.end or 0) for r in hub.body_requests(path))
     assert ranges, f"no request for {path}"
     assert ranges[0][0] == 0 and ranges[-1][1] == size
-    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(ranges):
         assert start == end, f"{path}: ranges overlap or leave a gap: {ranges}"
 
 
@@ -184,7 +185,7 @@ def test_gated_repo_says_where_to_accept_the_licence(tmp_path: Path, hub: HubSer
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""s3:// and presigned http(s):// sources against a real SeaweedFS on 127.0.0.1 with auth enforced."""
+"""s3:// and presigned http(s):// sources against a real SeaweedFS on 127.0.0.1, auth enforced."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SYNTH_ID, SynthFolder, make_store, make_synth_folder, sha256
-from tests.helpers import synth_model_entry, write_manifest
+from tests.helpers import (
+    SYNTH_ID,
+    SynthFolder,
+    make_store,
+    make_synth_folder,
+    sha256,
+    synth_model_entry,
+    write_manifest,
+)
 from tests.hfrepo import fast_transfer
 from tests.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedS3, weed_binary
 from wan_desktop.models.config import S3Config

@@ -38,6 +38,7 @@ from .errors import (
     ModelError,
     ModelNotPresentError,
     NoSpaceError,
+    PathInvalidError,
     QuotaExceededError,
     SourceAttempt,
     SourceError,
@@ -52,6 +53,7 @@ from .paths import (
     check_no_case_collisions,
     check_relative_path,
     model_dir_name,
+    path_guidance,
     safe_join,
 )
 from .sources import CancelToken, FileSink, RangedSource, RemoteFile, Source, SourceContext
@@ -574,6 +576,11 @@ class ModelStore:
         try:
             reporter.phase(Phase.planning)
             planned = self._plan(spec, var, source)
+            problems = path_guidance(staging, [p.path for p in planned])
+            if problems:
+                raise PathInvalidError(
+                    "; ".join(problems), fix="follow the advice above, then run ensure again"
+                )
             state = _PlanState.open(staging, source.describe(), planned)
             self._reuse_final_files(final, staging, planned, state)
             self._preflight(planned, state, staging, name)

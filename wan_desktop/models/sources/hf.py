@@ -12,6 +12,7 @@ The token is read from the OS keyring (service ``wan-desktop``, user ``huggingfa
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import urllib.parse
@@ -182,8 +183,9 @@ class HfSource(RangedSource):
         files: list[RemoteFile] = []
         pages = 0
         while url is not None:
-            page_url: str = url
-            doc, headers = self._retrying(lambda: self.client().get_json(page_url), "the file list")
+            doc, headers = self._retrying(
+                functools.partial(self.client().get_json, url), "the file list"
+            )
             pages += 1
             if not isinstance(doc, list):
                 raise SourceError(
