@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, SYNTH_ID, synth_model_entry, write_manifest
-from tests.hfrepo import REPO, SHARDS, add_synth_repo, expected_files, hf_store, hub_env
+from tests.hfrepo import REPO, SHARDS, add_synth_repo, hf_store, hub_env
 from tests.hubserver import CDN_SIGNATURE, HubServer
 from wan_desktop.models import metrics
 from wan_desktop.models.redact import redact, register_secret
@@ -60,7 +60,7 @@ def test_metrics_count_downloads_bytes_retries_and_failures(tmp_path: Path, hub:
         == before["retries"] + 1
     )
     repo.private = True
-    with pytest.raises(Exception):  # noqa: B017, PT011 - the code is what is measured
+    with pytest.raises(Exception):  # noqa: B017 - the code is what is measured
         hf_store(tmp_path / "b", hub).ensure(SYNTH_ID)
     assert (
         metric("wan_downloads_failed_total", source="hf", code="AUTH_FAIL") == before["failed"] + 1

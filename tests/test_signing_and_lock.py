@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REAL_MANIFEST, ROOT, SYNTH_ID, make_store, synth_model_entry
-from tests.helpers import write_manifest
+from tests.helpers import (
+    REAL_MANIFEST,
+    ROOT,
+    SYNTH_ID,
+    make_store,
+    synth_model_entry,
+    write_manifest,
+)
 from tests.hfrepo import REPO, add_synth_repo, expected_files, hub_env
 from tests.hubserver import HubServer
 from wan_desktop.models.errors import ErrorCode, ManifestSignatureError
