@@ -239,7 +239,9 @@ class _PartsRecord:
         ):
             parts = [_Part(int(a), int(b), int(d)) for a, b, d in data["parts"]]
             # Bytes the record counts must be in the file; if not (it was truncated), start over.
-            if partial.stat().st_size >= max((p.start + p.done for p in parts), default=0):
+            if partial.stat().st_size >= max(
+                (p.start + p.done for p in parts if p.done), default=0
+            ):
                 return cls(path, identity, parts)
         partial.unlink(missing_ok=True)
         parts = [_Part(s, min(size, s + part_size)) for s in range(0, size, part_size)]
