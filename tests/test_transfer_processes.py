@@ -6,6 +6,7 @@ the witness of what each process fetched.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -119,7 +120,7 @@ def test_kill_9_at_random_points_then_resume_fetches_only_unfinished_parts(
     hub.rate_bps = None
     mark = len(hub.log)
     final = wan_ensure(env)
-    out, err = final.communicate(timeout=240)
+    _, err = final.communicate(timeout=240)
     assert final.returncode == 0, err[-3000:]
     fetched = [(r.start or 0, r.end or 0) for r in hub.log[mark:] if r.path.endswith(HUGE)]
     assert all(inside(f, allowed) for f in fetched), "the last run fetched recorded bytes again"
@@ -148,7 +149,7 @@ def test_four_processes_fetch_each_byte_range_once(tmp_path: Path, hub: HubServe
         ranges = sorted((r.start or 0, r.end or 0) for r in hub.body_requests(path))
         covered = sum(b - a for a, b in ranges)
         assert covered == f.content.size, f"{path}: {ranges}"
-        assert all(b1 <= a2 for (_, b1), (a2, _) in zip(ranges, ranges[1:], strict=False))
+        assert all(b1 <= a2 for (_, b1), (a2, _) in itertools.pairwise(ranges))
     assert len(hub.body_requests(big)) == 11  # 40 MiB + 1 byte in 4 MiB parts
     total = sum(f.content.size for f in repo.files.values())
     assert sum(r["bytes_transferred"] for r in results) == total, "one process moved the bytes"
