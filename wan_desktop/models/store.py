@@ -20,7 +20,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -810,26 +809,19 @@ class ModelStore:
         )
         if not todo:
             return
-        workers = max(1, min(self.config.max_concurrent_downloads, len(todo)))
         # One failed file stops its siblings at their next chunk, without cancelling the caller.
         batch = cancel.child()
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wan-fetch") as pool:
-            futures = [
-                pool.submit(self._fetch_one, source, p, staging, state, reporter, batch)
-                for p in todo
-            ]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in done if f.exception() is not None), None)
-            if failed is not None:
-                batch.cancel()
-                for f in pending:
-                    f.cancel()
-                wait(pending)
-                exc = failed.exception()
-                assert exc is not None
-                if isinstance(exc, CancelledError):
-                    cancel.raise_if_cancelled()
-                raise exc
+        try:
+            transfer.run_all(
+                lambda p: self._fetch_one(source, p, staging, state, reporter, batch),
+                todo,
+                workers=self.config.max_concurrent_downloads,
+                batch=batch,
+                name="wan-fetch",
+            )
+        except CancelledError:
+            cancel.raise_if_cancelled()
+            raise
 
     def _fetch_one(
         self,

@@ -198,6 +198,25 @@ def _read_state(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") == STATE_FORMAT else None
 
 
+def run_all(
+    fn: Callable[[T], object], items: list[T], *, workers: int, batch: CancelToken, name: str
+) -> None:
+    """``fn`` over ``items`` on up to ``workers`` threads; the first failure cancels ``batch``
+    (the siblings stop at their next chunk), waits for them and is raised."""
+    with ThreadPoolExecutor(max(1, min(workers, len(items))), thread_name_prefix=name) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in done if f.exception() is not None), None)
+        if failed is not None:
+            batch.cancel()
+            for f in pending:
+                f.cancel()
+            wait(pending)
+            exc = failed.exception()
+            assert exc is not None
+            raise exc
+
+
 # ----------------------------------------------------------------------------- one file
 
 
@@ -440,19 +459,7 @@ def fetch_file(
         if len(todo) == 1:
             run_part(todo[0])  # one part (a small file): no pool needed
         elif todo:
-            workers = max(1, min(settings.parts_per_file, len(todo)))
-            with ThreadPoolExecutor(workers, thread_name_prefix="wan-part") as pool:
-                futures = [pool.submit(run_part, p) for p in todo]
-                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-                failed = next((f for f in done if f.exception() is not None), None)
-                if failed is not None:
-                    batch.cancel()
-                    for f in pending:
-                        f.cancel()
-                    wait(pending)
-                    exc = failed.exception()
-                    assert exc is not None
-                    raise exc
+            run_all(run_part, todo, workers=settings.parts_per_file, batch=batch, name="wan-part")
         digest = hasher.finish() if hasher is not None else None
     except BaseException:
         batch.cancel()

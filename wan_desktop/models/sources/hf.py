@@ -30,7 +30,6 @@ log = logging.getLogger(LOGGER_NAME)
 
 KEYRING_SERVICE = "wan-desktop"
 KEYRING_USER = "huggingface"
-USER_AGENT = "wan-desktop (orchestrator; hf source)"
 TOKEN_FIX = (
     "store a Hugging Face token with read access: `keyring set wan-desktop huggingface`, or set "
     "HF_TOKEN (create one at {endpoint}/settings/tokens)"
@@ -88,13 +87,11 @@ class HfSource(RangedSource):
             if self._client is None:
                 cfg = self.ctx.config
                 token = hf_token(env_token=cfg.hf.token_env, use_keyring=cfg.hf.use_keyring)
-                self._client = HttpClient(
-                    user_agent=USER_AGENT,
-                    read_timeout_s=cfg.stall_timeout_s,
+                self._client = HttpClient.for_source(
+                    cfg,
+                    "hf",
                     auth_headers={"Authorization": f"Bearer {token}"} if token else None,
                     auth_origin=self.endpoint,
-                    proxies=cfg.proxies,
-                    no_proxy=cfg.no_proxy,
                 )
             return self._client
 

@@ -20,9 +20,12 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..redact import strip_query
+
+if TYPE_CHECKING:
+    from ..config import OrchestratorConfig
 
 REDIRECTS = (301, 302, 303, 307, 308)
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -162,6 +165,24 @@ class HttpClient:
         self._idle: dict[Origin, queue.LifoQueue[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
+
+    @classmethod
+    def for_source(
+        cls,
+        config: OrchestratorConfig,
+        kind: str,
+        *,
+        auth_headers: Mapping[str, str] | None = None,
+        auth_origin: str | None = None,
+    ) -> HttpClient:
+        return cls(
+            user_agent=f"wan-desktop (orchestrator; {kind} source)",
+            read_timeout_s=config.stall_timeout_s,
+            auth_headers=auth_headers,
+            auth_origin=auth_origin,
+            proxies=config.proxies,
+            no_proxy=config.no_proxy,
+        )
 
     # ------------------------------------------------------------------------- connections
 

@@ -124,13 +124,7 @@ class S3Source(RangedSource):
     def http(self) -> HttpClient:
         with self._lock:
             if self._http is None:
-                cfg = self.ctx.config
-                self._http = HttpClient(
-                    user_agent="wan-desktop (orchestrator; s3 source)",
-                    read_timeout_s=cfg.stall_timeout_s,
-                    proxies=cfg.proxies,
-                    no_proxy=cfg.no_proxy,
-                )
+                self._http = HttpClient.for_source(self.ctx.config, "s3")
             return self._http
 
     def close(self) -> None:

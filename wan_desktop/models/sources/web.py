@@ -42,13 +42,7 @@ class WebSource(RangedSource):
     def client(self) -> HttpClient:
         with self._lock:
             if self._client is None:
-                cfg = self.ctx.config
-                self._client = HttpClient(
-                    user_agent="wan-desktop (orchestrator; web source)",
-                    read_timeout_s=cfg.stall_timeout_s,
-                    proxies=cfg.proxies,
-                    no_proxy=cfg.no_proxy,
-                )
+                self._client = HttpClient.for_source(self.ctx.config, "web")
             return self._client
 
     def close(self) -> None:
