@@ -217,3 +217,13 @@ def test_plan_gc_is_pure_and_explains_every_model(four: ModelStore) -> None:
     remove, keep = disk.plan_gc(usage, max_size=None, max_age_s=None)
     assert remove == [] and len(keep) == 4
     assert all(k.reason.startswith("within limits") for k in keep)
+
+
+def test_delete_refuses_a_model_in_use(four: ModelStore) -> None:
+    from wan_desktop.models.errors import InUseError
+
+    with four.use("m0"), pytest.raises(InUseError) as err:
+        four.delete("m0")
+    assert err.value.code is ErrorCode.in_use and str(os.getpid()) in err.value.message
+    assert four.status("m0").complete
+    assert four.delete("m0") > SIZE, "free again once the lease is gone"

@@ -257,7 +257,10 @@ def test_cancel_then_resume_fetches_only_what_is_missing(tmp_path: Path, hub: Hu
     store = hf_store(tmp_path, hub, max_concurrent_downloads=1)
     token = CancelToken()
 
+    seen: list[DownloadProgress] = []
+
     def cancel_midway(p: DownloadProgress) -> None:
+        seen.append(p)
         if p.file == BIG and p.file_bytes_done > 2_000_000:
             token.cancel()
 
@@ -265,6 +268,11 @@ def test_cancel_then_resume_fetches_only_what_is_missing(tmp_path: Path, hub: Hu
         store.ensure(SYNTH_ID, progress=cancel_midway, cancel=token)
     st = store.status(SYNTH_ID)
     assert st.state is ModelState.partial and st.bytes_present > 2_000_000
+    # Progress per file: its size, bytes so far and an ETA from its own rate.
+    big = [p for p in seen if p.file == BIG]
+    assert big and big[-1].file_bytes_total == SHARDS[BIG]
+    assert any(p.file_eta_s is not None and p.file_eta_s > 0 for p in big)
+    assert all(p.eta_s is None or p.eta_s >= 0 for p in seen)
     sent_before = hub.bytes_sent(BIG)
     hub.rate_bps = None
     hub.clear_log()

@@ -33,6 +33,7 @@ from .errors import (
     CancelledError,
     ErrorCode,
     IntegrityError,
+    InUseError,
     LockTimeoutError,
     ModelError,
     ModelNotPresentError,
@@ -916,6 +917,14 @@ class ModelStore:
         final = self.paths.model_dir(spec.id, var.name, spec.default_variant)
         staging = self.paths.staging_dir(name)
         freed = 0
+        leases = disk.live_leases(self.paths, name)
+        if leases:
+            pids = ", ".join(str(lease.get("pid")) for lease in leases)
+            raise InUseError(
+                f"{spec.id} ({var.name}) is in use by process {pids}",
+                fix="finish or cancel the job that uses it (or unload the model), then delete it",
+                details={"model": spec.id, "variant": var.name, "pids": pids},
+            )
         with self._lock(name, _Reporter(spec.id, var.name, None), CancelToken()):
             for folder in (final, staging, staging.with_name(staging.name + SCRATCH_SUFFIX)):
                 if folder.exists():
@@ -1065,6 +1074,7 @@ class _Reporter:
         self._file: str | None = None
         self._file_done: dict[str, int] = {}
         self._file_total: dict[str, int | None] = {}
+        self._file_started: dict[str, tuple[float, int]] = {}  # when, bytes done then
         self._last_emit = 0.0
         self._speed = 0.0
         self._speed_t = time.monotonic()
@@ -1097,6 +1107,7 @@ class _Reporter:
             self._file = rel
             self._file_done[rel] = 0
             self._file_total[rel] = size
+            self._file_started[rel] = (time.monotonic(), 0)
 
         def on_bytes(n: int) -> None:
             with self._lock:
@@ -1113,6 +1124,10 @@ class _Reporter:
         if offset:
             with self._lock:
                 self._file_done[rel] = offset
+                self._file_started[rel] = (
+                    self._file_started.get(rel, (time.monotonic(), 0))[0],
+                    offset,
+                )
                 self._bytes_done += offset
 
     def discard(self, size: int) -> None:
@@ -1141,6 +1156,13 @@ class _Reporter:
             if self._bytes_total is not None and self._speed > 0:
                 eta = max(0.0, (self._bytes_total - self._bytes_done) / self._speed)
             rel = self._file
+            file_eta = None
+            if rel is not None and self._file_total.get(rel) is not None:
+                t0, base = self._file_started.get(rel, (now, 0))
+                got = self._file_done.get(rel, 0) - base
+                if got > 0 and now > t0:
+                    left = (self._file_total[rel] or 0) - self._file_done.get(rel, 0)
+                    file_eta = max(0.0, left / (got / (now - t0)))
             event = DownloadProgress(
                 model_id=self.model_id,
                 variant=self.variant,
@@ -1154,6 +1176,7 @@ class _Reporter:
                 file=rel,
                 file_bytes_done=self._file_done.get(rel, 0) if rel else 0,
                 file_bytes_total=self._file_total.get(rel) if rel else None,
+                file_eta_s=file_eta,
                 source=self.source,
                 bytes_transferred=self._transferred,
             )
