@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import ROOT, make_store, make_synth_folder, synth_model_entry, write_manifest
-from wan_desktop.models import disk
+from wan_desktop.models import gc
 from wan_desktop.models.config import OrchestratorConfig
 from wan_desktop.models.errors import ErrorCode, QuotaExceededError, SettingsError
 from wan_desktop.models.settings import (
@@ -214,7 +214,7 @@ def test_units() -> None:
 
 def test_plan_gc_is_pure_and_explains_every_model(four: ModelStore) -> None:
     usage = four.disk_usage()
-    remove, keep = disk.plan_gc(usage, max_size=None, max_age_s=None)
+    remove, keep = gc.plan_gc(usage, max_size=None, max_age_s=None)
     assert remove == [] and len(keep) == 4
     assert all(k.reason.startswith("within limits") for k in keep)
 

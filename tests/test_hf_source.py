@@ -132,6 +132,7 @@ def test_a_passing_fault_ends_in_a_verified_model(
 
 PERSISTENT = [
     pytest.param({"kind": "500"}, ErrorCode.source_unavailable, id="http-500"),
+    pytest.param({"kind": "drop", "after_bytes": 0}, ErrorCode.source_unavailable, id="drop"),
     pytest.param({"kind": "429", "retry_after": 0}, ErrorCode.rate_limit, id="http-429"),
     pytest.param({"kind": "truncate", "after_bytes": 0}, ErrorCode.incomplete_download, id="trunc"),
     pytest.param({"kind": "stall", "after_bytes": 0, "seconds": 1.5}, ErrorCode.source_unavailable),
@@ -304,3 +305,17 @@ def test_manifest_with_unknown_revision(tmp_path: Path, hub: HubServer) -> None:
     store = hf_store(tmp_path, hub, manifest=hf_manifest(tmp_path, rev="v9"))
     with pytest.raises(AllSourcesFailedError, match="no revision 'v9'"):
         store.ensure(SYNTH_ID)
+
+
+def test_a_complete_local_copy_first_means_no_network(tmp_path: Path, hub: HubServer) -> None:
+    from tests.helpers import synth_model_entry, write_manifest
+
+    add_synth_repo(hub)
+    mirror = hf_store(tmp_path / "mirror", hub).ensure(SYNTH_ID)
+    hub.clear_log()
+    sources = [f"local://{mirror}", f"hf://{REPO}@main"]
+    manifest = write_manifest(tmp_path / "m.toml", {SYNTH_ID: synth_model_entry(sources)})
+    store = hf_store(tmp_path / "b", hub, manifest=manifest)
+    store.ensure(SYNTH_ID)
+    assert hub.log == [], "the Hub was never asked"
+    assert store.status(SYNTH_ID).source == f"local://{mirror}"

@@ -60,7 +60,8 @@ def wait_until(cond: Any, timeout: float = 30.0) -> None:
 
 def test_two_processes_ensuring_one_model_transfer_it_once(setup: Any, tmp_path: Path) -> None:
     root, manifest, synth = setup
-    first = spawn_ensure(root, manifest, SYNTH_ID, tmp_path / "r1.json", delay=0.02)
+    # Slow enough that the second process, which starts meanwhile, still finds it running.
+    first = spawn_ensure(root, manifest, SYNTH_ID, tmp_path / "r1.json", delay=0.05)
     wait_until(lambda: staged_bytes(root) > 0)  # the first one is mid-transfer
     second = spawn_ensure(root, manifest, SYNTH_ID, tmp_path / "r2.json")
     assert first.wait(60) == 0 and second.wait(60) == 0

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import OrchestratorConfig
-from .disk import DiskUsage, GcReport, ModelUsage
+from .disk import DiskUsage, ModelUsage
 from .errors import (
     AllSourcesFailedError,
     AuthError,
@@ -34,6 +34,7 @@ from .errors import (
     SourceError,
     VariantNotFoundError,
 )
+from .gc import GcReport
 from .manifest import DEV_LABEL, DEV_VARIANT, Manifest, ModelSpec, VariantSpec, load_manifest
 from .metrics import exposition as metrics_exposition
 from .settings import Settings, load_settings, save_settings

@@ -55,6 +55,15 @@ def parse_size(text: str | int) -> int:
     return int(number * (1024 if unit.endswith("I") else 1000) ** power)
 
 
+def format_size(n: float) -> str:
+    """Bytes for people: ``1.5 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
 def parse_duration(text: str | float) -> float:
     """``"30d"`` → seconds; also ``s``, ``m``, ``h``, ``w``; a bare number is seconds."""
     if isinstance(text, int | float) and not isinstance(text, bool):

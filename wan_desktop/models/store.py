@@ -11,7 +11,6 @@ only written after verification.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import logging
 import os
@@ -20,18 +19,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import disk, metrics, transfer
+from . import disk, gc, health, metrics, transfer
 from . import sources as _sources
 from .config import OrchestratorConfig
 from .errors import (
     AllSourcesFailedError,
     CancelledError,
-    ErrorCode,
     IntegrityError,
     InUseError,
     LockTimeoutError,
@@ -41,22 +39,21 @@ from .errors import (
     PathInvalidError,
     QuotaExceededError,
     SourceAttempt,
-    SourceError,
 )
-from .integrity import git_blob_sha1, sha256_file
+from .integrity import sha256_file
 from .logs import LOGGER_NAME, correlation, install_redaction, log_event
 from .manifest import Manifest, ModelSpec, VariantSpec, load_manifest
 from .paths import (
     COMPLETE_MARKER,
     CORRUPT_MARKER,
     ModelPaths,
-    check_no_case_collisions,
-    check_relative_path,
     model_dir_name,
     path_guidance,
     safe_join,
 )
-from .sources import CancelToken, FileSink, RangedSource, RemoteFile, Source, SourceContext
+from .planning import PlannedFile, integrity_problem, plan_files
+from .settings import format_size
+from .sources import CancelToken, FileSink, RangedSource, Source, SourceContext
 from .types import (
     DownloadProgress,
     Mismatch,
@@ -78,29 +75,11 @@ MAX_FILE_ATTEMPTS = (
 )
 PROGRESS_INTERVAL_S = 0.1
 LOCK_POLL_S = 0.25
-# Files without a published sha256 but with a git blob id are checked against it up to this size.
-GIT_CHECK_MAX_BYTES = 64 * 1024 * 1024
-# Index files read while planning to find which shards a model needs.
-SHARD_INDEX_SUFFIX = ".index.json"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-# Codes that mean "this source is down", worth remembering for a while (the negative cache).
-_NEGATIVE_CODES = frozenset({ErrorCode.source_unavailable, ErrorCode.rate_limit})
-_negative_cache: dict[str, tuple[float, SourceAttempt]] = {}
-_negative_lock = threading.Lock()
-
 ProgressCallback = Callable[[DownloadProgress], None]
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class PlannedFile:
-    path: str
-    size: int | None
-    sha256: str | None
-    remote: RemoteFile
 
 
 class ModelStore:
@@ -426,7 +405,7 @@ class ModelStore:
                     attempts.append(SourceAttempt(uri, exc.code, exc.message))
                     continue
                 shown = expanded.split("?", 1)[0]
-                skipped = self._recent_failure(expanded)
+                skipped = health.recent_failure(expanded, self.config)
                 if skipped is not None:
                     attempts.append(skipped)
                     log_event(
@@ -461,7 +440,7 @@ class ModelStore:
                     )
                     attempt = SourceAttempt(shown, exc.code, str(exc))
                     attempts.append(attempt)
-                    self._remember_failure(expanded, attempt)
+                    health.remember_failure(expanded, self.config, attempt)
                     continue
                 metrics.download_completed(shown, time.monotonic() - t0)
                 reporter.phase(Phase.complete)
@@ -472,41 +451,10 @@ class ModelStore:
                 fix="check the messages per source; set WAN_LOCAL_MIRROR or a token if needed",
             )
 
-    # ----------------------------------------------------------------------- negative cache
-
-    def _origin(self, uri: str) -> str:
-        return _origin_key(uri, self.config)
-
-    def _recent_failure(self, uri: str) -> SourceAttempt | None:
-        key = self._origin(uri)
-        with _negative_lock:
-            hit = _negative_cache.get(key)
-            if hit is None:
-                return None
-            until, attempt = hit
-            if time.monotonic() >= until:
-                del _negative_cache[key]
-                return None
-        left = until - time.monotonic()
-        return SourceAttempt(
-            uri.split("?", 1)[0],
-            attempt.code,
-            f"skipped: it failed moments ago (retried in {left:.0f} s): {attempt.message}",
-        )
-
-    def _remember_failure(self, uri: str, attempt: SourceAttempt) -> None:
-        if attempt.code in _NEGATIVE_CODES and self.config.source_failure_ttl_s > 0:
-            with _negative_lock:
-                _negative_cache[self._origin(uri)] = (
-                    time.monotonic() + self.config.source_failure_ttl_s,
-                    attempt,
-                )
-
     @staticmethod
     def clear_source_failures() -> None:
         """Forget every recently failed source (a user pressed "retry now")."""
-        with _negative_lock:
-            _negative_cache.clear()
+        health.clear()
 
     @contextlib.contextmanager
     def _lock(self, name: str, reporter: _Reporter, cancel: CancelToken) -> Iterator[None]:
@@ -520,7 +468,9 @@ class ModelStore:
         while True:
             cancel.raise_if_cancelled()
             try:
-                lock.acquire(timeout=min(LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
+                # The first try does not wait, so "waiting for another process" shows at once.
+                poll = LOCK_POLL_S if waited else 0.0
+                lock.acquire(timeout=min(poll, max(0.0, deadline - time.monotonic())))
                 break
             except Timeout:
                 if not waited:
@@ -618,49 +568,7 @@ class ModelStore:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _plan(self, spec: ModelSpec, var: VariantSpec, source: Source) -> list[PlannedFile]:
-        remote = {f.path: f for f in source.list_files()}
-        for f in remote.values():
-            check_relative_path(f.path, where=f"from {source.describe()}")
-        check_no_case_collisions(list(remote), where=f"from {source.describe()}")
-        planned: list[PlannedFile] = []
-        if var.files:
-            for fs in var.files:
-                rf = remote.get(fs.path)
-                if rf is None:
-                    if fs.optional:
-                        continue
-                    raise SourceError(
-                        f"{source.describe()} does not have {fs.path}",
-                        code=ErrorCode.incomplete_download,
-                        fix="the source is incomplete; another source may have it",
-                    )
-                planned.append(
-                    PlannedFile(
-                        fs.path,
-                        fs.size if fs.size is not None else rf.size,
-                        fs.sha256 or rf.sha256,
-                        rf,
-                    )
-                )
-        else:
-            patterns = spec.allow_patterns or ("*",)
-            for rf in remote.values():
-                if any(fnmatch.fnmatchcase(rf.path, pat) for pat in patterns):
-                    planned.append(PlannedFile(rf.path, rf.size, rf.sha256, rf))
-            planned = _only_indexed_shards(planned, source)
-        if not planned:
-            raise SourceError(
-                f"{source.describe()} has none of the model's files",
-                code=ErrorCode.incomplete_download,
-                fix="check the source path; another source may have the model",
-            )
-        if "model_index.json" not in {p.path for p in planned}:
-            raise SourceError(
-                f"{source.describe()} has no model_index.json: not a diffusers model folder",
-                code=ErrorCode.incomplete_download,
-                fix="point the source at the diffusers-format model (the *-Diffusers repository)",
-            )
-        return sorted(planned, key=lambda p: p.path)
+        return plan_files(spec, var, source)
 
     def _reuse_final_files(
         self, final: Path, staging: Path, planned: list[PlannedFile], state: _PlanState
@@ -700,9 +608,9 @@ class ModelStore:
             free = self._make_room(needed + self.config.free_space_reserve_bytes, name)
         if needed + self.config.free_space_reserve_bytes > free:
             raise NoSpaceError(
-                f"not enough disk space: the download needs {_human(needed)} more (plus "
-                f"{_human(self.config.free_space_reserve_bytes)} kept free) and "
-                f"{self.config.models_root} has {_human(free)} free",
+                f"not enough disk space: the download needs {format_size(needed)} more (plus "
+                f"{format_size(self.config.free_space_reserve_bytes)} kept free) and "
+                f"{self.config.models_root} has {format_size(free)} free",
                 fix="free some space, run 'wan models gc', or set MODELS_ROOT to a larger disk",
                 details={
                     "bytes_needed": needed,
@@ -712,84 +620,11 @@ class ModelStore:
             )
 
     def _check_quota(self, name: str, needed: int) -> None:
-        """Keep the models folder within its quotas, collecting LRU models to make room."""
-        quota = self.config.quota_bytes
-        fam_quota = dict(self.config.family_quota_bytes)
-        if quota is None and not fam_quota:
-            return
-        family = self._family_of(name)
-        usage = disk.disk_usage(self)
-        over_total = quota is not None and usage.total_bytes + needed > quota
-        fam_limit = fam_quota.get(family)
-        fam_used = usage.family_bytes.get(family, 0)
-        over_family = fam_limit is not None and fam_used + needed > fam_limit
-        if not (over_total or over_family):
-            return
-        report = disk.run_gc(
-            self,
-            max_size=None if quota is None else max(0, quota - needed),
-            max_age_s=self.config.max_age_s,
-            dry_run=False,
-            family_quota=({family: max(0, fam_limit - needed)} if fam_limit is not None else None),
-            protect=frozenset({name}),
-        )
-        if report.removed:
-            log_event(
-                log,
-                logging.INFO,
-                "gc",
-                "collected %d model(s), %s, to stay within the quota",
-                len(report.removed),
-                _human(report.reclaimed_bytes),
-                removed=[d.dir_name for d in report.removed],
-                reclaimed_bytes=report.reclaimed_bytes,
-            )
-        after = disk.disk_usage(self)
-        still_total = quota is not None and after.total_bytes + needed > quota
-        still_family = (
-            fam_limit is not None and after.family_bytes.get(family, 0) + needed > fam_limit
-        )
-        if still_total or still_family:
-            limit = quota if still_total else fam_limit
-            used = after.total_bytes if still_total else after.family_bytes.get(family, 0)
-            kept = "; ".join(f"{d.dir_name}: {d.reason}" for d in report.kept) or "nothing else"
-            raise QuotaExceededError(
-                f"the download needs {_human(needed)} but the "
-                f"{'models folder' if still_total else f'{family} family'} quota of "
-                f"{_human(limit or 0)} has only {_human(max(0, (limit or 0) - used))} left "
-                f"after collecting what may be collected (kept: {kept})",
-                fix="raise the quota in the settings, unpin or delete a model "
-                "('wan models disk-usage' shows them), then run ensure again",
-                details={
-                    "bytes_needed": needed,
-                    "quota_bytes": limit,
-                    "used_bytes": used,
-                    "kept": [d.to_dict() for d in report.kept],
-                },
-            )
-
-    def _family_of(self, name: str) -> str:
-        for spec in self.manifest:
-            for var in spec.variants.values():
-                if self.dir_name(spec, var) == name:
-                    return spec.family
-        return self.paths.family_dir().name
+        gc.enforce_quota(self, name, needed)
 
     def _make_room(self, needed: int, name: str | None = None) -> int:
-        """Short of space: with a quota set (the user allowed automatic collection), collect the
-        least recently used models until ``needed`` bytes are free; returns the free bytes."""
-        free = shutil.disk_usage(self.config.models_root).free
-        if self.config.quota_bytes is None or free >= needed:
-            return free
-        usage = disk.disk_usage(self)
-        disk.run_gc(
-            self,
-            max_size=max(0, usage.total_bytes - (needed - free)),
-            max_age_s=self.config.max_age_s,
-            dry_run=False,
-            protect=frozenset({name} if name else ()),
-        )
-        return shutil.disk_usage(self.config.models_root).free
+        """Hook for garbage collection when space is short; returns the free bytes afterwards."""
+        return gc.make_room(self, needed, name)
 
     def _fetch_all(
         self,
@@ -862,7 +697,7 @@ class ModelStore:
                         source.fetch(p.remote, sink)
                     size, digest = sink.offset, sink.hexdigest() or None
             reporter.file_finished(p.path)
-            problem = _integrity_problem(p, size, digest, dest, source.describe(), hashing)
+            problem = integrity_problem(p, size, digest, dest, source.describe(), hashing)
             if problem is None:
                 state.mark_done(p.path, size, digest or p.sha256 or "", dest)
                 return
@@ -971,9 +806,9 @@ class ModelStore:
         max_size: int | None = None,
         max_age_s: float | None = None,
         dry_run: bool = False,
-    ) -> disk.GcReport:
+    ) -> gc.GcReport:
         """Collect least recently used and old models; the settings give the defaults."""
-        return disk.run_gc(
+        return gc.run_gc(
             self,
             max_size=self.config.quota_bytes if max_size is None else max_size,
             max_age_s=self.config.max_age_s if max_age_s is None else max_age_s,
@@ -1186,84 +1021,6 @@ class _Reporter:
             log.exception("progress callback failed")
 
 
-def _integrity_problem(
-    p: PlannedFile, size: int, digest: str | None, dest: Path, source: str, hashing: bool
-) -> tuple[ErrorCode, str] | None:
-    if p.size is not None and size != p.size:
-        code = ErrorCode.size_mismatch if size > p.size else ErrorCode.incomplete_download
-        return code, f"{p.path} from {source} has {size} bytes, expected {p.size}"
-    if hashing and p.sha256 is not None and digest != p.sha256:
-        return (
-            ErrorCode.checksum_fail,
-            f"{p.path} from {source} has sha256 {digest}, expected {p.sha256}",
-        )
-    if hashing and p.sha256 is None and p.remote.git_sha1 and size <= GIT_CHECK_MAX_BYTES:
-        # No sha256 is published for small files on the Hub, but their git blob id is.
-        actual = git_blob_sha1(dest)
-        if actual != p.remote.git_sha1:
-            return (
-                ErrorCode.checksum_fail,
-                f"{p.path} from {source} has git blob id {actual}, expected {p.remote.git_sha1}",
-            )
-    return None
-
-
-def _only_indexed_shards(planned: list[PlannedFile], source: Source) -> list[PlannedFile]:
-    """Drop weight files that sit beside a ``*.index.json`` which does not name them.
-
-    A repository may hold a sharded checkpoint next to other copies of the same weights (a
-    single-file fp32 export, another precision); the index says which files the model loads.
-    """
-    by_dir: dict[str, list[PlannedFile]] = {}
-    for p in planned:
-        by_dir.setdefault(p.path.rpartition("/")[0], []).append(p)
-    keep: set[str] = set()
-    drop: set[str] = set()
-    for folder, members in by_dir.items():
-        indexes = [p for p in members if p.path.endswith(SHARD_INDEX_SUFFIX)]
-        if not indexes:
-            continue
-        named: set[str] = set()
-        for idx in indexes:
-            try:
-                doc = json.loads(source.read_bytes(idx.remote, limit=64 << 20))
-                weight_map = doc["weight_map"]
-                named |= {str(v) for v in weight_map.values()}
-            except (ValueError, KeyError, TypeError, AttributeError):
-                return planned  # not an index we understand: take everything rather than guess
-        for p in members:
-            base = p.path.rpartition("/")[2]
-            if base.endswith(WEIGHT_SUFFIXES) and not p.path.endswith(SHARD_INDEX_SUFFIX):
-                (keep if base in named else drop).add(p.path)
-        missing = named - {p.path.rpartition("/")[2] for p in members}
-        if missing:
-            raise SourceError(
-                f"{source.describe()}: {folder}/ index names shards the source does not have: "
-                f"{', '.join(sorted(missing)[:3])}",
-                code=ErrorCode.incomplete_download,
-                fix="the source is incomplete; another source may have the model",
-            )
-    if drop:
-        log.info("skipping %d weight file(s) no index names: %s", len(drop), sorted(drop)[:5])
-    return [p for p in planned if p.path not in drop]
-
-
-def _origin_key(uri: str, config: OrchestratorConfig) -> str:
-    """What fails together (a Hub endpoint, an S3 endpoint and bucket, a web host)."""
-    from urllib.parse import urlsplit
-
-    scheme = uri.partition("://")[0]
-    if scheme == "hf":
-        return f"hf:{config.hf.endpoint}"
-    if scheme == "s3":
-        bucket = uri.removeprefix("s3://").split("/", 1)[0]
-        return f"s3:{config.s3.endpoint_url or 'aws'}/{bucket}"
-    if scheme in ("http", "https"):
-        u = urlsplit(uri)
-        return f"{u.scheme}://{u.netloc}"
-    return uri
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text("utf-8"))
@@ -1308,16 +1065,8 @@ def _known_total(var: VariantSpec) -> int | None:
     return None
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def human_bytes(n: float | None) -> str:
-    return "?" if n is None else _human(n)
+    return "?" if n is None else format_size(n)
 
 
 def with_dev_mode(store: ModelStore, dev_mode: bool) -> ModelStore:

@@ -111,10 +111,19 @@ class Response:
         import http.client
 
         try:
-            return self._resp.readinto(buf)
+            n = self._resp.readinto(buf)
         except (OSError, http.client.HTTPException) as exc:
             self._reusable = False
             raise _transport_error(exc, self.url) from None
+        if n == 0 and len(buf) and self._resp.length:
+            # End of stream before the declared Content-Length: the peer hung up mid-body.
+            self._reusable = False
+            raise HttpError(
+                f"connection to {strip_query(self.url)} closed mid-body",
+                transient=True,
+                reason="connection",
+            )
+        return n
 
     def read_all(self, limit: int = 64 << 20) -> bytes:
         import http.client
