@@ -123,15 +123,19 @@ def test_lock_fills_sizes_and_hashes_and_keeps_the_file_as_it_was(
     manifest.write_text(COMMENTED + body)
     before = manifest.read_text()
     env = hub_env(hub, tmp_path / "models", manifest)
-    out = subprocess.run(
-        [sys.executable, "-m", "wan_desktop.cli", "models", "lock", SYNTH_ID, "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+
+    def wan(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "wan_desktop.cli", "models", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    out = wan("lock", SYNTH_ID, "--json")
     assert out.returncode == 0, out.stdout + out.stderr
     doc = json.loads(out.stdout)
     assert doc["schema"] == "wan.models.lock/1" and doc["written"]
@@ -147,15 +151,7 @@ def test_lock_fills_sizes_and_hashes_and_keeps_the_file_as_it_was(
     assert hashed_here == {p for p in files if not repo.files[p].lfs}
     assert files["vae/config.json"].component == "vae"
     # The locked manifest drives a normal ensure, now checked against the recorded hashes.
-    ensure = subprocess.run(
-        [sys.executable, "-m", "wan_desktop.cli", "models", "ensure", "--only", SYNTH_ID],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    ensure = wan("ensure", "--only", SYNTH_ID)
     assert ensure.returncode == 0, ensure.stderr
     # Only what changed is new: every original line is still there.
     assert all(line in after for line in before.splitlines() if line.strip())

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import sources as _sources
-from . import transfer
 from .errors import AllSourcesFailedError, ModelError, SourceAttempt
 from .signing import signature_path
-from .sources import RangedSource, RemoteFile, Source, SourceContext
+from .sources import RangedSource, RemoteFile, Source
 
 if TYPE_CHECKING:
     from .store import ModelStore
@@ -114,16 +113,8 @@ def lock_model(
             continue
         scratch = store.paths.staging_root() / f".lock-{uuid.uuid4().hex[:8]}.scratch"
         scratch.mkdir(parents=True, exist_ok=True)
-        ctx = SourceContext(
-            model=spec,
-            variant=unlocked,
-            dir_name=name,
-            config=store.config,
-            scratch=scratch,
-            gate=transfer.SourceGate(),
-        )
         try:
-            source = _sources.open_source(expanded, ctx)
+            source = store.open_source(spec, unlocked, expanded, scratch=scratch)
             try:
                 planned = store._plan(spec, unlocked, source)
                 files = []

@@ -512,16 +512,7 @@ class ModelStore:
         scratch = staging.with_name(staging.name + SCRATCH_SUFFIX)
         staging.mkdir(parents=True, exist_ok=True)
         scratch.mkdir(parents=True, exist_ok=True)
-        ctx = SourceContext(
-            model=spec,
-            variant=var,
-            dir_name=name,
-            config=self.config,
-            scratch=scratch,
-            cancel=cancel,
-            gate=transfer.SourceGate(),
-        )
-        source = _sources.open_source(uri, ctx)
+        source = self.open_source(spec, var, uri, scratch=scratch, cancel=cancel)
         reporter.source = source.describe()
         try:
             reporter.phase(Phase.planning)
@@ -566,6 +557,27 @@ class ModelStore:
         finally:
             source.close()
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def open_source(
+        self,
+        spec: ModelSpec,
+        var: VariantSpec,
+        uri: str,
+        *,
+        scratch: Path,
+        cancel: CancelToken | None = None,
+    ) -> Source:
+        """A source of ``spec``'s variant at ``uri`` (expanded), with its own backoff gate."""
+        ctx = SourceContext(
+            model=spec,
+            variant=var,
+            dir_name=self.dir_name(spec, var),
+            config=self.config,
+            scratch=scratch,
+            cancel=cancel or CancelToken(),
+            gate=transfer.SourceGate(),
+        )
+        return _sources.open_source(uri, ctx)
 
     def _plan(self, spec: ModelSpec, var: VariantSpec, source: Source) -> list[PlannedFile]:
         return plan_files(spec, var, source)
