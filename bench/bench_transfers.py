@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -114,10 +115,19 @@ def make_files(folder: Path, total_mb: int) -> dict[str, int]:
     }
 
 
+CPU_SECONDS: dict[str, list[float]] = {}
+
+
 def run(code: str, *args: str, env: dict[str, str]) -> float:
+    """Wall seconds of one contender's process; its CPU seconds go to ``CPU_SECONDS``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, *args], check=True, env=env, cwd=ROOT)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    CPU_SECONDS.setdefault(code, []).append(cpu)
+    return wall
 
 
 def median_of(repeat: int, fn: Callable[[], float], clean: Callable[[], None]) -> float:
@@ -128,6 +138,11 @@ def median_of(repeat: int, fn: Callable[[], float], clean: Callable[[], None]) -
         times.append(fn())
     clean()
     return statistics.median(times)
+
+
+def cpu_of(code: str, last: int) -> float:
+    """Median client CPU seconds (user + sys) of the last ``last`` runs of ``code``."""
+    return statistics.median(CPU_SECONDS[code][-last:])
 
 
 def bench_hub(work: Path, size_mb: int, repeat: int) -> dict[str, float]:
@@ -164,9 +179,15 @@ def bench_hub(work: Path, size_mb: int, repeat: int) -> dict[str, float]:
 
         args = (REPO, str(out / "snap"), str(out / "cache"), ",".join(patterns))
         snap = median_of(repeat, lambda: run(SNAPSHOT, *args, env=env), clean)
+        snap_cpu = cpu_of(SNAPSHOT, repeat)
         ours = median_of(repeat, lambda: run(OURS, "1", SYNTH_ID, env=env), clean)
+        ours_cpu = cpu_of(OURS, repeat)
         nohash = median_of(repeat, lambda: run(OURS, "0", SYNTH_ID, env=env), clean)
+        nohash_cpu = cpu_of(OURS, repeat)
     return {
+        "snapshot_download_cpu_s": snap_cpu,
+        "ensure_verified_cpu_s": ours_cpu,
+        "ensure_unverified_cpu_s": nohash_cpu,
         "bytes": total,
         "files": len(files),
         "snapshot_download_s": snap,
@@ -214,9 +235,15 @@ def bench_s3(work: Path, size_mb: int, repeat: int) -> dict[str, float]:
         boto = median_of(
             repeat, lambda: run(BOTO, "bench", "m", str(out), json.dumps(files), env=env), clean
         )
+        boto_cpu = cpu_of(BOTO, repeat)
         ours = median_of(repeat, lambda: run(OURS, "1", SYNTH_ID, env=env), clean)
+        ours_cpu = cpu_of(OURS, repeat)
         nohash = median_of(repeat, lambda: run(OURS, "0", SYNTH_ID, env=env), clean)
+        nohash_cpu = cpu_of(OURS, repeat)
     return {
+        "boto3_cpu_s": boto_cpu,
+        "ensure_verified_cpu_s": ours_cpu,
+        "ensure_unverified_cpu_s": nohash_cpu,
         "bytes": total,
         "boto3_download_file_s": boto,
         "ensure_verified_s": ours,
@@ -244,17 +271,36 @@ def main() -> None:
         return
     mb = hub["bytes"] / 1e6
     print(f"local Hub server, {mb:.0f} MB in {hub['files']:.0f} files (median of {args.repeat}):")
-    print(f"  huggingface_hub.snapshot_download   {hub['snapshot_download_s']:6.2f} s")
-    print(f"  wan ensure, sha256 verified         {hub['ensure_verified_s']:6.2f} s")
-    print(f"  wan ensure, hashing off             {hub['ensure_unverified_s']:6.2f} s")
+    print("  (wall time; client CPU user+sys in brackets)")
+    print(
+        f"  huggingface_hub.snapshot_download   {hub['snapshot_download_s']:6.2f} s"
+        f"  [{hub['snapshot_download_cpu_s']:.2f} s]"
+    )
+    print(
+        f"  wan ensure, sha256 verified         {hub['ensure_verified_s']:6.2f} s"
+        f"  [{hub['ensure_verified_cpu_s']:.2f} s]"
+    )
+    print(
+        f"  wan ensure, hashing off             {hub['ensure_unverified_s']:6.2f} s"
+        f"  [{hub['ensure_unverified_cpu_s']:.2f} s]"
+    )
     print(f"  speed-up vs snapshot_download       {hub['speedup_vs_snapshot_download']:.2f}x")
     print(f"  verification overhead               {hub['verification_overhead']:+.0%}")
     unverified = hub["snapshot_download_s"] / hub["ensure_unverified_s"]
     print(f"  speed-up vs snapshot_download, hashing off {unverified:.2f}x")
     print(f"SeaweedFS, {s3['bytes'] / 1e6:.0f} MB:")
-    print(f"  boto3 download_file (TransferConfig) {s3['boto3_download_file_s']:6.2f} s")
-    print(f"  wan ensure, sha256 verified          {s3['ensure_verified_s']:6.2f} s")
-    print(f"  wan ensure, hashing off              {s3['ensure_unverified_s']:6.2f} s")
+    print(
+        f"  boto3 download_file (TransferConfig) {s3['boto3_download_file_s']:6.2f} s"
+        f"  [{s3['boto3_cpu_s']:.2f} s]"
+    )
+    print(
+        f"  wan ensure, sha256 verified          {s3['ensure_verified_s']:6.2f} s"
+        f"  [{s3['ensure_verified_cpu_s']:.2f} s]"
+    )
+    print(
+        f"  wan ensure, hashing off              {s3['ensure_unverified_s']:6.2f} s"
+        f"  [{s3['ensure_unverified_cpu_s']:.2f} s]"
+    )
     print(f"  speed-up vs boto3                    {s3['speedup_vs_boto3']:.2f}x")
     print(f"  speed-up vs boto3, hashing off       {s3['speedup_vs_boto3_unverified']:.2f}x")
     print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

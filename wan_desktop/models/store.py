@@ -657,6 +657,9 @@ class ModelStore:
         )
         if not todo:
             return
+        # Largest first: the long transfers (and their hashing) start at once and the small files
+        # fill the gaps, instead of a few big files running alone at the end.
+        todo.sort(key=lambda p: -(p.size or 0))
         # One failed file stops its siblings at their next chunk, without cancelling the caller.
         batch = cancel.child()
         try:
