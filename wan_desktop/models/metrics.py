@@ -19,6 +19,9 @@ DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, float("inf"
 
 def _get() -> dict[str, Any] | None:
     global _metrics, _unavailable  # noqa: PLW0603 - one registry per process, made on first use
+    ready = _metrics
+    if ready is not None:
+        return ready  # the common case, once per chunk: no lock
     with _lock:
         if _metrics is not None or _unavailable:
             return _metrics
