@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -65,8 +64,14 @@ def _process_start(pid: int) -> float | None:
         return None
 
 
+def _hostname() -> str:
+    import socket  # only when leases are read or written: `wan models check` stays light
+
+    return socket.gethostname()
+
+
 def lease_is_live(data: dict[str, Any]) -> bool:
-    if data.get("host") != socket.gethostname():
+    if data.get("host") != _hostname():
         return True  # another machine's process (a shared folder): cannot check, so respect it
     try:
         pid = int(data["pid"])
@@ -106,7 +111,7 @@ def lease(paths: ModelPaths, dir_name: str) -> Iterator[Path]:
             {
                 "pid": os.getpid(),
                 "process_start": _process_start(os.getpid()),
-                "host": socket.gethostname(),
+                "host": _hostname(),
                 "since": time.time(),
             }
         ),

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -98,6 +97,8 @@ class SourceGate:
 def backoff_delay(attempt: int, settings: TransferSettings, retry_after: float | None) -> float:
     """Exponential backoff with "equal jitter": between half and all of base·2ⁿ, capped."""
     ceiling = min(settings.retry_max_s, settings.retry_base_s * 2 ** (attempt - 1))
+    import random  # only when a request failed
+
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     if retry_after is not None:
         # The server knows best, but a huge Retry-After must not hang a download for hours.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
-import socket
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -240,6 +239,8 @@ class HttpClient:
             conn.set_tunnel(origin.host, origin.port)
         conn.connect()
         if conn.sock is not None:
+            import socket
+
             conn.sock.settimeout(self.read_timeout_s)
             with contextlib.suppress(OSError):
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
