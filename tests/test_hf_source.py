@@ -105,6 +105,9 @@ TRANSIENT = [
     pytest.param({"kind": "truncate", "pattern": BIG, "times": 2}, id="truncated-body"),
     pytest.param({"kind": "stall", "pattern": BIG, "times": 1, "seconds": 3}, id="stall"),
     pytest.param({"kind": "wrong", "pattern": BIG, "times": 1}, id="wrong-bytes"),
+    pytest.param({"kind": "500", "pattern": "*.index.json", "times": 2}, id="index-500"),
+    pytest.param({"kind": "drop", "pattern": "*.index.json", "after_bytes": 5}, id="index-drop"),
+    pytest.param({"kind": "drop", "pattern": "tokenizer/*", "times": 3, "after_bytes": 9}, id="s"),
 ]
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import sources as _sources
 from .errors import AllSourcesFailedError, ModelError, SourceAttempt
 from .signing import signature_path
-from .sources import RangedSource, RemoteFile, Source
+from .sources import RemoteFile, Source
 
 if TYPE_CHECKING:
     from .store import ModelStore
@@ -84,10 +84,7 @@ class _HashSink:
 
 def _hash_remote(source: Source, f: RemoteFile) -> tuple[int, str]:
     sink = _HashSink()
-    if isinstance(source, RangedSource) and f.size is not None:
-        source.read_range(f, 0, f.size, sink.write)
-    else:
-        source.fetch(f, sink)  # type: ignore[arg-type]
+    source.fetch(f, sink)  # type: ignore[arg-type]  # resumes at sink.offset after a failure
     return sink.offset, sink.hash.hexdigest()
 
 

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..errors import CancelledError
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..transfer import SourceGate, TransferSettings
 
 CHUNK_BYTES = 8 * 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -231,8 +232,34 @@ class RangedSource(Source):
         """
 
     def fetch(self, file: RemoteFile, sink: FileSink) -> None:
+        """One stream from ``sink.offset``; a failed request resumes where the sink got to."""
+        from .http import HttpError
+
         end = file.size if file.size is not None else 1 << 62
-        self.read_range(file, sink.offset, end, sink.write)
+
+        def attempt() -> None:
+            self.read_range(file, sink.offset, end, sink.write)
+            if file.size is not None and sink.offset < file.size:
+                raise HttpError(
+                    f"{file.path}: the body ended {file.size - sink.offset} bytes short",
+                    transient=True,
+                    reason="truncated",
+                )
+
+        self.retrying(attempt, file.path)
+
+    def retrying(self, call: Callable[[], T], what: str) -> T:
+        """``call`` with the engine's retries and this source's backoff gate and error mapping."""
+        from ..transfer import SourceGate, with_retries
+
+        return with_retries(
+            call,
+            source=self,
+            gate=self.ctx.gate or SourceGate(),
+            settings=self.ctx.transfer,
+            cancel=self.ctx.cancel,
+            what=what,
+        )
 
     def map_error(self, exc: Exception, *, what: str) -> Exception:
         """Turn a final :class:`~.http.HttpError` into the orchestrator's error for this source."""

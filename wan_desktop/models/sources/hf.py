@@ -142,18 +142,6 @@ class HfSource(RangedSource):
             )
         return http_error_to_model_error(exc, what=what, source=self.describe())
 
-    def _retrying(self, call: Callable[[], Any], what: str) -> Any:
-        from ..transfer import SourceGate, with_retries
-
-        return with_retries(
-            call,
-            source=self,
-            gate=self.ctx.gate or SourceGate(),
-            settings=self.ctx.transfer,
-            cancel=self.ctx.cancel,
-            what=what,
-        )
-
     def commit(self) -> str:
         if self._commit is None:
             if self.ctx.config.hf.offline:
@@ -162,7 +150,7 @@ class HfSource(RangedSource):
                     fix="unset HF_HUB_OFFLINE to download, or use a local:// mirror",
                 )
             rev = urllib.parse.quote(self.revision, safe="")
-            doc, _ = self._retrying(
+            doc, _ = self.retrying(
                 lambda: self.client().get_json(self._api(f"revision/{rev}")), "the revision"
             )
             sha = doc.get("sha") if isinstance(doc, dict) else None
@@ -180,7 +168,7 @@ class HfSource(RangedSource):
         files: list[RemoteFile] = []
         pages = 0
         while url is not None:
-            doc, headers = self._retrying(
+            doc, headers = self.retrying(
                 functools.partial(self.client().get_json, url), "the file list"
             )
             pages += 1

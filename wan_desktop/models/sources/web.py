@@ -50,16 +50,7 @@ class WebSource(RangedSource):
             self._client.close()
 
     def list_files(self) -> list[RemoteFile]:
-        from ..transfer import SourceGate, with_retries
-
-        doc, _ = with_retries(
-            lambda: self.client().get_json(self.listing_url),
-            source=self,
-            gate=self.ctx.gate or SourceGate(),
-            settings=self.ctx.transfer,
-            cancel=self.ctx.cancel,
-            what="the listing",
-        )
+        doc, _ = self.retrying(lambda: self.client().get_json(self.listing_url), "the listing")
         entries = doc.get("files") if isinstance(doc, dict) else None
         if not isinstance(entries, list):
             raise SourceError(
