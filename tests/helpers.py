@@ -104,7 +104,9 @@ def sha256(path: Path) -> str:
 
 
 def make_store(root: Path, manifest: Path, **overrides: Any) -> ModelStore:
-    cfg = OrchestratorConfig.from_env({}, models_root=root, manifest_path=manifest, **overrides)
+    # Only the settings folder comes from the environment (the test's own, see conftest).
+    env = {k: os.environ[k] for k in ("WAN_CONFIG_DIR",) if k in os.environ}
+    cfg = OrchestratorConfig.from_env(env, models_root=root, manifest_path=manifest, **overrides)
     return ModelStore(cfg)
 
 

@@ -225,3 +225,46 @@ def test_delete(env: dict[str, str], tmp_path: Path) -> None:
     assert out["bytes_freed"] == synth.total()
     status = json.loads(wan("models", "status", SYNTH_ID, "--json", env=env).stdout)
     assert status["models"][0]["state"] == "NOT_PRESENT"
+
+
+def test_disk_commands_json(env: dict[str, str], tmp_path: Path) -> None:
+    synth = make_synth_folder(tmp_path / "mirror")
+    manifest = write_manifest(
+        tmp_path / "m.toml",
+        {SYNTH_ID: synth_model_entry([f"local://{synth.path}"], synth.manifest_files())},
+    )
+    env = {**env, "WAN_MODELS_MANIFEST": str(manifest)}
+    assert wan("models", "ensure", "--only", SYNTH_ID, env=env).returncode == 0
+    pin = json.loads(wan("models", "pin", SYNTH_ID, "--json", env=env).stdout)
+    assert pin == {
+        "schema": "wan.models.pin/1",
+        "model_id": SYNTH_ID,
+        "variant": "full",
+        "pinned": True,
+        "changed": True,
+    }
+    usage = json.loads(wan("models", "disk-usage", "--json", env=env).stdout)
+    assert usage["schema"] == "wan.models.disk_usage/1"
+    (model,) = usage["models"]
+    assert model["pinned"] and model["state"] == "COMPLETE" and model["bytes"] >= synth.total()
+    assert usage["total_bytes"] == model["bytes"] and usage["quota_bytes"] is None
+    gc = json.loads(wan("models", "gc", "--max-size", "1KB", "--json", env=env).stdout)
+    assert gc["schema"] == "wan.models.gc/1" and gc["removed"] == []
+    assert gc["kept"][0]["reason"] == "pinned" and gc["max_size_bytes"] == 1000
+    unpin = json.loads(wan("models", "unpin", SYNTH_ID, "--json", env=env).stdout)
+    assert unpin["pinned"] is False and unpin["changed"] is True
+    dry = json.loads(
+        wan("models", "gc", "--max-size", "1KB", "--dry-run", "--json", env=env).stdout
+    )
+    assert dry["dry_run"] and [d["dir_name"] for d in dry["removed"]] == [SYNTH_ID]
+    assert (
+        json.loads(wan("models", "status", SYNTH_ID, "--json", env=env).stdout)["models"][0][
+            "state"
+        ]
+        == "COMPLETE"
+    ), "a dry run removes nothing"
+    human = wan("models", "gc", "--max-age", "0s", env=env)
+    assert human.returncode == 0 and f"removed: {SYNTH_ID}" in human.stdout
+    assert "unused for" in human.stdout
+    bad = wan("models", "gc", "--max-size", "lots", env=env)
+    assert bad.returncode == 2 and "200GB" in bad.stderr

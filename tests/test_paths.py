@@ -100,3 +100,27 @@ def test_windows_long_path_guidance() -> None:
     assert advice is not None and "LongPathsEnabled" in advice and "shorter" in advice
     assert windows_path_guidance(long_root, "t2v/model_index.json", platform="win32") is None
     assert windows_path_guidance(long_root, deep, platform="linux") is None
+
+
+def test_path_guidance_per_platform(tmp_path: Path) -> None:
+    from wan_desktop.models.paths import path_guidance
+
+    long_root = Path("C:/Users/someone/AppData/Local/WanDesktop/wan-desktop/" + "x" * 150)
+    rels = ["transformer/diffusion_pytorch_model-00001-of-00012.safetensors"]
+    win = path_guidance(long_root, rels, platform="win32")
+    assert len(win) == 1 and "LongPathsEnabled" in win[0] and "C:\\wan-models" in win[0]
+    assert path_guidance(long_root, rels, platform="linux") == []
+    assert path_guidance(long_root, rels, platform="darwin") == []
+    too_long_name = ["vae/" + "n" * 256 + ".bin"]
+    for platform in ("linux", "darwin", "win32"):
+        problems = path_guidance(Path("/m"), too_long_name, platform=platform)
+        assert any("longer than 255 bytes" in p for p in problems), platform
+    unc = path_guidance(Path("\\\\nas\\models"), rels, platform="win32")
+    assert any("network share" in p for p in unc)
+
+
+@pytest.mark.parametrize("name", ["nul.safetensors", "vae/COM1.json", "LPT9", "aux.txt", "con"])
+def test_windows_reserved_names_are_refused_on_every_platform(name: str) -> None:
+    with pytest.raises(PathInvalidError) as err:
+        check_relative_path(name)
+    assert "reserved" in err.value.message and "rename" in (err.value.fix or "")

@@ -12,23 +12,32 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import OrchestratorConfig
+from .disk import DiskUsage, ModelUsage
 from .errors import (
     AllSourcesFailedError,
     AuthError,
     ErrorCode,
     IntegrityError,
+    InUseError,
     LockTimeoutError,
     ManifestError,
+    ManifestSignatureError,
     ModelError,
     ModelNotFoundError,
     ModelNotPresentError,
     NoSpaceError,
     PathInvalidError,
+    QuotaExceededError,
+    RateLimitError,
     SchemaVersionError,
+    SettingsError,
     SourceError,
     VariantNotFoundError,
 )
+from .gc import GcReport
 from .manifest import DEV_LABEL, DEV_VARIANT, Manifest, ModelSpec, VariantSpec, load_manifest
+from .metrics import exposition as metrics_exposition
+from .settings import Settings, load_settings, save_settings
 from .sources import CancelToken
 from .store import ModelStore
 from .types import DownloadProgress, ModelState, ModelStatus, Phase, VerifyReport, WanPaths
@@ -39,12 +48,16 @@ __all__ = [
     "AllSourcesFailedError",
     "AuthError",
     "CancelToken",
+    "DiskUsage",
     "DownloadProgress",
     "ErrorCode",
+    "GcReport",
+    "InUseError",
     "IntegrityError",
     "LockTimeoutError",
     "Manifest",
     "ManifestError",
+    "ManifestSignatureError",
     "ModelError",
     "ModelNotFoundError",
     "ModelNotPresentError",
@@ -52,11 +65,16 @@ __all__ = [
     "ModelState",
     "ModelStatus",
     "ModelStore",
+    "ModelUsage",
     "NoSpaceError",
     "OrchestratorConfig",
     "PathInvalidError",
     "Phase",
+    "QuotaExceededError",
+    "RateLimitError",
     "SchemaVersionError",
+    "Settings",
+    "SettingsError",
     "SourceError",
     "VariantNotFoundError",
     "VariantSpec",
@@ -66,6 +84,9 @@ __all__ = [
     "ensure",
     "get_wan_paths",
     "load_manifest",
+    "load_settings",
+    "metrics_exposition",
+    "save_settings",
     "status",
     "verify",
 ]

@@ -42,7 +42,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "models",
         help="list, download, verify and locate models",
-        description="Manage the models in models.toml: list, check, status, ensure, verify, path.",
+        description="Manage the models in models.toml: list, check, status, ensure, verify, path, "
+        "delete, gc, pin, unpin, disk-usage, lock.",
     )
     p.add_argument(
         "--models-root",
@@ -54,6 +55,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=Path,
         help="models.toml to use (default: $WAN_MODELS_MANIFEST or the bundled one)",
     )
+    p.add_argument(
+        "--log-json",
+        action="store_true",
+        help="structured logs on stderr: one JSON object a line, with a correlation id per ensure",
+    )
+    p.add_argument("--log-level", default="INFO", help="with --log-json (default INFO)")
     sub = p.add_subparsers(dest="models_cmd", required=True, metavar="COMMAND")
 
     def cmd(name: str, help_: str) -> argparse.ArgumentParser:
@@ -81,6 +88,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c = cmd("delete", "remove a model and any partial download of it")
     c.add_argument("model")
     c.add_argument("--variant")
+    c = cmd("gc", "remove least recently used and old models (never pinned or in-use ones)")
+    c.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    c.add_argument("--max-size", help="keep the total under this, e.g. 200GB (default: quota)")
+    c.add_argument("--max-age", help="remove models unused this long, e.g. 30d (default: setting)")
+    for name, text in (("pin", "keep a model whatever gc decides"), ("unpin", "undo pin")):
+        c = cmd(name, text)
+        c.add_argument("model")
+        c.add_argument("--variant")
+    cmd("disk-usage", "what each model takes on disk, quotas, pins, last use")
+    c = cmd("lock", "write sizes and sha256 of a model's files into models.toml from a source")
+    c.add_argument("model")
+    c.add_argument("--variant")
+    c.add_argument("--source", help="source URI to read (default: the first that answers)")
+    c.add_argument("--dry-run", action="store_true", help="print, do not write models.toml")
     return p
 
 
@@ -93,6 +114,15 @@ def run(args: argparse.Namespace) -> int:
     config = replace(OrchestratorConfig.from_env(), **overrides)
     store = ModelStore(config)
     out = _Output(json_mode=args.json)
+    if args.log_json:
+        import logging
+
+        from .logs import LOGGER_NAME, json_handler
+
+        logger = logging.getLogger(LOGGER_NAME)
+        level = getattr(logging, str(args.log_level).upper(), logging.INFO)
+        logger.addHandler(json_handler(sys.stderr, level))
+        logger.setLevel(level)
     handler = _COMMANDS[args.models_cmd]
     try:
         return handler(store, args, out)
@@ -379,6 +409,110 @@ def _cmd_delete(store: ModelStore, args: argparse.Namespace, out: _Output) -> in
     return EXIT_OK
 
 
+def _cmd_gc(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
+    from .settings import parse_duration, parse_size
+
+    try:
+        max_size = parse_size(args.max_size) if args.max_size else None
+        max_age = parse_duration(args.max_age) if args.max_age else None
+    except ValueError as exc:
+        out.err(f"error: {exc}")
+        return EXIT_USAGE
+    report = store.gc(max_size=max_size, max_age_s=max_age, dry_run=args.dry_run)
+    if out.json_mode:
+        out.doc("wan.models.gc/1", **report.to_dict())
+        return EXIT_OK
+    verb = "would remove" if report.dry_run else "removed"
+    if report.max_size_bytes is None and report.max_age_s is None:
+        out.line(
+            "no limit given (--max-size, --max-age, or a quota in the settings): nothing to do"
+        )
+    for d in report.removed:
+        out.line(f"  {verb}: {d.dir_name} ({human_bytes(d.bytes)}): {d.reason}")
+    for d in report.kept:
+        out.line(f"  kept: {d.dir_name} ({human_bytes(d.bytes)}): {d.reason}")
+    out.line(
+        f"{verb} {len(report.removed)} model(s), {human_bytes(report.reclaimed_bytes)}; "
+        f"{human_bytes(report.total_after)} in use by models now"
+    )
+    return EXIT_OK
+
+
+def _cmd_pin(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
+    pinned = args.models_cmd == "pin"
+    spec, var = store.resolve(args.model, args.variant)
+    changed = store.pin(spec.id, var.name, pinned=pinned)
+    if out.json_mode:
+        out.doc(
+            f"wan.models.{args.models_cmd}/1",
+            model_id=spec.id,
+            variant=var.name,
+            pinned=pinned,
+            changed=changed,
+        )
+    else:
+        state = "pinned" if pinned else "not pinned"
+        out.line(f"{spec.id} ({var.name}): {state}{'' if changed else ' (already)'}")
+    return EXIT_OK
+
+
+def _cmd_disk_usage(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
+    usage = store.disk_usage()
+    if out.json_mode:
+        out.doc("wan.models.disk_usage/1", **usage.to_dict())
+        return EXIT_OK
+    quota = human_bytes(usage.quota_bytes) if usage.quota_bytes is not None else "none"
+    out.line(
+        f"{usage.models_root}: {human_bytes(usage.total_bytes)} in models, "
+        f"{human_bytes(usage.free_bytes)} free, quota {quota}"
+    )
+    for m in usage.models:
+        flags = [
+            f
+            for f, on in (
+                ("pinned", m.pinned),
+                ("in use", m.in_use),
+                ("partial", not m.complete),
+                ("not in manifest", not m.known),
+            )
+            if on
+        ]
+        last = m.to_dict()["last_used"] or "never"
+        out.line(
+            f"  {m.dir_name:<32} {human_bytes(m.bytes):>10}  last used {last}"
+            + (f"  [{', '.join(flags)}]" if flags else "")
+        )
+    return EXIT_OK
+
+
+def _cmd_lock(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
+    from .lockfile import lock_model
+
+    def on_file(path: str) -> None:
+        if not out.json_mode:
+            out.err(f"  {path}")
+
+    result = lock_model(
+        store,
+        args.model,
+        args.variant,
+        source_uri=args.source,
+        dry_run=args.dry_run,
+        on_file=on_file,
+    )
+    if out.json_mode:
+        out.doc("wan.models.lock/1", **result.to_dict())
+        return EXIT_OK
+    verb = "would write" if args.dry_run else "wrote"
+    out.line(
+        f"{result.model_id} ({result.variant}): {verb} {len(result.files)} files from "
+        f"{result.source} into {result.manifest}"
+    )
+    if result.signature_stale:
+        out.line("  the manifest's signature no longer matches: sign it again")
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[ModelStore, argparse.Namespace, _Output], int]] = {
     "list": _cmd_list,
     "check": _cmd_check,
@@ -387,6 +521,11 @@ _COMMANDS: dict[str, Callable[[ModelStore, argparse.Namespace, _Output], int]] =
     "verify": _cmd_verify,
     "path": _cmd_path,
     "delete": _cmd_delete,
+    "gc": _cmd_gc,
+    "pin": _cmd_pin,
+    "unpin": _cmd_pin,
+    "disk-usage": _cmd_disk_usage,
+    "lock": _cmd_lock,
 }
 
 

@@ -36,6 +36,7 @@ class ErrorCode(enum.StrEnum):
     quota_exceeded = "QUOTA_EXCEEDED"
     in_use = "IN_USE"
     missing_dependency = "MISSING_DEPENDENCY"
+    settings_invalid = "SETTINGS_INVALID"
 
 
 class ModelError(Exception):
@@ -51,12 +52,16 @@ class ModelError(Exception):
         fix: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        from .redact import redact, redact_value
+
+        # Errors travel to logs, the CLI's --json and the API: no secret may ride along.
+        message = redact(message)
         super().__init__(message)
         if code is not None:
             self.code = code
         self.message = message
-        self.fix = fix
-        self.details: dict[str, Any] = dict(details or {})
+        self.fix = None if fix is None else redact(fix)
+        self.details: dict[str, Any] = redact_value(dict(details or {}))
 
     def __str__(self) -> str:
         if self.fix:
@@ -140,6 +145,22 @@ class ModelNotPresentError(ModelError, FileNotFoundError):
     code = ErrorCode.not_present
 
 
+class ManifestSignatureError(ManifestError):
+    code = ErrorCode.manifest_signature_error
+
+
+class SettingsError(ModelError, ValueError):
+    code = ErrorCode.settings_invalid
+
+
+class QuotaExceededError(ModelError, OSError):
+    code = ErrorCode.quota_exceeded
+
+
+class InUseError(ModelError, OSError):
+    code = ErrorCode.in_use
+
+
 @dataclass(frozen=True)
 class SourceAttempt:
     source: str
@@ -164,7 +185,12 @@ class AllSourcesFailedError(ModelError, ConnectionError):
         )
         self.attempts = tuple(attempts)
         # The most telling code wins, so callers can branch on auth or space problems.
-        for preferred in (ErrorCode.auth_fail, ErrorCode.no_space, ErrorCode.checksum_fail):
+        for preferred in (
+            ErrorCode.auth_fail,
+            ErrorCode.no_space,
+            ErrorCode.checksum_fail,
+            ErrorCode.rate_limit,
+        ):
             if any(a.code == preferred for a in attempts):
                 self.code = preferred
                 break

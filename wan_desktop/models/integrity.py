@@ -19,3 +19,13 @@ def sha256_file(path: Path) -> tuple[str, int]:
             h.update(view[:n])
             size += n
     return h.hexdigest(), size
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git blob id of a file (how the Hub names small, non-LFS files)."""
+    size = path.stat().st_size
+    h = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+    with path.open("rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()

@@ -23,6 +23,12 @@ TRASH_DIR = ".trash"
 COMPLETE_MARKER = ".wan-complete.json"
 CORRUPT_MARKER = ".wan-corrupt.json"
 IN_USE_DIR = ".in-use"
+PINS_DIR = ".pins"
+LAST_USED_FILE = "last-used.json"
+LEASE_SUFFIX = ".lease"
+# Linux, macOS and Windows all refuse a file name longer than this (bytes on Linux, UTF-16 units
+# on Windows; the stricter count is used).
+MAX_NAME_BYTES = 255
 
 # Windows refuses these as a file or folder name, with or without an extension.
 WINDOWS_RESERVED = frozenset(
@@ -63,6 +69,18 @@ class ModelPaths:
 
     def family_dir(self) -> Path:
         return self.root / FAMILY_DIR
+
+    def staging_root(self) -> Path:
+        return self.root / STAGING_DIR
+
+    def pin_file(self, dir_name: str) -> Path:
+        return self.root / PINS_DIR / dir_name
+
+    def last_used_file(self, dir_name: str) -> Path:
+        return self.in_use_dir(dir_name) / LAST_USED_FILE
+
+    def lease_file(self, dir_name: str, lease_id: str) -> Path:
+        return self.in_use_dir(dir_name) / f"{lease_id}{LEASE_SUFFIX}"
 
 
 def check_relative_path(path: str, *, where: str = "") -> PurePosixPath:
@@ -135,6 +153,32 @@ def safe_join(base: Path, relative: str) -> Path:
             fix="remove symbolic links that point outside the models folder",
         )
     return joined
+
+
+def path_guidance(root: Path, relatives: list[str], *, platform: str = sys.platform) -> list[str]:
+    """Every problem the model's files would meet under ``root`` on ``platform``, with the fix."""
+    problems: list[str] = []
+    longest = max(relatives, key=len, default="")
+    windows = windows_path_guidance(root, longest, platform=platform)
+    if windows:
+        problems.append(windows)
+    for rel in relatives:
+        for part in rel.split("/"):
+            if len(part.encode("utf-8")) > MAX_NAME_BYTES:
+                problems.append(
+                    f"the file name {part[:40]!r}… is longer than {MAX_NAME_BYTES} bytes, which "
+                    "no common file system stores; rename it in the source"
+                )
+    if (
+        platform.startswith("win")
+        and _DRIVE.match(str(root)) is None
+        and str(root).startswith("\\\\")
+    ):
+        problems.append(
+            "the models folder is on a network share (UNC path): long-path support and file "
+            "locks there depend on the server; prefer a local disk such as C:\\wan-models"
+        )
+    return problems
 
 
 def windows_path_guidance(

@@ -11,7 +11,6 @@ only written after verification.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import logging
 import os
@@ -20,38 +19,41 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import disk, gc, health, metrics, transfer
 from . import sources as _sources
 from .config import OrchestratorConfig
 from .errors import (
     AllSourcesFailedError,
     CancelledError,
-    ErrorCode,
     IntegrityError,
+    InUseError,
     LockTimeoutError,
     ModelError,
     ModelNotPresentError,
     NoSpaceError,
+    PathInvalidError,
+    QuotaExceededError,
     SourceAttempt,
-    SourceError,
 )
 from .integrity import sha256_file
+from .logs import LOGGER_NAME, correlation, install_redaction, log_event
 from .manifest import Manifest, ModelSpec, VariantSpec, load_manifest
 from .paths import (
     COMPLETE_MARKER,
     CORRUPT_MARKER,
     ModelPaths,
-    check_no_case_collisions,
-    check_relative_path,
     model_dir_name,
+    path_guidance,
     safe_join,
 )
-from .sources import CancelToken, FileSink, RemoteFile, Source, SourceContext
+from .planning import PlannedFile, integrity_problem, plan_files
+from .settings import format_size
+from .sources import CancelToken, FileSink, RangedSource, Source, SourceContext
 from .types import (
     DownloadProgress,
     Mismatch,
@@ -62,7 +64,8 @@ from .types import (
     WanPaths,
 )
 
-log = logging.getLogger("wan_desktop.models")
+log = logging.getLogger(LOGGER_NAME)
+install_redaction(log)
 
 MARKER_FORMAT = 1
 PLAN_FILE = ".wan-plan.json"
@@ -72,20 +75,11 @@ MAX_FILE_ATTEMPTS = (
 )
 PROGRESS_INTERVAL_S = 0.1
 LOCK_POLL_S = 0.25
-
 ProgressCallback = Callable[[DownloadProgress], None]
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class PlannedFile:
-    path: str
-    size: int | None
-    sha256: str | None
-    remote: RemoteFile
 
 
 class ModelStore:
@@ -106,6 +100,14 @@ class ModelStore:
     @property
     def manifest(self) -> Manifest:
         if self._manifest is None:
+            from .signing import verify_manifest_signature
+
+            # The signature, when there is one, is checked before a byte of the file is used.
+            verify_manifest_signature(
+                self.config.manifest_path,
+                public_key=self.config.manifest_public_key,
+                required=self.config.require_manifest_signature,
+            )
             self._manifest = load_manifest(self.config.manifest_path)
         return self._manifest
 
@@ -142,7 +144,7 @@ class ModelStore:
             return self._installed_status(base, final, marker)
         staging = self.paths.staging_dir(name)
         plan = _read_json(staging / PLAN_FILE)
-        staged = _folder_bytes(staging)
+        staged = _folder_bytes(staging) + transfer.staged_part_bytes(staging)
         if final.is_dir():
             return replace(
                 base,
@@ -335,6 +337,60 @@ class ModelStore:
             return final
         cancel = cancel or CancelToken()
         reporter = _Reporter(spec.id, var.name, progress)
+        with correlation() as cid:
+            log_event(
+                log,
+                logging.INFO,
+                "ensure_start",
+                "ensure %s (%s)",
+                spec.id,
+                var.name,
+                model=spec.id,
+                variant=var.name,
+                force=force,
+            )
+            try:
+                path = self._ensure_locked(spec, var, name, final, force, reporter, cancel)
+            except ModelError as exc:
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "ensure_failed",
+                    "ensure %s failed: [%s] %s",
+                    spec.id,
+                    exc.code,
+                    exc.message,
+                    model=spec.id,
+                    variant=var.name,
+                    code=str(exc.code),
+                    correlation_id=cid,
+                )
+                raise
+            disk.touch_last_used(self.paths, name)
+            log_event(
+                log,
+                logging.INFO,
+                "ensure_complete",
+                "%s (%s) is complete at %s",
+                spec.id,
+                var.name,
+                path,
+                model=spec.id,
+                variant=var.name,
+                bytes_transferred=reporter.transferred,
+            )
+            return path
+
+    def _ensure_locked(
+        self,
+        spec: ModelSpec,
+        var: VariantSpec,
+        name: str,
+        final: Path,
+        force: bool,
+        reporter: _Reporter,
+        cancel: CancelToken,
+    ) -> Path:
         with self._lock(name, reporter, cancel):
             self._recover_swap(name, final)
             if not force and self.status(spec.id, var.name).complete:
@@ -348,14 +404,45 @@ class ModelStore:
                 except _sources.SourceNotConfiguredError as exc:
                     attempts.append(SourceAttempt(uri, exc.code, exc.message))
                     continue
+                shown = expanded.split("?", 1)[0]
+                skipped = health.recent_failure(expanded, self.config)
+                if skipped is not None:
+                    attempts.append(skipped)
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "source_skipped",
+                        "skipping %s: it failed moments ago",
+                        shown,
+                        source=shown,
+                    )
+                    continue
+                t0 = time.monotonic()
+                metrics.download_started(shown)
+                log_event(log, logging.INFO, "source_start", "trying %s", shown, source=shown)
                 try:
                     self._ensure_from(spec, var, name, final, expanded, reporter, cancel)
-                except (CancelledError, NoSpaceError):
+                except (CancelledError, NoSpaceError, QuotaExceededError) as exc:
+                    metrics.download_failed(shown, str(exc.code), time.monotonic() - t0)
                     raise
                 except ModelError as exc:
-                    log.warning("source %s failed for %s: %s", expanded.split("?")[0], spec.id, exc)
-                    attempts.append(SourceAttempt(expanded.split("?")[0], exc.code, str(exc)))
+                    metrics.download_failed(shown, str(exc.code), time.monotonic() - t0)
+                    log_event(
+                        log,
+                        logging.WARNING,
+                        "source_failed",
+                        "source %s failed for %s: %s",
+                        shown,
+                        spec.id,
+                        exc,
+                        source=shown,
+                        code=str(exc.code),
+                    )
+                    attempt = SourceAttempt(shown, exc.code, str(exc))
+                    attempts.append(attempt)
+                    health.remember_failure(expanded, self.config, attempt)
                     continue
+                metrics.download_completed(shown, time.monotonic() - t0)
                 reporter.phase(Phase.complete)
                 return final
             raise AllSourcesFailedError(
@@ -363,6 +450,11 @@ class ModelStore:
                 attempts,
                 fix="check the messages per source; set WAN_LOCAL_MIRROR or a token if needed",
             )
+
+    @staticmethod
+    def clear_source_failures() -> None:
+        """Forget every recently failed source (a user pressed "retry now")."""
+        health.clear()
 
     @contextlib.contextmanager
     def _lock(self, name: str, reporter: _Reporter, cancel: CancelToken) -> Iterator[None]:
@@ -376,7 +468,9 @@ class ModelStore:
         while True:
             cancel.raise_if_cancelled()
             try:
-                lock.acquire(timeout=min(LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
+                # The first try does not wait, so "waiting for another process" shows at once.
+                poll = LOCK_POLL_S if waited else 0.0
+                lock.acquire(timeout=min(poll, max(0.0, deadline - time.monotonic())))
                 break
             except Timeout:
                 if not waited:
@@ -418,17 +512,19 @@ class ModelStore:
         scratch = staging.with_name(staging.name + SCRATCH_SUFFIX)
         staging.mkdir(parents=True, exist_ok=True)
         scratch.mkdir(parents=True, exist_ok=True)
-        ctx = SourceContext(
-            model=spec, variant=var, dir_name=name, config=self.config, scratch=scratch
-        )
-        source = _sources.open_source(uri, ctx)
+        source = self.open_source(spec, var, uri, scratch=scratch, cancel=cancel)
         reporter.source = source.describe()
         try:
             reporter.phase(Phase.planning)
             planned = self._plan(spec, var, source)
+            problems = path_guidance(staging, [p.path for p in planned])
+            if problems:
+                raise PathInvalidError(
+                    "; ".join(problems), fix="follow the advice above, then run ensure again"
+                )
             state = _PlanState.open(staging, source.describe(), planned)
             self._reuse_final_files(final, staging, planned, state)
-            self._preflight(planned, state, staging)
+            self._preflight(planned, state, staging, name)
             self._fetch_all(source, planned, staging, state, reporter, cancel)
             reporter.phase(Phase.finalizing)
             marker = {
@@ -462,49 +558,29 @@ class ModelStore:
             source.close()
             shutil.rmtree(scratch, ignore_errors=True)
 
+    def open_source(
+        self,
+        spec: ModelSpec,
+        var: VariantSpec,
+        uri: str,
+        *,
+        scratch: Path,
+        cancel: CancelToken | None = None,
+    ) -> Source:
+        """A source of ``spec``'s variant at ``uri`` (expanded), with its own backoff gate."""
+        ctx = SourceContext(
+            model=spec,
+            variant=var,
+            dir_name=self.dir_name(spec, var),
+            config=self.config,
+            scratch=scratch,
+            cancel=cancel or CancelToken(),
+            gate=transfer.SourceGate(),
+        )
+        return _sources.open_source(uri, ctx)
+
     def _plan(self, spec: ModelSpec, var: VariantSpec, source: Source) -> list[PlannedFile]:
-        remote = {f.path: f for f in source.list_files()}
-        for f in remote.values():
-            check_relative_path(f.path, where=f"from {source.describe()}")
-        check_no_case_collisions(list(remote), where=f"from {source.describe()}")
-        planned: list[PlannedFile] = []
-        if var.files:
-            for fs in var.files:
-                rf = remote.get(fs.path)
-                if rf is None:
-                    if fs.optional:
-                        continue
-                    raise SourceError(
-                        f"{source.describe()} does not have {fs.path}",
-                        code=ErrorCode.incomplete_download,
-                        fix="the source is incomplete; another source may have it",
-                    )
-                planned.append(
-                    PlannedFile(
-                        fs.path,
-                        fs.size if fs.size is not None else rf.size,
-                        fs.sha256 or rf.sha256,
-                        rf,
-                    )
-                )
-        else:
-            patterns = spec.allow_patterns or ("*",)
-            for rf in remote.values():
-                if any(fnmatch.fnmatchcase(rf.path, pat) for pat in patterns):
-                    planned.append(PlannedFile(rf.path, rf.size, rf.sha256, rf))
-        if not planned:
-            raise SourceError(
-                f"{source.describe()} has none of the model's files",
-                code=ErrorCode.incomplete_download,
-                fix="check the source path; another source may have the model",
-            )
-        if "model_index.json" not in {p.path for p in planned}:
-            raise SourceError(
-                f"{source.describe()} has no model_index.json: not a diffusers model folder",
-                code=ErrorCode.incomplete_download,
-                fix="point the source at the diffusers-format model (the *-Diffusers repository)",
-            )
-        return sorted(planned, key=lambda p: p.path)
+        return plan_files(spec, var, source)
 
     def _reuse_final_files(
         self, final: Path, staging: Path, planned: list[PlannedFile], state: _PlanState
@@ -530,22 +606,23 @@ class ModelStore:
                 shutil.copy2(src, dest)
             state.mark_done(p.path, size, digest, dest)
 
-    def _preflight(self, planned: list[PlannedFile], state: _PlanState, staging: Path) -> None:
+    def _preflight(
+        self, planned: list[PlannedFile], state: _PlanState, staging: Path, name: str
+    ) -> None:
         needed = 0
         for p in planned:
             if p.path in state.done or p.size is None:
                 continue
-            part = staging / p.path
-            have = part.stat().st_size if part.is_file() else 0
-            needed += max(0, p.size - have)
+            needed += max(0, p.size - transfer.staged_bytes(staging / p.path))
+        self._check_quota(name, needed)
         free = shutil.disk_usage(self.config.models_root).free
         if needed + self.config.free_space_reserve_bytes > free:
-            free = self._make_room(needed + self.config.free_space_reserve_bytes)
+            free = self._make_room(needed + self.config.free_space_reserve_bytes, name)
         if needed + self.config.free_space_reserve_bytes > free:
             raise NoSpaceError(
-                f"not enough disk space: the download needs {_human(needed)} more (plus "
-                f"{_human(self.config.free_space_reserve_bytes)} kept free) and "
-                f"{self.config.models_root} has {_human(free)} free",
+                f"not enough disk space: the download needs {format_size(needed)} more (plus "
+                f"{format_size(self.config.free_space_reserve_bytes)} kept free) and "
+                f"{self.config.models_root} has {format_size(free)} free",
                 fix="free some space, run 'wan models gc', or set MODELS_ROOT to a larger disk",
                 details={
                     "bytes_needed": needed,
@@ -554,9 +631,12 @@ class ModelStore:
                 },
             )
 
-    def _make_room(self, needed: int) -> int:
-        """Hook for garbage collection under a quota; returns the free bytes afterwards."""
-        return shutil.disk_usage(self.config.models_root).free
+    def _check_quota(self, name: str, needed: int) -> None:
+        gc.enforce_quota(self, name, needed)
+
+    def _make_room(self, needed: int, name: str | None = None) -> int:
+        """Hook for garbage collection when space is short; returns the free bytes afterwards."""
+        return gc.make_room(self, needed, name)
 
     def _fetch_all(
         self,
@@ -577,26 +657,22 @@ class ModelStore:
         )
         if not todo:
             return
-        workers = max(1, min(self.config.max_concurrent_downloads, len(todo)))
+        # Largest first: the long transfers (and their hashing) start at once and the small files
+        # fill the gaps, instead of a few big files running alone at the end.
+        todo.sort(key=lambda p: -(p.size or 0))
         # One failed file stops its siblings at their next chunk, without cancelling the caller.
         batch = cancel.child()
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wan-fetch") as pool:
-            futures = [
-                pool.submit(self._fetch_one, source, p, staging, state, reporter, batch)
-                for p in todo
-            ]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in done if f.exception() is not None), None)
-            if failed is not None:
-                batch.cancel()
-                for f in pending:
-                    f.cancel()
-                wait(pending)
-                exc = failed.exception()
-                assert exc is not None
-                if isinstance(exc, CancelledError):
-                    cancel.raise_if_cancelled()
-                raise exc
+        try:
+            transfer.run_all(
+                lambda p: self._fetch_one(source, p, staging, state, reporter, batch),
+                todo,
+                workers=self.config.max_concurrent_downloads,
+                batch=batch,
+                name="wan-fetch",
+            )
+        except CancelledError:
+            cancel.raise_if_cancelled()
+            raise
 
     def _fetch_one(
         self,
@@ -609,35 +685,50 @@ class ModelStore:
     ) -> None:
         dest = safe_join(staging, p.path)
         last_error: IntegrityError | None = None
+        hashing = self.config.verify_sha256
         for attempt in range(1, MAX_FILE_ATTEMPTS + 1):
             cancel.raise_if_cancelled()
-            if p.size is not None and dest.is_file() and dest.stat().st_size > p.size:
-                dest.unlink()  # longer than the file can be: not a prefix of it
             file_progress = reporter.file_started(p.path, p.size)
-            with FileSink(dest, on_bytes=file_progress, cancel=cancel) as sink:
-                reporter.resumed(p.path, sink.resumed_from)
-                if p.size is None or sink.offset < p.size:
-                    source.fetch(p.remote, sink)
-                size, digest = sink.offset, sink.hexdigest()
+            if isinstance(source, RangedSource) and p.size is not None:
+                digest = transfer.fetch_file(
+                    source,
+                    p.remote,
+                    dest,
+                    size=p.size,
+                    expected_sha256=p.sha256,
+                    settings=transfer.transfer_settings(self.config),
+                    gate=source.ctx.gate or transfer.SourceGate(),
+                    cancel=cancel,
+                    on_bytes=file_progress,
+                    on_resumed=lambda n: reporter.resumed(p.path, n),
+                )
+                size = dest.stat().st_size
+            else:
+                if p.size is not None and dest.is_file() and dest.stat().st_size > p.size:
+                    dest.unlink()  # longer than the file can be: not a prefix of it
+                with FileSink(dest, on_bytes=file_progress, cancel=cancel, hashing=hashing) as sink:
+                    reporter.resumed(p.path, sink.resumed_from)
+                    if p.size is None or sink.offset < p.size:
+                        source.fetch(p.remote, sink)
+                    size, digest = sink.offset, sink.hexdigest() or None
             reporter.file_finished(p.path)
-            problem = None
-            if p.size is not None and size != p.size:
-                code = ErrorCode.size_mismatch if size > p.size else ErrorCode.incomplete_download
-                problem = (
-                    code,
-                    f"{p.path} from {source.describe()} has {size} bytes, expected {p.size}",
-                )
-            elif p.sha256 is not None and digest != p.sha256:
-                problem = (
-                    ErrorCode.checksum_fail,
-                    f"{p.path} from {source.describe()} has sha256 {digest}, expected {p.sha256}",
-                )
+            problem = integrity_problem(p, size, digest, dest, source.describe(), hashing)
             if problem is None:
-                state.mark_done(p.path, size, digest, dest)
+                state.mark_done(p.path, size, digest or p.sha256 or "", dest)
                 return
-            log.warning("attempt %d/%d: %s", attempt, MAX_FILE_ATTEMPTS, problem[1])
+            log_event(
+                log,
+                logging.WARNING,
+                "integrity_retry",
+                "attempt %d/%d: %s",
+                attempt,
+                MAX_FILE_ATTEMPTS,
+                problem[1],
+                file=p.path,
+                code=str(problem[0]),
+            )
             reporter.discard(size)
-            dest.unlink(missing_ok=True)
+            transfer.discard(dest)
             last_error = IntegrityError(
                 problem[1],
                 code=problem[0],
@@ -676,6 +767,14 @@ class ModelStore:
         final = self.paths.model_dir(spec.id, var.name, spec.default_variant)
         staging = self.paths.staging_dir(name)
         freed = 0
+        leases = disk.live_leases(self.paths, name)
+        if leases:
+            pids = ", ".join(str(lease.get("pid")) for lease in leases)
+            raise InUseError(
+                f"{spec.id} ({var.name}) is in use by process {pids}",
+                fix="finish or cancel the job that uses it (or unload the model), then delete it",
+                details={"model": spec.id, "variant": var.name, "pids": pids},
+            )
         with self._lock(name, _Reporter(spec.id, var.name, None), CancelToken()):
             for folder in (final, staging, staging.with_name(staging.name + SCRATCH_SUFFIX)):
                 if folder.exists():
@@ -686,6 +785,51 @@ class ModelStore:
                     folder.replace(gone)
                     shutil.rmtree(gone, ignore_errors=True)
         return freed
+
+    # -------------------------------------------------------------------------------- disk
+
+    @contextlib.contextmanager
+    def use(self, model_id: str, variant: str | None = None) -> Iterator[Path]:
+        """Mark the model in use for the ``with`` block: GC leaves it alone; records last use.
+
+        Take the lease before ``ensure`` and hold it while the model is loaded::
+
+            with store.use("T2V-A14B"):
+                path = store.ensure("T2V-A14B")
+                pipeline = load(path)
+        """
+        spec, var = self.resolve(model_id, variant)
+        name = self.dir_name(spec, var)
+        with disk.lease(self.paths, name):
+            yield self.paths.model_dir(spec.id, var.name, spec.default_variant)
+
+    def pin(self, model_id: str, variant: str | None = None, *, pinned: bool = True) -> bool:
+        """Pin (or unpin) a model so GC never removes it; returns whether anything changed."""
+        spec, var = self.resolve(model_id, variant)
+        return disk.set_pinned(self.paths, self.dir_name(spec, var), pinned)
+
+    def is_pinned(self, model_id: str, variant: str | None = None) -> bool:
+        spec, var = self.resolve(model_id, variant)
+        return disk.is_pinned(self.paths, self.dir_name(spec, var))
+
+    def disk_usage(self) -> disk.DiskUsage:
+        return disk.disk_usage(self)
+
+    def gc(
+        self,
+        *,
+        max_size: int | None = None,
+        max_age_s: float | None = None,
+        dry_run: bool = False,
+    ) -> gc.GcReport:
+        """Collect least recently used and old models; the settings give the defaults."""
+        return gc.run_gc(
+            self,
+            max_size=self.config.quota_bytes if max_size is None else max_size,
+            max_age_s=self.config.max_age_s if max_age_s is None else max_age_s,
+            family_quota=dict(self.config.family_quota_bytes),
+            dry_run=dry_run,
+        )
 
 
 # --------------------------------------------------------------------------------- internals
@@ -752,6 +896,7 @@ class _PlanState:
             self._save()
 
     def _save(self) -> None:
+        # Not fsynced: the files it lists were, and a lost or older record only means re-checking.
         _write_json_atomic(
             self.path,
             {
@@ -759,6 +904,7 @@ class _PlanState:
                 "files": list(self.files.values()),
                 "done": self.done,
             },
+            durable=False,
         )
 
 
@@ -780,10 +926,15 @@ class _Reporter:
         self._file: str | None = None
         self._file_done: dict[str, int] = {}
         self._file_total: dict[str, int | None] = {}
+        self._file_started: dict[str, tuple[float, int]] = {}  # when, bytes done then
         self._last_emit = 0.0
         self._speed = 0.0
         self._speed_t = time.monotonic()
         self._speed_bytes = 0
+
+    @property
+    def transferred(self) -> int:
+        return self._transferred
 
     def begin(
         self, *, files_total: int, files_done: int, bytes_total: int | None, bytes_done: int
@@ -808,6 +959,7 @@ class _Reporter:
             self._file = rel
             self._file_done[rel] = 0
             self._file_total[rel] = size
+            self._file_started[rel] = (time.monotonic(), 0)
 
         def on_bytes(n: int) -> None:
             with self._lock:
@@ -824,6 +976,10 @@ class _Reporter:
         if offset:
             with self._lock:
                 self._file_done[rel] = offset
+                self._file_started[rel] = (
+                    self._file_started.get(rel, (time.monotonic(), 0))[0],
+                    offset,
+                )
                 self._bytes_done += offset
 
     def discard(self, size: int) -> None:
@@ -852,6 +1008,13 @@ class _Reporter:
             if self._bytes_total is not None and self._speed > 0:
                 eta = max(0.0, (self._bytes_total - self._bytes_done) / self._speed)
             rel = self._file
+            file_eta = None
+            if rel is not None and self._file_total.get(rel) is not None:
+                t0, base = self._file_started.get(rel, (now, 0))
+                got = self._file_done.get(rel, 0) - base
+                if got > 0 and now > t0:
+                    left = (self._file_total[rel] or 0) - self._file_done.get(rel, 0)
+                    file_eta = max(0.0, left / (got / (now - t0)))
             event = DownloadProgress(
                 model_id=self.model_id,
                 variant=self.variant,
@@ -865,6 +1028,7 @@ class _Reporter:
                 file=rel,
                 file_bytes_done=self._file_done.get(rel, 0) if rel else 0,
                 file_bytes_total=self._file_total.get(rel) if rel else None,
+                file_eta_s=file_eta,
                 source=self.source,
                 bytes_transferred=self._transferred,
             )
@@ -885,13 +1049,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 TMP_PREFIX = ".wan-tmp-"
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
+def _write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
     # Hidden and prefixed: a temp file left by a kill is never mistaken for model data.
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{threading.get_ident()}")
     with tmp.open("w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     tmp.replace(path)
 
 
@@ -922,16 +1087,8 @@ def _known_total(var: VariantSpec) -> int | None:
     return None
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def human_bytes(n: float | None) -> str:
-    return "?" if n is None else _human(n)
+    return "?" if n is None else format_size(n)
 
 
 def with_dev_mode(store: ModelStore, dev_mode: bool) -> ModelStore:

@@ -141,6 +141,7 @@ class DownloadProgress:
     file_bytes_total: int | None = None
     source: str | None = None
     bytes_transferred: int = 0  # fetched in this run (resumed bytes excluded)
+    file_eta_s: float | None = None  # of ``file``, from its own rate in this run
 
     @property
     def fraction(self) -> float | None:
@@ -164,6 +165,7 @@ class DownloadProgress:
             "file_bytes_total": self.file_bytes_total,
             "source": self.source,
             "bytes_transferred": self.bytes_transferred,
+            "file_eta_seconds": None if self.file_eta_s is None else round(self.file_eta_s, 1),
         }
 
 

@@ -7,11 +7,12 @@ import re
 from collections.abc import Callable, Mapping
 
 from ..errors import SourceError
-from .base import CancelToken, FileSink, RemoteFile, Source, SourceContext
+from .base import CancelToken, FileSink, RangedSource, RemoteFile, Source, SourceContext
 
 __all__ = [
     "CancelToken",
     "FileSink",
+    "RangedSource",
     "RemoteFile",
     "Source",
     "SourceContext",
@@ -51,11 +52,19 @@ def expand_uri(uri: str, *, model_dir: str, environ: Mapping[str, str] | None = 
 
 
 def _builtin_factories() -> None:
+    # Each module is light; boto3 and keyring are imported only when a source first needs them.
     from .builtin import BuiltinSource
+    from .hf import HfSource
     from .local import LocalSource
+    from .s3 import S3Source
+    from .web import WebSource
 
     _FACTORIES.setdefault("local", LocalSource)
     _FACTORIES.setdefault("builtin", BuiltinSource)
+    _FACTORIES.setdefault("hf", HfSource)
+    _FACTORIES.setdefault("s3", S3Source)
+    _FACTORIES.setdefault("https", WebSource)
+    _FACTORIES.setdefault("http", WebSource)
 
 
 def open_source(uri: str, ctx: SourceContext) -> Source:

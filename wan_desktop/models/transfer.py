@@ -1,0 +1,478 @@
+"""The transfer engine of HTTP-like sources: parallel ranged parts, resume, retries, hashing.
+
+One file is split into parts of ``part_size_bytes``; up to ``parts_per_file`` of them stream at
+once, each written at its offset into ``.wan-partial.<name>`` next to the file's final place in
+the staging folder. ``.wan-partial.<name>.json`` records how far each part has got (written after
+the bytes, so it never claims more than the file holds): a killed process, or another one later,
+resumes every part where the record says, and fetches nothing twice that the record counts.
+
+Retries: a failed request (connection lost, stalled, truncated, 5xx, 429) is asked again for what
+is still missing, after an exponential backoff with jitter that honours ``Retry-After``. A
+request that made progress starts its count again. The backoff is shared by all requests to one
+source (:class:`SourceGate`), so one 429 slows every part, not just the one that got it.
+
+Hashing: sha256 must see the bytes in order, so a reader thread follows the growing in-order
+prefix of the file and hashes it while the later parts are still arriving (from the page cache,
+not the network); after the last part only the tail is left to hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import metrics
+from .errors import ModelError
+from .logs import LOGGER_NAME, log_event
+from .sources.base import CancelToken, RangedSource, RemoteFile
+from .sources.http import HttpError
+
+if TYPE_CHECKING:
+    from .config import OrchestratorConfig
+
+log = logging.getLogger(LOGGER_NAME)
+
+PARTIAL_PREFIX = ".wan-partial."
+STATE_SUFFIX = ".json"
+STATE_FORMAT = 1
+# How often the per-part record is rewritten while bytes flow. Lower loses less on a kill.
+STATE_SAVE_INTERVAL_S = 0.2
+HASH_CHUNK = 8 * 1024 * 1024
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    parts_per_file: int
+    part_size_bytes: int
+    max_retries: int
+    retry_base_s: float
+    retry_max_s: float
+    verify_sha256: bool = True
+
+
+def transfer_settings(config: OrchestratorConfig) -> TransferSettings:
+    return TransferSettings(
+        parts_per_file=config.parts_per_file,
+        part_size_bytes=config.part_size_bytes,
+        max_retries=config.max_retries,
+        retry_base_s=config.retry_base_s,
+        retry_max_s=config.retry_max_s,
+        verify_sha256=config.verify_sha256,
+    )
+
+
+# ------------------------------------------------------------------------------ retries
+
+
+class SourceGate:
+    """Backoff shared by every request to one source."""
+
+    def __init__(self) -> None:
+        self._not_before = 0.0
+        self._lock = threading.Lock()
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self._not_before = max(self._not_before, time.monotonic() + seconds)
+
+    def wait(self, cancel: CancelToken) -> None:
+        with self._lock:
+            left = self._not_before - time.monotonic()
+        if left > 0:
+            cancel.sleep(left)
+
+
+def backoff_delay(attempt: int, settings: TransferSettings, retry_after: float | None) -> float:
+    """Exponential backoff with "equal jitter": between half and all of base·2ⁿ, capped."""
+    ceiling = min(settings.retry_max_s, settings.retry_base_s * 2 ** (attempt - 1))
+    import random  # only when a request failed
+
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    if retry_after is not None:
+        # The server knows best, but a huge Retry-After must not hang a download for hours.
+        delay = max(delay, min(retry_after, settings.retry_max_s * 4))
+    return delay
+
+
+def with_retries(
+    call: Callable[[], T],
+    *,
+    source: RangedSource,
+    gate: SourceGate,
+    settings: TransferSettings,
+    cancel: CancelToken,
+    what: str,
+    progressed: Callable[[], bool] = lambda: False,
+) -> T:
+    """Run ``call`` until it succeeds, retrying transient :class:`HttpError` s.
+
+    ``progressed`` tells whether the last failed attempt moved bytes; if so, the count restarts.
+    A final failure is mapped to the source's :class:`ModelError`.
+    """
+    attempt = 0
+    while True:
+        cancel.raise_if_cancelled()
+        gate.wait(cancel)
+        try:
+            return call()
+        except HttpError as exc:
+            if not exc.transient:
+                raise source.map_error(exc, what=what) from None
+            attempt = 1 if progressed() else attempt + 1
+            if attempt > settings.max_retries:
+                raise source.map_error(exc, what=what) from None
+            delay = backoff_delay(attempt, settings, exc.retry_after)
+            if exc.status == 429:
+                gate.hold(delay)
+            metrics.retried(source.describe(), exc.reason)
+            log_event(
+                log,
+                logging.INFO,
+                "retry",
+                "retrying %s in %.1f s (attempt %d/%d): %s",
+                what,
+                delay,
+                attempt,
+                settings.max_retries,
+                exc,
+                source=source.describe(),
+                reason=exc.reason,
+            )
+            cancel.sleep(delay)
+
+
+# ------------------------------------------------------------------------- staging files
+
+
+def partial_path(dest: Path) -> Path:
+    return dest.with_name(PARTIAL_PREFIX + dest.name)
+
+
+def state_path(dest: Path) -> Path:
+    return dest.with_name(PARTIAL_PREFIX + dest.name + STATE_SUFFIX)
+
+
+def staged_bytes(dest: Path) -> int:
+    """Bytes of ``dest`` already downloaded, whichever way it is being fetched."""
+    state = _read_state(state_path(dest))
+    if state is not None:
+        return sum(int(p[2]) for p in state.get("parts", []))
+    try:
+        return dest.stat().st_size
+    except OSError:
+        return 0
+
+
+def staged_part_bytes(folder: Path) -> int:
+    """Bytes recorded by every part record under ``folder`` (for status of a partial model)."""
+    total = 0
+    if folder.is_dir():
+        for rec in folder.rglob(PARTIAL_PREFIX + "*" + STATE_SUFFIX):
+            state = _read_state(rec)
+            if state is not None:
+                total += sum(int(p[2]) for p in state.get("parts", []))
+    return total
+
+
+def discard(dest: Path) -> None:
+    for p in (dest, partial_path(dest), state_path(dest)):
+        p.unlink(missing_ok=True)
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == STATE_FORMAT else None
+
+
+def run_all(
+    fn: Callable[[T], object], items: list[T], *, workers: int, batch: CancelToken, name: str
+) -> None:
+    """``fn`` over ``items`` on up to ``workers`` threads; the first failure cancels ``batch``
+    (the siblings stop at their next chunk), waits for them and is raised."""
+    with ThreadPoolExecutor(max(1, min(workers, len(items))), thread_name_prefix=name) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in done if f.exception() is not None), None)
+        if failed is not None:
+            batch.cancel()
+            for f in pending:
+                f.cancel()
+            wait(pending)
+            exc = failed.exception()
+            assert exc is not None
+            raise exc
+
+
+# ----------------------------------------------------------------------------- one file
+
+
+@dataclass
+class _Part:
+    start: int
+    end: int  # exclusive
+    done: int = 0  # bytes written from start; only the part's own worker raises it
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.length
+
+
+class _PartsRecord:
+    """The ``.wan-partial.<name>.json`` beside a file being fetched in parts."""
+
+    def __init__(self, path: Path, identity: dict[str, Any], parts: list[_Part]) -> None:
+        self.path = path
+        self.identity = identity
+        self.parts = parts
+        self._lock = threading.Lock()
+        self._saved_at = 0.0
+
+    @classmethod
+    def open(cls, dest: Path, identity: dict[str, Any], size: int, part_size: int) -> _PartsRecord:
+        path = state_path(dest)
+        data = _read_state(path)
+        partial = partial_path(dest)
+        if (
+            data is not None
+            and data.get("identity") == identity
+            and partial.is_file()
+            and all(int(p[2]) <= int(p[1]) - int(p[0]) for p in data["parts"])
+        ):
+            parts = [_Part(int(a), int(b), int(d)) for a, b, d in data["parts"]]
+            # Bytes the record counts must be in the file; if not (it was truncated), start over.
+            if partial.stat().st_size >= max(
+                (p.start + p.done for p in parts if p.done), default=0
+            ):
+                return cls(path, identity, parts)
+        partial.unlink(missing_ok=True)
+        parts = [_Part(s, min(size, s + part_size)) for s in range(0, size, part_size)]
+        rec = cls(path, identity, parts or [_Part(0, 0)])
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.touch()
+        rec.save(force=True)
+        return rec
+
+    @property
+    def done_bytes(self) -> int:
+        return sum(p.done for p in self.parts)
+
+    def save(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._saved_at < STATE_SAVE_INTERVAL_S:
+                return
+            self._saved_at = now
+            doc = {
+                "format": STATE_FORMAT,
+                "identity": self.identity,
+                "parts": [[p.start, p.end, p.done] for p in self.parts],
+            }
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(doc), "utf-8")
+            tmp.replace(self.path)  # atomic; no fsync: a killed process loses no page cache
+
+
+class _OrderedHasher:
+    """Hashes the in-order prefix of a file while later parts are still being written."""
+
+    def __init__(self, path: Path, parts: list[_Part], cancel: CancelToken) -> None:
+        self.path = path
+        self.parts = parts
+        self.cancel = cancel
+        self.hash = hashlib.sha256()
+        self.pos = 0
+        self._cond = threading.Condition()
+        self._finishing = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="wan-hash", daemon=True)
+        self._thread.start()
+
+    def _available(self) -> int:
+        end = 0
+        for p in self.parts:
+            end = p.start + p.done
+            if not p.finished:
+                break
+        return end
+
+    def poke(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def _run(self) -> None:
+        try:
+            buf = bytearray(HASH_CHUNK)
+            view = memoryview(buf)
+            with self.path.open("rb", buffering=0) as fh:
+                while True:
+                    with self._cond:
+                        while self._available() <= self.pos and not self._finishing:
+                            if self.cancel.cancelled:
+                                return
+                            self._cond.wait(0.2)
+                    avail = self._available()
+                    if avail <= self.pos:
+                        return  # finishing and nothing left
+                    fh.seek(self.pos)
+                    while self.pos < avail:
+                        n = fh.readinto(view[: min(HASH_CHUNK, avail - self.pos)])
+                        if not n:
+                            return
+                        self.hash.update(view[:n])
+                        self.pos += n
+                        if self.cancel.cancelled:
+                            return
+        except BaseException as exc:  # reported by finish()
+            self._error = exc
+
+    def finish(self) -> str:
+        with self._cond:
+            self._finishing = True
+            self._cond.notify()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.hash.hexdigest()
+
+    def abandon(self) -> None:
+        with self._cond:
+            self._finishing = True
+            self._cond.notify()
+        self._thread.join(5)
+
+
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    with path.open("rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def fetch_file(
+    source: RangedSource,
+    remote: RemoteFile,
+    dest: Path,
+    *,
+    size: int,
+    expected_sha256: str | None,
+    settings: TransferSettings,
+    gate: SourceGate,
+    cancel: CancelToken,
+    on_bytes: Callable[[int], None],
+    on_resumed: Callable[[int], None],
+) -> str | None:
+    """Fetch ``remote`` (``size`` bytes) into ``dest``; return its sha256 (None: not hashed).
+
+    The caller checks size and hash. What a previous run left (parts, or a finished file that
+    was not yet recorded) is reused.
+    """
+    identity = {"size": size, "sha256": expected_sha256, "source": source.describe()}
+    if dest.is_file() and not state_path(dest).exists():
+        if dest.stat().st_size == size:
+            on_resumed(size)
+            return hash_file(dest) if settings.verify_sha256 else None
+        dest.unlink()
+    record = _PartsRecord.open(dest, identity, size, settings.part_size_bytes)
+    partial = partial_path(dest)
+    resumed = record.done_bytes
+    on_resumed(resumed)
+    if resumed:
+        log_event(
+            log,
+            logging.INFO,
+            "resume",
+            "resuming %s at %d of %d bytes",
+            remote.path,
+            resumed,
+            size,
+            file=remote.path,
+            bytes_done=resumed,
+        )
+    todo = [p for p in record.parts if not p.finished]
+    batch = cancel.child()
+    hasher = _OrderedHasher(partial, record.parts, batch) if settings.verify_sha256 else None
+    metric_source = source.describe()
+
+    def run_part(part: _Part) -> None:
+        with partial.open("r+b", buffering=0) as fh:
+
+            def write(data: memoryview) -> None:
+                batch.raise_if_cancelled()
+                fh.seek(part.start + part.done)
+                view = data
+                while view:
+                    n = fh.write(view)
+                    view = view[n or 0 :]
+                part.done += len(data)  # after the bytes are in the file, never before
+                on_bytes(len(data))
+                metrics.bytes_received(metric_source, len(data))
+                if hasher is not None:
+                    hasher.poke()
+                record.save()
+
+            def attempt() -> None:
+                before = part.done
+                state["before"] = before
+                got = source.read_range(remote, part.start + part.done, part.end, write)
+                if part.done < part.length:
+                    raise HttpError(
+                        f"{remote.path}: the body ended after {got} bytes, "
+                        f"{part.length - part.done} short",
+                        transient=True,
+                        reason="truncated",
+                    )
+
+            state = {"before": part.done}
+            with_retries(
+                attempt,
+                source=source,
+                gate=gate,
+                settings=settings,
+                cancel=batch,
+                what=remote.path,
+                progressed=lambda: part.done > state["before"],
+            )
+        record.save(force=True)
+
+    try:
+        if len(todo) == 1:
+            run_part(todo[0])  # one part (a small file): no pool needed
+        elif todo:
+            run_all(run_part, todo, workers=settings.parts_per_file, batch=batch, name="wan-part")
+        digest = hasher.finish() if hasher is not None else None
+    except BaseException:
+        batch.cancel()
+        if hasher is not None:
+            hasher.abandon()
+        with contextlib.suppress(OSError):
+            record.save(force=True)
+        raise
+    if hasher is not None and hasher.pos != size:
+        raise ModelError(f"{remote.path}: hashed {hasher.pos} of {size} bytes")
+    with partial.open("rb+") as fh:
+        os.fsync(fh.fileno())
+    partial.replace(dest)
+    state_path(dest).unlink(missing_ok=True)
+    return digest
