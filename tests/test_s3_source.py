@@ -20,7 +20,7 @@ from tests.helpers import (
     write_manifest,
 )
 from tests.hfrepo import fast_transfer
-from tests.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedS3, weed_binary
+from tests.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedS3, weed_binary
 from wan_desktop.models.config import S3Config
 from wan_desktop.models.errors import AllSourcesFailedError, ErrorCode
 from wan_desktop.models.paths import COMPLETE_MARKER

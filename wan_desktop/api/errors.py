@@ -7,9 +7,13 @@ forbids the action, 429 too many submissions. Never a 500 for bad input.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from wan_desktop.engine import EngineError, InvalidInputError, JobNotFoundError, JobStateError
@@ -42,7 +46,22 @@ def not_found(what: str) -> HTTPException:
     return HTTPException(404, detail=what)
 
 
+def json_safe(value: Any) -> Any:
+    """Echoed inputs may hold Infinity or NaN, which JSON cannot carry: write them as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, 422)
+
     @app.exception_handler(InvalidInputError)
     async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
         return JSONResponse({"detail": detail_list(exc.errors)}, status_code=422)
