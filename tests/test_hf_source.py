@@ -322,3 +322,37 @@ def test_a_complete_local_copy_first_means_no_network(tmp_path: Path, hub: HubSe
     store.ensure(SYNTH_ID)
     assert hub.log == [], "the Hub was never asked"
     assert store.status(SYNTH_ID).source == f"local://{mirror}"
+
+
+def test_no_network_fails_fast_with_a_source_error(tmp_path: Path, hub: HubServer) -> None:
+    from dataclasses import replace
+
+    store = hf_store(tmp_path, hub)
+    # .invalid never resolves (RFC 2606): as on a machine with no network.
+    unresolvable = replace(store.config.hf, endpoint="http://hub.wan-test.invalid")
+    store.config = replace(store.config, hf=unresolvable)
+    t0 = time.monotonic()
+    with pytest.raises(AllSourcesFailedError) as err:
+        store.ensure(SYNTH_ID)
+    assert time.monotonic() - t0 < 10, "a name that does not resolve is not retried for long"
+    (attempt,) = err.value.attempts
+    assert attempt.code is ErrorCode.source_unavailable
+    assert "cannot resolve hub.wan-test.invalid" in attempt.message
+
+
+def test_a_refused_connection_is_a_source_error(tmp_path: Path, hub: HubServer) -> None:
+    import socket
+    from dataclasses import replace
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    store = hf_store(tmp_path, hub, max_retries=1)
+    store.config = replace(
+        store.config, hf=replace(store.config.hf, endpoint=f"http://127.0.0.1:{port}")
+    )
+    with pytest.raises(AllSourcesFailedError) as err:
+        store.ensure(SYNTH_ID)
+    (attempt,) = err.value.attempts
+    assert attempt.code is ErrorCode.source_unavailable
+    assert "ConnectionRefusedError" in attempt.message

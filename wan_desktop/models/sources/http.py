@@ -145,6 +145,16 @@ class Response:
 
 
 def _transport_error(exc: BaseException, url: str) -> HttpError:
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        # No such host, or no network at all: retrying in seconds does not help.
+        host = urllib.parse.urlsplit(url).hostname
+        return HttpError(
+            f"cannot resolve {host}: no network, or the name is wrong",
+            transient=False,
+            reason="dns",
+        )
     if isinstance(exc, TimeoutError):
         return HttpError(
             f"no data from {strip_query(url)} for too long (stalled)",
@@ -290,7 +300,10 @@ class HttpClient:
         if self.auth_origin == origin:
             hdrs.update(self.auth_headers)
         for attempt in (1, 2):
-            conn, reused = self._acquire(origin)
+            try:
+                conn, reused = self._acquire(origin)
+            except (OSError, http.client.HTTPException) as exc:
+                raise _transport_error(exc, url) from None
             try:
                 conn.request(method, target, headers=hdrs)
                 return conn.getresponse(), conn, origin
