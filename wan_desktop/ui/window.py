@@ -1,0 +1,213 @@
+"""The main window: a sidebar of pages, the pages, a status bar and notifications."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtGui import QCloseEvent, QKeySequence, QPaintEvent, QShortcut
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from wan_desktop import __version__
+from wan_desktop.engine import MemorySample
+
+from . import icons, theme
+from .api_control import ApiController
+from .panels.gallery import GalleryPanel
+from .panels.generate import GeneratePanel
+from .panels.models import ModelsPanel
+from .panels.queue import QueuePanel
+from .panels.settings import SettingsPanel
+from .panels.system import SystemPanel
+from .state import Notice, Studio
+from .toasts import ToastHost
+from .widgets import Badge, label
+
+PAGES = (
+    ("generate", "Generate", "generate"),
+    ("queue", "Queue", "queue"),
+    ("models", "Models", "models"),
+    ("gallery", "Gallery", "gallery"),
+    ("system", "System", "system"),
+    ("settings", "Settings", "settings"),
+)
+
+
+class MainWindow(QMainWindow):
+    first_painted = Signal()
+
+    def __init__(self, studio: Studio, api: ApiController) -> None:
+        super().__init__()
+        self.studio = studio
+        self.api = api
+        self._painted = False
+        self.setWindowTitle("Wan Desktop")
+        self.setWindowIcon(icons.app_icon())
+        self.resize(1360, 860)
+        self.setMinimumSize(QSize(1040, 680))
+
+        root = QWidget()
+        row = QHBoxLayout(root)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self._sidebar())
+        self.stack = QStackedWidget()
+        row.addWidget(self.stack, 1)
+        self.setCentralWidget(root)
+
+        self.pages: dict[str, QWidget] = {
+            "generate": GeneratePanel(studio),
+            "queue": QueuePanel(studio),
+            "models": ModelsPanel(studio),
+            "gallery": GalleryPanel(studio),
+            "system": SystemPanel(studio),
+            "settings": SettingsPanel(studio, api),
+        }
+        for page in self.pages.values():
+            self.stack.addWidget(page)
+
+        bar = self.statusBar()
+        bar.setSizeGripEnabled(False)
+        self.queue_status = QLabel()
+        self.memory_status = QLabel()
+        self.api_status = QLabel()
+        bar.addWidget(self.queue_status)
+        bar.addPermanentWidget(self.memory_status)
+        bar.addPermanentWidget(self.api_status)
+
+        self.toasts = ToastHost(self)
+        studio.notice.connect(self._on_notice)
+        studio.navigate.connect(self.show_page)
+        studio.jobs_changed.connect(self._update_status)
+        studio.job_updated.connect(lambda _j: self._update_status())
+        studio.paused_changed.connect(lambda _p: self._update_status())
+        studio.memory_changed.connect(self._on_memory)
+        studio.dev_mode_changed.connect(lambda _on: self._update_mode())
+        api.state_changed.connect(self.api_status.setText)
+        self.api_status.setText(api.describe())
+        for i, (name, _title, _icon) in enumerate(PAGES):
+            QShortcut(QKeySequence(f"Ctrl+{i + 1}"), self, lambda n=name: self.show_page(n))
+        self._update_status()
+        self._update_mode()
+        self.show_page("generate")
+
+    def _sidebar(self) -> QWidget:
+        side = QWidget()
+        side.setObjectName("Sidebar")
+        side.setFixedWidth(212)
+        col = QVBoxLayout(side)
+        col.setContentsMargins(14, 18, 14, 14)
+        col.setSpacing(4)
+        brand = QHBoxLayout()
+        brand.setSpacing(10)
+        logo = QLabel()
+        logo.setPixmap(icons.app_icon().pixmap(QSize(34, 34)))
+        brand.addWidget(logo)
+        names = QVBoxLayout()
+        names.setSpacing(0)
+        title = QLabel("Wan Desktop")
+        title.setObjectName("Brand")
+        names.addWidget(title)
+        sub = QLabel(f"Wan2.2 studio  ·  v{__version__}")
+        sub.setObjectName("BrandSub")
+        names.addWidget(sub)
+        brand.addLayout(names, 1)
+        col.addLayout(brand)
+        col.addSpacing(22)
+        self.nav = QButtonGroup(self)
+        self.nav.setExclusive(True)
+        self.nav_buttons: dict[str, QToolButton] = {}
+        for name, text, icon in PAGES:
+            b = QToolButton()
+            b.setObjectName("NavButton")
+            b.setText(f"  {text}")
+            b.setIcon(icons.icon(icon, theme.P.muted, theme.P.text))
+            b.setIconSize(QSize(18, 18))
+            b.setCheckable(True)
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            b.setSizePolicy(
+                b.sizePolicy().horizontalPolicy().Expanding, b.sizePolicy().verticalPolicy()
+            )
+            b.setMinimumWidth(180)
+            b.setCursor(Qt.CursorShape.PointingHandCursor)
+            b.clicked.connect(lambda _c=False, n=name: self.show_page(n))
+            self.nav.addButton(b)
+            self.nav_buttons[name] = b
+            col.addWidget(b)
+        col.addStretch(1)
+        self.mode_badge = Badge("", "dev")
+        col.addWidget(self.mode_badge, 0, Qt.AlignmentFlag.AlignLeft)
+        self.side_queue = label("", "faint")
+        col.addWidget(self.side_queue)
+        return side
+
+    @Slot(str)
+    def show_page(self, name: str) -> None:
+        page = name.split(":", 1)[0]
+        if page not in self.pages:
+            return
+        self.stack.setCurrentWidget(self.pages[page])
+        self.nav_buttons[page].setChecked(True)
+
+    def current_page(self) -> str:
+        current = self.stack.currentWidget()
+        return next(n for n, p in self.pages.items() if p is current)
+
+    @Slot(object)
+    def _on_notice(self, notice: Notice) -> None:
+        if notice.kind in ("success", "error") and not self.studio.settings.notifications:
+            return
+        self.toasts.show_notice(notice)
+
+    def _update_status(self) -> None:
+        s = self.studio
+        active, queued = s.active(), s.queued()
+        if active:
+            job = active[0]
+            step = f" step {job.step}/{job.total_steps}" if job.total_steps else ""
+            text = f"Generating{step}  ·  {job.progress * 100:.0f}%"
+        elif queued:
+            text = f"{len(queued)} waiting" + ("  ·  paused" if s.paused else "")
+        else:
+            text = "Idle" + ("  ·  queue paused" if s.paused else "")
+        if s.downloads:
+            text += f"  ·  {len(s.downloads)} download(s)"
+        self.queue_status.setText(text)
+        self.side_queue.setText(f"{len(active)} running  ·  {len(queued)} queued")
+
+    def _update_mode(self) -> None:
+        s = self.studio
+        if s.mock:
+            self.mode_badge.set("MOCK MODE", "dev")
+        elif s.dev_mode:
+            self.mode_badge.set("DEVELOPMENT MODE", "dev")
+        else:
+            self.mode_badge.set("", "dev")
+
+    @Slot(object)
+    def _on_memory(self, m: MemorySample) -> None:
+        if m.has_gpu and m.vram_total_mb:
+            self.memory_status.setText(
+                f"VRAM {m.vram_percent:.0f}%  ·  RAM {m.ram_used_mb / 1024:.1f} GiB"
+            )
+        else:
+            self.memory_status.setText(f"No GPU  ·  RAM {m.ram_used_mb / 1024:.1f} GiB")
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            self.first_painted.emit()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        gallery = self.pages.get("gallery")
+        if isinstance(gallery, GalleryPanel):
+            gallery.shutdown()
+        super().closeEvent(event)
