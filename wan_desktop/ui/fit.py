@@ -52,7 +52,7 @@ def model_fit(engine: Engine, model_id: str, params: Mapping[str, Any] | None = 
 def estimate_text(estimate: Mapping[str, Any]) -> str:
     """A queued job's estimate (``job.estimate``), as one line."""
     bits = []
-    if estimate.get("vram_gb") is not None:
+    if estimate.get("vram_gb"):
         bits.append(f"≈ {float(estimate['vram_gb']):.1f} GB VRAM")
     if estimate.get("minutes") is not None:
         minutes = float(estimate["minutes"])

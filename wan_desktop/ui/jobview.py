@@ -10,7 +10,7 @@ from wan_desktop.engine import Job, JobState
 
 from . import format as fmt
 from . import icons, theme
-from .widgets import Badge, Card, label, set_prop, tool
+from .widgets import Badge, Card, ElidedLabel, label, set_prop, tool
 
 PHASES = ("Download", "Load", "Steps", "Encode")
 STAGE_PHASE = {
@@ -145,7 +145,9 @@ class JobCard(Card):
 
     THUMB = QSize(144, 81)
 
-    def __init__(self, job: Job, *, draggable: bool = False, compact: bool = False) -> None:
+    def __init__(
+        self, job: Job, *, draggable: bool = False, compact: bool = False, picture: bool = True
+    ) -> None:
         super().__init__(margins=14, spacing=10)
         self.job = job
         self.compact = compact
@@ -160,6 +162,8 @@ class JobCard(Card):
             row.addWidget(grip)
         self.picture = QLabel()
         self.picture.setFixedSize(self.THUMB)
+        self.has_picture = picture
+        self.picture.setVisible(picture)
         row.addWidget(self.picture, 0, Qt.AlignmentFlag.AlignTop)
 
         text = QVBoxLayout()
@@ -174,14 +178,12 @@ class JobCard(Card):
         self.when = label("", "faint")
         top.addWidget(self.when)
         text.addLayout(top)
-        self.prompt = label("")
+        self.prompt = ElidedLabel("")
         font = self.prompt.font()
         font.setWeight(QFont.Weight.DemiBold)
         self.prompt.setFont(font)
-        self.prompt.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         text.addWidget(self.prompt)
-        self.meta = label("", "muted")
-        self.meta.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.meta = ElidedLabel("", "muted")
         text.addWidget(self.meta)
         self.timeline = Timeline()
         text.addWidget(self.timeline)
@@ -217,11 +219,8 @@ class JobCard(Card):
         self.label_badge.set(badge or "", "dev")
         self.label_badge.setToolTip(job.label or "")
         self.when.setText(fmt.ago(job.finished_at or job.started_at or job.created_at))
-        metrics = self.prompt.fontMetrics()
-        width = max(200, self.prompt.width())
-        self.prompt.setText(metrics.elidedText(job.prompt, Qt.TextElideMode.ElideRight, width))
-        self.prompt.setToolTip(job.prompt)
-        self.meta.setText(fmt.summary(job))
+        self.prompt.set_full_text(job.prompt)
+        self.meta.set_full_text(fmt.summary(job))
         active = job.state.active
         self.timeline.setVisible(active or job.state in (JobState.failed,))
         self.timeline.set_job(job)
@@ -245,7 +244,8 @@ class JobCard(Card):
             self.failure.setVisible(True)
         else:
             self.failure.setVisible(False)
-        self.picture.setPixmap(poster(job, preview, self.THUMB.width(), self.THUMB.height()))
+        if self.has_picture:
+            self.picture.setPixmap(poster(job, preview, self.THUMB.width(), self.THUMB.height()))
 
     @staticmethod
     def _status_text(job: Job) -> str:

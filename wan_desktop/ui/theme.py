@@ -61,7 +61,10 @@ def mono_font(point_size: float = BASE_PT - 1) -> QFont:
 
 
 def stylesheet() -> str:
+    from .resources import resource_path
+
     p = P
+    check = resource_path("check.svg").as_posix()
     return f"""
 * {{ outline: none; }}
 QWidget {{ color: {p.text}; font-size: {BASE_PT}pt; }}
@@ -150,7 +153,8 @@ QToolButton:hover {{ background: {p.surface_alt}; border-color: {p.border}; }}
 QCheckBox {{ spacing: 8px; }}
 QCheckBox::indicator {{ width: 16px; height: 16px; border-radius: 4px;
     border: 1px solid {p.border_strong}; background: {p.input}; }}
-QCheckBox::indicator:checked {{ background: {p.accent}; border-color: {p.accent}; }}
+QCheckBox::indicator:checked {{ background: {p.accent}; border-color: {p.accent};
+    image: url({check}); }}
 QProgressBar {{ background: {p.input}; border: none; border-radius: 4px; max-height: 8px;
     min-height: 8px; text-align: center; color: transparent; }}
 QProgressBar::chunk {{ background: {p.accent}; border-radius: 4px; }}

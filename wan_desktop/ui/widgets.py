@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QMouseEvent
+from PySide6.QtGui import QMouseEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -71,6 +71,36 @@ def tool(icon: str, tooltip: str, *, color: str | None = None, size: int = 16) -
     b.setCursor(Qt.CursorShape.PointingHandCursor)
     b.setAutoRaise(True)
     return b
+
+
+class ElidedLabel(QLabel):
+    """One line of text that ends in … when the label is narrower than the text."""
+
+    def __init__(self, text: str = "", role: str | None = None) -> None:
+        super().__init__()
+        self._full = text
+        if role:
+            self.setProperty("role", role)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+        self.set_full_text(text)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text if len(text) > 40 else "")
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        line = self._full.replace("\n", " ")
+        width = max(40, self.width())
+        super().setText(self.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, width))
 
 
 class Badge(QLabel):

@@ -113,7 +113,8 @@ class GalleryPanel(QWidget):
         ids = [j.id for j in jobs]
         current_ids = [self.grid.item(i).data(ID_ROLE) for i in range(self.grid.count())]
         total = sum(j.output.size_bytes or 0 for j in jobs if j.output)
-        self.header.subtitle.setText(f"{len(jobs)} videos  ·  {fmt.size(total)}")
+        count = f"{len(jobs)} video" + ("" if len(jobs) == 1 else "s")
+        self.header.subtitle.setText(f"{count}  ·  {fmt.size(total)} on disk")
         self.empty.setVisible(not jobs)
         self.content.setVisible(bool(jobs))
         if ids == current_ids:
@@ -123,9 +124,9 @@ class GalleryPanel(QWidget):
         self.grid.clear()
         for job in jobs:
             item = QListWidgetItem(QIcon(poster(job, None, THUMB.width(), THUMB.height())), "")
-            caption = job.prompt if len(job.prompt) < 48 else job.prompt[:46] + "…"
             badge = fmt.label_badge(job)
-            item.setText(f"{caption}\n{badge}" if badge else caption)
+            caption = f"{badge} · {job.prompt}" if badge else job.prompt
+            item.setText(caption if len(caption) < 52 else caption[:50] + "…")
             item.setToolTip(f"{job.prompt}\n{fmt.summary(job)}\n{job.label or ''}".strip())
             item.setData(ID_ROLE, job.id)
             self.grid.addItem(item)
@@ -164,8 +165,7 @@ class GalleryPanel(QWidget):
         out = job.output
         thumb = QImage(out.thumbnail) if out.thumbnail else None
         self.ensure_player().load(out.video, thumb)
-        badge = fmt.label_badge(job)
-        self.label_badge.set(f"{badge}: {job.label}" if badge and job.label else "", "dev")
+        self.label_badge.set(job.label if fmt.label_badge(job) and job.label else "", "dev")
         self.prompt.setText(job.prompt)
         p = job.params
         rows = [

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices, QFont, QIntValidator
+from PySide6.QtGui import QDesktopServices, QFont, QIcon, QIntValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QSlider,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -33,7 +34,7 @@ from wan_desktop.engine.params import (
     SEED_MAX,
     round_size,
 )
-from wan_desktop.models import ModelSpec
+from wan_desktop.models import DownloadProgress, ModelSpec
 from wan_desktop.models.manifest import parse_resolution
 
 from .. import format as fmt
@@ -91,8 +92,14 @@ class ModelTile(QFrame):
         side.addWidget(self.fit, 0, Qt.AlignmentFlag.AlignRight)
         row.addLayout(side)
 
-    def set_row(self, row: ModelRow | None, fit: Fit) -> None:
-        if row is None:
+    def set_row(
+        self, row: ModelRow | None, fit: Fit, download: DownloadProgress | None = None
+    ) -> None:
+        if download is not None:
+            frac = download.fraction
+            pct = f" {frac * 100:.0f}%" if frac is not None else "…"
+            self.status.set(f"downloading{pct}", "accent")
+        elif row is None:
             self.status.set("checking…", "neutral")
         elif row.status.complete:
             dev = " · dev" if row.variant.development else ""
@@ -104,7 +111,8 @@ class ModelTile(QFrame):
         else:
             word = "built on first use" if row.variant.development else "download"
             self.status.set(f"{word} · {fmt.size(row.size_bytes)}", "info")
-        self.fit.set(fit.text, fit.kind)
+        # No verdict (no planner): say nothing per tile; the panel says it once.
+        self.fit.set(fit.text if fit.kind != "neutral" else "", fit.kind)
         self.fit.setToolTip(fit.detail)
 
     def set_selected(self, on: bool) -> None:
@@ -163,16 +171,43 @@ class NowPanel(Card):
         )
         self.body.addWidget(self.empty)
         self.body.addStretch(1)
+        self.recent_title = label("RECENT", "section")
+        self.body.addWidget(self.recent_title)
+        self.recent = QHBoxLayout()
+        self.recent.setSpacing(8)
+        self.body.addLayout(self.recent)
+        self._recent_ids: list[str] = []
         studio.job_updated.connect(self._on_job)
         studio.preview_changed.connect(self._on_preview)
         studio.jobs_changed.connect(self._pick_latest)
         self._pick_latest()
+
+    def _update_recent(self, shown: str | None) -> None:
+        done = [j for j in self.studio.outputs() if j.id != shown][:3]
+        ids = [j.id for j in done]
+        if ids == self._recent_ids:
+            return
+        self._recent_ids = ids
+        clear_layout(self.recent)
+        for job in done:
+            b = QToolButton()
+            b.setIcon(QIcon(poster(job, None, 120, 68)))
+            b.setIconSize(QSize(120, 68))
+            b.setToolTip(f"{job.prompt}\n{fmt.summary(job)}")
+            b.setCursor(Qt.CursorShape.PointingHandCursor)
+            b.clicked.connect(
+                lambda _c=False, jid=job.id: self.studio.navigate.emit(f"gallery:{jid}")
+            )
+            self.recent.addWidget(b)
+        self.recent.addStretch(1)
+        self.recent_title.setVisible(bool(done))
 
     @Slot()
     def _pick_latest(self) -> None:
         s = self.studio
         candidates = s.active() or s.queued()[:1] or s.finished()[:1]
         job = candidates[0] if candidates else None
+        self._update_recent(job.id if job else None)
         if job is None:
             self.job_id = None
             self.picture.setVisible(False)
@@ -187,7 +222,7 @@ class NowPanel(Card):
         self.empty.setVisible(False)
         self.picture.setVisible(True)
         if self.card is None:
-            self.card = JobCard(job)
+            self.card = JobCard(job, picture=False)
             self.card.setObjectName("Plain")
             self.card.cancel_requested.connect(self._cancel)
             self.card.retry_requested.connect(self._retry)
@@ -291,6 +326,8 @@ class GeneratePanel(QWidget):
         outer.addLayout(columns, 1)
 
         studio.catalog_changed.connect(self._on_catalog)
+        studio.download_changed.connect(lambda _p: self._update_tiles())
+        studio.download_finished.connect(lambda _e: self._update_tiles())
         studio.dev_mode_changed.connect(lambda _on: self._update_mode())
         studio.use_settings.connect(self.load_params)
         self._update_mode()
@@ -370,6 +407,13 @@ class GeneratePanel(QWidget):
         card.body.addWidget(self.model_field)
         self.model_desc = label("", "faint", wrap=True)
         card.body.addWidget(self.model_desc)
+        self.fit_note = label(
+            "Whether a model fits this GPU is shown here once the VRAM planner is installed; "
+            "each queued job shows the pipeline's own estimate.",
+            "faint",
+            wrap=True,
+        )
+        card.body.addWidget(self.fit_note)
         self.form.addWidget(card)
 
     def _build_prompt_card(self) -> None:
@@ -505,11 +549,19 @@ class GeneratePanel(QWidget):
 
     @Slot()
     def _on_catalog(self) -> None:
-        rows = {r.spec.id: r for r in self.studio.usable_rows()}
-        for model_id, tile in self.tiles.items():
-            tile.set_row(rows.get(model_id), self.fits.get(model_id, UNKNOWN))
+        self._update_tiles()
         self._update_welcome()
         self._check_fits()
+
+    def _update_tiles(self) -> None:
+        rows = {r.spec.id: r for r in self.studio.usable_rows()}
+        downloads = {key[0]: p for key, p in self.studio.downloads.items()}
+        for model_id, tile in self.tiles.items():
+            tile.set_row(
+                rows.get(model_id), self.fits.get(model_id, UNKNOWN), downloads.get(model_id)
+            )
+        unknown = all(f.kind == "neutral" for f in self.fits.values()) if self.fits else True
+        self.fit_note.setVisible(unknown)
 
     def _check_fits(self) -> None:
         engine = self.studio.engine
@@ -540,7 +592,8 @@ class GeneratePanel(QWidget):
             line.addWidget(label(spec.model_type), 1)
             size = fmt.size(row.size_bytes if row else None)
             fit = self.fits.get(spec.id, UNKNOWN)
-            line.addWidget(label(f"{size}  ·  {fit.text}", "faint"))
+            verdict = f"  ·  {fit.text}" if fit.kind != "neutral" else ""
+            line.addWidget(label(f"{size} download{verdict}", "faint"))
             get = tool("download", f"Download {spec.model_type} ({size})")
             get.clicked.connect(lambda _c=False, m=spec.id: self._download(m))
             line.addWidget(get)
@@ -557,8 +610,9 @@ class GeneratePanel(QWidget):
         self.welcome.setVisible(False)
 
     def _download(self, model_id: str) -> None:
+        spec = self.studio.engine.models.manifest.get(model_id)
         self.studio.engine.ensure_model(model_id)
-        self.studio.navigate.emit("models")
+        self.studio.navigate.emit(f"models:{spec.id}:{spec.default_variant}")
 
     @Slot(str)
     def select_model(self, model_id: str) -> None:

@@ -81,6 +81,7 @@ class VariantRow(QWidget):
         prog.addWidget(self.bar, 1)
         self.progress_text = label("", "muted")
         prog.addWidget(self.progress_text)
+        prog.setContentsMargins(0, 0, 0, 0)
         self.progress_box = QWidget()
         self.progress_box.setLayout(prog)
         col.addWidget(self.progress_box)
@@ -133,10 +134,11 @@ class VariantRow(QWidget):
             else f"{fmt.size(row.size_bytes)} to download"
             + (f" ({fmt.size(st.bytes_present)} here)" if st.bytes_present else "")
         )
-        source = st.source or (row.variant.sources[0] if row.variant.sources else "")
         bits = [row.variant.description or row.variant.label, row.variant.dtype]
-        if source:
-            bits.append(f"source: {source}")
+        if st.source:
+            bits.append(f"from {source_name(st.source)}")
+        elif row.variant.sources:
+            bits.append("sources: " + " → ".join(source_name(s) for s in row.variant.sources))
         if st.state is not ModelState.complete and st.state is not ModelState.not_present:
             bits.append(st.reason)
         self.info.setText("  ·  ".join(b for b in bits if b))
@@ -182,13 +184,16 @@ class VariantRow(QWidget):
         if p.eta_s is not None:
             parts.append(f"{fmt.duration(p.eta_s)} left")
         self.progress_text.setText("  ·  ".join(parts))
+        self.state.set(
+            f"Downloading {frac * 100:.0f}%" if frac is not None else "Downloading", "accent"
+        )
         self.progress_box.setVisible(True)
         self.busy = "download"
         self._update_buttons()
 
     def finished(self, event: ModelDownloadFinished) -> None:
         self.busy = ""
-        self._update_buttons()
+        self.set_row(self.row)  # the badge again says what is on disk until the rescan lands
 
     # ----------------------------------------------------------------------------- actions
 
@@ -314,7 +319,8 @@ class ModelsPanel(QWidget):
         self.cards.setSpacing(14)
         self.col.addLayout(self.cards)
         self.col.addStretch(1)
-        outer.addWidget(scroll_page(body), 1)
+        self.scroller = scroll_page(body)
+        outer.addWidget(self.scroller, 1)
         self.loading = label("Reading the models folder…", "muted")
         self.cards.addWidget(self.loading)
 
@@ -322,7 +328,24 @@ class ModelsPanel(QWidget):
         studio.download_changed.connect(self._on_progress)
         studio.download_finished.connect(self._on_finished)
         studio.dev_mode_changed.connect(lambda _on: studio.refresh_catalog())
+        studio.navigate.connect(self._on_navigate)
+        self._reveal: tuple[str, str] | None = None
         self.rebuild()
+
+    @Slot(str)
+    def _on_navigate(self, target: str) -> None:
+        parts = target.split(":")
+        if parts[0] == "models" and len(parts) == 3:
+            self.reveal((parts[1], parts[2]))
+
+    def reveal(self, key: tuple[str, str]) -> None:
+        """Scroll to a variant's row (now, or when the catalog has it)."""
+        row = self.rows.get(key)
+        if row is None:
+            self._reveal = key
+            return
+        self._reveal = None
+        self.scroller.ensureWidgetVisible(row, 0, 120)
 
     @Slot()
     def rebuild(self) -> None:
@@ -361,6 +384,8 @@ class ModelsPanel(QWidget):
             if key in self.rows:
                 self.rows[key].show_progress(p)
         self._update_disk()
+        if self._reveal is not None:
+            self.reveal(self._reveal)
 
     def _update_disk(self) -> None:
         s = self.studio
@@ -398,6 +423,20 @@ class ModelsPanel(QWidget):
         row = self.rows.get((event.model_id, event.variant))
         if row is not None:
             row.finished(event)
+
+
+def source_name(uri: str) -> str:
+    """A source as a person reads it: local mirror, S3, Hugging Face repo, built here."""
+    scheme, _, rest = uri.partition("://")
+    if scheme == "local":
+        return "local mirror" if "${" in rest else f"local folder {rest}"
+    if scheme == "s3":
+        return "S3"
+    if scheme == "hf":
+        return f"Hugging Face {rest.split('@')[0]}"
+    if scheme == "builtin":
+        return "built on this machine"
+    return uri
 
 
 def _existing_parent(path: Path) -> Path:

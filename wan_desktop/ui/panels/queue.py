@@ -8,6 +8,7 @@ from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
+    QLabel,
     QListWidget,
     QListWidgetItem,
     QVBoxLayout,
@@ -135,6 +136,12 @@ class JobList(QListWidget):
             self.studio.post(Notice("error", f"Could not {name} the job", str(exc)))
 
 
+def section(text: str, role: str) -> QLabel:
+    lab = label(text, role)
+    lab.setContentsMargins(6, 0, 0, 0)  # line up with the cards, which the list insets
+    return lab
+
+
 class QueuePanel(QWidget):
     def __init__(self, studio: Studio) -> None:
         super().__init__()
@@ -158,12 +165,12 @@ class QueuePanel(QWidget):
         col = QVBoxLayout(body)
         col.setContentsMargins(0, 0, 8, 0)
         col.setSpacing(10)
-        self.running_title = label("RUNNING", "section")
+        self.running_title = section("RUNNING", "section")
         col.addWidget(self.running_title)
         self.running = JobList(studio, reorderable=False)
         col.addWidget(self.running)
         row = QHBoxLayout()
-        self.next_title = label("UP NEXT", "section")
+        self.next_title = section("UP NEXT", "section")
         row.addWidget(self.next_title)
         row.addStretch(1)
         self.drag_hint = label("drag to reorder", "faint")
@@ -171,7 +178,7 @@ class QueuePanel(QWidget):
         col.addLayout(row)
         self.upcoming = JobList(studio, reorderable=True)
         col.addWidget(self.upcoming)
-        self.history_title = label("HISTORY", "section")
+        self.history_title = section("HISTORY", "section")
         col.addWidget(self.history_title)
         self.history = JobList(studio, reorderable=False)
         col.addWidget(self.history)

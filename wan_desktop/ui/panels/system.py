@@ -200,6 +200,10 @@ class SystemPanel(QWidget):
                 f"{'yes' if profile.fp8_supported else 'no'}",
             ),
         ]
+        self.facts.setColumnStretch(1, 1)
+        self.facts.setColumnStretch(3, 1)
+        self.facts.setColumnMinimumWidth(0, 150)
+        self.facts.setColumnMinimumWidth(2, 150)
         for i, (k, v) in enumerate(facts):
             self.facts.addWidget(label(k, "muted"), i // 2, (i % 2) * 2)
             self.facts.addWidget(label(v), i // 2, (i % 2) * 2 + 1)
