@@ -133,8 +133,8 @@ def test_preview_frames_show_on_the_running_job(qtbot: Any, tmp_path: Path) -> N
         wait_until(qtbot, lambda: job.id in studio.previews)
         wait_until(qtbot, lambda: job.id in queue.running.cards)
         card = queue.running.cards[job.id]
-        wait_until(qtbot, lambda: not card.picture.pixmap().isNull())
-        image = card.picture.pixmap().toImage()
+        wait_until(qtbot, lambda: card.picture.image is not None)
+        image = card.picture.grab().toImage()
         centre = image.pixelColor(image.width() // 2, image.height() // 2)
         assert centre.green() > 150 and centre.red() < 60, "the preview frame is painted"
         studio.engine.cancel(job.id)

@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="open the main window, paint every page, close and exit 0 (works offscreen)",
     )
+    parser.add_argument(
+        "--check-engine",
+        action="store_true",
+        help="with --self-test: also load the generation libraries (torch, diffusers, "
+        "transformers) and report their versions",
+    )
     parser.add_argument("--api", action="store_true", help="also serve the local API")
     parser.add_argument(
         "--dev",

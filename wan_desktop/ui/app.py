@@ -115,12 +115,21 @@ class Session:
                 print(f"self-test: page {name} did not paint", file=sys.stderr)
                 return 1
             painted.append(name)
+        libraries: dict[str, str] = {}
+        if self.args.check_engine:
+            loop = asyncio.get_running_loop()
+            try:
+                libraries = await loop.run_in_executor(None, engine_libraries)
+            except Exception as exc:
+                print(f"self-test: the generation libraries do not load: {exc}", file=sys.stderr)
+                return 1
         print(
             json.dumps(
                 {
                     "self_test": "ok",
                     "version": __version__,
                     "pages": painted,
+                    "libraries": libraries,
                     "first_paint_s": round(self.first_paint_s, 3),
                     "first_paint_at": time.time()
                     - (time.perf_counter() - self.started - self.first_paint_s),
@@ -136,6 +145,24 @@ class Session:
         loop = asyncio.get_running_loop()
         # The engine joins its threads (up to its timeout): never on the GUI thread.
         await loop.run_in_executor(None, self.engine.shutdown)
+
+
+def engine_libraries() -> dict[str, str]:
+    """Import what generation needs (off the GUI thread) and return the versions."""
+    import diffusers
+    import torch
+    import transformers
+    from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5EncoderModel
+
+    del AutoencoderKLWan, WanPipeline, WanTransformer3DModel, UMT5EncoderModel
+    x = torch.ones(2, 2) @ torch.ones(2, 2)  # the native library runs, not just imports
+    assert float(x.sum()) == 8.0
+    return {
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+    }
 
 
 def run(args: argparse.Namespace, *, started: float | None = None) -> int:

@@ -77,7 +77,9 @@ def svg(name: str, color: str) -> bytes:
     ).encode()
 
 
+@cache
 def pixmap(name: str, size: int = 18, color: str | None = None, *, dpr: float = 2.0) -> QPixmap:
+    """The icon drawn once per name, size and colour (SVG rendering is not cheap)."""
     renderer = QSvgRenderer(QByteArray(svg(name, color or theme.P.muted)))
     px = int(size * dpr)
     image = QImage(px, px, QImage.Format.Format_ARGB32_Premultiplied)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPaintEvent, QPixmap
+from PySide6.QtGui import QFont, QImage, QPainter, QPaintEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from wan_desktop.engine import Job, JobState
 
 from . import format as fmt
 from . import icons, theme
+from .pictures import Picture, job_image
 from .widgets import Badge, Card, ElidedLabel, label, set_prop, tool
 
 PHASES = ("Download", "Load", "Steps", "Encode")
@@ -107,36 +108,6 @@ class Timeline(QWidget):
         p.end()
 
 
-def poster(job: Job, preview: QImage | None, w: int, h: int) -> QPixmap:
-    """The job's picture: its thumbnail, the latest preview frame, or a placeholder."""
-    image: QImage | None = None
-    if job.output and job.output.thumbnail:
-        image = QImage(job.output.thumbnail)
-    elif preview is not None:
-        image = preview
-    canvas = QPixmap(w * 2, h * 2)
-    canvas.setDevicePixelRatio(2.0)
-    canvas.fill(QColor(theme.P.input))
-    p = QPainter(canvas)
-    p.setRenderHint(QPainter.RenderHint.Antialiasing)
-    p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-    if image is not None and not image.isNull():
-        scaled = image.scaled(
-            QSize(w * 2, h * 2),
-            Qt.AspectRatioMode.KeepAspectRatioByExpanding,
-            Qt.TransformationMode.SmoothTransformation,
-        )
-        scaled.setDevicePixelRatio(2.0)
-        ox = (scaled.width() / 2 - w) / 2
-        oy = (scaled.height() / 2 - h) / 2
-        p.drawImage(QRectF(-ox, -oy, scaled.width() / 2, scaled.height() / 2), scaled)
-    else:
-        glyph = icons.pixmap("film", 26, theme.P.faint)
-        p.drawPixmap(int((w - 26) / 2), int((h - 26) / 2), glyph)
-    p.end()
-    return canvas
-
-
 class JobCard(Card):
     cancel_requested = Signal(str)
     retry_requested = Signal(str)
@@ -160,8 +131,7 @@ class JobCard(Card):
             grip.setToolTip("Drag to change the order")
             grip.setCursor(Qt.CursorShape.OpenHandCursor)
             row.addWidget(grip)
-        self.picture = QLabel()
-        self.picture.setFixedSize(self.THUMB)
+        self.picture = Picture(self.THUMB)
         self.has_picture = picture
         self.picture.setVisible(picture)
         row.addWidget(self.picture, 0, Qt.AlignmentFlag.AlignTop)
@@ -245,7 +215,7 @@ class JobCard(Card):
         else:
             self.failure.setVisible(False)
         if self.has_picture:
-            self.picture.setPixmap(poster(job, preview, self.THUMB.width(), self.THUMB.height()))
+            self.picture.set_image(job_image(job, preview))
 
     @staticmethod
     def _status_text(job: Job) -> str:

@@ -234,7 +234,9 @@ class Studio(QObject):
         if known is not None and (known.updated_at or 0) > (job.updated_at or 0):
             job = dataclasses.replace(job, step=known.step, progress=max(known.progress, 0))
         self._store(job)
-        if known is None or known.state is not job.state:
+        # The lists only change when a job moves between waiting, running and finished;
+        # steps inside "running" (loading, encoding…) are plain updates of its card.
+        if known is None or _phase(known.state) != _phase(job.state):
             self.jobs_changed.emit()
         if job.state is JobState.completed and event.previous is not JobState.completed:
             self.previews.pop(job.id, None)
@@ -348,6 +350,10 @@ class Studio(QObject):
     def _on_alert(self, alert: Alert) -> None:
         kind = "error" if alert.severity == "critical" else "warning"
         self.post(Notice(kind, "Memory", alert.message, alert.suggestions))
+
+
+def _phase(state: JobState) -> str:
+    return "queued" if state is JobState.queued else ("active" if state.active else "finished")
 
 
 def _short(text: str, n: int = 80) -> str:

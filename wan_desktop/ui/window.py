@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal, Slot
+from collections.abc import Iterator, Mapping
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QKeySequence, QPaintEvent, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -20,16 +22,11 @@ from wan_desktop.engine import MemorySample
 
 from . import icons, theme
 from .api_control import ApiController
-from .panels.gallery import GalleryPanel
-from .panels.generate import GeneratePanel
-from .panels.models import ModelsPanel
-from .panels.queue import QueuePanel
-from .panels.settings import SettingsPanel
-from .panels.system import SystemPanel
 from .state import Notice, Studio
 from .toasts import ToastHost
 from .widgets import Badge, label
 
+PAGE_NAMES = ("generate", "queue", "models", "gallery", "system", "settings")
 PAGES = (
     ("generate", "Generate", "generate"),
     ("queue", "Queue", "queue"),
@@ -38,6 +35,65 @@ PAGES = (
     ("system", "System", "system"),
     ("settings", "Settings", "settings"),
 )
+
+
+def make_page(name: str, studio: Studio, api: ApiController) -> QWidget:
+    """Build one page (its module is imported here: pages cost nothing until first needed)."""
+    if name == "generate":
+        from .panels.generate import GeneratePanel
+
+        return GeneratePanel(studio)
+    if name == "queue":
+        from .panels.queue import QueuePanel
+
+        return QueuePanel(studio)
+    if name == "models":
+        from .panels.models import ModelsPanel
+
+        return ModelsPanel(studio)
+    if name == "gallery":
+        from .panels.gallery import GalleryPanel
+
+        return GalleryPanel(studio)
+    if name == "system":
+        from .panels.system import SystemPanel
+
+        return SystemPanel(studio)
+    if name == "settings":
+        from .panels.settings import SettingsPanel
+
+        return SettingsPanel(studio, api)
+    raise KeyError(name)
+
+
+class Pages(Mapping[str, QWidget]):
+    """The window's pages by name, each built the first time it is needed."""
+
+    def __init__(self, window: MainWindow) -> None:
+        self._window = window
+        self._built: dict[str, QWidget] = {}
+
+    def __getitem__(self, name: str) -> QWidget:
+        page = self._built.get(name)
+        if page is None:
+            if name not in PAGE_NAMES:
+                raise KeyError(name)
+            page = make_page(name, self._window.studio, self._window.api)
+            self._built[name] = page
+            self._window.stack.addWidget(page)
+        return page
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PAGE_NAMES)
+
+    def __len__(self) -> int:
+        return len(PAGE_NAMES)
+
+    def built(self) -> dict[str, QWidget]:
+        return dict(self._built)
+
+    def next_unbuilt(self) -> str | None:
+        return next((n for n in PAGE_NAMES if n not in self._built), None)
 
 
 class MainWindow(QMainWindow):
@@ -62,16 +118,7 @@ class MainWindow(QMainWindow):
         row.addWidget(self.stack, 1)
         self.setCentralWidget(root)
 
-        self.pages: dict[str, QWidget] = {
-            "generate": GeneratePanel(studio),
-            "queue": QueuePanel(studio),
-            "models": ModelsPanel(studio),
-            "gallery": GalleryPanel(studio),
-            "system": SystemPanel(studio),
-            "settings": SettingsPanel(studio, api),
-        }
-        for page in self.pages.values():
-            self.stack.addWidget(page)
+        self.pages = Pages(self)
 
         bar = self.statusBar()
         bar.setSizeGripEnabled(False)
@@ -97,6 +144,20 @@ class MainWindow(QMainWindow):
         self._update_status()
         self._update_mode()
         self.show_page("generate")
+        # After the first paint, build the other pages one per loop turn (the loop stays
+        # responsive; a page the user opens first is built at once). The timer is the
+        # window's child, so it dies with it.
+        self._page_timer = QTimer(self)
+        self._page_timer.setInterval(30)
+        self._page_timer.timeout.connect(self._build_next_page)
+        self.first_painted.connect(self._page_timer.start)
+
+    def _build_next_page(self) -> None:
+        name = self.pages.next_unbuilt()
+        if name is None:
+            self._page_timer.stop()
+        else:
+            self.pages[name]
 
     def _sidebar(self) -> QWidget:
         side = QWidget()
@@ -150,15 +211,19 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def show_page(self, name: str) -> None:
-        page = name.split(":", 1)[0]
+        page, _, target = name.partition(":")
         if page not in self.pages:
             return
-        self.stack.setCurrentWidget(self.pages[page])
+        widget = self.pages[page]
+        self.stack.setCurrentWidget(widget)
         self.nav_buttons[page].setChecked(True)
+        open_target = getattr(widget, "open_target", None)
+        if target and open_target is not None:
+            open_target(target)
 
     def current_page(self) -> str:
         current = self.stack.currentWidget()
-        return next(n for n, p in self.pages.items() if p is current)
+        return next(n for n, p in self.pages.built().items() if p is current)
 
     @Slot(object)
     def _on_notice(self, notice: Notice) -> None:
@@ -207,7 +272,8 @@ class MainWindow(QMainWindow):
             self.first_painted.emit()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        gallery = self.pages.get("gallery")
-        if isinstance(gallery, GalleryPanel):
-            gallery.shutdown()
+        gallery = self.pages.built().get("gallery")
+        shutdown = getattr(gallery, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
         super().closeEvent(event)

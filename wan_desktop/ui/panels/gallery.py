@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QIcon, QImage
+from PySide6.QtGui import QDesktopServices, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from wan_desktop.engine import EngineError, Job
 
 from .. import format as fmt
-from ..jobview import poster
+from ..pictures import poster, thumbnail
 
 if TYPE_CHECKING:
     from ..player import Player
@@ -104,7 +104,6 @@ class GalleryPanel(QWidget):
         outer.addWidget(self.content, 1)
 
         studio.jobs_changed.connect(self.refresh)
-        studio.navigate.connect(self._on_navigate)
         self.refresh()
 
     @Slot()
@@ -120,19 +119,30 @@ class GalleryPanel(QWidget):
         if ids == current_ids:
             return
         keep = self.current.id if self.current else None
+        wanted = set(ids)
         self.grid.blockSignals(True)
-        self.grid.clear()
-        for job in jobs:
-            item = QListWidgetItem(QIcon(poster(job, None, THUMB.width(), THUMB.height())), "")
-            badge = fmt.label_badge(job)
-            caption = f"{badge} · {job.prompt}" if badge else job.prompt
-            item.setText(caption if len(caption) < 52 else caption[:50] + "…")
-            item.setToolTip(f"{job.prompt}\n{fmt.summary(job)}\n{job.label or ''}".strip())
-            item.setData(ID_ROLE, job.id)
-            self.grid.addItem(item)
+        for row in reversed(range(self.grid.count())):
+            if self.grid.item(row).data(ID_ROLE) not in wanted:
+                self.grid.takeItem(row)
+        # Newest first; existing items keep their icons (no re-reading of thumbnails).
+        present = {self.grid.item(i).data(ID_ROLE) for i in range(self.grid.count())}
+        for index, job in enumerate(jobs):
+            if job.id not in present:
+                self.grid.insertItem(index, self._item(job))
         self.grid.blockSignals(False)
         target = keep if keep in ids else (ids[0] if ids else None)
-        self.select(target)
+        if target != keep or self.current is None:
+            self.select(target)
+
+    @staticmethod
+    def _item(job: Job) -> QListWidgetItem:
+        item = QListWidgetItem(QIcon(poster(job, None, THUMB.width(), THUMB.height())), "")
+        badge = fmt.label_badge(job)
+        caption = f"{badge} · {job.prompt}" if badge else job.prompt
+        item.setText(caption if len(caption) < 52 else caption[:50] + "…")
+        item.setToolTip(f"{job.prompt}\n{fmt.summary(job)}\n{job.label or ''}".strip())
+        item.setData(ID_ROLE, job.id)
+        return item
 
     def select(self, job_id: str | None) -> None:
         for i in range(self.grid.count()):
@@ -163,8 +173,7 @@ class GalleryPanel(QWidget):
                 self.player.clear()
             return
         out = job.output
-        thumb = QImage(out.thumbnail) if out.thumbnail else None
-        self.ensure_player().load(out.video, thumb)
+        self.ensure_player().load(out.video, thumbnail(out.thumbnail))
         self.label_badge.set(job.label if fmt.label_badge(job) and job.label else "", "dev")
         self.prompt.setText(job.prompt)
         p = job.params
@@ -201,11 +210,10 @@ class GalleryPanel(QWidget):
             + "</table>"
         )
 
-    @Slot(str)
-    def _on_navigate(self, target: str) -> None:
-        if target.startswith("gallery:"):
-            self.refresh()
-            self.select(target.split(":", 1)[1])
+    def open_target(self, job_id: str) -> None:
+        """Show this job's video (navigation to ``gallery:<job id>``)."""
+        self.refresh()
+        self.select(job_id)
 
     def _reuse(self) -> None:
         if self.current is not None:

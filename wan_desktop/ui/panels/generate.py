@@ -42,8 +42,9 @@ from .. import icons, theme
 from ..catalog import ModelRow
 from ..dropzone import DropZone
 from ..fit import UNKNOWN, Fit, estimate_text, model_fit
-from ..jobview import JobCard, poster
+from ..jobview import JobCard
 from ..loras import LoraFile, list_loras
+from ..pictures import Picture, job_image, poster
 from ..state import Notice, Studio
 from ..widgets import (
     Badge,
@@ -157,9 +158,7 @@ class NowPanel(Card):
         super().__init__("Latest", margins=16)
         self.studio = studio
         self.job_id: str | None = None
-        self.picture = QLabel()
-        self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.picture.setMinimumHeight(200)
+        self.picture = Picture(aspect=16 / 9)
         self.body.addWidget(self.picture)
         self.card_holder = QVBoxLayout()
         self.body.addLayout(self.card_holder)
@@ -247,8 +246,7 @@ class NowPanel(Card):
     def _render(self, job: Job) -> None:
         entry = self.studio.previews.get(job.id)
         preview = entry[1] if entry else None
-        w = max(280, self.picture.width())
-        self.picture.setPixmap(poster(job, preview, w, int(w * 9 / 16)))
+        self.picture.set_image(job_image(job, preview))
         if self.card is not None:
             self.card.set_job(job, preview)
 

@@ -328,15 +328,14 @@ class ModelsPanel(QWidget):
         studio.download_changed.connect(self._on_progress)
         studio.download_finished.connect(self._on_finished)
         studio.dev_mode_changed.connect(lambda _on: studio.refresh_catalog())
-        studio.navigate.connect(self._on_navigate)
         self._reveal: tuple[str, str] | None = None
         self.rebuild()
 
-    @Slot(str)
-    def _on_navigate(self, target: str) -> None:
-        parts = target.split(":")
-        if parts[0] == "models" and len(parts) == 3:
-            self.reveal((parts[1], parts[2]))
+    def open_target(self, target: str) -> None:
+        """Scroll to a variant (navigation to ``models:<model id>:<variant>``)."""
+        model, _, variant = target.partition(":")
+        if variant:
+            self.reveal((model, variant))
 
     def reveal(self, key: tuple[str, str]) -> None:
         """Scroll to a variant's row (now, or when the catalog has it)."""

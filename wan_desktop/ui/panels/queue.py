@@ -26,6 +26,7 @@ log = logging.getLogger("wan_desktop.ui")
 ID_ROLE = Qt.ItemDataRole.UserRole
 # Completed jobs are the gallery's videos: clearing the history never removes them.
 CLEARABLE = (JobState.failed, JobState.cancelled, JobState.interrupted)
+MAX_CARDS = 100  # per list; older history stays in the engine and the gallery
 
 
 class JobList(QListWidget):
@@ -46,23 +47,36 @@ class JobList(QListWidget):
             self.model().rowsMoved.connect(self._on_rows_moved)
 
     def set_jobs(self, jobs: list[Job]) -> None:
+        """Show these jobs in this order, touching only the cards that changed."""
+        jobs = jobs[:MAX_CARDS]
         ids = [j.id for j in jobs]
-        if ids == self.ids():
-            for job in jobs:
-                self.update_job(job)
-            return
-        self.clear()
-        self.cards.clear()
-        for job in jobs:
+        current = self.ids()
+        wanted, present = set(ids), set(current)
+        if [i for i in current if i in wanted] != [i for i in ids if i in present]:
+            self.clear()  # the order of existing jobs changed: rebuild (a reorder; rare)
+            self.cards.clear()
+            current = []
+        for row in reversed(range(self.count())):
+            item = self.item(row)
+            if item.data(ID_ROLE) not in wanted:
+                self.takeItem(row)
+                card = self.cards.pop(item.data(ID_ROLE), None)
+                if card is not None:
+                    card.deleteLater()
+        for index, job in enumerate(jobs):
+            if job.id in self.cards:
+                if self.cards[job.id].job != job:
+                    self.update_job(job)
+                continue
             item = QListWidgetItem()
             item.setData(ID_ROLE, job.id)
             card = JobCard(job, draggable=self.reorderable)
             self._wire(card)
+            card.set_job(job, self._preview(job.id))
             item.setSizeHint(card.sizeHint())
-            self.addItem(item)
+            self.insertItem(index, item)
             self.setItemWidget(item, card)
             self.cards[job.id] = card
-            card.set_job(job, self._preview(job.id))
         self._fit_height()
 
     def update_job(self, job: Job) -> None:
