@@ -218,8 +218,10 @@ def main() -> int:
     window.show_page("models")
     window.pages["models"].reveal(("ti2v-5B@2.2.0", "bf16"))  # type: ignore[attr-defined]
     shoot(window, "models", "models")
+    for toast in list(window.toasts.toasts):
+        toast.dismiss()
+    window.show_page(f"gallery:{done}")
     gallery = window.pages["gallery"]
-    gallery.select(done)  # type: ignore[attr-defined]
     player = gallery.ensure_player()  # type: ignore[attr-defined]
     player.player.play()
     pump(app, 10, until=lambda: player.view.frame is not None)

@@ -159,6 +159,7 @@ def test_the_queue_survives_a_restart_of_the_app(qtbot: Any, tmp_path: Path) -> 
     with mock_studio(tmp_path) as studio:
         window = make_window(qtbot, studio)
         queue = window.pages["queue"]
+        window.show_page("queue")
         assert queue.upcoming.ids() == ids  # type: ignore[attr-defined]
         assert studio.paused and "paused" in queue.header.subtitle.text()  # type: ignore[attr-defined]
 

@@ -77,6 +77,7 @@ def test_a_job_submitted_from_the_form_runs_in_the_queue_and_lands_in_the_galler
     assert queue.history.cards[job.id].state_badge.text() == "Done"
     assert not queue.running.isVisible()
     gallery = window.pages["gallery"]
+    window.show_page("gallery")
     assert gallery.grid.count() == 1  # type: ignore[attr-defined]
     assert "MOCK" in gallery.grid.item(0).text()  # type: ignore[attr-defined]
     wait_until(qtbot, lambda: any(n.title == "Video ready" for n in window.toasts.history))

@@ -129,6 +129,7 @@ def test_preview_frames_show_on_the_running_job(qtbot: Any, tmp_path: Path) -> N
         window = make_window(qtbot, studio)
         queue = window.pages["queue"]
         assert isinstance(queue, QueuePanel)
+        window.show_page("queue")
         job = studio.submit({"prompt": "previewed"})
         wait_until(qtbot, lambda: job.id in studio.previews)
         wait_until(qtbot, lambda: job.id in queue.running.cards)

@@ -169,3 +169,23 @@ def test_the_api_switch_serves_the_engine_on_the_app_loop(
         asyncio.set_event_loop(None)
     assert health["status"] == "ok"
     assert not api.running
+
+
+def test_the_quota_goes_where_the_orchestrator_reads_it(
+    qtbot: Any, studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wan_desktop.ui import quota
+
+    panel = settings_panel(qtbot, studio)
+    panel.quota.setValue(300)
+    assert panel.save()
+    assert SettingsStore(tmp_path / "config").load().quota_gb == 300
+    if not quota.supported(studio.engine.models):
+        assert "disk manager" in panel.quota_field.hint.text()
+        return
+    # Through importlib: the module exists only where the disk manager is installed.
+    import importlib
+
+    load_settings = importlib.import_module("wan_desktop.models.settings").load_settings
+    path = getattr(studio.engine.models.config, "settings_path")  # noqa: B009
+    wait_until(qtbot, lambda: load_settings(path).quota_bytes == 300 * 1000**3)

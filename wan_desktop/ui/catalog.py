@@ -33,13 +33,14 @@ def supports_pins(store: ModelStore) -> bool:
 def scan(store: ModelStore) -> list[ModelRow]:
     """Every variant the user can use now (only the tiny ones in development mode). Blocking."""
     rows = []
-    pins = supports_pins(store)
+    # Pins come with the disk manager; until then the store has no is_pinned.
+    is_pinned = getattr(store, "is_pinned", None) if supports_pins(store) else None
     for spec in store.manifest:
         names = [store.resolve(spec.id)[1].name] if store.config.dev_mode else list(spec.variants)
         names.sort(key=lambda n: (n != spec.default_variant, n))
         for name in names:
             var = spec.variant(name)
             status = store.status(spec.id, name)
-            pinned = bool(store.is_pinned(spec.id, name)) if pins else None  # type: ignore[attr-defined]
+            pinned = bool(is_pinned(spec.id, name)) if is_pinned is not None else None
             rows.append(ModelRow(spec, var, status, pinned))
     return rows

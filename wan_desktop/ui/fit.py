@@ -11,6 +11,7 @@ import importlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from wan_desktop.engine import Engine
@@ -28,7 +29,9 @@ class Fit:
 UNKNOWN = Fit("neutral", "fit not checked", "the VRAM planner is not part of this build")
 
 
+@cache
 def _planner() -> Any | None:
+    """The planner module, looked up once (a failed import is not retried on every call)."""
     try:
         return importlib.import_module("wan_desktop.engine.planner")
     except ImportError:

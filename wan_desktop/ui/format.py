@@ -34,6 +34,14 @@ def duration(seconds: float | None) -> str:
     return f"{h}h {m:02d}m"
 
 
+def clock(seconds: float) -> str:
+    """A player position: 0:07, 1:05; tenths for short clips (0.8 s)."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}:{s:02d}"
+
+
 def ago(ts: float | None) -> str:
     if ts is None:
         return ""

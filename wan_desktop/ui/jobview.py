@@ -228,9 +228,11 @@ class JobCard(Card):
                 bits.append(f"strategy: {est['strategy']}")
             return "Waiting" + (f"  ·  {'  ·  '.join(bits)}" if bits else "")
         if job.state.active:
-            parts = [job.stage_message or (job.stage or "").replace("_", " ")]
+            parts = []
             if job.state is JobState.running and job.total_steps:
                 parts.append(f"step {job.step or 0}/{job.total_steps}")
+            else:
+                parts.append(job.stage_message or (job.stage or "").replace("_", " "))
             if job.eta_s is not None:
                 parts.append(f"ETA {fmt.duration(job.eta_s)}")
             parts.append(f"{job.progress * 100:.0f}%")

@@ -114,9 +114,7 @@ class Player(QWidget):
     def _on_position(self, ms: int) -> None:
         if not self.seek.isSliderDown():
             self.seek.setValue(ms)
-        self.time.setText(
-            f"{fmt.duration(ms / 1000)} / {fmt.duration(self.player.duration() / 1000)}"
-        )
+        self.time.setText(f"{fmt.clock(ms / 1000)} / {fmt.clock(self.player.duration() / 1000)}")
 
     @Slot(object)
     def _on_state(self, state: Any) -> None:

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QStackedWidget,
+    QSystemTrayIcon,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -83,6 +84,9 @@ class Pages(Mapping[str, QWidget]):
             self._window.stack.addWidget(page)
         return page
 
+    def __contains__(self, name: object) -> bool:
+        return name in PAGE_NAMES  # without building the page (Mapping's default would)
+
     def __iter__(self) -> Iterator[str]:
         return iter(PAGE_NAMES)
 
@@ -130,6 +134,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.api_status)
 
         self.toasts = ToastHost(self)
+        self._tray: QSystemTrayIcon | None = None
         studio.notice.connect(self._on_notice)
         studio.navigate.connect(self.show_page)
         studio.jobs_changed.connect(self._update_status)
@@ -230,6 +235,23 @@ class MainWindow(QMainWindow):
         if notice.kind in ("success", "error") and not self.studio.settings.notifications:
             return
         self.toasts.show_notice(notice)
+        if notice.job_id and notice.kind in ("success", "error") and not self.isActiveWindow():
+            self._tray_message(notice)
+
+    def _tray_message(self, notice: Notice) -> None:
+        """A desktop notification too, when the window is in the background."""
+        if not QSystemTrayIcon.isSystemTrayAvailable():
+            return
+        if self._tray is None:
+            self._tray = QSystemTrayIcon(icons.app_icon(), self)
+            self._tray.setToolTip("Wan Desktop")
+            self._tray.show()
+        icon = (
+            QSystemTrayIcon.MessageIcon.Critical
+            if notice.kind == "error"
+            else QSystemTrayIcon.MessageIcon.Information
+        )
+        self._tray.showMessage(notice.title, notice.message, icon, 8000)
 
     def _update_status(self) -> None:
         s = self.studio

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QIcon
+from PySide6.QtGui import QDesktopServices, QIcon, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -67,9 +67,10 @@ class GalleryPanel(QWidget):
         self.grid.setWordWrap(True)
         self.grid.setUniformItemSizes(True)
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.grid.setMinimumWidth(THUMB.width() * 2 + 60)
+        # Two columns; the player takes the rest of the width.
+        self.grid.setFixedWidth(2 * (THUMB.width() + 18) + 24)
         self.grid.currentItemChanged.connect(self._on_current)
-        row.addWidget(self.grid, 5)
+        row.addWidget(self.grid)
 
         self.detail = Card(margins=16)
         self.player_box = QVBoxLayout()
@@ -100,14 +101,24 @@ class GalleryPanel(QWidget):
         actions.addWidget(self.delete_btn)
         self.detail.body.addLayout(actions)
         self.detail.setMinimumWidth(420)
-        row.addWidget(self.detail, 6)
+        row.addWidget(self.detail, 1)
         outer.addWidget(self.content, 1)
 
+        self._stale = True
         studio.jobs_changed.connect(self.refresh)
         self.refresh()
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
     @Slot()
     def refresh(self) -> None:
+        if not self.isVisible():
+            self._stale = True  # refreshed when shown
+            return
+        self._stale = False
         jobs = self.studio.outputs()
         ids = [j.id for j in jobs]
         current_ids = [self.grid.item(i).data(ID_ROLE) for i in range(self.grid.count())]
@@ -212,6 +223,7 @@ class GalleryPanel(QWidget):
 
     def open_target(self, job_id: str) -> None:
         """Show this job's video (navigation to ``gallery:<job id>``)."""
+        self._stale = True
         self.refresh()
         self.select(job_id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Slot
@@ -279,7 +280,7 @@ class VariantRow(QWidget):
             on_error=self._failed("Pin"),
         )
 
-    def _failed(self, what: str):  # type: ignore[no-untyped-def]
+    def _failed(self, what: str) -> Callable[[BaseException], None]:
         def on_error(exc: BaseException) -> None:
             self.busy = ""
             self._update_buttons()

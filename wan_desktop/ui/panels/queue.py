@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Slot
+from PySide6.QtGui import QImage, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -95,7 +96,7 @@ class JobList(QListWidget):
     def ids(self) -> list[str]:
         return [self.item(i).data(ID_ROLE) for i in range(self.count())]
 
-    def _preview(self, job_id: str):  # type: ignore[no-untyped-def]
+    def _preview(self, job_id: str) -> QImage | None:
         entry = self.studio.previews.get(job_id)
         return entry[1] if entry else None
 
@@ -209,6 +210,7 @@ class QueuePanel(QWidget):
         col.addStretch(1)
         outer.addWidget(scroll_page(body), 1)
 
+        self._stale = True
         studio.jobs_changed.connect(self.refresh)
         studio.job_updated.connect(self._on_job)
         studio.preview_changed.connect(self._on_preview)
@@ -217,6 +219,10 @@ class QueuePanel(QWidget):
 
     @Slot()
     def refresh(self) -> None:
+        if not self.isVisible():
+            self._stale = True  # nobody sees it: catch up when it is shown
+            return
+        self._stale = False
         s = self.studio
         active, queued, done = s.active(), s.queued(), s.finished()
         self.running.set_jobs(active)
@@ -246,8 +252,16 @@ class QueuePanel(QWidget):
         self.pause_btn.setIcon(icons.icon("play" if s.paused else "pause"))
         self.clear_btn.setEnabled(any(j.state in CLEARABLE for j in s.finished()))
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
     @Slot(object)
     def _on_job(self, job: Job) -> None:
+        if self._stale or not self.isVisible():
+            self._stale = True
+            return
         for lst in (self.running, self.upcoming, self.history):
             lst.update_job(job)
 

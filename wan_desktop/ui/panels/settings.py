@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .. import secrets
+from .. import quota, secrets
 from ..api_control import ApiController
 from ..config import AppSettings, new_token
 from ..state import Notice, Studio
@@ -43,8 +43,8 @@ def _folder_row(edit: QLineEdit, title: str) -> QHBoxLayout:
 
 
 def quota_supported(studio: Studio) -> bool:
-    """Quotas exist when the orchestrator's config has them (the disk manager is installed)."""
-    return hasattr(studio.engine.models.config, "quota_bytes")
+    """Quotas exist when the orchestrator keeps them (the disk manager is installed)."""
+    return quota.supported(studio.engine.models)
 
 
 class SettingsPanel(QWidget):
@@ -263,6 +263,13 @@ class SettingsPanel(QWidget):
         except (OSError, ValueError) as exc:
             self.studio.post(Notice("error", "Settings not saved", str(exc), sticky=True))
             return False
+        if new.quota_gb != old.quota_gb and quota_supported(self.studio):
+            self.studio.background.run(
+                quota.save_quota,
+                self.studio.engine.models,
+                new.quota_gb,
+                on_error=self._quota_error,
+            )
         if new.dev_mode != self.studio.dev_mode:
             self.studio.set_dev_mode(new.dev_mode)
         api_keys = ("api_enabled", "api_host", "api_port", "api_token", "api_origins")
@@ -323,6 +330,9 @@ class SettingsPanel(QWidget):
     def _write_keyring(values: dict[secrets.Secret, str]) -> None:
         for key, value in values.items():
             secrets.set_secret(key, value.strip() or None)
+
+    def _quota_error(self, exc: BaseException) -> None:
+        self.studio.post(Notice("error", "Quota not saved", str(exc), sticky=True))
 
     def _keyring_error(self, exc: BaseException) -> None:
         self.studio.post(Notice("error", "Credentials not saved", str(exc), sticky=True))
