@@ -167,16 +167,12 @@ def engine_manifest() -> Any:
 
 
 def launch(repeat: int) -> dict[str, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WAN_")}
+    from tests.ui_helpers import app_env
+
     app_times, bare_times = [], []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="wan-bench-launch-") as tmp:
-            env_i = env | {
-                "QT_QPA_PLATFORM": "offscreen",
-                "WAN_CONFIG_DIR": f"{tmp}/config",
-                "WAN_DATA_DIR": f"{tmp}/data",
-                "MODELS_ROOT": f"{tmp}/models",
-            }
+            env_i = app_env(Path(tmp))
             t0 = time.time()
             out = subprocess.run(
                 [sys.executable, "-m", "wan_desktop", "--self-test", "--mock"],

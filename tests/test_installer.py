@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT
+from tests.ui_helpers import app_env
 from wan_desktop import __version__
 
 
@@ -43,13 +44,8 @@ def test_the_built_bundle_starts_paints_its_window_and_loads_torch(tmp_path: Pat
         n.lower() for n in report["engine_distributions"]
     }
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAN_", "PYTHON"))}
-    env |= {
-        "QT_QPA_PLATFORM": "offscreen",
-        "WAN_CONFIG_DIR": str(tmp_path / "config"),
-        "WAN_DATA_DIR": str(tmp_path / "data"),
-        "MODELS_ROOT": str(tmp_path / "models"),
-    }
+    # The bundle must not see the source tree or this interpreter's paths.
+    env = {k: v for k, v in app_env(tmp_path).items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     version = subprocess.run(
         [str(exe), "--version"],
         env=env,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -13,24 +12,12 @@ from typing import Any
 
 from tests.engine_helpers import wan_spec
 from tests.helpers import ROOT
-from tests.ui_helpers import make_window, mock_studio, wait_until
+from tests.ui_helpers import app_env, make_window, mock_studio, wait_until
 from wan_desktop import __version__
 from wan_desktop.engine import MemorySample, QueueChanged
 from wan_desktop.ui.bridge import EngineBridge
 from wan_desktop.ui.state import Notice
 from wan_desktop.ui.window import PAGES
-
-
-def app_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAN_", "MODELS_ROOT"))}
-    env |= {
-        "QT_QPA_PLATFORM": "offscreen",
-        "WAN_CONFIG_DIR": str(tmp_path / "config"),
-        "WAN_DATA_DIR": str(tmp_path / "data"),
-        "MODELS_ROOT": str(tmp_path / "models"),
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
-    }
-    return env
 
 
 def test_version_is_printed_without_starting_qt(tmp_path: Path) -> None:

@@ -146,6 +146,28 @@ def test_use_these_settings_again_fills_the_form_from_a_finished_job(
     assert gen.seed.text() == "77" and gen.steps.value() == 3 and gen.frames.value() == 9
 
 
+def test_deleting_a_video_asks_first_and_keeps_the_job_in_the_history(
+    qtbot: Any, window: MainWindow, studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = [False, True]
+    monkeypatch.setattr("wan_desktop.ui.widgets.confirm", lambda *_a: answers.pop(0))
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    fill(gen, steps=2)
+    job = gen.submit()
+    assert job is not None
+    wait_until(qtbot, lambda: studio.jobs[job.id].state is JobState.completed)
+    video = Path(studio.jobs[job.id].output.video)  # type: ignore[union-attr]
+    window.show_page(f"gallery:{job.id}")
+    gallery = window.pages["gallery"]
+    gallery.delete_btn.click()  # type: ignore[attr-defined]
+    assert video.is_file(), "the user said no"
+    gallery.delete_btn.click()  # type: ignore[attr-defined]
+    assert not video.exists()
+    assert gallery.grid.count() == 0 and gallery.empty.isVisible()  # type: ignore[attr-defined]
+    assert studio.jobs[job.id].output is None and studio.jobs[job.id].state is JobState.completed
+
+
 def test_loras_in_the_folder_are_listed_and_sent_with_their_strength(
     qtbot: Any, window: MainWindow, studio: Studio
 ) -> None:

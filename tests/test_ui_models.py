@@ -97,7 +97,16 @@ def test_a_download_can_be_cancelled_and_resumed_later(qtbot: Any, synth_studio:
     assert not any(n.title == "Download failed" for n in window.toasts.history)
 
 
-def test_verify_and_delete_a_model(qtbot: Any, tmp_path: Path, tiny_models_root: Path) -> None:
+def test_verify_and_delete_a_model(
+    qtbot: Any, tmp_path: Path, tiny_models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    def confirm(_parent: object, title: str, _text: str, _action: str) -> bool:
+        asked.append(title)
+        return True
+
+    monkeypatch.setattr("wan_desktop.ui.widgets.confirm", confirm)
     root = tmp_path / "models"
     shutil.copytree(tiny_models_root, root, symlinks=True)
     settings = engine_settings(tmp_path)
@@ -117,5 +126,6 @@ def test_verify_and_delete_a_model(qtbot: Any, tmp_path: Path, tiny_models_root:
         assert models.rows[key].delete_btn.isEnabled()
         models.rows[key].delete_btn.click()
         wait_until(qtbot, lambda: models.rows[key].state.text() == "Not downloaded")
+        assert asked == ["Delete model"]
         assert not studio.engine.models.status(*key).complete
         assert models.rows[key].download_btn.text() == "Build"

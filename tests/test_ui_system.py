@@ -88,7 +88,6 @@ def test_with_no_gpu_it_says_so_plainly(qtbot: Any, studio: Studio) -> None:
     window = make_window(qtbot, studio)
     system = window.pages["system"]
     assert isinstance(system, SystemPanel)
-    studio.engine.start()
     wait_until(qtbot, lambda: studio.memory is not None)  # a real sample from the engine
     wait_until(qtbot, lambda: system.profile is not None)
     assert system.gauge.percent is None and system.gauge.color_name == "faint"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faulthandler
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +44,20 @@ def make_window(qtbot: Any, studio: Studio) -> MainWindow:
     window.show()
     qtbot.waitExposed(window)
     return window
+
+
+def app_env(root: Path) -> dict[str, str]:
+    """The environment of an app started as its own process: its folders under ``root``,
+    offscreen, no keyring, nothing of the developer's settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAN_", "MODELS_ROOT"))}
+    env |= {
+        "QT_QPA_PLATFORM": "offscreen",
+        "WAN_CONFIG_DIR": str(root / "config"),
+        "WAN_DATA_DIR": str(root / "data"),
+        "MODELS_ROOT": str(root / "models"),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    return env
 
 
 def wait_until(qtbot: Any, pred: Callable[[], bool], timeout: float = 30.0) -> None:

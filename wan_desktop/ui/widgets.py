@@ -242,6 +242,20 @@ class Field(QWidget):
             set_prop(self.input, "invalid", bool(message))
 
 
+def confirm(parent: QWidget, title: str, text: str, action: str) -> bool:
+    """Ask before something that cannot be undone (deleting a video or a model)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle(title)
+    box.setText(text)
+    yes = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    return box.clickedButton() is yes
+
+
 def scroll_page(content: QWidget) -> QScrollArea:
     area = QScrollArea()
     area.setWidgetResizable(True)

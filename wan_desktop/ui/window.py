@@ -148,6 +148,8 @@ class MainWindow(QMainWindow):
             QShortcut(QKeySequence(f"Ctrl+{i + 1}"), self, lambda n=name: self.show_page(n))
         self._update_status()
         self._update_mode()
+        if studio.memory is not None:
+            self._on_memory(studio.memory)
         self.show_page("generate")
         # After the first paint, build the other pages one per loop turn (the loop stays
         # responsive; a page the user opens first is built at once). The timer is the

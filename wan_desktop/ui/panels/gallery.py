@@ -26,6 +26,7 @@ from ..pictures import poster, thumbnail
 
 if TYPE_CHECKING:
     from ..player import Player
+from .. import widgets
 from ..state import Notice, Studio
 from ..widgets import Badge, Card, EmptyState, PageHeader, button, label, page_layout
 
@@ -240,6 +241,13 @@ class GalleryPanel(QWidget):
     def _delete(self) -> None:
         job = self.current
         if job is None:
+            return
+        if not widgets.confirm(
+            self,
+            "Delete video",
+            "Delete this video, its thumbnail and its settings file?",
+            "Delete",
+        ):
             return
         if self.player is not None:
             self.player.clear()

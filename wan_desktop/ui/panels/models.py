@@ -14,6 +14,7 @@ from wan_desktop.engine import ModelDownloadFinished
 from wan_desktop.models import DownloadProgress, ModelError, ModelState, VerifyReport
 
 from .. import format as fmt
+from .. import widgets
 from ..catalog import ModelRow, supports_pins
 from ..state import Notice, Studio
 from ..widgets import (
@@ -252,6 +253,15 @@ class VariantRow(QWidget):
         self.studio.models_changed.emit()
 
     def delete(self) -> None:
+        size = fmt.size(self.row.status.bytes_present)
+        if not widgets.confirm(
+            self,
+            "Delete model",
+            f"Delete {self.row.spec.model_type} ({self.row.variant.name}, {size})? "
+            "It will have to be downloaded again.",
+            "Delete",
+        ):
+            return
         self.busy = "delete"
         self._update_buttons()
         self.studio.background.run(
