@@ -130,15 +130,18 @@ def responsiveness(seconds: float) -> dict[str, dict[str, float]]:
             )
             for i in range(int(seconds / 2) + 2)
         ]
+        downloaded = [0]
+        studio.download_changed.connect(
+            lambda p: downloaded.__setitem__(0, max(downloaded[0], p.bytes_done))
+        )
         download = engine.ensure_model(SYNTH_ID)
         while not studio.downloads or not studio.active():
             await asyncio.sleep(0.01)
         busy_ticks = await ticks_for(seconds)
         steps = sum(studio.jobs[j.id].step or 0 for j in jobs)
-        progress = studio.downloads.get((SYNTH_ID, "full"))
         busy = gaps_ms(busy_ticks)
         busy["steps_shown"] = steps
-        busy["download_done_mb"] = round((progress.bytes_done if progress else 0) / 1e6, 1)
+        busy["download_done_mb"] = round(downloaded[0] / 1e6, 1)
         busy["events_delivered"] = studio.bridge.delivered
         for j in jobs:
             if not studio.jobs[j.id].finished:
