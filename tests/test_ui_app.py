@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.engine_helpers import wan_spec
 from tests.helpers import ROOT
 from tests.ui_helpers import app_env, make_window, mock_studio, wait_until
@@ -167,3 +169,19 @@ def test_emitting_signals_keeps_python_reference_counts_balanced(qtbot: Any) -> 
     after = [sys.getrefcount(x) for x in (True, False, None)]
     assert len(seen) == 200
     assert all(a >= b - 5 for a, b in zip(after, before, strict=True)), (before, after)
+
+
+def test_quitting_while_a_video_generates_asks_first(
+    qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = [False, True]
+    monkeypatch.setattr("wan_desktop.ui.widgets.confirm", lambda *_a: answers.pop(0))
+    with mock_studio(tmp_path, step_s=0.05) as studio:
+        window = make_window(qtbot, studio)
+        window.confirm_quit = True
+        job = studio.submit(wan_spec(steps=100).params)
+        wait_until(qtbot, lambda: studio.jobs[job.id].state.active)
+        window.close()
+        assert window.isVisible(), "the user chose to stay"
+        window.close()
+        assert not window.isVisible() and answers == []

@@ -66,6 +66,7 @@ class Session:
         self.studio = Studio(self.engine, self.store, settings)
         self.api = ApiController(self.engine)
         self.window = MainWindow(self.studio, self.api)
+        self.window.confirm_quit = not args.self_test
         self.first_paint_s: float | None = None
         self.window.first_painted.connect(self._after_first_paint)
 

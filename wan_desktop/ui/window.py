@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 from wan_desktop import __version__
 from wan_desktop.engine import MemorySample
 
-from . import icons, theme
+from . import icons, theme, widgets
 from .api_control import ApiController
 from .state import Notice, Studio
 from .toasts import ToastHost
@@ -108,6 +108,7 @@ class MainWindow(QMainWindow):
         self.studio = studio
         self.api = api
         self._painted = False
+        self.confirm_quit = False  # the app turns it on; tests and the self-test close freely
         self.setWindowTitle("Wan Desktop")
         self.setWindowIcon(icons.app_icon())
         self.resize(1360, 860)
@@ -296,6 +297,20 @@ class MainWindow(QMainWindow):
             self.first_painted.emit()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        running = self.studio.active()
+        if (
+            self.confirm_quit
+            and running
+            and not widgets.confirm(
+                self,
+                "Quit Wan Desktop",
+                "A video is being generated. Quit anyway? The job will be marked interrupted "
+                "and can be retried from the Queue; waiting jobs stay queued.",
+                "Quit",
+            )
+        ):
+            event.ignore()
+            return
         gallery = self.pages.built().get("gallery")
         shutdown = getattr(gallery, "shutdown", None)
         if shutdown is not None:
