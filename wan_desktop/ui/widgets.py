@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QMouseEvent, QResizeEvent
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -18,6 +21,8 @@ from PySide6.QtWidgets import (
 )
 
 from . import icons, theme
+
+SpinT = TypeVar("SpinT", bound=QAbstractSpinBox)
 
 
 def label(text: str = "", role: str | None = None, *, wrap: bool = False) -> QLabel:
@@ -254,6 +259,14 @@ def confirm(parent: QWidget, title: str, text: str, action: str) -> bool:
     box.addButton(QMessageBox.StandardButton.Cancel)
     box.exec()
     return box.clickedButton() is yes
+
+
+def padded(box: SpinT) -> SpinT:
+    """A spin box whose text lines up with the line edits' (its inner editor ignores padding)."""
+    edit = box.lineEdit()
+    if edit is not None:
+        edit.setTextMargins(8, 0, 0, 0)
+    return box
 
 
 def scroll_page(content: QWidget) -> QScrollArea:

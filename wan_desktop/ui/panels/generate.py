@@ -54,6 +54,7 @@ from ..widgets import (
     button,
     clear_layout,
     label,
+    padded,
     page_layout,
     scroll_page,
     set_prop,
@@ -171,6 +172,7 @@ class NowPanel(Card):
         self.body.addWidget(self.empty)
         self.body.addStretch(1)
         self.recent_title = label("RECENT", "section")
+        self.recent_title.setVisible(False)  # until there is a finished video to show
         self.body.addWidget(self.recent_title)
         self.recent = QHBoxLayout()
         self.recent.setSpacing(8)
@@ -209,6 +211,7 @@ class NowPanel(Card):
         self._update_recent(job.id if job else None)
         if job is None:
             self.job_id = None
+            self.recent_title.setVisible(False)
             self.picture.setVisible(False)
             if self.card is not None:
                 self.card.setVisible(False)
@@ -459,11 +462,11 @@ class GeneratePanel(QWidget):
         self.resolution.currentTextChanged.connect(lambda _t: self._update_size_hint())
         self.resolution_field = Field("Resolution", self.resolution)
         grid.addWidget(self.resolution_field, 0, 0)
-        self.steps = QSpinBox()
+        self.steps = padded(QSpinBox())
         self.steps.setRange(1, 100)
         self.steps_field = Field("Steps", self.steps)
         grid.addWidget(self.steps_field, 0, 1)
-        self.frames = QSpinBox()
+        self.frames = padded(QSpinBox())
         self.frames.setRange(1, FRAMES_MAX)
         self.frames.setSingleStep(4)
         self.frames.valueChanged.connect(lambda _v: self._update_size_hint())
@@ -480,13 +483,13 @@ class GeneratePanel(QWidget):
         seed_row.addWidget(dice)
         self.seed_field = Field("Seed", seed_row)
         grid.addWidget(self.seed_field, 1, 1)
-        self.guidance = QDoubleSpinBox()
+        self.guidance = padded(QDoubleSpinBox())
         self.guidance.setRange(0.0, 30.0)
         self.guidance.setSingleStep(0.5)
         self.guidance.setDecimals(1)
         self.guidance_field = Field("Guidance", self.guidance)
         grid.addWidget(self.guidance_field, 2, 0)
-        self.guidance_2 = QDoubleSpinBox()
+        self.guidance_2 = padded(QDoubleSpinBox())
         self.guidance_2.setRange(0.0, 30.0)
         self.guidance_2.setSingleStep(0.5)
         self.guidance_2.setDecimals(1)

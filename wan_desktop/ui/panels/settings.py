@@ -23,7 +23,18 @@ from .. import quota, secrets
 from ..api_control import ApiController
 from ..config import AppSettings, new_token
 from ..state import Notice, Studio
-from ..widgets import Badge, Card, Field, PageHeader, button, label, page_layout, scroll_page, tool
+from ..widgets import (
+    Badge,
+    Card,
+    Field,
+    PageHeader,
+    button,
+    label,
+    padded,
+    page_layout,
+    scroll_page,
+    tool,
+)
 
 
 def _folder_row(edit: QLineEdit, title: str) -> QHBoxLayout:
@@ -87,13 +98,13 @@ class SettingsPanel(QWidget):
         storage.body.addWidget(self.outputs_field)
         grid = QGridLayout()
         grid.setHorizontalSpacing(14)
-        self.idle = QDoubleSpinBox()
+        self.idle = padded(QDoubleSpinBox())
         self.idle.setRange(0, 24 * 60)
         self.idle.setDecimals(0)
         self.idle.setSuffix(" min")
         self.idle_field = Field("Unload an idle model after", self.idle, hint="0 keeps it loaded.")
         grid.addWidget(self.idle_field, 0, 0)
-        self.quota = QDoubleSpinBox()
+        self.quota = padded(QDoubleSpinBox())
         self.quota.setRange(0, 100_000)
         self.quota.setDecimals(0)
         self.quota.setSuffix(" GB")
@@ -136,7 +147,7 @@ class SettingsPanel(QWidget):
         self.api_host = QLineEdit()
         self.api_host_field = Field("Address", self.api_host)
         agrid.addWidget(self.api_host_field, 0, 0)
-        self.api_port = QSpinBox()
+        self.api_port = padded(QSpinBox())
         self.api_port.setRange(1, 65535)
         self.api_port_field = Field("Port", self.api_port)
         agrid.addWidget(self.api_port_field, 0, 1)
