@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from tests.engine_helpers import ScriptedPipeline, mock_engine, wan_spec
 from tests.ui_helpers import make_window, mock_studio, studio_for, wait_until
@@ -62,6 +63,11 @@ def test_dragging_a_queued_job_reorders_the_engine_queue(qtbot: Any, studio: Stu
     wait_until(qtbot, lambda: [j.id for j in studio.engine.queue()] == wanted)
     wait_until(qtbot, lambda: queue.upcoming.ids() == wanted)
     assert set(queue.upcoming.cards) == set(ids), "every card survives the move"
+    for row in range(queue.upcoming.count()):
+        item = queue.upcoming.item(row)
+        card = queue.upcoming.itemWidget(item)
+        assert card is queue.upcoming.cards[item.data(Qt.ItemDataRole.UserRole)]
+        assert card.job.id == wanted[row] and card.isVisibleTo(queue)
 
 
 def test_pause_and_resume_buttons_drive_the_engine(qtbot: Any, studio: Studio) -> None:

@@ -231,8 +231,6 @@ class Studio(QObject):
     def _on_job_changed(self, event: JobStateChanged) -> None:
         job = event.job
         known = self.jobs.get(job.id)
-        if known is not None and (known.updated_at or 0) > (job.updated_at or 0):
-            job = dataclasses.replace(job, step=known.step, progress=max(known.progress, 0))
         self._store(job)
         # The lists only change when a job moves between waiting, running and finished;
         # steps inside "running" (loading, encoding…) are plain updates of its card.
