@@ -214,6 +214,9 @@ def main() -> int:
         "Waves crash against black volcanic rocks, slow motion, overcast, cinematic"
     )
     shoot(window, "generate", "generate")
+    bar = gen.form_scroll.verticalScrollBar()  # type: ignore[attr-defined]
+    bar.setValue(bar.maximum())
+    shoot(window, "generate", "generate-settings")
     shoot(window, "queue", "queue", toasts=True)
     window.show_page("models")
     window.pages["models"].reveal(("ti2v-5B@2.2.0", "bf16"))  # type: ignore[attr-defined]

@@ -47,6 +47,10 @@ def test_cancelling_the_running_job_from_its_card(qtbot: Any, studio: Studio) ->
     assert studio.jobs[job.id].state is JobState.cancelled
     assert queue.history.cards[job.id].state_badge.text() == "Cancelled"
     assert queue.history.cards[job.id].retry_btn.isVisible()
+    queue.history.cards[job.id].retry_btn.click()
+    again = [j for j in studio.jobs.values() if j.retry_of == job.id]
+    assert len(again) == 1 and again[0].params["seed"] == studio.jobs[job.id].params["seed"]
+    studio.engine.cancel(again[0].id)
 
 
 def test_dragging_a_queued_job_reorders_the_engine_queue(qtbot: Any, studio: Studio) -> None:

@@ -121,6 +121,8 @@ QLineEdit, QPlainTextEdit, QTextEdit, QSpinBox, QDoubleSpinBox, QComboBox {{
     background: {p.input}; border: 1px solid {p.border}; border-radius: 8px;
     padding: 6px 9px; selection-background-color: {p.accent};
 }}
+QLineEdit, QComboBox {{ min-height: 22px; }}
+QSpinBox, QDoubleSpinBox {{ min-height: 22px; max-height: 22px; }}
 QLineEdit:focus, QPlainTextEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus,
 QComboBox:focus {{ border-color: {p.accent}; }}
 QLineEdit[invalid="true"], QPlainTextEdit[invalid="true"], QSpinBox[invalid="true"],

@@ -270,6 +270,11 @@ class MainWindow(QMainWindow):
         if s.downloads:
             text += f"  ·  {len(s.downloads)} download(s)"
         self.queue_status.setText(text)
+        title = "Wan Desktop"
+        if active:
+            title = f"{active[0].progress * 100:.0f}% · {title}"  # visible in the task bar
+        if self.windowTitle() != title:
+            self.setWindowTitle(title)
         self.side_queue.setText(f"{len(active)} running  ·  {len(queued)} queued")
 
     def _update_mode(self) -> None:

@@ -300,7 +300,8 @@ class GeneratePanel(QWidget):
         self._build_settings_card()
         self._build_lora_card()
         self.form.addStretch(1)
-        columns.addWidget(scroll_page(form), 5)
+        self.form_scroll = scroll_page(form)
+        columns.addWidget(self.form_scroll, 5)
 
         right = QVBoxLayout()
         right.setSpacing(12)
