@@ -76,6 +76,8 @@ def test_the_sample_reaches_the_gauge_through_the_panel(qtbot: Any, tmp_path: Pa
         assert system.gpu.value.text() == "63%"
         assert system.ram.value.text() == "8.0 / 32.0 GiB"
         assert "VRAM 92%" in window.memory_status.text()
+        assert list(system.history.history["VRAM"]) == [pytest.approx(92.0)]
+        assert list(system.history.history["RAM"]) == [25.0]
 
 
 @pytest.fixture

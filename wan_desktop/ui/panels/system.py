@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRectF, QSize, Qt, Slot
-from PySide6.QtGui import QFont, QPainter, QPaintEvent, QPen
+from collections import deque
+
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Slot
+from PySide6.QtGui import QFont, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QProgressBar, QVBoxLayout, QWidget
 
 from wan_desktop.engine import HardwareProfile, MemorySample
@@ -90,6 +92,60 @@ class Gauge(QWidget):
         p.end()
 
 
+class Sparkline(QWidget):
+    """The last few minutes of a few percentages, as lines (RAM, CPU, VRAM)."""
+
+    SERIES = (("RAM", "info"), ("CPU", "success"), ("VRAM", "accent"))
+
+    def __init__(self, points: int = 240, sample_s: float = 0.5) -> None:
+        super().__init__()
+        self.points = points
+        self.sample_s = sample_s
+        self.history: dict[str, deque[float]] = {
+            name: deque(maxlen=points) for name, _ in self.SERIES
+        }
+        self.setMinimumHeight(110)
+
+    def add(self, values: dict[str, float | None]) -> None:
+        for name, series in self.history.items():
+            value = values.get(name)
+            if value is not None:
+                series.append(max(0.0, min(100.0, value)))
+        self.update()
+
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        w, h = self.width(), self.height() - 18
+        p.setPen(QPen(theme.color("border"), 1, Qt.PenStyle.DashLine))
+        for frac in (0.25, 0.5, 0.75):
+            p.drawLine(0, int(h * frac), w, int(h * frac))
+        step = w / max(1, self.points - 1)
+        x_legend = 0
+        small = QFont(self.font())
+        small.setPointSizeF(8)
+        p.setFont(small)
+        for name, colour in self.SERIES:
+            series = self.history[name]
+            if not series:
+                continue
+            path = QPainterPath()
+            start = w - step * (len(series) - 1)
+            for i, value in enumerate(series):
+                point = QPointF(start + i * step, h - h * value / 100)
+                path.moveTo(point) if i == 0 else path.lineTo(point)
+            p.setPen(QPen(theme.color(colour), 2))
+            p.drawPath(path)
+            p.drawText(QRectF(x_legend, h + 2, 80, 16), f"— {name} {series[-1]:.0f}%")
+            x_legend += 90
+        p.setPen(theme.color("faint"))
+        minutes = self.points * self.sample_s / 60
+        p.drawText(
+            QRectF(0, h + 2, w, 16), int(Qt.AlignmentFlag.AlignRight), f"last {minutes:.0f} min"
+        )
+        p.end()
+
+
 class Meter(QWidget):
     """A labelled bar: RAM, GPU load, CPU."""
 
@@ -144,6 +200,8 @@ class SystemPanel(QWidget):
         for m in (self.ram, self.cpu, self.gpu):
             meters.body.addWidget(m)
         meters.body.addStretch(1)
+        self.history = Sparkline(sample_s=studio.engine.settings.memory_sample_s)
+        meters.body.addWidget(self.history)
         top.addWidget(meters, 1)
         col.addLayout(top)
 
@@ -237,6 +295,13 @@ class SystemPanel(QWidget):
             )
             self.gpu.set(None, "no GPU")
         ram_pct = 100 * s.ram_used_mb / s.ram_total_mb if s.ram_total_mb else 0
+        self.history.add(
+            {
+                "RAM": ram_pct,
+                "CPU": s.cpu_percent,
+                "VRAM": s.vram_percent if s.has_gpu and s.vram_total_mb else None,
+            }
+        )
         self.ram.set(ram_pct, f"{s.ram_used_mb / 1024:.1f} / {s.ram_total_mb / 1024:.1f} GiB")
         self.cpu.set(s.cpu_percent, f"{s.cpu_percent:.0f}%" if s.cpu_percent is not None else "—")
 
