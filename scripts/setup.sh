@@ -21,12 +21,12 @@ for arg in "$@"; do
     esac
 done
 
-# Qt offscreen and X11 (GUI and its tests), PulseAudio client (QtMultimedia imports), fonts,
-# Cairo/Pango headers (manim builds pycairo and manimpango), bubblewrap (the sandbox explainer
-# scenes render in), Xvfb for real-window tests.
+# Qt offscreen and X11 (GUI and its tests), PulseAudio client (QtMultimedia imports), fonts
+# (DejaVu as the fallback, Inter for the app's UI), Cairo/Pango headers (manim builds pycairo and
+# manimpango), bubblewrap (the sandbox explainer scenes render in), Xvfb for real-window tests.
 apt_packages=(
     libegl1 libgl1 libglib2.0-0 libfontconfig1 libfreetype6 libxkbcommon0 libdbus-1-3
-    fonts-dejavu-core libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0
+    fonts-dejavu-core fonts-inter libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0
     libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libxcb-xkb1
     libpulse0 libcairo2-dev libpango1.0-dev pkg-config bubblewrap xvfb xauth
 )

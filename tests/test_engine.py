@@ -363,3 +363,28 @@ def test_retry_interrupted_setting_requeues_what_a_crash_left_running(tmp_path: 
         assert [j.id for j in again.queue()] == [job.id]
     finally:
         again.shutdown()
+
+
+def test_mock_jobs_send_preview_frames_when_previews_are_on(tmp_path: Path) -> None:
+    from wan_desktop.engine import JobPreview
+
+    eng = mock_engine(tmp_path, preview_every=2)
+    try:
+        rec = Recorder(eng)
+        job = eng.submit(wan_spec(steps=4, frames=5))
+        wait_job(eng, job.id, JobState.completed)
+        rec.wait(lambda: len(rec.of(JobPreview, job.id)) == 2)
+        previews = rec.of(JobPreview, job.id)
+        assert [p.step for p in previews] == [2, 4]
+        assert all(p.jpeg[:2] == b"\xff\xd8" and p.width > 0 for p in previews)
+    finally:
+        eng.shutdown()
+
+
+def test_development_mode_can_be_switched_for_later_jobs(engine: Any) -> None:
+    assert not engine.settings.dev_mode
+    engine.set_dev_mode(True)
+    assert engine.settings.dev_mode and engine.models.config.dev_mode
+    assert engine.models.resolve("T2V-A14B")[1].name == "tiny"
+    engine.set_dev_mode(False)
+    assert engine.models.resolve("T2V-A14B")[1].name == "bf16"

@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
 from wan_desktop.models import ModelError, ModelStore
 from wan_desktop.models.sources import CancelToken
+from wan_desktop.models.store import with_dev_mode
 from wan_desktop.models.types import DownloadProgress
 
 from .context import JobContext
@@ -349,6 +350,19 @@ class Engine:
             self.store.set_meta(META_PAUSED, "0")
             self._cond.notify_all()
         self._publish(QueueChanged(reason="resumed", paused=False))
+
+    def set_dev_mode(self, on: bool) -> None:
+        """Switch development mode (tiny random-weight variants) for jobs submitted from now on.
+
+        Jobs already queued keep the variant and label they were described with at submit time.
+        """
+        with self._cond:
+            if self.settings.dev_mode == on:
+                return
+            self.settings = replace(
+                self.settings, models=replace(self.settings.models, dev_mode=on)
+            )
+            self.models = with_dev_mode(self.models, on)
 
     def unload(self) -> None:
         """Free loaded models (done on the worker thread, after the running job if any)."""

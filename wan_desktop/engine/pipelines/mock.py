@@ -52,17 +52,30 @@ class MockPipeline(Pipeline):
         ctx.stage("loading_model", 0.05, "mock model")
         ctx.set_state(JobState.running)
         ctx.stage("generating", 0.10, f"{p.steps} steps")
+        scale = min(1.0, MAX_MOCK_SIDE / max(p.width, p.height))
+        w, h = max(16, int(p.width * scale) // 2 * 2), max(16, int(p.height * scale) // 2 * 2)
+        every = ctx.settings.preview_every
         ctx.timer.start()
         for i in range(1, p.steps + 1):
             time.sleep(self.step_s)
+            if every and i % every == 0:
+                ctx.preview(i, _preview_frame(w, h, p.prompt, p.seed, i / p.steps))
             ctx.step(i, p.steps)
         ctx.set_state(JobState.encoding)
         ctx.stage("post_processing", 0.92)
-        scale = min(1.0, MAX_MOCK_SIDE / max(p.width, p.height))
-        w, h = max(16, int(p.width * scale) // 2 * 2), max(16, int(p.height * scale) // 2 * 2)
         frames = _test_pattern(p.frames, w, h, p.prompt, p.seed)
         ctx.stage("saving", 0.95)
         return save_video(ctx, frames, p.fps, {"mock": True, "seed": p.seed})
+
+
+def _preview_frame(w: int, h: int, prompt: str, seed: int, done: float) -> Any:
+    """The middle frame of the pattern under noise that fades as the steps progress."""
+    import numpy as np
+
+    frame = _test_pattern(1, w, h, prompt, seed)[0].astype(np.float32)
+    noise = np.random.default_rng(seed).integers(0, 256, frame.shape).astype(np.float32)
+    weight = done**0.5  # the picture emerges early, as in a real denoising run
+    return (frame * weight + noise * (1.0 - weight)).astype(np.uint8)
 
 
 def _test_pattern(n: int, w: int, h: int, prompt: str, seed: int) -> Any:

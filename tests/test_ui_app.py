@@ -1,0 +1,187 @@
+"""The app as a whole: entry points, the self-test, the event bridge, navigation, notices."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engine_helpers import wan_spec
+from tests.helpers import ROOT
+from tests.ui_helpers import app_env, make_window, mock_studio, wait_until
+from wan_desktop import __version__
+from wan_desktop.engine import MemorySample, QueueChanged
+from wan_desktop.ui.bridge import EngineBridge
+from wan_desktop.ui.state import Notice
+from wan_desktop.ui.window import PAGES
+
+
+def test_version_is_printed_without_starting_qt(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "wan_desktop", "--version"],
+        cwd=ROOT,
+        env=app_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.strip() == f"wan-desktop {__version__}"
+    assert "PySide6" not in out.stderr, "--version must not import Qt"
+
+
+def test_self_test_opens_paints_every_page_and_exits_zero(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "wan_desktop", "--self-test", "--mock"],
+        cwd=ROOT,
+        env=app_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["self_test"] == "ok"
+    assert report["pages"] == [name for name, _t, _i in PAGES]
+    assert (tmp_path / "config" / "desktop.json").is_file(), "first start writes the settings"
+    assert (tmp_path / "data" / "jobs.sqlite3").is_file()
+
+
+def test_without_a_display_it_explains_instead_of_aborting(tmp_path: Path) -> None:
+    env = app_env(tmp_path)
+    for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        env.pop(name, None)
+    out = subprocess.run(
+        [sys.executable, "-m", "wan_desktop"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2 and "no display found" in out.stderr
+
+
+def test_the_bridge_delivers_events_on_the_gui_thread_newest_sample_only(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    # Not started: no memory sampler whose own sample could supersede the burst's last one.
+    with mock_studio(tmp_path, start=False) as studio:
+        bridge = EngineBridge(studio.engine)
+        threads: list[bool] = []
+        samples: list[float] = []
+        queue_events: list[str] = []
+
+        def on_sample(s: MemorySample) -> None:
+            threads.append(threading.current_thread() is threading.main_thread())
+            samples.append(s.ram_used_mb)
+
+        bridge.memory_sampled.connect(on_sample)
+        bridge.queue_changed.connect(lambda e: queue_events.append(e.reason))
+
+        def burst() -> None:
+            for i in range(500):
+                studio.engine.bus.publish(
+                    MemorySample(
+                        device_name="CPU",
+                        has_gpu=False,
+                        vram_allocated_mb=0,
+                        vram_reserved_mb=0,
+                        vram_free_mb=0,
+                        vram_total_mb=0,
+                        gpu_percent=None,
+                        ram_used_mb=float(i),
+                        ram_total_mb=1000.0,
+                    )
+                )
+            studio.engine.bus.publish(QueueChanged(reason="paused", paused=True))
+
+        t = threading.Thread(target=burst)
+        t.start()
+        t.join()
+        wait_until(
+            qtbot, lambda: queue_events == ["paused"] and bool(samples) and samples[-1] == 499.0
+        )
+        assert all(threads), "slots run on the GUI thread"
+        assert len(samples) < 500, "superseded samples are dropped, not queued"
+        bridge.close()
+
+
+def test_pages_are_reachable_from_the_sidebar_and_shortcuts(qtbot: Any, tmp_path: Path) -> None:
+    with mock_studio(tmp_path) as studio:
+        window = make_window(qtbot, studio)
+        for name, _title, _icon in PAGES:
+            window.nav_buttons[name].click()
+            assert window.current_page() == name
+        studio.navigate.emit("queue")
+        assert window.current_page() == "queue"
+        assert window.mode_badge.text() == "MOCK MODE"
+
+
+def test_notices_become_toasts_and_errors_stay_until_closed(qtbot: Any, tmp_path: Path) -> None:
+    with mock_studio(tmp_path) as studio:
+        window = make_window(qtbot, studio)
+        studio.post(
+            Notice("error", "Download failed", "disk full", ("free some space",), sticky=True)
+        )
+        studio.post(Notice("info", "Queued", "a job"))
+        assert len(window.toasts.toasts) == 2
+        error = window.toasts.toasts[0]
+        assert error.isVisible() and error.geometry().right() <= window.width()
+        error.dismiss()
+        assert len(window.toasts.toasts) == 1
+
+
+def test_the_queue_survives_a_restart_of_the_app(qtbot: Any, tmp_path: Path) -> None:
+    with mock_studio(tmp_path) as studio:
+        studio.engine.pause()
+        ids = [studio.submit(wan_spec(prompt=f"kept {i}").params).id for i in range(2)]
+    time.sleep(0.05)
+    with mock_studio(tmp_path) as studio:
+        window = make_window(qtbot, studio)
+        queue = window.pages["queue"]
+        window.show_page("queue")
+        assert queue.upcoming.ids() == ids  # type: ignore[attr-defined]
+        assert studio.paused and "paused" in queue.header.subtitle.text()  # type: ignore[attr-defined]
+
+
+def test_emitting_signals_keeps_python_reference_counts_balanced(qtbot: Any) -> None:
+    """PySide6 6.12.0 dropped a reference to True on every emit; a long session then aborts."""
+    from PySide6.QtCore import QObject, Signal
+
+    class Emitter(QObject):
+        changed = Signal(object)
+
+    emitter = Emitter()
+    seen: list[object] = []
+    emitter.changed.connect(seen.append)
+    before = [sys.getrefcount(x) for x in (True, False, None)]
+    for _ in range(200):
+        emitter.changed.emit(None)
+    after = [sys.getrefcount(x) for x in (True, False, None)]
+    assert len(seen) == 200
+    assert all(a >= b - 5 for a, b in zip(after, before, strict=True)), (before, after)
+
+
+def test_quitting_while_a_video_generates_asks_first(
+    qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = [False, True]
+    monkeypatch.setattr("wan_desktop.ui.widgets.confirm", lambda *_a: answers.pop(0))
+    with mock_studio(tmp_path, step_s=0.05) as studio:
+        window = make_window(qtbot, studio)
+        window.confirm_quit = True
+        job = studio.submit(wan_spec(steps=100).params)
+        wait_until(qtbot, lambda: studio.jobs[job.id].state.active)
+        window.close()
+        assert window.isVisible(), "the user chose to stay"
+        window.close()
+        assert not window.isVisible() and answers == []

@@ -1,0 +1,247 @@
+"""The Generate panel: a job goes from the form to the queue to the gallery; bad input is shown
+next to its field; inputs appear only for models that take them."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.engine_helpers import engine_settings, mock_engine
+from tests.ui_helpers import make_window, mock_studio, studio_for, wait_until
+from wan_desktop.engine import Engine, JobState
+from wan_desktop.engine.pipelines.mock import MOCK_LABEL
+from wan_desktop.models import DEV_LABEL
+from wan_desktop.ui.panels.generate import GeneratePanel
+from wan_desktop.ui.panels.queue import QueuePanel
+from wan_desktop.ui.state import Studio
+from wan_desktop.ui.window import MainWindow
+
+T2V, I2V, TI2V = "t2v-A14B@2.2.0", "i2v-A14B@2.2.0", "ti2v-5B@2.2.0"
+
+
+@pytest.fixture
+def studio(qtbot: Any, tmp_path: Path) -> Iterator[Studio]:
+    with mock_studio(tmp_path, step_s=0.02) as s:
+        yield s
+
+
+@pytest.fixture
+def window(qtbot: Any, studio: Studio) -> MainWindow:
+    return make_window(qtbot, studio)
+
+
+def fill(
+    panel: GeneratePanel,
+    *,
+    model: str = T2V,
+    prompt: str = "a lighthouse in a storm",
+    steps: int = 4,
+    frames: int = 5,
+) -> None:
+    panel.select_model(model)
+    panel.prompt.setPlainText(prompt)
+    panel.resolution.setCurrentText("854x480")
+    panel.steps.setValue(steps)
+    panel.frames.setValue(frames)
+
+
+def test_a_job_submitted_from_the_form_runs_in_the_queue_and_lands_in_the_gallery(
+    qtbot: Any, window: MainWindow, studio: Studio
+) -> None:
+    gen = window.pages["generate"]
+    queue = window.pages["queue"]
+    assert isinstance(gen, GeneratePanel) and isinstance(queue, QueuePanel)
+    fill(gen, steps=6)
+    gen.seed.setText("1234")
+    gen.generate_btn.click()
+    window.show_page("queue")
+    jobs = list(studio.jobs.values())
+    assert len(jobs) == 1
+    job = jobs[0]
+    assert job.params["seed"] == 1234 and job.params["steps"] == 6
+    assert job.params["width"] == 848, "the engine rounded 854 to the model's block size"
+    # It shows up in the queue (waiting or already running) with its mock label.
+    wait_until(qtbot, lambda: job.id in queue.upcoming.cards or job.id in queue.running.cards)
+    card = queue.upcoming.cards.get(job.id) or queue.running.cards[job.id]
+    assert card.label_badge.text() == "MOCK" and card.label_badge.toolTip() == MOCK_LABEL
+    # Steps move the running card's timeline, then the job finishes into the history.
+    wait_until(qtbot, lambda: job.id in queue.history.cards)
+    done = studio.jobs[job.id]
+    assert done.state is JobState.completed and done.output is not None
+    assert queue.history.cards[job.id].state_badge.text() == "Done"
+    assert not queue.running.isVisible()
+    gallery = window.pages["gallery"]
+    window.show_page("gallery")
+    assert gallery.grid.count() == 1  # type: ignore[attr-defined]
+    assert "MOCK" in gallery.grid.item(0).text()  # type: ignore[attr-defined]
+    wait_until(qtbot, lambda: any(n.title == "Video ready" for n in window.toasts.history))
+
+
+def test_input_errors_show_next_to_their_fields_and_nothing_is_queued(
+    qtbot: Any, window: MainWindow, studio: Studio
+) -> None:
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    fill(gen, prompt="   ", frames=10)
+    assert gen.submit() is None
+    assert gen.prompt_field.error.isVisible()
+    assert "prompt" in gen.prompt_field.error.text()
+    assert gen.frames_field.error.isVisible() and "4k+1" in gen.frames_field.error.text()
+    assert gen.prompt.property("invalid") is True
+    assert not gen.steps_field.error.isVisible()
+    assert studio.jobs == {}
+    # Fixing the fields clears the errors.
+    fill(gen, prompt="a calm lake", frames=9)
+    assert gen.submit() is not None
+    assert not gen.prompt_field.error.isVisible() and not gen.frames_field.error.isVisible()
+
+
+def test_image_inputs_appear_only_for_models_that_take_them(
+    qtbot: Any, window: MainWindow, studio: Studio, tmp_path: Path
+) -> None:
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    gen.select_model(T2V)
+    assert not gen.images_card.isVisible()
+    gen.select_model(TI2V)
+    assert gen.images_card.isVisible() and not gen.end_image_field.isVisible()
+    gen.select_model(I2V)
+    assert gen.images_card.isVisible() and gen.end_image_field.isVisible()
+    # I2V needs an image: the engine's message shows under the drop zone.
+    fill(gen, model=I2V)
+    assert gen.submit() is None
+    assert gen.image_field.error.isVisible() and "image" in gen.image_field.error.text()
+    picture = tmp_path / "start.png"
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(picture)
+    gen.image.set_path(str(picture))
+    assert "64×48" in gen.image.hint.text()
+    job = gen.submit()
+    assert job is not None and job.params["image"] == str(picture.resolve())
+
+
+def test_use_these_settings_again_fills_the_form_from_a_finished_job(
+    qtbot: Any, window: MainWindow, studio: Studio
+) -> None:
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    fill(gen, model=TI2V, prompt="paper boats on a river", steps=3, frames=9)
+    gen.seed.setText("77")
+    job = gen.submit()
+    assert job is not None
+    wait_until(qtbot, lambda: studio.jobs[job.id].state is JobState.completed)
+    fill(gen, model=T2V, prompt="something else", steps=20)
+    gallery = window.pages["gallery"]
+    window.show_page("gallery")
+    wait_until(qtbot, lambda: gallery.current is not None)  # type: ignore[attr-defined]
+    gallery.reuse_btn.click()  # type: ignore[attr-defined]
+    assert window.current_page() == "generate"
+    assert gen.spec is not None and gen.spec.id == TI2V
+    assert gen.prompt.toPlainText() == "paper boats on a river"
+    assert gen.seed.text() == "77" and gen.steps.value() == 3 and gen.frames.value() == 9
+
+
+def test_deleting_a_video_asks_first_and_keeps_the_job_in_the_history(
+    qtbot: Any, window: MainWindow, studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = [False, True]
+    monkeypatch.setattr("wan_desktop.ui.widgets.confirm", lambda *_a: answers.pop(0))
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    fill(gen, steps=2)
+    job = gen.submit()
+    assert job is not None
+    wait_until(qtbot, lambda: studio.jobs[job.id].state is JobState.completed)
+    video = Path(studio.jobs[job.id].output.video)  # type: ignore[union-attr]
+    window.show_page(f"gallery:{job.id}")
+    gallery = window.pages["gallery"]
+    gallery.delete_btn.click()  # type: ignore[attr-defined]
+    assert video.is_file(), "the user said no"
+    gallery.delete_btn.click()  # type: ignore[attr-defined]
+    assert not video.exists()
+    assert gallery.grid.count() == 0 and gallery.empty.isVisible()  # type: ignore[attr-defined]
+    assert studio.jobs[job.id].output is None and studio.jobs[job.id].state is JobState.completed
+
+
+def test_loras_in_the_folder_are_listed_and_sent_with_their_strength(
+    qtbot: Any, window: MainWindow, studio: Studio
+) -> None:
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    assert not gen.lora_rows
+    folder = studio.engine.settings.loras_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "film-grain.safetensors").write_bytes(b"\0" * 128)
+    (folder / "notes.txt").write_text("not a LoRA")
+    gen.refresh_loras()
+    assert [r.lora.name for r in gen.lora_rows] == ["film-grain"]
+    gen.lora_rows[0].slider.setValue(65)
+    assert gen.lora_rows[0].check.isChecked()
+    fill(gen)
+    assert gen.params()["loras"] == [
+        {"path": str(folder / "film-grain.safetensors"), "strength": 0.65}
+    ]
+
+
+def test_first_run_offers_development_mode_and_real_models(qtbot: Any, tmp_path: Path) -> None:
+    engine = mock_engine(tmp_path, mock=False, pipelines=[])
+    from wan_desktop.ui.config import AppSettings
+
+    with studio_for(engine, tmp_path / "config", AppSettings()) as studio:
+        window = make_window(qtbot, studio)
+        gen = window.pages["generate"]
+        assert isinstance(gen, GeneratePanel)
+        wait_until(qtbot, lambda: studio.catalog_loaded)
+        assert gen.welcome.isVisible()
+        assert gen.welcome_models.count() == 3, "each real model with its size and fit"
+        assert not studio.engine.settings.dev_mode
+        buttons = [
+            b
+            for b in gen.welcome.findChildren(type(gen.generate_btn))
+            if b.text() == "Use development mode"
+        ]
+        buttons[0].click()
+        assert studio.dev_mode and studio.engine.models.config.dev_mode
+        assert studio.settings_store.load().dev_mode, "the choice is saved"
+        assert not gen.welcome.isVisible()
+        assert gen.banner.isVisible() and "random-weight" in gen.banner_text.text()
+        wait_until(qtbot, lambda: all(r.variant.development for r in studio.catalog))
+
+
+HAS_WAN = importlib.util.find_spec("wan_desktop.engine.pipelines.wan") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not HAS_WAN,
+    reason="the real Wan pipeline (wan_desktop.engine.pipelines.wan) is not in this tree yet",
+)
+def test_a_tiny_variant_job_runs_through_the_real_wan_pipeline(
+    qtbot: Any, tmp_path: Path, tiny_models_root: Path
+) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(tiny_models_root, root, symlinks=True)
+    settings = engine_settings(tmp_path, mock=False)
+    from dataclasses import replace
+
+    settings = replace(settings, models=replace(settings.models, models_root=root, dev_mode=True))
+    from wan_desktop.engine import simulated_profile
+
+    engine = Engine(settings, hardware=simulated_profile(0))
+    with studio_for(engine, tmp_path / "config") as studio:
+        window = make_window(qtbot, studio)
+        gen = window.pages["generate"]
+        assert isinstance(gen, GeneratePanel)
+        fill(gen, model=T2V, steps=2, frames=5)
+        job = gen.submit()
+        assert job is not None and job.development and job.label == DEV_LABEL
+        wait_until(qtbot, lambda: studio.jobs[job.id].finished, timeout=240)
+        done = studio.jobs[job.id]
+        assert done.state is JobState.completed, done.failure
+        queue = window.pages["queue"]
+        assert queue.history.cards[job.id].label_badge.text() == "DEV · NOISE"  # type: ignore[attr-defined]

@@ -1,0 +1,131 @@
+"""The Models panel: a download from a local source with a moving bar, cancel, verify, delete."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engine_helpers import engine_settings
+from tests.helpers import (
+    SYNTH_ID,
+    SlowLocalSource,
+    make_synth_folder,
+    synth_model_entry,
+    write_manifest,
+)
+from tests.ui_helpers import make_window, studio_for, wait_until
+from wan_desktop.engine import Engine, simulated_profile
+from wan_desktop.models import ModelState
+from wan_desktop.models import sources as model_sources
+from wan_desktop.ui.panels.models import ModelsPanel
+from wan_desktop.ui.state import Studio
+
+
+class ThrottledLocal(SlowLocalSource):
+    chunk = 256 * 1024
+    delay_s = 0.03
+
+
+def shown(models: ModelsPanel, key: tuple[str, str], button: str) -> bool:
+    row = models.rows.get(key)
+    return row is not None and getattr(row, button).isVisibleTo(models)
+
+
+@pytest.fixture
+def synth_studio(qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]:
+    monkeypatch.setitem(model_sources._FACTORIES, "local", ThrottledLocal)
+    folder = make_synth_folder(tmp_path / "mirror", {"transformer/w-00001.safetensors": 6_000_000})
+    manifest = write_manifest(
+        tmp_path / "models.toml",
+        {SYNTH_ID: synth_model_entry([f"local://{folder.path}"], folder.manifest_files())},
+    )
+    settings = engine_settings(tmp_path)
+    settings = replace(settings, models=replace(settings.models, manifest_path=manifest))
+    engine = Engine(settings, hardware=simulated_profile(0))
+    with studio_for(engine, tmp_path / "config") as studio:
+        yield studio
+
+
+def test_a_download_from_a_local_source_moves_the_bar_and_ends_ready(
+    qtbot: Any, synth_studio: Studio
+) -> None:
+    studio = synth_studio
+    window = make_window(qtbot, studio)
+    models = window.pages["models"]
+    assert isinstance(models, ModelsPanel)
+    window.show_page("models")
+    studio.refresh_catalog()
+    # New rows are shown by a queued event: wait for what the user would see.
+    wait_until(qtbot, lambda: shown(models, (SYNTH_ID, "full"), "download_btn"))
+    row = models.rows[(SYNTH_ID, "full")]
+    assert row.state.text() == "Not downloaded" and row.download_btn.isVisibleTo(models)
+    seen: list[int] = []
+    studio.download_changed.connect(
+        lambda _p: seen.append(models.rows[(SYNTH_ID, "full")].bar.value())
+    )
+    row.download_btn.click()
+    assert row.cancel_btn.isVisibleTo(models) and not row.download_btn.isVisibleTo(models)
+    wait_until(qtbot, lambda: models.rows[(SYNTH_ID, "full")].state.text() == "Ready", timeout=60)
+    moving = sorted({v for v in seen if 0 < v < 1000})
+    assert len(moving) >= 3, f"the bar moved through the download: {seen}"
+    assert seen == sorted(seen) or max(seen) == 1000
+    row = models.rows[(SYNTH_ID, "full")]
+    assert not row.progress_box.isVisibleTo(models) and row.verify_btn.isVisibleTo(models)
+    assert "on disk" in row.size_label.text()
+    assert any(n.title == "Model ready" for n in window.toasts.history)
+
+
+def test_a_download_can_be_cancelled_and_resumed_later(qtbot: Any, synth_studio: Studio) -> None:
+    studio = synth_studio
+    window = make_window(qtbot, studio)
+    models = window.pages["models"]
+    assert isinstance(models, ModelsPanel)
+    studio.refresh_catalog()
+    wait_until(qtbot, lambda: shown(models, (SYNTH_ID, "full"), "download_btn"))
+    models.rows[(SYNTH_ID, "full")].download_btn.click()
+    wait_until(qtbot, lambda: models.rows[(SYNTH_ID, "full")].bar.value() > 0)
+    models.rows[(SYNTH_ID, "full")].cancel_btn.click()
+    wait_until(qtbot, lambda: not studio.engine.downloads())
+    wait_until(qtbot, lambda: models.rows[(SYNTH_ID, "full")].status_state() is ModelState.partial)
+    row = models.rows[(SYNTH_ID, "full")]
+    assert row.download_btn.text() == "Resume" and row.download_btn.isVisibleTo(models)
+    assert not any(n.title == "Download failed" for n in window.toasts.history)
+
+
+def test_verify_and_delete_a_model(
+    qtbot: Any, tmp_path: Path, tiny_models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    def confirm(_parent: object, title: str, _text: str, _action: str) -> bool:
+        asked.append(title)
+        return True
+
+    monkeypatch.setattr("wan_desktop.ui.widgets.confirm", confirm)
+    root = tmp_path / "models"
+    shutil.copytree(tiny_models_root, root, symlinks=True)
+    settings = engine_settings(tmp_path)
+    settings = replace(settings, models=replace(settings.models, models_root=root, dev_mode=True))
+    engine = Engine(settings, hardware=simulated_profile(0))
+    with studio_for(engine, tmp_path / "config") as studio:
+        window = make_window(qtbot, studio)
+        models = window.pages["models"]
+        assert isinstance(models, ModelsPanel)
+        studio.refresh_catalog()
+        key = ("t2v-A14B@2.2.0", "tiny")
+        wait_until(qtbot, lambda: shown(models, key, "verify_btn"))
+        assert len(models.rows) == 3, "development mode lists the tiny variants"
+        models.rows[key].verify_btn.click()
+        wait_until(qtbot, lambda: bool(window.toasts.history) and not models.rows[key].busy)
+        assert [n.title for n in window.toasts.history] == ["Verified"], window.toasts.history
+        assert models.rows[key].delete_btn.isEnabled()
+        models.rows[key].delete_btn.click()
+        wait_until(qtbot, lambda: models.rows[key].state.text() == "Not downloaded")
+        assert asked == ["Delete model"]
+        assert not studio.engine.models.status(*key).complete
+        assert models.rows[key].download_btn.text() == "Build"

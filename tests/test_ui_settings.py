@@ -1,0 +1,191 @@
+"""Settings: saved to a file and read back, errors next to fields, secrets only in a keyring,
+the local API switch, and how the settings shape the engine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ui_helpers import make_window, mock_studio, wait_until
+from wan_desktop.ui import secrets
+from wan_desktop.ui.api_control import ApiController, api_installed
+from wan_desktop.ui.config import AppSettings, SettingsStore, engine_settings
+from wan_desktop.ui.panels.settings import SettingsPanel
+from wan_desktop.ui.state import Studio
+
+
+@pytest.fixture
+def studio(qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]:
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    with mock_studio(tmp_path) as s:
+        yield s
+
+
+def settings_panel(qtbot: Any, studio: Studio) -> SettingsPanel:
+    window = make_window(qtbot, studio)
+    panel = window.pages["settings"]
+    assert isinstance(panel, SettingsPanel)
+    return panel
+
+
+def test_settings_saved_in_the_panel_are_read_back_by_a_new_start(
+    qtbot: Any, studio: Studio, tmp_path: Path
+) -> None:
+    panel = settings_panel(qtbot, studio)
+    panel.outputs_dir.setText(str(tmp_path / "videos"))
+    panel.idle.setValue(25)
+    panel.api_port.setValue(8123)
+    panel.api_origins.setText("http://localhost:5173, http://127.0.0.1:5173")
+    panel.notifications.setChecked(False)
+    assert panel.save()
+    again = SettingsStore(tmp_path / "config").load()
+    assert again.outputs_dir == str(tmp_path / "videos")
+    assert again.idle_unload_min == 25 and again.api_port == 8123
+    assert again.api_origins == ("http://localhost:5173", "http://127.0.0.1:5173")
+    assert not again.notifications
+    assert studio.engine.settings.idle_unload_s == 25 * 60, "applies to the running engine"
+    mode = SettingsStore(tmp_path / "config").path.stat().st_mode & 0o777
+    assert mode == 0o600, "the file holds the API token"
+
+
+def test_bad_values_are_shown_next_to_their_fields_and_not_saved(
+    qtbot: Any, studio: Studio, tmp_path: Path
+) -> None:
+    panel = settings_panel(qtbot, studio)
+    panel.api_origins.setText("localhost:3000")
+    panel.api_host.setText("0.0.0.0")
+    panel.api_token.setText("")
+    panel.outputs_dir.setText("relative/folder")
+    assert not panel.save()
+    assert "http://" in panel.api_origins_field.error.text()
+    assert "token" in panel.api_token_field.error.text()
+    assert "absolute" in panel.outputs_field.error.text()
+    assert not panel.api_port_field.error.isVisible()
+    assert not SettingsStore(tmp_path / "config").path.exists()
+
+
+def test_an_unreadable_settings_file_is_kept_aside_not_overwritten(tmp_path: Path) -> None:
+    store = SettingsStore(tmp_path)
+    store.path.write_text("{ not json")
+    assert store.load() == AppSettings()
+    assert store.load_error and "kept as" in store.load_error
+    kept = list(tmp_path.glob("desktop.json.broken-*"))
+    assert len(kept) == 1 and kept[0].read_text() == "{ not json"
+    first = store.load_or_init()
+    assert first.api_token, "a token is made on first start"
+    assert SettingsStore(tmp_path).load().api_token == first.api_token
+
+
+def test_with_no_keyring_the_panel_says_so_and_stores_nothing(qtbot: Any, studio: Studio) -> None:
+    status = secrets.status()
+    assert not status.available and "HF_TOKEN" in status.message
+    panel = settings_panel(qtbot, studio)
+    wait_until(qtbot, lambda: "No OS keyring" in panel.keyring_note.text())
+    assert not panel.hf_token.isEnabled() and not panel.s3_secret.isEnabled()
+    assert "HF_TOKEN" in panel.hf_token.placeholderText()
+    assert panel.save(), "saving the rest still works"
+
+
+def test_engine_settings_follow_the_app_settings_unless_the_environment_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    app = AppSettings(
+        models_dir=str(tmp_path / "m"),
+        outputs_dir=str(tmp_path / "o"),
+        idle_unload_min=2,
+        dev_mode=True,
+    )
+    env = {"WAN_DATA_DIR": str(tmp_path / "d")}
+    s = engine_settings(app, environ=env)
+    assert s.models.models_root == tmp_path / "m" and s.outputs_dir == tmp_path / "o"
+    assert s.idle_unload_s == 120 and s.dev_mode and not s.mock
+    env |= {"MODELS_ROOT": str(tmp_path / "env-models"), "WAN_IDLE_UNLOAD_S": "5"}
+    s = engine_settings(app, environ=env, mock=True)
+    assert s.models.models_root == tmp_path / "env-models" and s.idle_unload_s == 5 and s.mock
+
+
+def test_the_api_switch_says_when_the_api_is_not_installed(qtbot: Any, studio: Studio) -> None:
+    panel = settings_panel(qtbot, studio)
+    api = panel.api
+    if api.available:
+        pytest.skip("this tree has the API module; the running-server test covers it")
+    assert api.describe() == "API not installed in this build"
+    assert not panel.api_enabled.isEnabled()
+    assert panel.api_state.text() == "API not installed in this build"
+
+
+def is_running(api: ApiController) -> bool:
+    return api.running
+
+
+HAS_API = api_installed()
+
+
+@pytest.mark.skipif(
+    not HAS_API, reason="the local API (wan_desktop.api.server) is not in this tree"
+)
+def test_the_api_switch_serves_the_engine_on_the_app_loop(
+    qtbot: Any, qapp: Any, studio: Studio
+) -> None:
+    import asyncio
+    import socket
+    import urllib.request
+
+    import qasync
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    api = ApiController(studio.engine)
+    settings = AppSettings(api_enabled=True, api_port=port, api_token="t0k3n")
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+
+    async def scenario() -> dict[str, Any]:
+        api.apply(settings)
+        for _ in range(500):
+            if api.running or api.error:
+                break
+            await asyncio.sleep(0.01)
+        assert api.running, api.error
+        # Never a synchronous call to our own server on the GUI thread: use a worker thread.
+        url = f"{api.server.url.rstrip('/')}/api/v1/system/health"
+        body = await loop.run_in_executor(None, lambda: urllib.request.urlopen(url).read())
+        api.apply(AppSettings(api_enabled=False))
+        for _ in range(500):
+            if not is_running(api):
+                break
+            await asyncio.sleep(0.01)
+        return dict(json.loads(body))
+
+    try:
+        with loop:
+            health = loop.run_until_complete(scenario())
+    finally:
+        asyncio.set_event_loop(None)
+    assert health["status"] == "ok"
+    assert not api.running
+
+
+def test_the_quota_goes_where_the_orchestrator_reads_it(
+    qtbot: Any, studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wan_desktop.ui import quota
+
+    panel = settings_panel(qtbot, studio)
+    panel.quota.setValue(300)
+    assert panel.save()
+    assert SettingsStore(tmp_path / "config").load().quota_gb == 300
+    if not quota.supported(studio.engine.models):
+        assert "disk manager" in panel.quota_field.hint.text()
+        return
+    # Through importlib: the module exists only where the disk manager is installed.
+    import importlib
+
+    load_settings = importlib.import_module("wan_desktop.models.settings").load_settings
+    path = getattr(studio.engine.models.config, "settings_path")  # noqa: B009
+    wait_until(qtbot, lambda: load_settings(path).quota_bytes == 300 * 1000**3)

@@ -1,0 +1,74 @@
+"""Helpers for the desktop app's tests: a studio over a real (mock-pipeline) engine, a window."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.engine_helpers import mock_engine
+from wan_desktop.engine import Engine
+from wan_desktop.ui.api_control import ApiController
+from wan_desktop.ui.config import AppSettings, SettingsStore
+from wan_desktop.ui.state import Studio
+from wan_desktop.ui.window import MainWindow
+
+
+@contextmanager
+def studio_for(
+    engine: Engine, config_dir: Path, settings: AppSettings | None = None
+) -> Iterator[Studio]:
+    store = SettingsStore(config_dir)
+    studio = Studio(engine, store, settings or AppSettings(welcomed=True))
+    try:
+        yield studio
+    finally:
+        studio.close()
+        engine.shutdown()
+
+
+@contextmanager
+def mock_studio(root: Path, **engine_kwargs: Any) -> Iterator[Studio]:
+    engine = mock_engine(root, **engine_kwargs)
+    with studio_for(engine, root / "config") as studio:
+        yield studio
+
+
+def make_window(qtbot: Any, studio: Studio) -> MainWindow:
+    window = MainWindow(studio, ApiController(studio.engine))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+def app_env(root: Path) -> dict[str, str]:
+    """The environment of an app started as its own process: its folders under ``root``,
+    offscreen, no keyring, nothing of the developer's settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAN_", "MODELS_ROOT"))}
+    env |= {
+        "QT_QPA_PLATFORM": "offscreen",
+        "WAN_CONFIG_DIR": str(root / "config"),
+        "WAN_DATA_DIR": str(root / "data"),
+        "MODELS_ROOT": str(root / "models"),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    return env
+
+
+def wait_until(qtbot: Any, pred: Callable[[], bool], timeout: float = 30.0) -> None:
+    try:
+        qtbot.waitUntil(pred, timeout=int(timeout * 1000))
+    except Exception:
+        faulthandler.dump_traceback(all_threads=True)  # where each thread was, for the report
+        raise
+
+
+def pump(qtbot: Any, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        qtbot.wait(10)

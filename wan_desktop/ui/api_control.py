@@ -1,0 +1,102 @@
+"""The local API switch: runs the API server on the app's own asyncio loop (qasync).
+
+Codes against ``wan_desktop.api.server.EmbeddedServer(engine, *, host, port, token, origins)``
+with ``async start()``, ``async stop()``, ``.url`` and ``.running``. The module is imported when
+the switch is first turned on; without it the switch says the API is not installed. The GUI
+never calls its own server synchronously (that would deadlock the loop it runs on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import logging
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from wan_desktop.engine import Engine
+
+from .config import AppSettings
+
+log = logging.getLogger("wan_desktop.ui")
+
+SERVER_MODULE = "wan_desktop.api.server"
+
+
+def api_installed() -> bool:
+    try:
+        return importlib.util.find_spec(SERVER_MODULE) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class ApiController(QObject):
+    state_changed = Signal(str)  # a sentence for the Settings panel and the status bar
+
+    def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.engine = engine
+        self.server: Any = None
+        self.error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def available(self) -> bool:
+        return api_installed()
+
+    @property
+    def running(self) -> bool:
+        return bool(self.server is not None and getattr(self.server, "running", False))
+
+    def describe(self) -> str:
+        if not self.available:
+            return "API not installed in this build"
+        if self.error:
+            return f"API error: {self.error}"
+        if self.running:
+            return f"API serving at {self.server.url}"
+        return "API off"
+
+    def apply(self, settings: AppSettings) -> None:
+        """Start, stop or restart the server to match the settings (returns at once)."""
+        if not self.available:
+            self.state_changed.emit(self.describe())
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                loop = asyncio.get_event_loop()
+            except RuntimeError:
+                self.error = "no event loop is running"
+                self.state_changed.emit(self.describe())
+                return
+        self._task = loop.create_task(self._apply(settings))
+
+    async def _apply(self, settings: AppSettings) -> None:
+        self.error = None
+        try:
+            await self.stop()
+            if settings.api_enabled:
+                module = importlib.import_module(SERVER_MODULE)
+                server = module.EmbeddedServer(
+                    self.engine,
+                    host=settings.api_host,
+                    port=settings.api_port,
+                    token=settings.api_token or None,
+                    origins=list(settings.api_origins),
+                )
+                await server.start()
+                self.server = server
+        except Exception as exc:
+            log.warning("local API could not start: %s", exc)
+            self.error = str(exc) or type(exc).__name__
+            self.server = None
+        self.state_changed.emit(self.describe())
+
+    async def stop(self) -> None:
+        server, self.server = self.server, None
+        if server is not None and getattr(server, "running", False):
+            await server.stop()

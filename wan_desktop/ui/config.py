@@ -1,0 +1,177 @@
+"""The app's own settings: a JSON file in the user config folder, and how they shape the engine.
+
+``WAN_CONFIG_DIR`` moves the folder (tests, portable installs). Engine environment variables
+(``MODELS_ROOT``, ``WAN_OUTPUTS_DIR``, ``WAN_IDLE_UNLOAD_S``, ``WAN_DEV_MODE``) win over the file,
+so a developer's shell always has the last word. Secrets never go in this file (see ``secrets``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from wan_desktop.engine import EngineSettings
+from wan_desktop.engine.settings import ENV_IDLE_UNLOAD, ENV_OUTPUTS_DIR
+from wan_desktop.models.config import (
+    APP_AUTHOR,
+    APP_NAME,
+    ENV_DEV_MODE,
+    ENV_MODELS_ROOT,
+    OrchestratorConfig,
+    env_flag,
+)
+
+ENV_CONFIG_DIR = "WAN_CONFIG_DIR"
+SETTINGS_FILE = "desktop.json"
+DEFAULT_ORIGINS = (
+    "http://localhost:3000",
+    "http://127.0.0.1:3000",
+    "http://localhost:8080",
+    "http://127.0.0.1:8080",
+)
+LOOPBACK = "127.0.0.1"
+
+
+def config_dir(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    override = env.get(ENV_CONFIG_DIR, "").strip()
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_config_path
+
+    return user_config_path(APP_NAME, APP_AUTHOR)
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    models_dir: str | None = None  # None: the orchestrator's default (MODELS_ROOT)
+    outputs_dir: str | None = None
+    idle_unload_min: float = 10.0
+    quota_gb: float | None = None
+    dev_mode: bool = False
+    api_enabled: bool = False
+    api_host: str = LOOPBACK
+    api_port: int = 8000
+    api_token: str = ""
+    api_origins: tuple[str, ...] = DEFAULT_ORIGINS
+    notifications: bool = True
+    welcomed: bool = False  # the first-run card was dismissed
+    extra: dict[str, Any] = field(default_factory=dict)  # keys a newer version wrote
+
+    def validate(self) -> dict[str, str]:
+        """Field → what is wrong (empty when the settings are usable)."""
+        errors: dict[str, str] = {}
+        if not 1 <= self.api_port <= 65535:
+            errors["api_port"] = f"port {self.api_port} is not 1–65535"
+        if self.idle_unload_min < 0:
+            errors["idle_unload_min"] = "use 0 (never) or a number of minutes"
+        if self.quota_gb is not None and self.quota_gb <= 0:
+            errors["quota_gb"] = "use a positive size in GB, or leave it empty for no quota"
+        if self.api_host not in (LOOPBACK, "localhost", "::1") and not self.api_token:
+            errors["api_token"] = "a non-loopback address needs an access token"
+        for origin in self.api_origins:
+            if not origin.startswith(("http://", "https://")):
+                errors["api_origins"] = f"{origin!r} must start with http:// or https://"
+        for name in ("models_dir", "outputs_dir"):
+            value = getattr(self, name)
+            if value and not Path(value).expanduser().is_absolute():
+                errors[name] = "give an absolute folder path"
+        return errors
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["api_origins"] = list(self.api_origins)
+        extra = d.pop("extra")
+        return {**extra, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AppSettings:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if "api_origins" in kwargs:
+            kwargs["api_origins"] = tuple(str(o) for o in kwargs["api_origins"])
+        settings = cls(**kwargs, extra={k: v for k, v in d.items() if k not in known})
+        types = {"api_port": int, "idle_unload_min": float}
+        for name, kind in types.items():
+            if not isinstance(getattr(settings, name), int | float):
+                raise ValueError(f"{name} must be a number")
+            settings = replace(settings, **{name: kind(getattr(settings, name))})
+        return settings
+
+
+class SettingsStore:
+    """Loads and saves ``AppSettings``; a broken file is kept aside, never overwritten."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.path = (directory or config_dir()) / SETTINGS_FILE
+        self.load_error: str | None = None
+
+    def load(self) -> AppSettings:
+        self.load_error = None
+        try:
+            raw = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            return AppSettings()
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("the file does not hold a JSON object")
+            return AppSettings.from_dict(data)
+        except (ValueError, TypeError) as exc:
+            backup = self.path.with_name(f"{SETTINGS_FILE}.broken-{int(time.time())}")
+            self.path.replace(backup)
+            self.load_error = (
+                f"the settings file was unreadable ({exc}); it was kept as {backup.name} "
+                "and the defaults are in use"
+            )
+            return AppSettings()
+
+    def save(self, settings: AppSettings) -> None:
+        errors = settings.validate()
+        if errors:
+            raise ValueError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{SETTINGS_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(settings.to_dict(), indent=2, sort_keys=True), "utf-8")
+        tmp.chmod(0o600)  # it holds the local API's token
+        tmp.replace(self.path)
+
+    def load_or_init(self) -> AppSettings:
+        """The settings, with an API token generated and saved on first start."""
+        settings = self.load()
+        if not settings.api_token:
+            settings = replace(settings, api_token=new_token())
+            self.save(settings)
+        return settings
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def engine_settings(
+    app: AppSettings,
+    *,
+    mock: bool = False,
+    dev: bool = False,
+    environ: dict[str, str] | None = None,
+) -> EngineSettings:
+    """Engine settings from the environment, with the app's settings where the env is silent."""
+    env = dict(os.environ if environ is None else environ)
+    models = OrchestratorConfig.from_env(env)
+    if app.models_dir and not env.get(ENV_MODELS_ROOT):
+        models = replace(models, models_root=Path(app.models_dir).expanduser())
+    if dev or (app.dev_mode and ENV_DEV_MODE not in env) or env_flag(ENV_DEV_MODE, env):
+        models = replace(models, dev_mode=True)
+    overrides: dict[str, Any] = {"models": models}
+    if app.outputs_dir and not env.get(ENV_OUTPUTS_DIR):
+        overrides["outputs_dir"] = Path(app.outputs_dir).expanduser()
+    if not env.get(ENV_IDLE_UNLOAD):
+        overrides["idle_unload_s"] = app.idle_unload_min * 60.0
+    settings = EngineSettings.from_env(env, **overrides)
+    return replace(settings, mock=True) if mock else settings

@@ -1,0 +1,101 @@
+"""How numbers read in the app: sizes, durations, speeds, job states and labels."""
+
+from __future__ import annotations
+
+import time
+
+from wan_desktop.engine import Job, JobState
+
+
+def size(n: float | None) -> str:
+    if n is None:
+        return "unknown size"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def speed(bps: float) -> str:
+    return f"{size(bps)}/s" if bps > 0 else "—"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m {s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m"
+
+
+def clock(seconds: float) -> str:
+    """A player position: 0:07, 1:05; tenths for short clips (0.8 s)."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}:{s:02d}"
+
+
+def ago(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    d = time.time() - ts
+    if d < 60:
+        return "just now"
+    if d < 3600:
+        return f"{int(d // 60)} min ago"
+    if d < 86400:
+        return f"{int(d // 3600)} h ago"
+    return time.strftime("%d %b %Y", time.localtime(ts))
+
+
+STATE_TEXT = {
+    JobState.queued: ("Queued", "info"),
+    JobState.preparing: ("Preparing", "accent"),
+    JobState.loading: ("Loading model", "accent"),
+    JobState.running: ("Generating", "accent"),
+    JobState.encoding: ("Encoding", "accent"),
+    JobState.completed: ("Done", "success"),
+    JobState.failed: ("Failed", "danger"),
+    JobState.cancelled: ("Cancelled", "warning"),
+    JobState.interrupted: ("Interrupted", "warning"),
+}
+
+
+def state(job: Job) -> tuple[str, str]:
+    return STATE_TEXT[job.state]
+
+
+def label_badge(job: Job) -> str | None:
+    """The short badge for a job that is not a real generation (mock, development variant)."""
+    if job.mock:
+        return "MOCK"
+    if job.development:
+        return "DEV · NOISE"
+    return None
+
+
+def model_type(job: Job) -> str:
+    model = str(job.params.get("model") or job.model_id or "")
+    # Manifest names are the API names in lower case at the front: t2v-A14B → T2V-A14B.
+    return model.split("@", maxsplit=1)[0].upper()
+
+
+def summary(job: Job) -> str:
+    p = job.params
+    parts = [model_type(job)]
+    if p.get("width") and p.get("height"):
+        parts.append(f"{p['width']}×{p['height']}")
+    if p.get("frames"):
+        parts.append(f"{p['frames']} frames")
+    if p.get("steps"):
+        parts.append(f"{p['steps']} steps")
+    if p.get("seed") is not None:
+        parts.append(f"seed {p['seed']}")
+    return "  ·  ".join(parts)

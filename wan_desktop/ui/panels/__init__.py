@@ -1,0 +1,1 @@
+"""The window's pages: Generate, Queue, Models, Gallery, System, Settings."""

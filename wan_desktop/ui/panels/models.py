@@ -1,0 +1,458 @@
+"""Models: every manifest model and variant, what is on disk, downloads with progress, upkeep."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QFont
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QVBoxLayout, QWidget
+
+from wan_desktop.engine import ModelDownloadFinished
+from wan_desktop.models import DownloadProgress, ModelError, ModelState, VerifyReport
+
+from .. import format as fmt
+from .. import widgets
+from ..catalog import ModelRow, supports_pins
+from ..state import Notice, Studio
+from ..widgets import (
+    Badge,
+    Card,
+    Divider,
+    PageHeader,
+    button,
+    clear_layout,
+    label,
+    page_layout,
+    scroll_page,
+    set_prop,
+)
+
+STATE_BADGE = {
+    ModelState.complete: ("Ready", "success"),
+    ModelState.partial: ("Partial", "warning"),
+    ModelState.corrupt: ("Damaged", "danger"),
+    ModelState.not_present: ("Not downloaded", "neutral"),
+}
+PHASE_TEXT = {
+    "waiting_for_lock": "waiting for another download of this model",
+    "planning": "listing files",
+    "downloading": "downloading",
+    "verifying": "verifying",
+    "finalizing": "installing",
+    "complete": "done",
+}
+
+
+class VariantRow(QWidget):
+    """One variant: state, size, source, and what can be done with it."""
+
+    def __init__(self, studio: Studio, row: ModelRow) -> None:
+        super().__init__()
+        self.studio = studio
+        self.row = row
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 4, 0, 4)
+        col.setSpacing(6)
+        top = QHBoxLayout()
+        top.setSpacing(10)
+        name = label(row.variant.name)
+        f = name.font()
+        f.setWeight(QFont.Weight.DemiBold)
+        name.setFont(f)
+        top.addWidget(name)
+        self.state = Badge()
+        top.addWidget(self.state)
+        if row.variant.development:
+            top.addWidget(Badge("random weights: output is noise", "dev"))
+        self.pin_badge = Badge("pinned", "accent")
+        top.addWidget(self.pin_badge)
+        top.addStretch(1)
+        self.size_label = label("", "muted")
+        top.addWidget(self.size_label)
+        col.addLayout(top)
+        self.info = label("", "faint", wrap=True)
+        col.addWidget(self.info)
+
+        prog = QHBoxLayout()
+        prog.setSpacing(10)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        prog.addWidget(self.bar, 1)
+        self.progress_text = label("", "muted")
+        prog.addWidget(self.progress_text)
+        prog.setContentsMargins(0, 0, 0, 0)
+        self.progress_box = QWidget()
+        self.progress_box.setLayout(prog)
+        col.addWidget(self.progress_box)
+
+        actions = QHBoxLayout()
+        actions.setSpacing(6)
+        self.download_btn = button("Download", "download", variant="primary")
+        self.cancel_btn = button("Cancel", "cancel")
+        self.verify_btn = button("Verify", "verify", variant="ghost")
+        self.delete_btn = button("Delete", "delete", variant="ghost")
+        self.pin_btn = button("Pin", "pin", variant="ghost")
+        self.folder_btn = button("Open folder", "folder", variant="ghost")
+        for b in (
+            self.download_btn,
+            self.cancel_btn,
+            self.verify_btn,
+            self.pin_btn,
+            self.folder_btn,
+            self.delete_btn,
+        ):
+            actions.addWidget(b)
+        actions.addStretch(1)
+        col.addLayout(actions)
+        self.download_btn.clicked.connect(self.download)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.verify_btn.clicked.connect(self.verify)
+        self.delete_btn.clicked.connect(self.delete)
+        self.pin_btn.clicked.connect(self.toggle_pin)
+        self.folder_btn.clicked.connect(
+            lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.row.status.path)))
+        )
+        self.busy = ""
+        self.set_row(row)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.row.key
+
+    def status_state(self) -> ModelState:
+        return self.row.status.state
+
+    def set_row(self, row: ModelRow) -> None:
+        self.row = row
+        st = row.status
+        text, kind = STATE_BADGE[st.state]
+        self.state.set(text, kind)
+        self.size_label.setText(
+            fmt.size(st.bytes_present) + " on disk"
+            if st.complete
+            else f"{fmt.size(row.size_bytes)} to download"
+            + (f" ({fmt.size(st.bytes_present)} here)" if st.bytes_present else "")
+        )
+        bits = [row.variant.description or row.variant.label, row.variant.dtype]
+        if st.source:
+            bits.append(f"from {source_name(st.source)}")
+        elif row.variant.sources:
+            bits.append("sources: " + " → ".join(source_name(s) for s in row.variant.sources))
+        if st.state is not ModelState.complete and st.state is not ModelState.not_present:
+            bits.append(st.reason)
+        self.info.setText("  ·  ".join(b for b in bits if b))
+        self.pin_badge.setVisible(bool(row.pinned))
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        st = self.row.status
+        downloading = self.key in self.studio.downloads or self.busy == "download"
+        word = {
+            ModelState.partial: "Resume",
+            ModelState.corrupt: "Repair",
+        }.get(st.state, "Build" if self.row.variant.development else "Download")
+        self.download_btn.setText(word)
+        self.download_btn.setVisible(not st.complete and not downloading)
+        self.cancel_btn.setVisible(downloading)
+        self.verify_btn.setVisible(st.complete or st.state is ModelState.corrupt)
+        self.verify_btn.setEnabled(not self.busy)
+        self.delete_btn.setVisible(st.state is not ModelState.not_present and not downloading)
+        self.delete_btn.setEnabled(not self.busy)
+        self.folder_btn.setVisible(st.complete)
+        self.pin_btn.setVisible(self.row.pinned is not None and st.complete)
+        self.pin_btn.setText("Unpin" if self.row.pinned else "Pin")
+        self.pin_btn.setToolTip("A pinned model is never removed to make room")
+        self.progress_box.setVisible(downloading or self.busy == "verify")
+        if self.busy == "verify":
+            self.bar.setRange(0, 0)
+            self.progress_text.setText("verifying every file…")
+
+    def show_progress(self, p: DownloadProgress) -> None:
+        self.bar.setRange(0, 1000)
+        frac = p.fraction
+        if frac is None:
+            self.bar.setRange(0, 0)
+        else:
+            self.bar.setValue(int(frac * 1000))
+        phase = PHASE_TEXT.get(str(p.phase), str(p.phase))
+        parts = [phase]
+        if p.bytes_total:
+            parts.append(f"{fmt.size(p.bytes_done)} of {fmt.size(p.bytes_total)}")
+        if p.speed_bps:
+            parts.append(fmt.speed(p.speed_bps))
+        if p.eta_s is not None:
+            parts.append(f"{fmt.duration(p.eta_s)} left")
+        self.progress_text.setText("  ·  ".join(parts))
+        self.state.set(
+            f"Downloading {frac * 100:.0f}%" if frac is not None else "Downloading", "accent"
+        )
+        self.progress_box.setVisible(True)
+        self.busy = "download"
+        self._update_buttons()
+
+    def finished(self, event: ModelDownloadFinished) -> None:
+        self.busy = ""
+        self.set_row(self.row)  # the badge again says what is on disk until the rescan lands
+
+    # ----------------------------------------------------------------------------- actions
+
+    def download(self) -> None:
+        engine = self.studio.engine
+        self.busy = "download"
+        self.bar.setRange(0, 0)
+        self.progress_text.setText("starting…")
+        self._update_buttons()
+        future = engine.ensure_model(self.row.spec.id, self.row.variant.name)
+        self.studio.background.watch(future, on_error=self._download_failed)
+
+    def _download_failed(self, exc: BaseException) -> None:
+        self.busy = ""
+        self._update_buttons()
+
+    def cancel(self) -> None:
+        self.studio.engine.cancel_download(self.row.spec.id, self.row.variant.name)
+
+    def verify(self) -> None:
+        self.busy = "verify"
+        self._update_buttons()
+        store = self.studio.engine.models
+        self.studio.background.run(
+            store.verify,
+            self.row.spec.id,
+            self.row.variant.name,
+            on_done=self._verified,
+            on_error=self._failed("Verify"),
+        )
+
+    def _verified(self, report: VerifyReport) -> None:
+        self.busy = ""
+        self._update_buttons()
+        if report.ok:
+            self.studio.post(
+                Notice(
+                    "success",
+                    "Verified",
+                    f"{report.model_id} ({report.variant}): {len(report.checked)} files, "
+                    f"{fmt.size(report.bytes_hashed)} in {report.seconds:.1f} s",
+                )
+            )
+        else:
+            bad = len(report.mismatches) + len(report.missing)
+            self.studio.post(
+                Notice(
+                    "error",
+                    "Verification failed",
+                    f"{report.model_id} ({report.variant}): {bad} file(s) damaged or missing",
+                    ("click Repair to fetch only the damaged files",),
+                    sticky=True,
+                )
+            )
+        self.studio.models_changed.emit()
+
+    def delete(self) -> None:
+        size = fmt.size(self.row.status.bytes_present)
+        if not widgets.confirm(
+            self,
+            "Delete model",
+            f"Delete {self.row.spec.model_type} ({self.row.variant.name}, {size})? "
+            "It will have to be downloaded again.",
+            "Delete",
+        ):
+            return
+        self.busy = "delete"
+        self._update_buttons()
+        self.studio.background.run(
+            self.studio.engine.models.delete,
+            self.row.spec.id,
+            self.row.variant.name,
+            on_done=self._deleted,
+            on_error=self._failed("Delete"),
+        )
+
+    def _deleted(self, freed: int) -> None:
+        self.busy = ""
+        self._update_buttons()
+        self.studio.post(Notice("info", "Model deleted", f"{fmt.size(freed)} freed"))
+        self.studio.models_changed.emit()
+
+    def toggle_pin(self) -> None:
+        store = self.studio.engine.models
+        pin = getattr(store, "pin", None)
+        if pin is None:
+            return
+        want = not self.row.pinned
+        self.studio.background.run(
+            lambda: pin(self.row.spec.id, self.row.variant.name, pinned=want),
+            on_done=lambda _r: self.studio.models_changed.emit(),
+            on_error=self._failed("Pin"),
+        )
+
+    def _failed(self, what: str) -> Callable[[BaseException], None]:
+        def on_error(exc: BaseException) -> None:
+            self.busy = ""
+            self._update_buttons()
+            fix = exc.fix if isinstance(exc, ModelError) else None
+            self.studio.post(
+                Notice("error", f"{what} failed", str(exc), (fix,) if fix else (), sticky=True)
+            )
+            self.studio.models_changed.emit()
+
+        return on_error
+
+
+class ModelsPanel(QWidget):
+    def __init__(self, studio: Studio) -> None:
+        super().__init__()
+        self.studio = studio
+        self.rows: dict[tuple[str, str], VariantRow] = {}
+        outer = page_layout(self)
+        self.header = PageHeader("Models", "")
+        refresh = button("Refresh", "refresh", variant="ghost")
+        refresh.clicked.connect(studio.refresh_catalog)
+        self.header.action_row.addWidget(refresh)
+        outer.addWidget(self.header)
+
+        body = QWidget()
+        self.col = QVBoxLayout(body)
+        self.col.setContentsMargins(0, 0, 8, 0)
+        self.col.setSpacing(14)
+        self.disk = Card("Disk", margins=16)
+        self.disk_bar = QProgressBar()
+        self.disk_bar.setRange(0, 1000)
+        self.disk_text = label("", "muted", wrap=True)
+        self.disk.body.addWidget(self.disk_text)
+        self.disk.body.addWidget(self.disk_bar)
+        self.col.addWidget(self.disk)
+        self.cards = QVBoxLayout()
+        self.cards.setSpacing(14)
+        self.col.addLayout(self.cards)
+        self.col.addStretch(1)
+        self.scroller = scroll_page(body)
+        outer.addWidget(self.scroller, 1)
+        self.loading = label("Reading the models folder…", "muted")
+        self.cards.addWidget(self.loading)
+
+        studio.catalog_changed.connect(self.rebuild)
+        studio.download_changed.connect(self._on_progress)
+        studio.download_finished.connect(self._on_finished)
+        studio.dev_mode_changed.connect(lambda _on: studio.refresh_catalog())
+        self._reveal: tuple[str, str] | None = None
+        self.rebuild()
+
+    def open_target(self, target: str) -> None:
+        """Scroll to a variant (navigation to ``models:<model id>:<variant>``)."""
+        model, _, variant = target.partition(":")
+        if variant:
+            self.reveal((model, variant))
+
+    def reveal(self, key: tuple[str, str]) -> None:
+        """Scroll to a variant's row (now, or when the catalog has it)."""
+        row = self.rows.get(key)
+        if row is None:
+            self._reveal = key
+            return
+        self._reveal = None
+        self.scroller.ensureWidgetVisible(row, 0, 120)
+
+    @Slot()
+    def rebuild(self) -> None:
+        s = self.studio
+        if not s.catalog_loaded:
+            return
+        keys = [r.key for r in s.catalog]
+        if keys == list(self.rows):
+            for r in s.catalog:
+                self.rows[r.key].set_row(r)
+        else:
+            clear_layout(self.cards)
+            self.rows.clear()
+            by_model: dict[str, list[ModelRow]] = {}
+            for r in s.catalog:
+                by_model.setdefault(r.spec.id, []).append(r)
+            for rows in by_model.values():
+                spec = rows[0].spec
+                card = Card(margins=18)
+                head = QHBoxLayout()
+                title = label(spec.title, "h2")
+                head.addWidget(title)
+                head.addWidget(Badge(spec.model_type, "accent"))
+                head.addStretch(1)
+                head.addWidget(label(spec.id, "faint"))
+                card.body.addLayout(head)
+                card.body.addWidget(label(spec.description, "muted", wrap=True))
+                for i, r in enumerate(rows):
+                    card.body.addWidget(Divider())
+                    vr = VariantRow(s, r)
+                    self.rows[r.key] = vr
+                    card.body.addWidget(vr)
+                    del i
+                self.cards.addWidget(card)
+        for key, p in s.downloads.items():
+            if key in self.rows:
+                self.rows[key].show_progress(p)
+        self._update_disk()
+        if self._reveal is not None:
+            self.reveal(self._reveal)
+
+    def _update_disk(self) -> None:
+        s = self.studio
+        store = s.engine.models
+        root = store.config.models_root
+        used = sum(r.status.bytes_present for r in s.catalog)
+        probe = root if root.exists() else _existing_parent(root)
+        total, _, free = shutil.disk_usage(probe)
+        quota = getattr(store.config, "quota_bytes", None)
+        mode = "development mode: tiny variants only" if s.dev_mode else ""
+        self.header.subtitle.setText(
+            f"{len(s.catalog)} variants  ·  {sum(r.status.complete for r in s.catalog)} ready"
+            + (f"  ·  {mode}" if mode else "")
+        )
+        limit = quota or total
+        self.disk_bar.setValue(int(1000 * min(1.0, used / max(1, limit))))
+        set_prop(self.disk_bar, "kind", "warning" if quota and used > 0.9 * quota else "")
+        pins = "pins protect models from clean-up" if supports_pins(store) else ""
+        quota_text = (
+            f"quota {fmt.size(quota)}" if quota else "no quota (set one in Settings when available)"
+        )
+        self.disk_text.setText(
+            f"{root}\nModels use {fmt.size(used)}  ·  {fmt.size(free)} free on this disk  ·  "
+            f"{quota_text}" + (f"  ·  {pins}" if pins else "")
+        )
+
+    @Slot(object)
+    def _on_progress(self, p: DownloadProgress) -> None:
+        row = self.rows.get((p.model_id, p.variant))
+        if row is not None:
+            row.show_progress(p)
+
+    @Slot(object)
+    def _on_finished(self, event: ModelDownloadFinished) -> None:
+        row = self.rows.get((event.model_id, event.variant))
+        if row is not None:
+            row.finished(event)
+
+
+def source_name(uri: str) -> str:
+    """A source as a person reads it: local mirror, S3, Hugging Face repo, built here."""
+    scheme, _, rest = uri.partition("://")
+    if scheme == "local":
+        return "local mirror" if "${" in rest else f"local folder {rest}"
+    if scheme == "s3":
+        return "S3"
+    if scheme == "hf":
+        return f"Hugging Face {rest.split('@')[0]}"
+    if scheme == "builtin":
+        return "built on this machine"
+    return uri
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+__all__ = ["ModelsPanel", "Qt"]

@@ -1,0 +1,358 @@
+"""The app's observable state over one engine. Widgets read it and listen to its ``*_changed``
+signals; commands go to the engine. Everything here runs on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtGui import QImage
+
+from wan_desktop.engine import (
+    Alert,
+    Engine,
+    Job,
+    JobKind,
+    JobPreview,
+    JobSpec,
+    JobStage,
+    JobState,
+    JobStateChanged,
+    JobStep,
+    JobWarning,
+    MemorySample,
+    ModelDownload,
+    ModelDownloadFinished,
+    QueueChanged,
+)
+from wan_desktop.engine.pipelines.base import LoadedModel
+from wan_desktop.models import DownloadProgress
+
+from .background import Background
+from .bridge import EngineBridge
+from .catalog import ModelRow, scan
+from .config import AppSettings, SettingsStore
+
+log = logging.getLogger("wan_desktop.ui")
+
+HISTORY_LIMIT = 300
+GUI_CLIENT = "desktop"
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str  # success, error, info, warning
+    title: str
+    message: str = ""
+    suggestions: tuple[str, ...] = ()
+    job_id: str | None = None
+    sticky: bool = False
+
+
+class Studio(QObject):
+    jobs_changed = Signal()  # a job appeared or went, or the queue order changed
+    job_updated = Signal(object)  # Job: its state, stage or progress changed
+    paused_changed = Signal(bool)
+    preview_changed = Signal(str)  # job id
+    download_changed = Signal(object)  # DownloadProgress
+    download_finished = Signal(object)  # ModelDownloadFinished
+    models_changed = Signal()  # something on disk changed: refresh model statuses
+    catalog_changed = Signal()  # ``catalog`` holds fresh statuses
+    memory_changed = Signal(object)  # MemorySample
+    loaded_changed = Signal()
+    settings_changed = Signal(object)  # AppSettings
+    dev_mode_changed = Signal(bool)
+    notice = Signal(object)  # Notice
+    use_settings = Signal(object)  # a job's params, for the Generate panel
+    navigate = Signal(str)  # page name
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings_store: SettingsStore,
+        settings: AppSettings,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.engine = engine
+        self.settings_store = settings_store
+        self.settings = settings
+        self.background = Background(self)
+        self.bridge = EngineBridge(engine, self)
+        self.jobs: dict[str, Job] = {}
+        self.previews: dict[str, tuple[int, QImage]] = {}
+        self.downloads: dict[tuple[str, str], DownloadProgress] = {}
+        self.memory: MemorySample | None = None
+        self.loaded: list[LoadedModel] = []
+        self.paused = engine.paused
+        self.catalog: list[ModelRow] = []
+        self.catalog_loaded = False
+        self._scanning = False
+        self._rescan = False
+        self.models_changed.connect(self.refresh_catalog)
+        b = self.bridge
+        b.job_changed.connect(self._on_job_changed)
+        b.job_stage.connect(self._on_stage)
+        b.job_step.connect(self._on_step)
+        b.job_preview.connect(self._on_preview)
+        b.job_warning.connect(self._on_warning)
+        b.queue_changed.connect(self._on_queue_changed)
+        b.download_progress.connect(self._on_download)
+        b.download_finished.connect(self._on_download_finished)
+        b.memory_sampled.connect(self._on_memory)
+        b.model_loaded.connect(self._on_loaded_changed)
+        b.model_unloaded.connect(self._on_loaded_changed)
+        b.alert.connect(self._on_alert)
+        self.reload_jobs()
+        self.refresh_catalog()
+
+    # ---------------------------------------------------------------------------- queries
+
+    @property
+    def dev_mode(self) -> bool:
+        return self.engine.settings.dev_mode
+
+    @property
+    def mock(self) -> bool:
+        return self.engine.settings.mock
+
+    def queued(self) -> list[Job]:
+        return sorted(
+            (j for j in self.jobs.values() if j.state is JobState.queued),
+            key=lambda j: j.position,
+        )
+
+    def active(self) -> list[Job]:
+        return sorted(
+            (j for j in self.jobs.values() if j.state.active), key=lambda j: j.started_at or 0
+        )
+
+    def finished(self) -> list[Job]:
+        return sorted(
+            (j for j in self.jobs.values() if j.finished),
+            key=lambda j: j.finished_at or j.created_at,
+            reverse=True,
+        )
+
+    def outputs(self) -> list[Job]:
+        return [j for j in self.finished() if j.state is JobState.completed and j.output]
+
+    # --------------------------------------------------------------------------- commands
+
+    def submit(self, params: Mapping[str, Any]) -> Job:
+        """Queue a Wan job; raises InvalidInputError naming every bad field."""
+        job = self.engine.submit(JobSpec(kind=JobKind.wan, params=dict(params), client=GUI_CLIENT))
+        self._store(job)
+        self.jobs_changed.emit()
+        return job
+
+    def reload_jobs(self) -> None:
+        jobs = self.engine.jobs(limit=HISTORY_LIMIT)
+        active = self.engine.jobs(states=[JobState.queued, *(s for s in JobState if s.active)])
+        self.jobs = {j.id: j for j in (*jobs, *active)}
+        self.jobs_changed.emit()
+
+    def save_settings(self, settings: AppSettings) -> None:
+        self.settings_store.save(settings)
+        old, self.settings = self.settings, settings
+        if old.idle_unload_min != settings.idle_unload_min:
+            # Read by the worker at each housekeeping tick: applies at once.
+            self.engine.settings = dataclasses.replace(
+                self.engine.settings, idle_unload_s=settings.idle_unload_min * 60.0
+            )
+        self.settings_changed.emit(settings)
+
+    def set_dev_mode(self, on: bool) -> None:
+        self.engine.set_dev_mode(on)
+        if self.settings.dev_mode != on:
+            self.save_settings(dataclasses.replace(self.settings, dev_mode=on))
+        self.dev_mode_changed.emit(on)
+        self.models_changed.emit()
+
+    @Slot()
+    def refresh_catalog(self) -> None:
+        """Re-read every model's status off the GUI thread; ``catalog_changed`` when done."""
+        if self._scanning:
+            self._rescan = True
+            return
+        self._scanning = True
+        self.background.run(
+            scan, self.engine.models, on_done=self._catalog_done, on_error=self._catalog_failed
+        )
+
+    def _catalog_done(self, rows: list[ModelRow]) -> None:
+        self._scanning = False
+        self.catalog = rows
+        self.catalog_loaded = True
+        self.catalog_changed.emit()
+        if self._rescan:
+            self._rescan = False
+            self.refresh_catalog()
+
+    def _catalog_failed(self, exc: BaseException) -> None:
+        self._scanning = False
+        self.post(Notice("error", "Could not read the models folder", str(exc), sticky=True))
+
+    def row(self, model_id: str, variant: str | None = None) -> ModelRow | None:
+        for r in self.catalog:
+            if r.spec.id == model_id and (variant is None or r.variant.name == variant):
+                return r
+        return None
+
+    def usable_rows(self) -> list[ModelRow]:
+        """One row per model: the variant a job would use now."""
+        out = []
+        for spec in self.engine.models.manifest:
+            var = self.engine.models.resolve(spec.id)[1]
+            row = self.row(spec.id, var.name)
+            if row is not None:
+                out.append(row)
+        return out
+
+    def post(self, notice: Notice) -> None:
+        self.notice.emit(notice)
+
+    def close(self) -> None:
+        self.bridge.close()
+        self.background.shutdown()
+
+    # ----------------------------------------------------------------------------- events
+
+    def _store(self, job: Job) -> None:
+        self.jobs[job.id] = job
+        self.job_updated.emit(job)
+
+    @Slot(object)
+    def _on_job_changed(self, event: JobStateChanged) -> None:
+        job = event.job
+        known = self.jobs.get(job.id)
+        self._store(job)
+        # The lists only change when a job moves between waiting, running and finished;
+        # steps inside "running" (loading, encoding…) are plain updates of its card.
+        if known is None or _phase(known.state) != _phase(job.state):
+            self.jobs_changed.emit()
+        if job.state is JobState.completed and event.previous is not JobState.completed:
+            self.previews.pop(job.id, None)
+            self.post(
+                Notice(
+                    "success",
+                    "Video ready",
+                    _short(job.prompt) + (f"  ·  {job.label}" if job.label else ""),
+                    job_id=job.id,
+                )
+            )
+        elif job.state is JobState.failed and job.failure is not None:
+            self.post(
+                Notice(
+                    "error",
+                    "Generation failed",
+                    job.failure.message,
+                    job.failure.suggestions,
+                    job_id=job.id,
+                    sticky=True,
+                )
+            )
+
+    @Slot(object)
+    def _on_stage(self, event: JobStage) -> None:
+        job = self.jobs.get(event.job_id)
+        if job is not None and not job.finished:
+            self._store(
+                dataclasses.replace(
+                    job,
+                    stage=event.stage,
+                    stage_message=event.message,
+                    progress=max(job.progress, event.progress),
+                )
+            )
+
+    @Slot(object)
+    def _on_step(self, event: JobStep) -> None:
+        job = self.jobs.get(event.job_id)
+        if job is not None and not job.finished:
+            self._store(
+                dataclasses.replace(
+                    job,
+                    step=event.step,
+                    total_steps=event.total_steps,
+                    progress=event.progress,
+                    eta_s=event.eta_s,
+                )
+            )
+
+    @Slot(object)
+    def _on_preview(self, event: JobPreview) -> None:
+        image = QImage.fromData(event.jpeg)
+        if not image.isNull():
+            self.previews[event.job_id] = (event.step, image)
+            self.preview_changed.emit(event.job_id)
+
+    @Slot(object)
+    def _on_warning(self, event: JobWarning) -> None:
+        if event.job_id is None:
+            self.post(Notice("warning", "Warning", event.message, event.suggestions))
+
+    @Slot(object)
+    def _on_queue_changed(self, event: QueueChanged) -> None:
+        if event.paused != self.paused:
+            self.paused = event.paused
+            self.paused_changed.emit(self.paused)
+        if event.reason in ("deleted", "cleared"):
+            for jid in event.job_ids:
+                self.jobs.pop(jid, None)
+                self.previews.pop(jid, None)
+            self.jobs_changed.emit()
+        elif event.reason in ("reordered", "output_deleted"):
+            ids = set(event.job_ids)
+            fresh = [self.engine.get(jid) for jid in ids if jid in self.jobs]
+            if event.reason == "reordered":
+                fresh += [j for j in self.engine.queue() if j.id not in ids]
+            for job in fresh:
+                self.jobs[job.id] = job
+            self.jobs_changed.emit()
+
+    @Slot(object)
+    def _on_download(self, event: ModelDownload) -> None:
+        p = event.progress
+        self.downloads[(p.model_id, p.variant)] = p
+        self.download_changed.emit(p)
+
+    @Slot(object)
+    def _on_download_finished(self, event: ModelDownloadFinished) -> None:
+        self.downloads.pop((event.model_id, event.variant), None)
+        self.download_finished.emit(event)
+        self.models_changed.emit()
+        if event.ok:
+            self.post(Notice("success", "Model ready", f"{event.model_id} ({event.variant})"))
+        elif event.code != "CANCELLED":
+            self.post(
+                Notice("error", "Download failed", event.error or "unknown error", sticky=True)
+            )
+
+    @Slot(object)
+    def _on_memory(self, sample: MemorySample) -> None:
+        self.memory = sample
+        self.memory_changed.emit(sample)
+
+    @Slot(object)
+    def _on_loaded_changed(self, _event: object) -> None:
+        self.loaded = self.engine.loaded_models()
+        self.loaded_changed.emit()
+
+    @Slot(object)
+    def _on_alert(self, alert: Alert) -> None:
+        kind = "error" if alert.severity == "critical" else "warning"
+        self.post(Notice(kind, "Memory", alert.message, alert.suggestions))
+
+
+def _phase(state: JobState) -> str:
+    return "queued" if state is JobState.queued else ("active" if state.active else "finished")
+
+
+def _short(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
