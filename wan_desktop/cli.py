@@ -16,7 +16,7 @@ from types import ModuleType
 from . import __version__
 from .models.config import ENV_DEV_MODE
 
-COMMAND_MODULES = ("wan_desktop.models.cli",)
+COMMAND_MODULES = ("wan_desktop.models.cli", "wan_desktop.engine.cli")
 
 
 def _commands() -> dict[str, ModuleType]:
