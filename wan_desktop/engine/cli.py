@@ -3,7 +3,8 @@
 It runs a private engine in this process (its own temporary job database, so it never takes jobs
 from the app's queue), waits for the one job, and copies the MP4 and its JSON sidecar to
 ``--out``. Exit codes: 0 done, 1 the job failed (the error says why and what to do), 2 invalid
-input (every bad field is named), 130 interrupted (the job is cancelled first).
+input (every bad field is named; also an image that turns out unreadable), 130 interrupted (the
+job is cancelled first).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -119,22 +121,20 @@ def _params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _lora(text: str) -> dict[str, Any]:
-    """FILE[:STRENGTH[:STRENGTH_2]]; a path may itself hold colons (C:\\…), numbers end it."""
-    parts = text.split(":")
-    strengths: list[float] = []
-    while len(parts) > 1 and len(strengths) < 2:
-        try:
-            value = float(parts[-1])
-        except ValueError:
-            break
-        strengths.insert(0, value)
-        parts.pop()
-    path = ":".join(parts)
+    """FILE[:STRENGTH[:STRENGTH_2]]; a Windows drive letter (C:\\…) is part of the file."""
+    drive = text[:2] if re.match(r"^[A-Za-z]:[\\/]", text) else ""
+    path, *numbers = text[len(drive) :].split(":")
     if not path:
         raise ValueError(f"{text!r} names no file; write FILE or FILE:STRENGTH")
-    if text.count(":") > len(strengths) and not Path(path).exists():
-        raise ValueError(f"{text!r}: the strength must be a number, e.g. {parts[0]}:0.8")
-    spec: dict[str, Any] = {"path": path}
+    try:
+        strengths = [float(n) for n in numbers]
+    except ValueError:
+        raise ValueError(
+            f"{text!r}: the strength must be a number, e.g. {drive}{path}:0.8"
+        ) from None
+    if len(strengths) > 2:
+        raise ValueError(f"{text!r}: give at most two strengths, FILE:STRENGTH:STRENGTH_2")
+    spec: dict[str, Any] = {"path": drive + path}
     if strengths:
         spec["strength"] = strengths[0]
     if len(strengths) > 1:
@@ -260,7 +260,9 @@ class _Output:
             self.err(f"error [{category}]: {message}")
             for s in suggestions:
                 self.err(f"  try: {s}")
-        return EXIT_FAILED
+        # An input the engine accepted but could not use (an unreadable image) is still the
+        # caller's to fix.
+        return EXIT_INVALID if category == "invalid_input" else EXIT_FAILED
 
     def done(self, job: Any, video: Path, sidecar: Path | None, seconds: float) -> int:
         o = job.output

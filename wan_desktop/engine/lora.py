@@ -101,6 +101,13 @@ class LoraSet:
             loaded.append(name)
             return
         module = getattr(self.pipe, expert)
+        # diffusers re-enables model offload after loading on the default device (cuda:0, or an
+        # error without a GPU); do it ourselves on the device the pipeline was offloaded to.
+        offload_to = getattr(self.pipe, "_offload_device", None)
+        if offload_to is not None and getattr(self.pipe, "_all_hooks", None):
+            self.pipe.remove_all_hooks()
+        else:
+            offload_to = None
         try:
             with _quiet():
                 self.pipe.load_lora_weights(
@@ -109,6 +116,9 @@ class LoraSet:
         except Exception:
             _drop_adapter(module, name)  # never leave half an adapter behind
             raise
+        finally:
+            if offload_to is not None:
+                self.pipe.enable_model_cpu_offload(device=offload_to)
         if self.fp8_compute is not None:
             _restore_precision(self.pipe, module, path, name, self.fp8_compute)
         loaded.append(name)
