@@ -266,8 +266,12 @@ def test_models_stay_warm_and_make_room_for_another(engine: Engine) -> None:
     warm = run_job(engine, model="T2V-A14B")
     rec.wait_state(warm.id, JobState.completed)  # events arrive in order: ModelLoaded is in
     loaded = rec.of(ModelLoaded)
-    first = run_job(engine, model="T2V-A14B", seed=1)
+    first = run_job(engine, model="T2V-A14B", seed=1, prompt="a heron in the reeds")
     assert sidecar(first)["timings_s"]["load"] == 0.0 and rec.of(ModelLoaded) == loaded
+    assert sidecar(first)["generation"]["prompt_embeddings"] == "encoded"
+    same = run_job(engine, model="T2V-A14B", seed=1, prompt="a heron in the reeds")
+    assert sidecar(same)["generation"]["prompt_embeddings"] == "cached"
+    assert np.array_equal(decoded(same), decoded(first))
     other = run_job(engine, model="TI2V-5B")
     assert other.state is JobState.completed
     rec.wait(lambda: bool(rec.of(ModelUnloaded)))
