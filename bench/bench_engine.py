@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 WAN = (sys.executable, "-m", "wan_desktop.cli")
 
 from tests.engine_helpers import wan_spec  # noqa: E402
-from tests.wan_helpers import real_engine  # noqa: E402
+from tests.wan_helpers import direct_call, real_engine  # noqa: E402
 from wan_desktop.engine import Engine, Event, JobState, JobStateChanged, JobStep  # noqa: E402
 
 
@@ -89,26 +89,10 @@ def engine_job(engine: Engine, params: dict[str, Any]) -> tuple[float, float, fl
 
 def bare_call(pipe: Any, params: dict[str, Any], out: Path) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds, seconds of the diffusers call)."""
-    import torch
-
     from wan_desktop.engine.outputs import write_mp4
 
     t0, c0 = time.perf_counter(), time.process_time()
-    pipe.scheduler = type(pipe.scheduler).from_config(
-        pipe.scheduler.config, flow_shift=params["flow_shift"]
-    )
-    frames = pipe(
-        prompt=params["prompt"],
-        negative_prompt=params["negative_prompt"],
-        height=params["height"],
-        width=params["width"],
-        num_frames=params["frames"],
-        num_inference_steps=params["steps"],
-        guidance_scale=params["guidance_scale"],
-        guidance_scale_2=params["guidance_scale_2"],
-        generator=torch.Generator().manual_seed(params["seed"]),
-        output_type="np",
-    ).frames[0]
+    frames = direct_call(pipe, params)
     call = time.perf_counter() - t0
     write_mp4(frames, out, params["fps"])
     return time.perf_counter() - t0, time.process_time() - c0, call

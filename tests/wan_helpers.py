@@ -56,27 +56,21 @@ def decoded(job: Any) -> Any:
     return read_mp4(Path(job.output.video))
 
 
-def direct_frames(folder: Path, params: Mapping[str, Any], work: Path) -> Any:
-    """The same generation as a plain diffusers call, encoded and decoded like the engine's."""
-    import diffusers
+def direct_call(pipe: Any, params: Mapping[str, Any]) -> Any:
+    """A plain diffusers call with a job's normalised parameters: float frames (F, H, W, 3)."""
     import torch
-
-    images = {}
     from PIL import Image
 
+    images = {}
     if params.get("image"):
         images["image"] = Image.open(params["image"]).convert("RGB")
     if params.get("end_image"):
         images["last_image"] = Image.open(params["end_image"]).convert("RGB")
-    cls = diffusers.WanImageToVideoPipeline if images else diffusers.DiffusionPipeline
-    pipe = cls.from_pretrained(str(folder), dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = type(pipe.scheduler).from_config(
         pipe.scheduler.config, flow_shift=params["flow_shift"]
     )
-    extra = {}
     if pipe.config.boundary_ratio is not None:
-        extra["guidance_scale_2"] = params["guidance_scale_2"]
+        images["guidance_scale_2"] = params["guidance_scale_2"]
     out = pipe(
         prompt=params["prompt"],
         negative_prompt=params["negative_prompt"],
@@ -88,10 +82,21 @@ def direct_frames(folder: Path, params: Mapping[str, Any], work: Path) -> Any:
         generator=torch.Generator().manual_seed(params["seed"]),
         output_type="np",
         **images,
-        **extra,
     )
+    return out.frames[0]
+
+
+def direct_frames(folder: Path, params: Mapping[str, Any], work: Path) -> Any:
+    """The same generation as a plain diffusers call, encoded and decoded like the engine's."""
+    import diffusers
+    import torch
+
+    image = bool(params.get("image"))
+    cls = diffusers.WanImageToVideoPipeline if image else diffusers.DiffusionPipeline
+    pipe = cls.from_pretrained(str(folder), dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
     path = work / "direct.mp4"
-    write_mp4(out.frames[0], path, params["fps"])
+    write_mp4(direct_call(pipe, params), path, params["fps"])
     return read_mp4(path)
 
 
