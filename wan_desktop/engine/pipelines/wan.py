@@ -261,6 +261,7 @@ class WanPipeline(Pipeline):
             [name for name, _ in wan_load.experts(pipe)],
             fp8_compute=wan_load.torch_dtype(mp.compute_dtype) if strategy.fp8 else None,
         )
+        wan_load.settle_heap()
         load_s = time.monotonic() - t0
         loaded = _Loaded(key, spec.id, var.name, folder, mp, pipe, device, loras, load_s)
         loaded.preview = preview
