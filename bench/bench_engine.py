@@ -126,19 +126,25 @@ def main() -> None:
         engine = real_engine(work / "models", work / "data")
         try:
             cold = submit_to_first_step(engine, params)
-            # The second jobs use another prompt: the prompt cache does not flatter them.
-            again = {"seed": 43, "prompt": "a heron standing in the reeds"}
-            warm = submit_to_first_step(engine, {**params, **again})
+            # Switching models: each job loads its model (imports done: loading only).
             other = {**params, "model": "TI2V-5B"}
-            cold_load = submit_to_first_step(engine, other)
-            warm_other = submit_to_first_step(engine, {**other, **again})
-            print("submit → first step (seconds)")
+            loads = [
+                submit_to_first_step(engine, {**(other if i % 2 == 0 else params), "seed": i})
+                for i in range(args.repeat // 2 * 2)
+            ]
+            # Then the same model again and again, each with a new prompt (the prompt cache
+            # does not flatter them).
+            warm = [
+                submit_to_first_step(engine, {**params, "prompt": f"a heron, take {i}"})
+                for i in range(args.repeat)
+            ]
+            load, hot = statistics.median(loads), statistics.median(warm)
+            print(f"submit → first step, median (seconds); {args.repeat} runs")
             print(f"  first job, fresh process (imports + load): {cold:.3f}")
-            print(f"  second job, model warm:                    {warm:.3f}  ({warm / cold:.1%})")
-            print(f"  first job of another model (load only):    {cold_load:.3f}")
+            print(f"  first job of a model (load only):          {load:.3f}")
             print(
-                f"  second job of that model, warm:            {warm_other:.3f}  "
-                f"({warm_other / cold_load:.1%})"
+                f"  next job on the loaded model:              {hot:.3f}  "
+                f"({hot / cold:.1%} of the first, {hot / load:.1%} of a load)"
             )
 
             submit_to_first_step(engine, params)  # back to T2V, warm

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from wan_desktop.engine import (
     JobState,
     JobStep,
     JobWarning,
+    ModelDownload,
     ModelLoaded,
     ModelUnloaded,
 )
@@ -261,6 +264,23 @@ def test_cancel_stops_within_one_step_and_keeps_the_model_warm(
         eng.shutdown()
 
 
+def test_a_missing_model_is_prepared_first_and_an_idle_one_unloads(tmp_path: Path) -> None:
+    eng = real_engine(tmp_path / "empty-models", tmp_path, idle_unload_s=1.0)
+    try:
+        rec = Recorder(eng)
+        job = run_job(eng, model="TI2V-5B")
+        assert job.state is JobState.completed, job.failure
+        rec.wait_state(job.id, JobState.completed)
+        stages = [e.stage for e in rec.of(JobStage, job.id)]
+        assert stages[:3] == ["initializing", "downloading_model", "loading_model"]
+        progress = [e.progress for e in rec.of(ModelDownload, job.id)]
+        assert progress and progress[-1].phase == "complete"
+        rec.wait(lambda: bool(rec.of(ModelUnloaded)), timeout=60)
+        assert rec.of(ModelUnloaded)[-1].reason == "idle" and eng.loaded_models() == []
+    finally:
+        eng.shutdown()
+
+
 def test_models_stay_warm_and_make_room_for_another(engine: Engine) -> None:
     rec = Recorder(engine)
     warm = run_job(engine, model="T2V-A14B")
@@ -292,8 +312,12 @@ def test_out_of_memory_retries_once_with_a_cheaper_strategy(engine: Engine, erro
             raise MemoryError("cannot allocate 20 GiB")
 
     rec = Recorder(engine)
+    assert run_job(engine, model="T2V-A14B").state is JobState.completed
+    old = weakref.ref(engine.pipeline(JobKind.wan).diffusers_pipeline())  # type: ignore[attr-defined]
     with forward_hook(once):
         job = run_job(engine, model="T2V-A14B")
+    gc.collect()
+    assert old() is None, "the pipeline that ran out of memory must be freed"
     assert raised == [error]
     assert job.state is JobState.completed, job.failure
     assert job.memory_plan["strategy"] == "cpu_fp8"

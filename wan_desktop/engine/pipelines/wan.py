@@ -28,7 +28,7 @@ from ..errors import JobCancelledError, JobFailedError
 from ..events import ModelLoaded, ModelUnloaded
 from ..failures import OOM_SUGGESTIONS, is_out_of_memory
 from ..jobs import FailureCategory, JobKind, JobOutput, JobState
-from ..lora import LoraSet, SkippedLora
+from ..lora import LoraSet
 from ..params import WanParams, validate_wan_params
 from ..planner import STRATEGIES, JobShape, MemoryPlan, facts_for, plan
 from .base import JobDescription, LoadedModel, Pipeline
@@ -112,23 +112,21 @@ class WanPipeline(Pipeline):
 
     def unload(self, reason: str = "requested") -> None:
         with self._lock:
-            current, self._loaded = self._loaded, None
-        if current is None:
-            return
-        device = current.device
-        del current
+            if self._loaded is None:
+                return
+            self._loaded = None  # the last reference: the weights go with it
         from .wan_load import free_memory
 
-        free_memory(device)
+        free_memory()
 
     def _unload_for(self, reason: str) -> None:
         """Unload on our own account (the engine announces its idle and requested unloads)."""
-        current = self._loaded
-        if current is None:
+        info = self.loaded()
+        if info is None:
             return
         self.unload(reason)
         self.engine.bus.publish(
-            ModelUnloaded(model_id=current.model_id, variant=current.variant, reason=reason)
+            ModelUnloaded(model_id=info.model_id, variant=info.variant, reason=reason)
         )
 
     # ----------------------------------------------------------------------------------- run
@@ -155,13 +153,12 @@ class WanPipeline(Pipeline):
             ) from exc
         facts = facts_for(spec, folder)
         shape = _shape(p)
-        current = self._loaded
-        keep = current.plan.strategy if current and current.folder == folder else None
-        mp = plan(facts, var.dtype, shape, profile, keep=keep)
+        mp = plan(facts, var.dtype, shape, profile, keep=self._strategy_of(folder))
         self._record_plan(ctx, mp)
 
         timings: dict[str, float] = {}
         for attempt in (1, 2):
+            oom: str | None = None
             try:
                 model = self._ensure_loaded(ctx, spec, var, folder, mp, device, timings)
                 frames, details = self._generate(ctx, model, p, spec, timings)
@@ -173,21 +170,25 @@ class WanPipeline(Pipeline):
                 self._after_failure(exc.failure.category is FailureCategory.invalid_input)
                 raise
             except Exception as exc:
-                self._after_failure(keep_model=False)
-                if not is_out_of_memory(exc):
+                if not is_out_of_memory(exc) or attempt == 2 or mp.next_strategy() is None:
+                    self._after_failure(keep_model=False)
+                    if is_out_of_memory(exc):
+                        raise _oom_failure(exc, mp, p, spec) from exc
                     raise
-                after = mp.next_strategy()
-                if attempt == 2 or after is None:
-                    raise _oom_failure(exc, mp, p, spec) from exc
-                previous = mp
-                mp = plan(facts, var.dtype, shape, profile, after=previous.strategy)
-                ctx.warn(
-                    f"ran out of memory with {previous.strategy}; retrying once with "
-                    f"{mp.strategy} ({mp.description}: slower, needs less memory)",
-                    code="out_of_memory_retry",
-                )
-                self._record_plan(ctx, mp)
-                ctx.timer.times.clear()
+                oom = f"{type(exc).__name__}: {exc}"
+            # Out of the except block: the error's traceback, which holds the frames (and their
+            # tensors and the pipeline) of the failed call, is gone, so freeing frees.
+            self._after_failure(keep_model=False)
+            previous = mp
+            mp = plan(facts, var.dtype, shape, profile, after=previous.strategy)
+            ctx.log("warning", f"out of memory with {previous.strategy}: {oom}")
+            ctx.warn(
+                f"ran out of memory with {previous.strategy}; retrying once with "
+                f"{mp.strategy} ({mp.description}: slower, needs less memory)",
+                code="out_of_memory_retry",
+            )
+            self._record_plan(ctx, mp)
+            ctx.timer.times.clear()
 
         ctx.set_state(JobState.encoding)
         ctx.stage("saving", 0.95, "writing the MP4, thumbnail and sidecar")
@@ -199,15 +200,21 @@ class WanPipeline(Pipeline):
         for note in mp.notes:
             ctx.warn(note, code="memory_plan")
 
+    def _strategy_of(self, folder: Path) -> str | None:
+        """The memory strategy of the loaded model if it is this folder's."""
+        current = self._loaded
+        return current.plan.strategy if current is not None and current.folder == folder else None
+
     def _after_failure(self, keep_model: bool) -> None:
         from .wan_load import free_memory
 
-        current = self._loaded
-        if current is not None:
+        pipe = self.diffusers_pipeline()
+        if pipe is not None:
             try:
-                current.pipe.maybe_free_model_hooks()  # offloaded models back to the CPU
+                pipe.maybe_free_model_hooks()  # offloaded models back to the CPU
             except Exception:
                 keep_model = False
+            del pipe  # no reference of ours may outlive the unload
         if not keep_model:
             self._unload_for("failed job: memory freed")
         free_memory()
@@ -241,10 +248,12 @@ class WanPipeline(Pipeline):
                     current.pipe.vae.disable_tiling()
                 timings["load"] = 0.0
                 return current
-        if current is not None:
+            other = None if current is None else current.folder
+            del current  # the old model must be freed before the new one loads
+        if other is not None:
             why = (
                 "another model needs the room"
-                if current.folder != folder
+                if other != folder
                 else f"memory strategy changes to {mp.strategy}"
             )
             self._unload_for(why)
@@ -305,7 +314,6 @@ class WanPipeline(Pipeline):
         timings["prompt"] = round(time.monotonic() - t0, 3)
         device = pipe._execution_device
 
-        skipped: list[SkippedLora] = []
         if p.loras:
             ctx.stage("applying_lora", 0.08, f"{len(p.loras)} LoRA(s)")
         applied, skipped = model.loras.apply(p.loras)

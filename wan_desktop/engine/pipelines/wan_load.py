@@ -151,7 +151,7 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def free_memory(device: Any = None) -> None:
+def free_memory() -> None:
     """Return what the allocator caches to the device; after a failure, an OOM or an unload."""
     gc.unfreeze()
     gc.collect()
