@@ -68,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
     params, errors = _params(args)
     if errors:
         return out.invalid({**errors, **_validation_errors(params)})
-    with tempfile.TemporaryDirectory(prefix="wan-generate-") as tmp:
-        return _generate(args, params, Path(tmp), out)
+    try:
+        with tempfile.TemporaryDirectory(prefix="wan-generate-") as tmp:
+            return _generate(args, params, Path(tmp), out)
+    except KeyboardInterrupt:  # before the job was submitted, or while the engine stopped
+        out.err("interrupted")
+        return EXIT_INTERRUPTED
 
 
 def _validation_errors(params: dict[str, Any]) -> dict[str, str]:
@@ -93,8 +97,10 @@ def _params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
     errors: dict[str, str] = {}
     if args.out.suffix.lower() != ".mp4":
         errors["out"] = f"{args.out} must end in .mp4"
-    elif args.out.exists() and args.out.is_dir():
+    elif args.out.is_dir():
         errors["out"] = f"{args.out} is a folder; give a file name ending in .mp4"
+    elif not os.access(_existing_parent(args.out), os.W_OK):
+        errors["out"] = f"cannot write to {_existing_parent(args.out)}; choose another place"
     loras = []
     for i, text in enumerate(args.lora):
         try:
@@ -208,13 +214,27 @@ def _generate(args: argparse.Namespace, params: dict[str, Any], tmp: Path, out: 
             if f is None:
                 return out.failed(str(job.state), f"the job ended {job.state}", ())
             return out.failed(str(f.category), f.message, f.suggestions)
-        video = _copy(Path(job.output.video), args.out)
-        sidecar = (
-            _copy(Path(job.output.sidecar), args.out.with_suffix(".json"))
-            if job.output.sidecar
-            else None
-        )
+        try:
+            video = _copy(Path(job.output.video), args.out)
+            sidecar = (
+                _copy(Path(job.output.sidecar), args.out.with_suffix(".json"))
+                if job.output.sidecar
+                else None
+            )
+        except OSError as exc:
+            return out.failed(
+                "storage_failed",
+                f"the video was made but could not be written to {args.out}: {exc}",
+                ("check the free space and permissions there, or choose another --out",),
+            )
         return out.done(job, video, sidecar, time.monotonic() - started)
+
+
+def _existing_parent(path: Path) -> Path:
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
 
 
 def _copy(src: Path, dest: Path) -> Path:
