@@ -102,3 +102,28 @@ def test_loras_keep_full_precision_over_fp8_weights(
         assert torch.equal(ours.detach().cpu(), value), "the file's values, not fp8-rounded ones"
     styled = generate(pipe)
     assert np.isfinite(styled).all() and not np.array_equal(styled, base)
+
+
+@pytest.mark.parametrize("model", ["t2v-A14B@2.2.0", "ti2v-5B@2.2.0"])  # Wan2.1 and Wan2.2 VAEs
+def test_latent_previews_follow_the_picture(tiny_models_root: Path, model: str) -> None:
+    from torch.nn import functional
+
+    from wan_desktop.engine.pipelines.preview import LatentPreview, normalise
+
+    pipe = wan_load.load_pipeline(tiny_models_root / "wan22" / f"{model}+tiny", "float32")
+    scale = int(pipe.vae_scale_factor_spatial)
+    preview = LatentPreview.fit(pipe.vae, scale)
+    gen = torch.Generator().manual_seed(123)  # not the pictures the map was fitted on
+    pictures = functional.interpolate(
+        torch.rand(4, 3, 3, 3, generator=gen) * 2 - 1, size=(64, 96), mode="bilinear"
+    )
+    with torch.no_grad():
+        latents = normalise(pipe.vae, pipe.vae.encode(pictures[:, :, None]).latent_dist.mode())
+    for i in range(4):
+        rgb = preview(latents[i : i + 1])
+        assert rgb.shape == (64, 96, 3) and rgb.dtype == np.uint8
+        blocks = functional.avg_pool2d(pictures[i : i + 1], scale)
+        truth = blocks.repeat_interleave(scale, 2).repeat_interleave(scale, 3)[0]
+        r = np.corrcoef(rgb.astype(np.float32).ravel(), truth.permute(1, 2, 0).numpy().ravel())
+        # Even random-weight VAEs keep enough colour for a linear map to follow the picture.
+        assert r[0, 1] > 0.15

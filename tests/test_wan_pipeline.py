@@ -357,6 +357,7 @@ def test_bad_inputs_are_named_and_dev_mode_sizes_are_small(engine: Engine, tmp_p
     pipeline = engine.pipeline(JobKind.wan)
     assert pipeline.validate(job.params) == dict(job.params)  # a retry validates the same
     assert job.estimate["strategy"] == "cpu" and job.estimate["minutes"] > 0
+    assert job.estimate["facts"] == "files"  # the tiny model's own sizes, from its files
     engine.cancel(job.id)
 
     bad = tmp_path / "not-an-image.png"

@@ -270,12 +270,18 @@ class MemoryPlan:
         )
 
     def estimate(self) -> dict[str, Any]:
-        """The short form stored on the job at submit time."""
+        """The short form stored on the job at submit time (and refined when it runs).
+
+        ``facts`` says where the figures came from: the model's files, or its manifest entry
+        while it is not on disk yet (for a development variant not built yet, that describes
+        the real weights: the figures shrink once it is built).
+        """
         return {
             "vram_gb": self.vram_gb,
             "ram_gb": self.ram_gb,
             "minutes": self.minutes,
             "strategy": self.strategy,
+            "facts": self.facts_source,
         }
 
     def to_dict(self) -> dict[str, Any]:
