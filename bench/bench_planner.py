@@ -17,12 +17,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.helpers import REAL_MANIFEST  # noqa: E402
 from wan_desktop.engine.hardware import simulated_profile  # noqa: E402
-from wan_desktop.engine.planner import (  # noqa: E402
-    JobShape,
-    facts_from_manifest,
-    plan,
-    weights_gb,
-)
+from wan_desktop.engine.model_facts import facts_from_manifest  # noqa: E402
+from wan_desktop.engine.planner import JobShape, plan, weights_gb  # noqa: E402
 from wan_desktop.models import load_manifest  # noqa: E402
 
 H100 = simulated_profile(80, 256, name="H100", compute_capability=(9, 0))

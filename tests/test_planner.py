@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import REAL_MANIFEST
 from wan_desktop.engine.hardware import simulated_profile
+from wan_desktop.engine.model_facts import count_parameters, facts_for, facts_from_manifest
 from wan_desktop.engine.params import round_size
 from wan_desktop.engine.planner import (
     CPU_LADDER,
@@ -17,9 +18,6 @@ from wan_desktop.engine.planner import (
     MPS_LADDER,
     STRATEGIES,
     JobShape,
-    count_parameters,
-    facts_for,
-    facts_from_manifest,
     plan,
     weights_gb,
 )

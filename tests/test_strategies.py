@@ -18,8 +18,9 @@ from tests.helpers import REAL_MANIFEST
 from tests.wan_helpers import make_lora
 from wan_desktop.engine.hardware import simulated_profile
 from wan_desktop.engine.lora import LoraSet
+from wan_desktop.engine.model_facts import facts_for
 from wan_desktop.engine.params import LoraSpec
-from wan_desktop.engine.planner import STRATEGIES, JobShape, MemoryPlan, facts_for, plan
+from wan_desktop.engine.planner import STRATEGIES, JobShape, MemoryPlan, plan
 from wan_desktop.models import load_manifest
 
 torch = pytest.importorskip("torch")

@@ -19,21 +19,15 @@ choose well and to warn early; an out-of-memory error still triggers a retry one
 
 from __future__ import annotations
 
-import json
-import math
-import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from wan_desktop.models.manifest import ModelSpec
-
 from .hardware import HardwareProfile
+from .model_facts import EXPERTS, ModelFacts
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int8": 1}
-EXPERTS = ("transformer", "transformer_2")
 
 # --- constants of the estimate (why each value: see the comment next to it) -----------------
 # Live hidden-state-sized tensors at the peak of a transformer block (input, fp32 norm, q, k, v,
@@ -103,107 +97,6 @@ def ladder_for(profile: HardwareProfile) -> tuple[Strategy, ...]:
     return CPU_LADDER
 
 
-# ------------------------------------------------------------------------------- model facts
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What the estimate needs about a model, from its files or its manifest entry."""
-
-    params: Mapping[str, float]
-    hidden_size: int
-    num_layers: int
-    ffn_dim: int
-    latent_channels: int
-    vae_scale_spatial: int
-    vae_scale_temporal: int
-    patch_size: tuple[int, int, int]
-    text_len: int
-    vae_base_dim: int
-    source: str  # "files" or "manifest"
-
-    @property
-    def experts(self) -> tuple[str, ...]:
-        return tuple(c for c in EXPERTS if c in self.params)
-
-
-def facts_from_manifest(spec: ModelSpec) -> ModelFacts:
-    m = spec.memory
-    vae = m.params.get("vae", 0.127e9)
-    return ModelFacts(
-        params=dict(m.params),
-        hidden_size=m.hidden_size,
-        num_layers=m.num_layers,
-        ffn_dim=4 * m.hidden_size,  # not in the manifest; Wan's are 2.7x (A14B) and 4.7x (5B)
-        latent_channels=m.latent_channels,
-        vae_scale_spatial=m.vae_scale_spatial,
-        vae_scale_temporal=m.vae_scale_temporal,
-        patch_size=m.patch_size,
-        text_len=m.text_len,
-        # Wan2.1's VAE (0.127 B parameters) is 96 channels wide; width grows as sqrt(params)
-        # (an over-estimate for Wan2.2's, which is 160 wide; the folder's config has the truth).
-        vae_base_dim=max(8, round(96 * math.sqrt(vae / 0.127e9))),
-        source="manifest",
-    )
-
-
-_FACTS_CACHE: dict[tuple[str, float], ModelFacts] = {}
-
-
-def facts_for(spec: ModelSpec, folder: Path | None) -> ModelFacts:
-    """Facts from the model folder when it is on disk (exact, any variant), else the manifest's."""
-    if folder is None or not (folder / "model_index.json").is_file():
-        return facts_from_manifest(spec)
-    key = (str(folder), (folder / "model_index.json").stat().st_mtime)
-    if key not in _FACTS_CACHE:
-        _FACTS_CACHE[key] = _facts_from_folder(spec, folder)
-    return _FACTS_CACHE[key]
-
-
-def _facts_from_folder(spec: ModelSpec, folder: Path) -> ModelFacts:
-    base = facts_from_manifest(spec)
-    params = {
-        comp: float(n)
-        for comp in (*spec.components, "image_encoder")
-        if (n := count_parameters(folder / comp))
-    }
-    tcfg = _read_json(folder / "transformer" / "config.json")
-    vcfg = _read_json(folder / "vae" / "config.json")
-    heads, head_dim = tcfg.get("num_attention_heads"), tcfg.get("attention_head_dim")
-    hidden = int(heads * head_dim) if heads and head_dim else base.hidden_size
-    return replace(
-        base,
-        params=params or base.params,
-        hidden_size=hidden,
-        num_layers=int(tcfg.get("num_layers") or base.num_layers),
-        ffn_dim=int(tcfg.get("ffn_dim") or base.ffn_dim),
-        latent_channels=int(vcfg.get("z_dim") or base.latent_channels),
-        vae_base_dim=int(vcfg.get("base_dim") or base.vae_base_dim),
-        source="files",
-    )
-
-
-def count_parameters(component_dir: Path) -> int:
-    """Parameters stored in a component's safetensors files, read from their headers only."""
-    total = 0
-    for path in sorted(component_dir.glob("*.safetensors")):
-        with path.open("rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(length))
-        for name, info in header.items():
-            if name != "__metadata__":
-                total += math.prod(info["shape"])
-    return total
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 # ----------------------------------------------------------------------------------- the job
 
 
@@ -252,7 +145,7 @@ class MemoryPlan:
     facts_source: str
     candidates: tuple[Candidate, ...] = ()
     notes: tuple[str, ...] = ()
-    ladder: tuple[str, ...] = field(default=())
+    ladder: tuple[str, ...] = ()
 
     @property
     def description(self) -> str:

@@ -29,8 +29,9 @@ from ..events import ModelLoaded, ModelUnloaded
 from ..failures import OOM_SUGGESTIONS, is_out_of_memory
 from ..jobs import FailureCategory, JobKind, JobOutput, JobState
 from ..lora import LoraSet
+from ..model_facts import facts_for
 from ..params import WanParams, validate_wan_params
-from ..planner import STRATEGIES, JobShape, MemoryPlan, facts_for, plan
+from ..planner import STRATEGIES, JobShape, MemoryPlan, plan
 from .base import JobDescription, LoadedModel, Pipeline
 from .common import save_video
 
