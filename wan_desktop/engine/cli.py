@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import shutil
@@ -155,6 +156,9 @@ def _generate(args: argparse.Namespace, params: dict[str, Any], tmp: Path, out: 
     from .jobs import JobKind, JobSpec, JobState
     from .settings import EngineSettings
 
+    # The engine logs failures and skipped LoRAs for the app's log; here they reach the user
+    # once, as our own messages.
+    logging.getLogger("wan_desktop").addHandler(logging.NullHandler())
     overrides: dict[str, Any] = {
         "data_dir": tmp,
         "outputs_dir": tmp / "outputs",
