@@ -58,7 +58,12 @@ def test_parts_import_only_what_the_architecture_allows(part: str) -> None:
 
 
 def test_models_and_cli_import_nothing_heavy_at_module_level() -> None:
-    files = [*(PACKAGE / "models").rglob("*.py"), PACKAGE / "cli.py", PACKAGE / "__init__.py"]
+    files = [
+        *(PACKAGE / "models").rglob("*.py"),
+        *PACKAGE.rglob("cli.py"),
+        PACKAGE / "__init__.py",
+        PACKAGE / "engine" / "__init__.py",
+    ]
     violations = []
     for path in files:
         for module, line, top in _imports(path):

@@ -18,6 +18,7 @@ from .models.config import ENV_DEV_MODE
 
 COMMAND_MODULES = (
     "wan_desktop.models.cli",
+    "wan_desktop.engine.cli",
     "wan_desktop.api.cli",
     "wan_desktop.engine.explainer.cli",
 )

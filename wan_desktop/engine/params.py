@@ -75,22 +75,31 @@ def size_multiple(spec: ModelSpec) -> int:
     return spec.memory.vae_scale_spatial * spec.memory.patch_size[1]
 
 
-def round_size(width: int, height: int, spec: ModelSpec) -> tuple[int, int]:
+def round_size(
+    width: int, height: int, spec: ModelSpec, variant: str | None = None
+) -> tuple[int, int]:
     """Fit a requested size to the model: at most its maximum area, multiples of its block size.
 
     The aspect ratio is kept (within a block). 854x480 becomes 848x480 on the A14B models and
-    832x480 on TI2V-5B; 1920x1080 becomes 1280x720 on a 720p model.
+    832x480 on TI2V-5B; 1920x1080 becomes 1280x720 on a 720p model. A variant may lower the
+    maximum (the tiny development variants do).
     """
     mult = size_multiple(spec)
-    max_w, max_h = spec.defaults.max_size
+    max_w, max_h = spec.defaults_for(variant).max_size
     scale = min(1.0, math.sqrt((max_w * max_h) / (width * height)))
     w = max(mult, int(width * scale) // mult * mult)
     h = max(mult, int(height * scale) // mult * mult)
     return w, h
 
 
-def validate_wan_params(raw: Mapping[str, Any], manifest: Manifest) -> WanParams:
-    """Check and normalise a request; raise InvalidInputError naming every bad field."""
+def validate_wan_params(
+    raw: Mapping[str, Any], manifest: Manifest, *, dev_mode: bool = False
+) -> WanParams:
+    """Check and normalise a request; raise InvalidInputError naming every bad field.
+
+    Defaults come from the variant the job will run (in development mode, the tiny one). The
+    result validates to itself, so a stored job can be validated again (retry).
+    """
     errors: dict[str, str] = {}
     spec: ModelSpec | None = None
     try:
@@ -171,6 +180,18 @@ def validate_wan_params(raw: Mapping[str, Any], manifest: Manifest) -> WanParams
             )
         if end_image and not spec.supports_end_image:
             errors["end_image"] = f"{spec.model_type} does not take an end image; use I2V-A14B"
+        two_experts = "transformer_2" in spec.components
+        if guidance_2 is not None and not two_experts:
+            errors["guidance_scale_2"] = (
+                f"{spec.model_type} has one transformer; guidance_scale_2 is for the "
+                "second expert of the A14B models: remove it"
+            )
+        for i, lora in enumerate(loras):
+            if lora.strength_2 is not None and not two_experts:
+                errors[f"loras[{i}]"] = (
+                    f"strength_2 is for the second expert of the A14B models; "
+                    f"{spec.model_type} has one transformer: remove it"
+                )
         variant = raw.get("variant")
         if variant is not None:
             try:
@@ -180,8 +201,10 @@ def validate_wan_params(raw: Mapping[str, Any], manifest: Manifest) -> WanParams
     if errors or spec is None:
         raise InvalidInputError(errors)
 
-    d = spec.defaults
-    w, h = round_size(*(size or parse_resolution(d.resolution)), spec)
+    asked = str(raw["variant"]) if raw.get("variant") else None
+    runs = manifest.resolve(spec.id, asked, dev_mode=dev_mode)[1].name
+    d = spec.defaults_for(runs)
+    w, h = round_size(*(size or parse_resolution(d.resolution)), spec, runs)
     return WanParams(
         model=spec.id,
         prompt=prompt,
@@ -194,11 +217,11 @@ def validate_wan_params(raw: Mapping[str, Any], manifest: Manifest) -> WanParams
         guidance_scale=d.guidance_scale if guidance is None else guidance,
         guidance_scale_2=guidance_2 if guidance_2 is not None else d.guidance_scale_2,
         negative_prompt=str(raw.get("negative_prompt") or d.negative_prompt).strip(),
-        flow_shift=flow_shift,
+        flow_shift=d.flow_shift if flow_shift is None else flow_shift,
         image=image,
         end_image=end_image,
         loras=loras,
-        variant=str(raw["variant"]) if raw.get("variant") else None,
+        variant=asked,
         requested_resolution=raw.get("requested_resolution")
         or (str(raw["resolution"]) if raw.get("resolution") else None),
     )

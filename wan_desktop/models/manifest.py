@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -72,6 +72,8 @@ class VariantSpec:
     description: str = ""
     development: bool = False
     approx_size_bytes: int | None = None
+    # Overrides of the model's defaults for this variant (e.g. small sizes for the tiny one).
+    defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def files_known(self) -> bool:
@@ -154,6 +156,11 @@ class ModelSpec:
                 fix=f"choose one of: {', '.join(sorted(self.variants))}",
                 details={"model": self.id, "variant": key, "available": sorted(self.variants)},
             ) from None
+
+    def defaults_for(self, variant: str | None) -> Defaults:
+        """The model's defaults with the variant's overrides applied."""
+        overrides = self.variant(variant).defaults
+        return replace(self.defaults, **overrides) if overrides else self.defaults
 
     @property
     def model_type(self) -> str:
@@ -560,7 +567,17 @@ def _parse_memory(c: _Ctx, d: Mapping[str, Any], components: tuple[str, ...]) ->
     )
 
 
-_VARIANT_KEYS = {"dtype", "sources", "files", "description", "development", "approx_size_bytes"}
+_VARIANT_KEYS = {
+    "dtype",
+    "sources",
+    "files",
+    "description",
+    "development",
+    "approx_size_bytes",
+    "defaults",
+}
+# Defaults a variant may override: sizes and step counts, not the model's architecture.
+_VARIANT_DEFAULT_KEYS = ("steps", "fps", "frames", "resolution", "max_resolution")
 _FILE_KEYS = {"path", "size", "sha256", "component", "optional", "shard_index", "part"}
 
 
@@ -634,7 +651,38 @@ def _parse_variant(c: _Ctx, name: str, body: Any, components: tuple[str, ...]) -
         approx_size_bytes=c.num(
             body, "approx_size_bytes", required=False, integer=True, minimum=0, prefix=p
         ),
+        defaults=_parse_variant_defaults(c, p, body.get("defaults", {})),
     )
+
+
+def _parse_variant_defaults(c: _Ctx, prefix: str, d: Any) -> Mapping[str, Any]:
+    p = f"{prefix}defaults."
+    if not isinstance(d, Mapping):
+        raise c.err(p.rstrip("."), "is not a table", "write [..variants.<name>.defaults]")
+    unknown = set(d) - set(_VARIANT_DEFAULT_KEYS)
+    if unknown:
+        raise c.err(
+            p + ", ".join(sorted(unknown)),
+            "cannot be overridden per variant",
+            f"a variant may override only: {', '.join(_VARIANT_DEFAULT_KEYS)}",
+        )
+    out: dict[str, Any] = {}
+    for key in ("resolution", "max_resolution"):
+        if key in d:
+            value = d[key]
+            if not isinstance(value, str) or not RESOLUTION_RE.match(value):
+                raise c.err(p + key, f"is {value!r}", "write WIDTHxHEIGHT, for example 480x272")
+            out[key] = value
+    if "frames" in d:
+        frames = c.num(d, "frames", integer=True, minimum=1, prefix=p)
+        if (frames - 1) % 4:
+            raise c.err(p + "frames", f"is {frames}", "Wan needs 4k+1 frames (e.g. 17 or 81)")
+        out["frames"] = frames
+    if "steps" in d:
+        out["steps"] = c.num(d, "steps", integer=True, minimum=1, maximum=200, prefix=p)
+    if "fps" in d:
+        out["fps"] = c.num(d, "fps", integer=True, minimum=1, maximum=120, prefix=p)
+    return MappingProxyType(out)
 
 
 def _parse_file(c: _Ctx, where: str, body: Any, components: tuple[str, ...]) -> FileSpec:

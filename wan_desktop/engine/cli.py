@@ -1,0 +1,393 @@
+"""``wan generate``: make one video from the command line, with a progress bar.
+
+It runs a private engine in this process (its own temporary job database, so it never takes jobs
+from the app's queue), waits for the one job, and copies the MP4 and its JSON sidecar to
+``--out``. Exit codes: 0 done, 1 the job failed (the error says why and what to do), 2 invalid
+input (every bad field is named; also an image that turns out unreadable), 130 interrupted (the
+job is cancelled first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+NAME = "generate"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
+SCHEMA = "wan.generate/1"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "generate",
+        help="make one video with a Wan2.2 model (progress in the terminal)",
+        description="Make one video. Runs the engine in this process; with --dev a tiny "
+        "development model (random weights: the video is noise) instead of the real one.",
+    )
+    p.add_argument("--model", required=True, help="T2V-A14B, I2V-A14B, TI2V-5B (or a model id)")
+    p.add_argument("--prompt", required=True, help="what to show (1–500 characters)")
+    p.add_argument("--negative-prompt", help="what to avoid (default: the model's)")
+    p.add_argument("--image", help="first frame (I2V-A14B requires one; TI2V-5B takes one)")
+    p.add_argument("--end-image", help="last frame (I2V-A14B: first–last-frame video)")
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="FILE[:STRENGTH[:STRENGTH_2]]",
+        help="a LoRA, strength 0–2 (default 1); STRENGTH_2 is the A14B low-noise expert's "
+        "(default: the same). Repeat for several.",
+    )
+    p.add_argument("--seed", help="random seed (default: drawn at random and recorded)")
+    p.add_argument("--steps", help="denoising steps (default: the model's)")
+    p.add_argument("--frames", help="number of frames, 4k+1 (default: the model's)")
+    p.add_argument("--fps", help="frames per second of the MP4 (default: the model's)")
+    p.add_argument("--resolution", help="WIDTHxHEIGHT, rounded as the model needs")
+    p.add_argument("--guidance-scale", help="classifier-free guidance (default: the model's)")
+    p.add_argument("--flow-shift", help="the scheduler's flow shift (default: the model's)")
+    p.add_argument("--variant", help="model variant (default: full precision; tiny with --dev)")
+    p.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the best available)")
+    p.add_argument("--out", required=True, type=Path, help="where to write the MP4 (F.mp4)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    out = _Output(json_mode=args.json)
+    params, errors = _params(args)
+    if errors:
+        return out.invalid({**errors, **_validation_errors(params)})
+    try:
+        with tempfile.TemporaryDirectory(prefix="wan-generate-") as tmp:
+            return _generate(args, params, Path(tmp), out)
+    except KeyboardInterrupt:  # before the job was submitted, or while the engine stopped
+        out.err("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _validation_errors(params: dict[str, Any]) -> dict[str, str]:
+    """What the engine would say about the rest, so one run names every bad field."""
+    from wan_desktop.models import ModelError, ModelStore
+
+    from .errors import InvalidInputError
+    from .params import validate_wan_params
+
+    try:
+        store = ModelStore()
+        validate_wan_params(params, store.manifest, dev_mode=store.config.dev_mode)
+    except InvalidInputError as exc:
+        return exc.errors
+    except ModelError as exc:
+        return {"model": exc.message}
+    return {}
+
+
+def _params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    errors: dict[str, str] = {}
+    if args.out.suffix.lower() != ".mp4":
+        errors["out"] = f"{args.out} must end in .mp4"
+    elif args.out.is_dir():
+        errors["out"] = f"{args.out} is a folder; give a file name ending in .mp4"
+    elif not os.access(_existing_parent(args.out), os.W_OK):
+        errors["out"] = f"cannot write to {_existing_parent(args.out)}; choose another place"
+    loras = []
+    for i, text in enumerate(args.lora):
+        try:
+            loras.append(_lora(text))
+        except ValueError as exc:
+            errors[f"lora[{i}]"] = str(exc)
+    params: dict[str, Any] = {
+        "model": args.model,
+        "prompt": args.prompt,
+        "negative_prompt": args.negative_prompt,
+        "image": args.image,
+        "end_image": args.end_image,
+        "seed": args.seed,
+        "steps": args.steps,
+        "frames": args.frames,
+        "fps": args.fps,
+        "resolution": args.resolution,
+        "guidance_scale": args.guidance_scale,
+        "flow_shift": args.flow_shift,
+        "variant": args.variant,
+        "loras": loras,
+    }
+    return {k: v for k, v in params.items() if v not in (None, [])}, errors
+
+
+def _lora(text: str) -> dict[str, Any]:
+    """FILE[:STRENGTH[:STRENGTH_2]]; a Windows drive letter (C:\\…) is part of the file."""
+    drive = text[:2] if re.match(r"^[A-Za-z]:[\\/]", text) else ""
+    path, *numbers = text[len(drive) :].split(":")
+    if not path:
+        raise ValueError(f"{text!r} names no file; write FILE or FILE:STRENGTH")
+    try:
+        strengths = [float(n) for n in numbers]
+    except ValueError:
+        raise ValueError(
+            f"{text!r}: the strength must be a number, e.g. {drive}{path}:0.8"
+        ) from None
+    if len(strengths) > 2:
+        raise ValueError(f"{text!r}: give at most two strengths, FILE:STRENGTH:STRENGTH_2")
+    spec: dict[str, Any] = {"path": drive + path}
+    if strengths:
+        spec["strength"] = strengths[0]
+    if len(strengths) > 1:
+        spec["strength_2"] = strengths[1]
+    return spec
+
+
+def _generate(args: argparse.Namespace, params: dict[str, Any], tmp: Path, out: _Output) -> int:
+    from .engine import Engine
+    from .errors import EngineError, InvalidInputError
+    from .events import Event, JobStateChanged
+    from .jobs import JobKind, JobSpec, JobState
+    from .settings import EngineSettings
+
+    # The engine logs failures and skipped LoRAs for the app's log; here they reach the user
+    # once, as our own messages.
+    logging.getLogger("wan_desktop").addHandler(logging.NullHandler())
+    overrides: dict[str, Any] = {
+        "data_dir": tmp,
+        "outputs_dir": tmp / "outputs",
+        "mock": False,
+        "idle_unload_s": 0.0,
+        "memory_sample_s": 5.0,
+    }
+    if args.device:
+        overrides["device"] = args.device
+    started = time.monotonic()
+    with Engine(EngineSettings.from_env(**overrides)) as engine:
+        done = threading.Event()
+        bar = _Progress(out.stderr) if out.stderr.isatty() and not out.json_mode else None
+        job_id: list[str] = []
+
+        def on_event(event: Event) -> None:
+            if bar is not None and job_id:
+                bar.on_event(event, job_id[0])
+            if (
+                isinstance(event, JobStateChanged)
+                and job_id
+                and event.job.id == job_id[0]
+                and event.job.finished
+            ):
+                done.set()
+
+        sub = engine.subscribe(on_event, name="wan-generate")
+        try:
+            job = engine.submit(JobSpec(kind=JobKind.wan, params=params, client="cli"))
+        except InvalidInputError as exc:
+            sub.close()
+            return out.invalid(exc.errors)
+        except EngineError as exc:
+            sub.close()
+            return out.failed("engine_unavailable", str(exc), ())
+        job_id.append(job.id)
+        if bar is not None:
+            bar.start(job)
+        try:
+            while not done.wait(0.2):
+                if engine.get(job.id).finished:  # the event may have raced the subscription
+                    break
+        except KeyboardInterrupt:
+            engine.cancel(job.id)
+            done.wait(60)
+            if bar is not None:
+                bar.finish()
+            out.err("interrupted: the job was cancelled")
+            return EXIT_INTERRUPTED
+        finally:
+            sub.close()
+        if bar is not None:
+            bar.finish()
+        job = engine.get(job.id)
+        if job.state is not JobState.completed or job.output is None:
+            f = job.failure
+            if f is None:
+                return out.failed(str(job.state), f"the job ended {job.state}", ())
+            return out.failed(str(f.category), f.message, f.suggestions)
+        try:
+            video = _copy(Path(job.output.video), args.out)
+            sidecar = (
+                _copy(Path(job.output.sidecar), args.out.with_suffix(".json"))
+                if job.output.sidecar
+                else None
+            )
+        except OSError as exc:
+            return out.failed(
+                "storage_failed",
+                f"the video was made but could not be written to {args.out}: {exc}",
+                ("check the free space and permissions there, or choose another --out",),
+            )
+        return out.done(job, video, sidecar, time.monotonic() - started)
+
+
+def _existing_parent(path: Path) -> Path:
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+class _Output:
+    def __init__(self, *, json_mode: bool) -> None:
+        self.json_mode = json_mode
+        self.stdout: TextIO = sys.stdout
+        self.stderr: TextIO = sys.stderr
+
+    def doc(self, **fields: Any) -> None:
+        json.dump({"schema": SCHEMA, **fields}, self.stdout, indent=2, default=str)
+        self.stdout.write("\n")
+
+    def err(self, text: str) -> None:
+        self.stderr.write(text + "\n")
+
+    def invalid(self, errors: dict[str, str]) -> int:
+        if self.json_mode:
+            self.doc(ok=False, error={"category": "invalid_input", "fields": errors})
+        else:
+            self.err("error [invalid_input]: " + "; ".join(errors))
+            for name, message in errors.items():
+                self.err(f"  {name}: {message}")
+        return EXIT_INVALID
+
+    def failed(self, category: str, message: str, suggestions: Any) -> int:
+        if self.json_mode:
+            self.doc(
+                ok=False,
+                error={"category": category, "message": message, "suggestions": list(suggestions)},
+            )
+        else:
+            self.err(f"error [{category}]: {message}")
+            for s in suggestions:
+                self.err(f"  try: {s}")
+        # An input the engine accepted but could not use (an unreadable image) is still the
+        # caller's to fix.
+        return EXIT_INVALID if category == "invalid_input" else EXIT_FAILED
+
+    def done(self, job: Any, video: Path, sidecar: Path | None, seconds: float) -> int:
+        o = job.output
+        if self.json_mode:
+            self.doc(
+                ok=True,
+                job_id=job.id,
+                video=str(video),
+                sidecar=str(sidecar) if sidecar else None,
+                model_id=job.model_id,
+                variant=job.variant,
+                development=job.development,
+                label=job.label,
+                seed=job.params.get("seed"),
+                width=o.width,
+                height=o.height,
+                frames=o.frames,
+                fps=o.fps,
+                duration_s=o.duration_s,
+                seconds=round(seconds, 2),
+                memory_strategy=job.memory_plan.get("strategy"),
+                warnings=list(job.warnings),
+            )
+        else:
+            self.stdout.write(
+                f"wrote {video} ({o.width}x{o.height}, {o.frames} frames at {o.fps:g} fps) "
+                f"in {seconds:.1f} s; seed {job.params.get('seed')}\n"
+            )
+            if job.development:
+                self.stdout.write(f"note: {job.label}\n")
+            for w in job.warnings:
+                self.err(f"warning: {w}")
+        return EXIT_OK
+
+
+class _Progress:
+    """Stages on their own lines; steps as one self-rewriting bar with the ETA."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.bar_active = False
+        self._lock = threading.Lock()
+
+    def start(self, job: Any) -> None:
+        label = f" [{job.label}]" if job.development else ""
+        self._line(f"{job.model_id} ({job.variant}){label}")
+
+    def on_event(self, event: Any, job_id: str) -> None:
+        from .events import JobStage, JobStep, JobWarning, ModelDownload
+
+        if getattr(event, "job_id", None) != job_id:
+            return
+        if isinstance(event, JobStage):
+            message = f": {event.message}" if event.message else ""
+            self._line(f"{event.stage.replace('_', ' ')}{message}")
+        elif isinstance(event, JobStep):
+            frac = event.step / max(1, event.total_steps)
+            filled = int(frac * self.WIDTH)
+            eta = "" if event.eta_s is None else f" ETA {_clock(event.eta_s)}"
+            expert = f" {event.expert.replace('_', '-')}" if event.expert else ""
+            self._bar(
+                f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] step {event.step}/"
+                f"{event.total_steps} {event.step_time_s:.2f} s/step{expert}{eta}"
+            )
+        elif isinstance(event, ModelDownload):
+            p = event.progress
+            pct = "" if p.fraction is None else f" {p.fraction:.0%}"
+            self._bar(f"downloading {p.model_id}{pct}")
+        elif isinstance(event, JobWarning):
+            self._line(f"warning: {event.message}")
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            if self.bar_active:
+                self.stream.write("\n")
+                self.bar_active = False
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def _bar(self, text: str) -> None:
+        cols = shutil.get_terminal_size((100, 20)).columns
+        with self._lock:
+            self.stream.write("\r" + text[: cols - 1].ljust(cols - 1))
+            self.stream.flush()
+            self.bar_active = True
+
+    def finish(self) -> None:
+        with self._lock:
+            if self.bar_active:
+                self.stream.write("\n")
+                self.stream.flush()
+                self.bar_active = False
+
+
+def _clock(seconds: float) -> str:
+    s = round(seconds)
+    return (
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    )
+
+
+__all__ = ["NAME", "add_parser", "run"]

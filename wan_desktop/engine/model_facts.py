@@ -1,0 +1,118 @@
+"""What the VRAM planner knows about a model without loading it.
+
+From the model folder when it is on disk: parameter counts per component read from the
+safetensors headers (exact for any variant, tied weights counted once), width and depth from the
+configs. Before a download: the manifest's memory facts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from wan_desktop.models.manifest import ModelSpec
+
+EXPERTS = ("transformer", "transformer_2")
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the estimate needs about a model, from its files or its manifest entry."""
+
+    params: Mapping[str, float]
+    hidden_size: int
+    num_layers: int
+    ffn_dim: int
+    latent_channels: int
+    vae_scale_spatial: int
+    vae_scale_temporal: int
+    patch_size: tuple[int, int, int]
+    text_len: int
+    vae_base_dim: int
+    source: str  # "files" or "manifest"
+
+    @property
+    def experts(self) -> tuple[str, ...]:
+        return tuple(c for c in EXPERTS if c in self.params)
+
+
+def facts_from_manifest(spec: ModelSpec) -> ModelFacts:
+    m = spec.memory
+    vae = m.params.get("vae", 0.127e9)
+    return ModelFacts(
+        params=dict(m.params),
+        hidden_size=m.hidden_size,
+        num_layers=m.num_layers,
+        ffn_dim=4 * m.hidden_size,  # not in the manifest; Wan's are 2.7x (A14B) and 4.7x (5B)
+        latent_channels=m.latent_channels,
+        vae_scale_spatial=m.vae_scale_spatial,
+        vae_scale_temporal=m.vae_scale_temporal,
+        patch_size=m.patch_size,
+        text_len=m.text_len,
+        # Wan2.1's VAE (0.127 B parameters) is 96 channels wide; width grows as sqrt(params)
+        # (an over-estimate for Wan2.2's, which is 160 wide; the folder's config has the truth).
+        vae_base_dim=max(8, round(96 * math.sqrt(vae / 0.127e9))),
+        source="manifest",
+    )
+
+
+_FACTS_CACHE: dict[tuple[str, float], ModelFacts] = {}
+
+
+def facts_for(spec: ModelSpec, folder: Path | None) -> ModelFacts:
+    """Facts from the model folder when it is on disk (exact, any variant), else the manifest's."""
+    if folder is None or not (folder / "model_index.json").is_file():
+        return facts_from_manifest(spec)
+    key = (str(folder), (folder / "model_index.json").stat().st_mtime)
+    if key not in _FACTS_CACHE:
+        _FACTS_CACHE[key] = _facts_from_folder(spec, folder)
+    return _FACTS_CACHE[key]
+
+
+def _facts_from_folder(spec: ModelSpec, folder: Path) -> ModelFacts:
+    base = facts_from_manifest(spec)
+    params = {
+        comp: float(n)
+        for comp in (*spec.components, "image_encoder")
+        if (n := count_parameters(folder / comp))
+    }
+    tcfg = _read_json(folder / "transformer" / "config.json")
+    vcfg = _read_json(folder / "vae" / "config.json")
+    heads, head_dim = tcfg.get("num_attention_heads"), tcfg.get("attention_head_dim")
+    hidden = int(heads * head_dim) if heads and head_dim else base.hidden_size
+    return replace(
+        base,
+        params=params or base.params,
+        hidden_size=hidden,
+        num_layers=int(tcfg.get("num_layers") or base.num_layers),
+        ffn_dim=int(tcfg.get("ffn_dim") or base.ffn_dim),
+        latent_channels=int(vcfg.get("z_dim") or base.latent_channels),
+        vae_base_dim=int(vcfg.get("base_dim") or base.vae_base_dim),
+        source="files",
+    )
+
+
+def count_parameters(component_dir: Path) -> int:
+    """Parameters stored in a component's safetensors files, read from their headers only."""
+    total = 0
+    for path in sorted(component_dir.glob("*.safetensors")):
+        with path.open("rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(length))
+        for name, info in header.items():
+            if name != "__metadata__":
+                total += math.prod(info["shape"])
+    return total
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

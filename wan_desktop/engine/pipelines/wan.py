@@ -1,0 +1,573 @@
+"""The real Wan2.2 pipeline: T2V-A14B, I2V-A14B (optionally first–last frame) and TI2V-5B.
+
+One code path for the tiny development variants and the real weights: the model folder from the
+orchestrator is loaded with diffusers (``WanPipeline`` or ``WanImageToVideoPipeline``, whatever
+its ``model_index.json`` names; TI2V-5B given an image runs the image pipeline over the same
+components), placed by the VRAM planner's strategy, and called with the job's parameters. Steps,
+experts, ETA, previews and cancellation come from ``callback_on_step_end`` and a forward pre-hook.
+The loaded model stays warm for the next job of the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wan_desktop.models.manifest import ModelSpec, VariantSpec
+from wan_desktop.models.paths import COMPLETE_MARKER
+
+from ..errors import JobCancelledError, JobFailedError
+from ..events import ModelLoaded, ModelUnloaded
+from ..failures import OOM_SUGGESTIONS, is_out_of_memory
+from ..jobs import FailureCategory, JobKind, JobOutput, JobState
+from ..lora import LoraSet
+from ..model_facts import facts_for
+from ..params import WanParams, validate_wan_params
+from ..planner import STRATEGIES, JobShape, MemoryPlan, plan
+from .base import JobDescription, LoadedModel, Pipeline
+from .common import save_video
+
+if TYPE_CHECKING:
+    from ..context import JobContext
+    from ..engine import Engine
+
+HIGH_NOISE, LOW_NOISE = "high_noise", "low_noise"
+PROMPT_CACHE = 16
+
+
+@dataclass
+class _Loaded:
+    key: tuple[str, ...]
+    model_id: str
+    variant: str
+    folder: Path
+    plan: MemoryPlan
+    pipe: Any
+    device: Any
+    loras: LoraSet
+    load_s: float
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    preview: Any = None  # LatentPreview, fitted at load when previews are on
+    image_pipe: Any = None  # the image-to-video view of a text-to-video folder (TI2V-5B)
+    # Text embeddings of recent prompts (on the CPU): trying seeds or LoRAs on one prompt skips
+    # the text encoder, which under model offload also saves moving 11 GB to the GPU.
+    prompts: OrderedDict[tuple[str, str, bool], tuple[Any, Any]] = field(
+        default_factory=OrderedDict
+    )
+
+    def info(self) -> LoadedModel:
+        return LoadedModel(
+            self.model_id, self.variant, self.plan.strategy, self.loaded_at, self.last_used
+        )
+
+
+class WanPipeline(Pipeline):
+    kind = JobKind.wan
+    mock = False
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._loaded: _Loaded | None = None
+        self._lock = threading.RLock()
+        self._hashes: dict[tuple[str, int, int], str | None] = {}
+
+    # ------------------------------------------------------------------------ submit time
+
+    def validate(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        manifest = self.engine.models.manifest
+        return validate_wan_params(raw, manifest, dev_mode=self.engine.settings.dev_mode).to_dict()
+
+    def describe(self, params: Mapping[str, Any]) -> JobDescription:
+        p = WanParams.from_dict(params)
+        spec, var = self.engine.models.resolve(p.model, p.variant)
+        status = self.engine.models.status(spec.id, var.name)
+        facts = facts_for(spec, status.path if status.complete else None)
+        estimate = plan(facts, var.dtype, _shape(p), self.engine.hardware).estimate()
+        return JobDescription(
+            model_id=spec.id,
+            variant=var.name,
+            development=var.development,
+            label=var.label,
+            estimate=estimate,
+        )
+
+    # ---------------------------------------------------------------------------- warm model
+
+    def loaded(self) -> LoadedModel | None:
+        current = self._loaded
+        return current.info() if current is not None else None
+
+    def diffusers_pipeline(self) -> Any:
+        """The loaded diffusers pipeline (for inspection and extensions), or None."""
+        current = self._loaded
+        return current.pipe if current is not None else None
+
+    def unload(self, reason: str = "requested") -> None:
+        with self._lock:
+            if self._loaded is None:
+                return
+            self._loaded = None  # the last reference: the weights go with it
+        from .wan_load import free_memory
+
+        free_memory()
+
+    def _unload_for(self, reason: str) -> None:
+        """Unload on our own account (the engine announces its idle and requested unloads)."""
+        info = self.loaded()
+        if info is None:
+            return
+        self.unload(reason)
+        self.engine.bus.publish(
+            ModelUnloaded(model_id=info.model_id, variant=info.variant, reason=reason)
+        )
+
+    # ----------------------------------------------------------------------------------- run
+
+    def run(self, ctx: JobContext) -> JobOutput:
+        from . import wan_load
+
+        p = WanParams.from_dict(ctx.params)
+        models = self.engine.models
+        spec, var = models.resolve(p.model, p.variant)
+        label = f"{spec.title}, {var.name} variant" + (f" ({var.label})" if var.development else "")
+        ctx.stage("initializing", 0.01, label)
+        if not models.status(spec.id, var.name).complete:
+            ctx.stage("downloading_model", 0.02, f"{spec.title} ({var.name}) is not on disk yet")
+        folder = ctx.ensure_model(spec.id, var.name)
+        profile = self.engine.hardware
+        try:
+            device = wan_load.resolve_device(profile.device)
+        except RuntimeError as exc:
+            raise JobFailedError(
+                FailureCategory.cuda_error,
+                str(exc),
+                ("run on the CPU: WAN_DEVICE=cpu", "install a torch build for this GPU"),
+            ) from exc
+        facts = facts_for(spec, folder)
+        shape = _shape(p)
+        mp = plan(facts, var.dtype, shape, profile, keep=self._strategy_of(folder))
+        self._record_plan(ctx, mp)
+
+        timings: dict[str, float] = {}
+        for attempt in (1, 2):
+            oom: str | None = None
+            try:
+                model = self._ensure_loaded(ctx, spec, var, folder, mp, device, timings)
+                frames, details = self._generate(ctx, model, p, spec, timings)
+                break
+            except JobCancelledError:
+                self._after_failure(keep_model=True)
+                raise
+            except JobFailedError as exc:
+                self._after_failure(exc.failure.category is FailureCategory.invalid_input)
+                raise
+            except Exception as exc:
+                if not is_out_of_memory(exc) or attempt == 2 or mp.next_strategy() is None:
+                    self._after_failure(keep_model=False)
+                    if is_out_of_memory(exc):
+                        raise _oom_failure(exc, mp, p, spec) from exc
+                    raise
+                oom = f"{type(exc).__name__}: {exc}"
+            # Out of the except block: the error's traceback, which holds the frames (and their
+            # tensors and the pipeline) of the failed call, is gone, so freeing frees.
+            self._after_failure(keep_model=False)
+            previous = mp
+            mp = plan(facts, var.dtype, shape, profile, after=previous.strategy)
+            ctx.log("warning", f"out of memory with {previous.strategy}: {oom}")
+            ctx.warn(
+                f"ran out of memory with {previous.strategy}; retrying once with "
+                f"{mp.strategy} ({mp.description}: slower, needs less memory)",
+                code="out_of_memory_retry",
+            )
+            self._record_plan(ctx, mp)
+            ctx.timer.times.clear()
+
+        ctx.set_state(JobState.encoding)
+        ctx.stage("saving", 0.95, "writing the MP4, thumbnail and sidecar")
+        return save_video(ctx, frames, p.fps, self._sidecar(p, spec, var, model, details, timings))
+
+    def _record_plan(self, ctx: JobContext, mp: MemoryPlan) -> None:
+        ctx.update(memory_plan=mp.to_dict(), estimate={**dict(ctx.job.estimate), **mp.estimate()})
+        ctx.log("info", f"memory plan: {mp.summary}")
+        for note in mp.notes:
+            ctx.warn(note, code="memory_plan")
+
+    def _strategy_of(self, folder: Path) -> str | None:
+        """The memory strategy of the loaded model if it is this folder's."""
+        current = self._loaded
+        return current.plan.strategy if current is not None and current.folder == folder else None
+
+    def _after_failure(self, keep_model: bool) -> None:
+        from .wan_load import free_memory
+
+        pipe = self.diffusers_pipeline()
+        if pipe is not None:
+            try:
+                pipe.maybe_free_model_hooks()  # offloaded models back to the CPU
+            except Exception:
+                keep_model = False
+            del pipe  # no reference of ours may outlive the unload
+        if not keep_model:
+            self._unload_for("failed job: memory freed")
+        free_memory()
+
+    # ----------------------------------------------------------------------------- loading
+
+    def _ensure_loaded(
+        self,
+        ctx: JobContext,
+        spec: ModelSpec,
+        var: VariantSpec,
+        folder: Path,
+        mp: MemoryPlan,
+        device: Any,
+        timings: dict[str, float],
+    ) -> _Loaded:
+        from . import wan_load
+        from .preview import LatentPreview
+
+        ctx.set_state(JobState.loading)
+        key = (spec.id, var.name, str(folder), mp.strategy, mp.compute_dtype, str(device))
+        with self._lock:
+            current = self._loaded
+            if current is not None and current.key == key:
+                ctx.stage("loading_model", 0.05, f"already loaded ({mp.summary})")
+                current.last_used = time.time()
+                current.plan = mp
+                if mp.vae_tiling:
+                    current.pipe.vae.enable_tiling()
+                else:
+                    current.pipe.vae.disable_tiling()
+                timings["load"] = 0.0
+                return current
+            other = None if current is None else current.folder
+            del current  # the old model must be freed before the new one loads
+        if other is not None:
+            why = (
+                "another model needs the room"
+                if other != folder
+                else f"memory strategy changes to {mp.strategy}"
+            )
+            self._unload_for(why)
+        ctx.stage("loading_model", 0.05, mp.summary)
+        t0 = time.monotonic()
+        pipe = wan_load.load_pipeline(folder, mp.compute_dtype)
+        preview = None
+        if self.engine.settings.preview_every > 0:
+            preview = LatentPreview.fit(pipe.vae, int(pipe.vae_scale_factor_spatial))
+        wan_load.apply_strategy(pipe, mp, device)
+        strategy = STRATEGIES[mp.strategy]
+        loras = LoraSet(
+            pipe,
+            [name for name, _ in wan_load.experts(pipe)],
+            fp8_compute=wan_load.torch_dtype(mp.compute_dtype) if strategy.fp8 else None,
+        )
+        wan_load.settle_heap()
+        load_s = time.monotonic() - t0
+        loaded = _Loaded(key, spec.id, var.name, folder, mp, pipe, device, loras, load_s)
+        loaded.preview = preview
+        with self._lock:
+            self._loaded = loaded
+        timings["load"] = round(load_s, 3)
+        self.engine.bus.publish(
+            ModelLoaded(model_id=spec.id, variant=var.name, strategy=mp.strategy, seconds=load_s)
+        )
+        ctx.log("info", f"loaded {spec.id} ({var.name}) in {load_s:.1f} s: {mp.strategy}")
+        return loaded
+
+    # -------------------------------------------------------------------------- generating
+
+    def _generate(
+        self,
+        ctx: JobContext,
+        model: _Loaded,
+        p: WanParams,
+        spec: ModelSpec,
+        timings: dict[str, float],
+    ) -> tuple[Any, dict[str, Any]]:
+        import torch
+
+        from . import wan_load
+
+        ctx.stage("preparing_inputs", 0.07)
+        images = {
+            k: _open_image(v, k) for k, v in (("image", p.image), ("last_image", p.end_image)) if v
+        }
+        pipe = model.pipe
+        if images and not _is_image_pipeline(pipe):
+            if model.image_pipe is None:
+                model.image_pipe = wan_load.image_pipeline(pipe)
+            pipe = model.image_pipe
+        scheduler = pipe.scheduler
+        pipe.scheduler = type(scheduler).from_config(scheduler.config, flow_shift=p.flow_shift)
+        guided = p.guidance_scale > 1.0
+        t0 = time.monotonic()
+        embeds, cached = _prompt_embeds(model, pipe, p, guided, spec.memory.text_len)
+        timings["prompt"] = round(time.monotonic() - t0, 3)
+        device = pipe._execution_device
+
+        if p.loras:
+            ctx.stage("applying_lora", 0.08, f"{len(p.loras)} LoRA(s)")
+        applied, skipped = model.loras.apply(p.loras)
+        for s in skipped:
+            ctx.warn(
+                f"LoRA {Path(s.path).name} was skipped: {s.reason}",
+                code="lora_skipped",
+                suggestions=(
+                    f"use a LoRA made for {spec.title}",
+                    "check the file in the LoRA folder (a failed download can leave a stub)",
+                ),
+            )
+            ctx.log("warning", f"LoRA {s.path}: {s.detail}")
+
+        n = p.steps
+        schedule: list[str | None] = []
+        hooks = []
+        started = False
+
+        def before_forward(module: Any, args: Any) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                ctx.timer.start()  # step 1's time then excludes the prompt encoding
+            ctx.check_cancelled()  # cancel within half a step, between the two CFG passes
+
+        def on_step(pipeline: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            if not schedule:
+                schedule.extend(expert_schedule(pipeline, n))
+            done = i + 1
+            remaining = Counter(schedule[done:])
+            ctx.step(done, n, expert=schedule[i], remaining=dict(remaining))
+            every = self.engine.settings.preview_every
+            if model.preview is not None and every > 0 and done % every == 0 and done < n:
+                ctx.preview(done, model.preview(kwargs["latents"]))
+            if done == n:
+                ctx.set_state(JobState.encoding)
+                ctx.stage("post_processing", 0.90, "decoding the video")
+            return kwargs
+
+        for _, module in wan_load.experts(pipe):
+            hooks.append(module.register_forward_pre_hook(before_forward))
+        kwargs: dict[str, Any] = dict(
+            prompt_embeds=embeds[0].to(device),
+            negative_prompt_embeds=embeds[1].to(device) if guided else None,
+            height=p.height,
+            width=p.width,
+            num_frames=p.frames,
+            num_inference_steps=n,
+            guidance_scale=p.guidance_scale,
+            # A CPU generator draws the same noise on every machine: a seed reproduces anywhere.
+            generator=torch.Generator(device="cpu").manual_seed(p.seed),
+            output_type="np",
+            callback_on_step_end=on_step,
+            callback_on_step_end_tensor_inputs=["latents"],
+            **images,
+        )
+        if pipe.config.boundary_ratio is not None:
+            kwargs["guidance_scale_2"] = p.guidance_scale_2
+        ctx.set_state(JobState.running)
+        ctx.stage("generating", 0.10, f"{n} steps")
+        peak = wan_load.PeakMemory(model.device)
+        t0 = time.monotonic()
+        try:
+            with wan_load.quiet_diffusers():
+                out = pipe(**kwargs)
+        finally:
+            for h in hooks:
+                h.remove()
+        timings["generate"] = round(time.monotonic() - t0, 3)
+        pipe.maybe_free_model_hooks()
+        model.last_used = time.time()
+        steps = {
+            str(expert): round(statistics.median(times), 4)
+            for expert, times in ctx.timer.times.items()
+            if times
+        }
+        details = {
+            "pipeline": type(pipe).__name__,
+            "scheduler": {"class": type(pipe.scheduler).__name__, **dict(pipe.scheduler.config)},
+            "experts": dict(Counter(str(e) for e in schedule)),
+            "boundary_ratio": pipe.config.boundary_ratio,
+            "expand_timesteps": bool(getattr(pipe.config, "expand_timesteps", False)),
+            "generator": "cpu",
+            "device": str(model.device),
+            "prompt_embeddings": "cached" if cached else "encoded",
+            "median_step_s": steps,
+            "peak": peak.report(),
+            "loras": [
+                *(
+                    {"path": a.path, "sha256": self._hash(a.path), "strengths": a.strengths}
+                    for a in applied
+                ),
+                *({"path": s.path, "skipped": s.reason, "error": s.detail} for s in skipped),
+            ],
+            "inputs": {
+                name: {"path": path, "sha256": self._hash(path)}
+                for name, path in (("image", p.image), ("end_image", p.end_image))
+                if path
+            },
+        }
+        return out.frames[0], details
+
+    # ----------------------------------------------------------------------------- sidecar
+
+    def _sidecar(
+        self,
+        p: WanParams,
+        spec: ModelSpec,
+        var: VariantSpec,
+        model: _Loaded,
+        details: dict[str, Any],
+        timings: dict[str, float],
+    ) -> dict[str, Any]:
+        marker = _read_marker(model.folder)
+        return {
+            "seed": p.seed,
+            "model": {
+                "title": spec.title,
+                "dtype": var.dtype,
+                "compute_dtype": model.plan.compute_dtype,
+                "label": var.label,
+                "source": marker.get("source"),
+                "completed_at": marker.get("completed_at"),
+                "files": marker.get("files", []),
+            },
+            "timings_s": {**timings, "warm": timings.get("load") == 0.0},
+            "memory": {
+                "strategy": model.plan.strategy,
+                "vae_tiling": model.plan.vae_tiling,
+                "plan": model.plan.to_dict(),
+                **details.pop("peak"),
+            },
+            "generation": details,
+        }
+
+    def _hash(self, path: str) -> str | None:
+        """sha256 of an input file (LoRA, image), remembered per file version."""
+        try:
+            st = Path(path).stat()
+        except OSError:
+            return None
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key not in self._hashes:
+            if len(self._hashes) > 256:
+                self._hashes.clear()
+            self._hashes[key] = _sha256(path)
+        return self._hashes[key]
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _prompt_embeds(
+    model: _Loaded, pipe: Any, p: WanParams, guided: bool, text_len: int
+) -> tuple[tuple[Any, Any], bool]:
+    """(prompt, negative) embeddings exactly as the pipeline would encode them; cached."""
+    import torch
+
+    key = (p.prompt, p.negative_prompt, guided)
+    if key in model.prompts:
+        model.prompts.move_to_end(key)
+        return model.prompts[key], True
+    with torch.no_grad():
+        positive, negative = pipe.encode_prompt(
+            prompt=p.prompt,
+            negative_prompt=p.negative_prompt or None,
+            do_classifier_free_guidance=guided,
+            num_videos_per_prompt=1,
+            max_sequence_length=text_len,
+            device=pipe._execution_device,
+        )
+    embeds = (positive.cpu(), negative.cpu() if negative is not None else None)
+    model.prompts[key] = embeds
+    while len(model.prompts) > PROMPT_CACHE:
+        model.prompts.popitem(last=False)
+    return embeds, False
+
+
+def expert_schedule(pipe: Any, n: int) -> list[str | None]:
+    """Which expert runs each step: the high-noise one while t >= boundary_ratio x T (diffusers'
+    rule), so the split depends on the scheduler's flow_shift. None for one-transformer models."""
+    boundary = pipe.config.boundary_ratio
+    if boundary is None:
+        return [None] * n
+    limit = boundary * pipe.scheduler.config.num_train_timesteps
+    return [HIGH_NOISE if float(t) >= limit else LOW_NOISE for t in pipe.scheduler.timesteps[:n]]
+
+
+def _shape(p: WanParams) -> JobShape:
+    return JobShape(
+        width=p.width,
+        height=p.height,
+        frames=p.frames,
+        steps=p.steps,
+        guidance=p.guidance_scale > 1.0,
+        image=p.image is not None,
+    )
+
+
+def _is_image_pipeline(pipe: Any) -> bool:
+    return type(pipe).__name__ == "WanImageToVideoPipeline"
+
+
+def _open_image(path: str, field_name: str) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise JobFailedError(
+            FailureCategory.invalid_input,
+            f"the {field_name.replace('_', ' ')} {Path(path).name} could not be read: {exc}",
+            ("use a JPEG, PNG or WebP image",),
+        ) from exc
+
+
+def _sha256(path: str) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _read_marker(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / COMPLETE_MARKER).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _oom_failure(
+    exc: BaseException, mp: MemoryPlan, p: WanParams, spec: ModelSpec
+) -> JobFailedError:
+    where = "GPU" if STRATEGIES[mp.strategy].gpu else "computer"
+    tips: list[str] = []
+    if p.width * p.height > 848 * 480:
+        tips.append(f"use 854x480 instead of {p.width}x{p.height}")
+    if p.frames > 49:
+        tips.append(f"use 49 frames instead of {p.frames}")
+    lighter = [v.name for v in spec.variants.values() if v.dtype in ("float8_e4m3fn", "int8")]
+    if lighter:
+        tips.append(f"use the {lighter[0]} variant of {spec.model_type}")
+    return JobFailedError(
+        FailureCategory.out_of_memory,
+        f"the {where} ran out of memory, also with the {mp.strategy} strategy "
+        f"(estimated {mp.vram_gb if STRATEGIES[mp.strategy].gpu else mp.ram_gb:.1f} GB)",
+        (*tips, *OOM_SUGGESTIONS),
+        detail=f"{type(exc).__name__}: {exc}",
+    )
