@@ -96,7 +96,7 @@ def responsiveness(seconds: float) -> dict[str, dict[str, float]]:
     app = make_app()
     assert isinstance(app, QApplication)
     studio = Studio(engine, SettingsStore(work / "config"), AppSettings(welcomed=True))
-    window = MainWindow(studio, ApiController(engine))
+    window = MainWindow(studio, ApiController(engine, None))
     window.resize(1360, 860)
     window.show()
     window.show_page("queue")

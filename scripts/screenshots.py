@@ -75,6 +75,7 @@ def main() -> int:
 
     from PySide6.QtWidgets import QApplication
 
+    from wan_desktop.api.server import EmbeddedServer
     from wan_desktop.engine import Engine, EngineSettings, JobState, simulated_profile
     from wan_desktop.engine.hardware import read_profile
     from wan_desktop.models import sources as model_sources
@@ -122,7 +123,7 @@ def main() -> int:
     )
     engine = Engine(first, hardware=simulated_profile(0))
     studio = Studio(engine, SettingsStore(tmp / "first-config"), AppSettings())
-    window = MainWindow(studio, ApiController(engine))
+    window = MainWindow(studio, ApiController(engine, EmbeddedServer))
     window.resize(*SIZE)
     window.show()
     pump(app, 5, until=lambda: studio.catalog_loaded)
@@ -153,7 +154,7 @@ def main() -> int:
         )
     store = SettingsStore(tmp / "config")
     studio = Studio(engine, store, store.load_or_init())
-    window = MainWindow(studio, ApiController(engine))
+    window = MainWindow(studio, ApiController(engine, EmbeddedServer))
     window.resize(*SIZE)
     window.show()
     gen = window.pages["generate"]

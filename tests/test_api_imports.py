@@ -10,7 +10,7 @@ from tests.helpers import ROOT
 
 def test_the_cli_and_the_embedded_server_module_load_nothing_heavy() -> None:
     code = (
-        "import sys, wan_desktop.cli, wan_desktop.api.server, wan_desktop.api.token;"
+        "import sys, wan_desktop.cli, wan_desktop.api.server, wan_desktop.access;"
         "wan_desktop.cli.build_parser();"
         "heavy = ('fastapi', 'uvicorn', 'starlette', 'torch', 'PIL');"
         "print(sorted(m for m in heavy if m in sys.modules))"

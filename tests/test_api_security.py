@@ -8,9 +8,9 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from tests.api_helpers import ORIGIN, TOKEN, api_client
+from wan_desktop.access import ENV_TOKEN_FILE, load_or_create_token, new_token, token_path
 from wan_desktop.api.server import EmbeddedServer
 from wan_desktop.api.settings import ApiConfigError, ApiSettings
-from wan_desktop.api.token import ENV_TOKEN_FILE, load_or_create_token, new_token, token_path
 
 
 def test_with_a_token_every_call_needs_it(tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ ALLOWED = {
     "models": set(),
     "engine": {"models"},
     "api": {"engine", "models"},
-    "ui": {"engine", "models", "api"},
+    "ui": {"engine", "models"},
 }
-# ui may start the api server in its process, but the api never imports the ui.
+# ui and api are two faces of one engine and never import each other: the app's entry point
+# (wan_desktop/__main__.py) gives the GUI the API's server class.
 HEAVY = ("torch", "diffusers", "transformers", "PySide6", "manim", "boto3", "fastapi")
 
 

@@ -50,7 +50,7 @@ def test_self_test_opens_paints_every_page_and_exits_zero(tmp_path: Path) -> Non
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["self_test"] == "ok"
     assert report["pages"] == [name for name, _t, _i in PAGES]
-    assert (tmp_path / "config" / "desktop.json").is_file(), "first start writes the settings"
+    assert (tmp_path / "config" / "api-token").is_file(), "first start makes the API's token"
     assert (tmp_path / "data" / "jobs.sqlite3").is_file()
 
 

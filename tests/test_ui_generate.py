@@ -243,5 +243,8 @@ def test_a_tiny_variant_job_runs_through_the_real_wan_pipeline(
         wait_until(qtbot, lambda: studio.jobs[job.id].finished, timeout=240)
         done = studio.jobs[job.id]
         assert done.state is JobState.completed, done.failure
+        window.show_page("queue")  # hidden pages refresh when shown
         queue = window.pages["queue"]
+        wait_until(qtbot, lambda: job.id in queue.history.cards)  # type: ignore[attr-defined]
         assert queue.history.cards[job.id].label_badge.text() == "DEV · NOISE"  # type: ignore[attr-defined]
+        assert done.output is not None and Path(done.output.video).is_file()

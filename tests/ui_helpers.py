@@ -39,7 +39,7 @@ def mock_studio(root: Path, **engine_kwargs: Any) -> Iterator[Studio]:
 
 
 def make_window(qtbot: Any, studio: Studio) -> MainWindow:
-    window = MainWindow(studio, ApiController(studio.engine))
+    window = MainWindow(studio, ApiController(studio.engine, None))
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)

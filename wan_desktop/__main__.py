@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from wan_desktop import __version__
 from wan_desktop.models.config import ENV_DEV_MODE
@@ -77,7 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[ENV_QT_PLATFORM] = "offscreen"
     from wan_desktop.ui.app import run
 
-    return run(args, started=started)
+    return run(args, started=started, api_factory=_api_factory())
+
+
+def _api_factory() -> Any:
+    """The local API's server class, given to the GUI (which never imports the API itself)."""
+    try:
+        from wan_desktop.api.server import EmbeddedServer
+    except ImportError:  # an install without the API extra: the switch says so
+        return None
+    return EmbeddedServer
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .token import load_or_create_token, token_path
+    from wan_desktop.access import load_or_create_token, token_path
 
     token = args.token
     if token is None and not is_loopback(args.host):

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
-DEFAULT_ORIGINS = (
-    "http://localhost:3000",
-    "http://127.0.0.1:3000",
-    "http://localhost:8080",
-    "http://127.0.0.1:8080",
+from wan_desktop.access import (
+    DEFAULT_HOST,
+    DEFAULT_ORIGINS,
+    DEFAULT_PORT,
+    MIN_TOKEN_CHARS,
+    is_loopback,
 )
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_ORIGINS",
+    "DEFAULT_PORT",
+    "ApiConfigError",
+    "ApiSettings",
+    "is_loopback",
+]
 MB = 1024 * 1024
 API_VERSION = "1.0.0"
 API_BASE = "/api/v1"
@@ -20,15 +27,6 @@ API_BASE = "/api/v1"
 
 class ApiConfigError(ValueError):
     """The server cannot start with these settings; the message says what to change."""
-
-
-def is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve anywhere
 
 
 @dataclass(frozen=True)
@@ -65,8 +63,8 @@ class ApiSettings:
                 f"binding {self.host} exposes the API beyond this machine: give an access token "
                 "(wan serve --token …, or the one the app generated: wan serve prints where it is)"
             )
-        if self.token is not None and len(self.token) < 16:
-            raise ApiConfigError("the access token must be at least 16 characters")
+        if self.token is not None and len(self.token) < MIN_TOKEN_CHARS:
+            raise ApiConfigError(f"the access token must be at least {MIN_TOKEN_CHARS} characters")
         for origin in self.origins:
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ApiConfigError(

@@ -78,6 +78,13 @@ def default_config_dir() -> Path:
     return user_config_path(APP_NAME, APP_AUTHOR)
 
 
+def config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The user config folder of every part of the app; ``WAN_CONFIG_DIR`` moves it."""
+    env = os.environ if environ is None else environ
+    override = env.get(ENV_CONFIG_DIR, "").strip()
+    return Path(override).expanduser() if override else default_config_dir()
+
+
 def _first(env: Mapping[str, str], names: tuple[str, ...]) -> str | None:
     for name in names:
         value = env.get(name, "").strip()
@@ -177,10 +184,9 @@ class OrchestratorConfig:
         root = env.get(ENV_MODELS_ROOT)
         manifest = env.get(ENV_MANIFEST)
         mirror = env.get(ENV_LOCAL_MIRROR)
-        config_dir_env = env.get(ENV_CONFIG_DIR, "").strip()
-        config_dir = Path(config_dir_env).expanduser() if config_dir_env else default_config_dir()
+        cfg_dir = config_dir(env)
         # The settings file first, then the environment over it.
-        st: Settings = load_settings(config_dir / SETTINGS_FILE)
+        st: Settings = load_settings(cfg_dir / SETTINGS_FILE)
         quota_env = env.get(ENV_QUOTA, "").strip()
         try:
             quota = parse_size(quota_env) if quota_env else st.quota_bytes
@@ -208,7 +214,7 @@ class OrchestratorConfig:
                 _float(env, ENV_FREE_SPACE_RESERVE, DEFAULT_FREE_SPACE_RESERVE_BYTES / 2**20)
                 * 2**20
             ),
-            config_dir=config_dir,
+            config_dir=cfg_dir,
             quota_bytes=quota,
             family_quota_bytes=st.family_quota_bytes,
             max_age_s=st.max_age_s,

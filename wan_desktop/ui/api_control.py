@@ -1,50 +1,48 @@
 """The local API switch: runs the API server on the app's own asyncio loop (qasync).
 
-Codes against ``wan_desktop.api.server.EmbeddedServer(engine, *, host, port, token, origins)``
-with ``async start()``, ``async stop()``, ``.url`` and ``.running``. The module is imported when
-the switch is first turned on; without it the switch says the API is not installed. The GUI
-never calls its own server synchronously (that would deadlock the loop it runs on).
+The GUI never imports the API: the app's entry point hands it a factory that makes a server
+``factory(engine, *, host, port, token, origins)`` with ``async start()``, ``async stop()``,
+``.url`` and ``.running`` (``wan_desktop.api.server.EmbeddedServer``). With no factory (an install
+without the API) the switch says so. On loopback no token is asked, as the contract wants (the
+React frontend sends none); any other address requires it. The GUI never calls its own server
+synchronously (that would deadlock the loop it runs on).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from wan_desktop.access import is_loopback
 from wan_desktop.engine import Engine
 
 from .config import AppSettings
 
 log = logging.getLogger("wan_desktop.ui")
 
-SERVER_MODULE = "wan_desktop.api.server"
-
-
-def api_installed() -> bool:
-    try:
-        return importlib.util.find_spec(SERVER_MODULE) is not None
-    except ModuleNotFoundError:
-        return False
+ServerFactory = Callable[..., Any]
 
 
 class ApiController(QObject):
     state_changed = Signal(str)  # a sentence for the Settings panel and the status bar
 
-    def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
+    def __init__(
+        self, engine: Engine, factory: ServerFactory | None, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self.engine = engine
+        self.factory = factory
         self.server: Any = None
         self.error: str | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
     def available(self) -> bool:
-        return api_installed()
+        return self.factory is not None
 
     @property
     def running(self) -> bool:
@@ -79,13 +77,13 @@ class ApiController(QObject):
         self.error = None
         try:
             await self.stop()
-            if settings.api_enabled:
-                module = importlib.import_module(SERVER_MODULE)
-                server = module.EmbeddedServer(
+            if settings.api_enabled and self.factory is not None:
+                local = is_loopback(settings.api_host)
+                server = self.factory(
                     self.engine,
                     host=settings.api_host,
                     port=settings.api_port,
-                    token=settings.api_token or None,
+                    token=None if local else settings.api_token or None,
                     origins=list(settings.api_origins),
                 )
                 await server.start()

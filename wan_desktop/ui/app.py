@@ -23,7 +23,7 @@ from wan_desktop import __version__
 from wan_desktop.engine import Engine
 
 from . import icons, theme
-from .api_control import ApiController
+from .api_control import ApiController, ServerFactory
 from .config import SettingsStore, engine_settings
 from .state import Notice, Studio
 from .window import MainWindow
@@ -55,7 +55,9 @@ def make_app() -> QApplication:
 class Session:
     """Everything one run of the app owns, in the order it must be closed."""
 
-    def __init__(self, args: argparse.Namespace, *, started: float) -> None:
+    def __init__(
+        self, args: argparse.Namespace, *, started: float, api_factory: ServerFactory | None
+    ) -> None:
         self.args = args
         self.started = started
         self.store = SettingsStore()
@@ -64,7 +66,7 @@ class Session:
             settings = dataclasses.replace(settings, api_enabled=True)
         self.engine = Engine(engine_settings(settings, mock=args.mock, dev=args.dev), start=False)
         self.studio = Studio(self.engine, self.store, settings)
-        self.api = ApiController(self.engine)
+        self.api = ApiController(self.engine, api_factory)
         self.window = MainWindow(self.studio, self.api)
         self.window.confirm_quit = not args.self_test
         self.first_paint_s: float | None = None
@@ -173,13 +175,18 @@ def engine_libraries() -> dict[str, str]:
     }
 
 
-def run(args: argparse.Namespace, *, started: float | None = None) -> int:
+def run(
+    args: argparse.Namespace,
+    *,
+    started: float | None = None,
+    api_factory: ServerFactory | None = None,
+) -> int:
     started = time.perf_counter() if started is None else started
     import qasync
 
     app = make_app()
     try:
-        session = Session(args, started=started)
+        session = Session(args, started=started, api_factory=api_factory)
     except Exception as exc:
         log.exception("the app could not start")
         if not args.self_test:

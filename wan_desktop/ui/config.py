@@ -9,42 +9,31 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from wan_desktop.access import (
+    DEFAULT_HOST,
+    DEFAULT_ORIGINS,
+    MIN_TOKEN_CHARS,
+    is_loopback,
+    load_or_create_token,
+    load_token,
+    save_token,
+)
 from wan_desktop.engine import EngineSettings
 from wan_desktop.engine.settings import ENV_IDLE_UNLOAD, ENV_OUTPUTS_DIR
 from wan_desktop.models.config import (
-    APP_AUTHOR,
-    APP_NAME,
     ENV_DEV_MODE,
     ENV_MODELS_ROOT,
     OrchestratorConfig,
+    config_dir,
     env_flag,
 )
 
-ENV_CONFIG_DIR = "WAN_CONFIG_DIR"
 SETTINGS_FILE = "desktop.json"
-DEFAULT_ORIGINS = (
-    "http://localhost:3000",
-    "http://127.0.0.1:3000",
-    "http://localhost:8080",
-    "http://127.0.0.1:8080",
-)
-LOOPBACK = "127.0.0.1"
-
-
-def config_dir(environ: dict[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    override = env.get(ENV_CONFIG_DIR, "").strip()
-    if override:
-        return Path(override).expanduser()
-    from platformdirs import user_config_path
-
-    return user_config_path(APP_NAME, APP_AUTHOR)
 
 
 @dataclass(frozen=True)
@@ -55,7 +44,7 @@ class AppSettings:
     quota_gb: float | None = None
     dev_mode: bool = False
     api_enabled: bool = False
-    api_host: str = LOOPBACK
+    api_host: str = DEFAULT_HOST
     api_port: int = 8000
     api_token: str = ""
     api_origins: tuple[str, ...] = DEFAULT_ORIGINS
@@ -72,8 +61,10 @@ class AppSettings:
             errors["idle_unload_min"] = "use 0 (never) or a number of minutes"
         if self.quota_gb is not None and self.quota_gb <= 0:
             errors["quota_gb"] = "use a positive size in GB, or leave it empty for no quota"
-        if self.api_host not in (LOOPBACK, "localhost", "::1") and not self.api_token:
+        if not is_loopback(self.api_host) and not self.api_token:
             errors["api_token"] = "a non-loopback address needs an access token"
+        elif self.api_token and len(self.api_token) < MIN_TOKEN_CHARS:
+            errors["api_token"] = f"use at least {MIN_TOKEN_CHARS} characters (or generate one)"
         for origin in self.api_origins:
             if not origin.startswith(("http://", "https://")):
                 errors["api_origins"] = f"{origin!r} must start with http:// or https://"
@@ -86,6 +77,7 @@ class AppSettings:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["api_origins"] = list(self.api_origins)
+        del d["api_token"]  # kept in the API's own token file, shared with `wan serve`
         extra = d.pop("extra")
         return {**extra, **d}
 
@@ -138,20 +130,14 @@ class SettingsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{SETTINGS_FILE}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(settings.to_dict(), indent=2, sort_keys=True), "utf-8")
-        tmp.chmod(0o600)  # it holds the local API's token
+        tmp.chmod(0o600)  # folders and hosts of this user
         tmp.replace(self.path)
+        if settings.api_token and settings.api_token != load_token():
+            save_token(settings.api_token)
 
     def load_or_init(self) -> AppSettings:
-        """The settings, with an API token generated and saved on first start."""
-        settings = self.load()
-        if not settings.api_token:
-            settings = replace(settings, api_token=new_token())
-            self.save(settings)
-        return settings
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(24)
+        """The settings, with the API's access token (generated and saved on first start)."""
+        return replace(self.load(), api_token=load_or_create_token())
 
 
 def engine_settings(

@@ -19,9 +19,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from wan_desktop.access import generate_token
+
 from .. import quota, secrets
 from ..api_control import ApiController
-from ..config import AppSettings, new_token
+from ..config import AppSettings
 from ..state import Notice, Studio
 from ..widgets import (
     Badge,
@@ -161,7 +163,7 @@ class SettingsPanel(QWidget):
         copy = tool("copy", "Copy the token")
         copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.api_token.text()))
         regen = tool("refresh", "Make a new token (clients must use the new one)")
-        regen.clicked.connect(lambda: self.api_token.setText(new_token()))
+        regen.clicked.connect(lambda: self.api_token.setText(generate_token()))
         for b in (show, copy, regen):
             token_row.addWidget(b)
         self.api_token_field = Field(
