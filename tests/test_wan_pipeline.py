@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -400,5 +401,35 @@ def test_kill_9_during_a_real_generation_then_restart(
         assert interrupted.step is not None and interrupted.step >= 1
         assert [j.id for j in eng.queue()] == queued
         assert not list((tmp_path / "data" / "outputs").glob(f"{running}*"))
+    finally:
+        eng.shutdown()
+
+
+def test_a_loaded_model_is_in_use_for_the_orchestrator_until_unloaded(
+    tiny_models_root: Path, tmp_path: Path
+) -> None:
+    from wan_desktop.models import disk
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_models_root, root, symlinks=True)
+    eng = real_engine(root, tmp_path / "data")
+    try:
+        assert run_job(eng, model="T2V-A14B").state is JobState.completed
+        store = eng.models
+        name = store.dir_name(*store.resolve("t2v-A14B@2.2.0"))
+        # The job's own lease is gone; the warm model keeps one.
+        assert len(disk.live_leases(store.paths, name)) == 1
+        report = store.gc(max_size=0)  # collect everything that may go
+        kept = {d.dir_name: d.reason for d in report.kept}
+        assert "in use" in kept[name]
+        assert store.status("t2v-A14B@2.2.0").complete
+        eng.unload()
+        # The lease goes last, after the weights are freed (a mapped file cannot be deleted
+        # on Windows).
+        deadline = time.monotonic() + 30
+        while eng.loaded_models() or disk.live_leases(store.paths, name):
+            assert time.monotonic() < deadline, "the model was not unloaded"
+            time.sleep(0.05)
+        assert name in {d.dir_name for d in store.gc(max_size=0).removed}
     finally:
         eng.shutdown()

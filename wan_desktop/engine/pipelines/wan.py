@@ -10,6 +10,7 @@ The loaded model stays warm for the next job of the same model.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import statistics
@@ -58,6 +59,8 @@ class _Loaded:
     last_used: float = field(default_factory=time.time)
     preview: Any = None  # LatentPreview, fitted at load when previews are on
     image_pipe: Any = None  # the image-to-video view of a text-to-video folder (TI2V-5B)
+    # The orchestrator's in-use lease: garbage collection never removes a loaded model.
+    lease: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     # Text embeddings of recent prompts (on the CPU): trying seeds or LoRAs on one prompt skips
     # the text encoder, which under model offload also saves moving 11 GB to the GPU.
     prompts: OrderedDict[tuple[str, str, bool], tuple[Any, Any]] = field(
@@ -115,10 +118,12 @@ class WanPipeline(Pipeline):
         with self._lock:
             if self._loaded is None:
                 return
+            lease = self._loaded.lease
             self._loaded = None  # the last reference: the weights go with it
         from .wan_load import free_memory
 
         free_memory()
+        lease.close()
 
     def _unload_for(self, reason: str) -> None:
         """Unload on our own account (the engine announces its idle and requested unloads)."""
@@ -133,13 +138,20 @@ class WanPipeline(Pipeline):
     # ----------------------------------------------------------------------------------- run
 
     def run(self, ctx: JobContext) -> JobOutput:
-        from . import wan_load
 
         p = WanParams.from_dict(ctx.params)
         models = self.engine.models
         spec, var = models.resolve(p.model, p.variant)
         label = f"{spec.title}, {var.name} variant" + (f" ({var.label})" if var.development else "")
         ctx.stage("initializing", 0.01, label)
+        # In use from before the download to the saved video: GC leaves the model alone.
+        with models.use(spec.id, var.name):
+            return self._run(ctx, p, spec, var)
+
+    def _run(self, ctx: JobContext, p: WanParams, spec: ModelSpec, var: VariantSpec) -> JobOutput:
+        from . import wan_load
+
+        models = self.engine.models
         if not models.status(spec.id, var.name).complete:
             ctx.stage("downloading_model", 0.02, f"{spec.title} ({var.name}) is not on disk yet")
         folder = ctx.ensure_model(spec.id, var.name)
@@ -274,6 +286,7 @@ class WanPipeline(Pipeline):
         wan_load.settle_heap()
         load_s = time.monotonic() - t0
         loaded = _Loaded(key, spec.id, var.name, folder, mp, pipe, device, loras, load_s)
+        loaded.lease.enter_context(self.engine.models.use(spec.id, var.name))
         loaded.preview = preview
         with self._lock:
             self._loaded = loaded
