@@ -6,44 +6,85 @@ diffusers) load inside the pipelines that need them.
 
 from __future__ import annotations
 
-from .engine import Engine
-from .errors import (
-    EngineError,
-    InvalidInputError,
-    JobCancelledError,
-    JobFailedError,
-    JobNotFoundError,
-    JobStateError,
-)
-from .events import (
-    Alert,
-    Event,
-    JobLog,
-    JobPreview,
-    JobStage,
-    JobStateChanged,
-    JobStep,
-    JobWarning,
-    MemorySample,
-    ModelDownload,
-    ModelDownloadFinished,
-    ModelLoaded,
-    ModelUnloaded,
-    QueueChanged,
-    Subscription,
-)
-from .hardware import HardwareProfile, simulated_profile
-from .jobs import (
-    FailureCategory,
-    Job,
-    JobFailure,
-    JobKind,
-    JobOutput,
-    JobSpec,
-    JobState,
-    Priority,
-)
-from .settings import EngineSettings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Name -> module: loaded on first use, so `wan --help` and the CLI stay fast (PEP 562).
+_EXPORTS = {
+    "Alert": ".events",
+    "Engine": ".engine",
+    "EngineError": ".errors",
+    "EngineSettings": ".settings",
+    "Event": ".events",
+    "FailureCategory": ".jobs",
+    "HardwareProfile": ".hardware",
+    "InvalidInputError": ".errors",
+    "Job": ".jobs",
+    "JobCancelledError": ".errors",
+    "JobFailedError": ".errors",
+    "JobFailure": ".jobs",
+    "JobKind": ".jobs",
+    "JobLog": ".events",
+    "JobNotFoundError": ".errors",
+    "JobOutput": ".jobs",
+    "JobPreview": ".events",
+    "JobSpec": ".jobs",
+    "JobStage": ".events",
+    "JobState": ".jobs",
+    "JobStateChanged": ".events",
+    "JobStateError": ".errors",
+    "JobStep": ".events",
+    "JobWarning": ".events",
+    "MemorySample": ".events",
+    "ModelDownload": ".events",
+    "ModelDownloadFinished": ".events",
+    "ModelLoaded": ".events",
+    "ModelUnloaded": ".events",
+    "Priority": ".jobs",
+    "QueueChanged": ".events",
+    "Subscription": ".events",
+    "simulated_profile": ".hardware",
+}
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .errors import (
+        EngineError,
+        InvalidInputError,
+        JobCancelledError,
+        JobFailedError,
+        JobNotFoundError,
+        JobStateError,
+    )
+    from .events import (
+        Alert,
+        Event,
+        JobLog,
+        JobPreview,
+        JobStage,
+        JobStateChanged,
+        JobStep,
+        JobWarning,
+        MemorySample,
+        ModelDownload,
+        ModelDownloadFinished,
+        ModelLoaded,
+        ModelUnloaded,
+        QueueChanged,
+        Subscription,
+    )
+    from .hardware import HardwareProfile, simulated_profile
+    from .jobs import (
+        FailureCategory,
+        Job,
+        JobFailure,
+        JobKind,
+        JobOutput,
+        JobSpec,
+        JobState,
+        Priority,
+    )
+    from .settings import EngineSettings
 
 __all__ = [
     "Alert",
@@ -80,3 +121,12 @@ __all__ = [
     "Subscription",
     "simulated_profile",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
