@@ -71,16 +71,21 @@ if [ ! -x .venv/bin/python ]; then
     "$(find_python)" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip --disable-pip-version-check --quiet)
+
+# pip's own exit status, with the noise of unreachable extra index folders filtered out.
+pip_install() {
+    "${pip[@]}" install "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
 export PIP_NO_WARN_SCRIPT_LOCATION=1
 
 # torch first and pinned: an unpinned torch pulls several GB of CUDA packages.
 torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 if ! .venv/bin/python -c 'import torch' >/dev/null 2>&1; then
     echo "setup.sh: installing $torch_spec"
-    "${pip[@]}" install "$torch_spec"
+    pip_install "$torch_spec"
 fi
 
 echo "setup.sh: installing wan-desktop[$extras]"
-"${pip[@]}" install -c requirements/constraints.txt -e ".[$extras]" 2>&1 | grep -v "is ignored: it is neither" || true
+pip_install -c requirements/constraints.txt -e ".[$extras]"
 .venv/bin/python -c 'import wan_desktop' # fail loudly if the install did not take
 echo "setup.sh: ready (.venv/bin/wan)"
