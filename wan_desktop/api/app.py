@@ -18,6 +18,7 @@ from wan_desktop.engine.lora_library import LoraLibrary
 
 from .context import ApiContext
 from .errors import install_handlers
+from .estimates import Estimates
 from .mapping import Mapper
 from .metrics import MetricsMiddleware
 from .prompt import PromptEnhancer, RuleEnhancer
@@ -52,6 +53,7 @@ def create_app(
         limiter=RateLimiter(settings.submit_burst, settings.submit_per_s),
         enhancer=enhancer or RuleEnhancer(),
         queue=QueueView(engine, mapper),
+        estimates=Estimates(engine),
     )
 
     @asynccontextmanager

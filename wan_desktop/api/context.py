@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from wan_desktop.engine import Engine
 from wan_desktop.engine.lora_library import LoraLibrary
 
+from .estimates import Estimates
 from .mapping import Mapper
 from .prompt import PromptEnhancer
 from .queue_view import QueueView
@@ -30,6 +31,7 @@ class ApiContext:
     limiter: RateLimiter
     enhancer: PromptEnhancer
     queue: QueueView
+    estimates: Estimates
 
 
 def get_ctx(request: Request) -> ApiContext:
