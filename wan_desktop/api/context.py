@@ -15,6 +15,7 @@ from .mapping import Mapper
 from .prompt import PromptEnhancer
 from .queue_view import QueueView
 from .ratelimit import RateLimiter
+from .remote import RemoteLinks
 from .settings import ApiSettings
 from .stats import SystemStats
 from .ws import Hub
@@ -31,6 +32,7 @@ class ApiContext:
     limiter: RateLimiter
     enhancer: PromptEnhancer
     queue: QueueView
+    remote: RemoteLinks
     estimates: Estimates
 
 
