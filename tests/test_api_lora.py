@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -225,8 +226,57 @@ def test_a_lora_in_use_shows_applied_and_cannot_be_deleted(tmp_path: Path) -> No
         jid = r.json()["task_id"]
         wait_job(eng, jid, JobState.running)
         (entry,) = c.get("/api/v1/lora/list").json()["loras"]
-        assert entry["is_applied"] is True and entry["current_strength"] == 0.7
+        # The mock pipeline loads no model, so nothing is loaded or applied; the file is in use.
+        assert entry["in_use"] is True
+        assert entry["is_loaded"] is entry["is_applied"] is False
+        assert entry["current_strength"] is None
         assert c.delete("/api/v1/lora/inuse").status_code == 409
         c.post(f"/api/v1/queue/{jid}/cancel")
         wait_job(eng, jid, JobState.cancelled)
         assert c.delete("/api/v1/lora/inuse").status_code == 200
+
+
+@pytest.mark.slow
+def test_lora_flags_follow_the_loaded_wan_model(tiny_models_root: Path, tmp_path: Path) -> None:
+    """is_loaded / is_applied / current_strength read the real pipeline's adapters."""
+    pytest.importorskip("diffusers")
+    from tests.engine_helpers import wait_job
+    from tests.wan_helpers import make_lora, real_engine
+    from wan_desktop.engine import JobState
+
+    eng = real_engine(tiny_models_root, tmp_path / "data")
+    eng.settings.loras_dir.mkdir(parents=True, exist_ok=True)
+    make_lora(eng.settings.loras_dir / "style.safetensors")
+    make_lora(eng.settings.loras_dir / "other.safetensors", seed=2)
+    small = {"model_type": "T2V-A14B", "prompt": "a fox", "steps": 2, "num_frames": 5}
+
+    def flags() -> dict[str, tuple[Any, ...]]:
+        return {
+            e["name"]: (e["is_loaded"], e["is_applied"], e["current_strength"])
+            for e in c.get("/api/v1/lora/list").json()["loras"]
+        }
+
+    def run(**extra: Any) -> None:
+        r = c.post("/api/v1/generation/submit", json={**small, **extra})
+        assert r.status_code == 200, r.text
+        job = wait_job(eng, r.json()["task_id"], JobState.completed, JobState.failed, timeout=300)
+        assert job.state is JobState.completed, job.failure
+
+    try:
+        with api_client(tmp_path, engine=eng) as (c, _):
+            assert flags() == {"style": (False, False, None), "other": (False, False, None)}
+            run(lora_path="loras/style.safetensors", lora_strength=0.7)
+            assert flags() == {"style": (True, True, 0.7), "other": (False, False, None)}
+            status = c.get("/api/v1/lora/style/status").json()
+            assert status["current_strengths"] == {"transformer": 0.7, "transformer_2": 0.7}
+            # A job without it switches it off; its adapter stays in the warm model.
+            run()
+            assert flags() == {"style": (True, False, None), "other": (False, False, None)}
+            eng.unload()
+            deadline = time.monotonic() + 60
+            while eng.loaded_models():
+                assert time.monotonic() < deadline, "the model was not unloaded"
+                time.sleep(0.05)
+            assert flags() == {"style": (False, False, None), "other": (False, False, None)}
+    finally:
+        eng.shutdown()

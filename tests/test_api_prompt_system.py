@@ -210,7 +210,47 @@ def test_models_download_runs_through_the_orchestrator(tmp_path: Path) -> None:
         )
         st = c.get("/api/v1/models/status").json()
         assert st["development_mode"] is True and st["models"]["TI2V-5B"]["development"] is True
+        # The orchestrator's own metrics (a registry of its own) are on the API's /metrics page.
+        families = metric_families(c.get("/metrics").text)
+        built = families["wan_downloads_completed"].samples
+        assert any(s.labels == {"source": "builtin"} and s.value >= 1 for s in built)
+        assert "wan_api_requests" in families and "wan_download_duration_seconds" in families
+        # On this machine the planner's estimate now reads the built model's files.
+        detect = c.get("/api/v1/generation/models/detect?prompt=animate+it&has_image=true")
+        assert detect.json()["requirements"]["facts"] == "files"
     eng.shutdown()
+
+
+def metric_families(text: str) -> dict[str, Any]:
+    """Parsed families of a valid exposition, each HELP and TYPE line appearing once."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for kind in ("# HELP ", "# TYPE "):
+        names = [line.split()[2] for line in text.splitlines() if line.startswith(kind)]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        assert not dup, f"duplicate {kind.strip()} lines: {dup}"
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families
+    return families
+
+
+def test_metrics_serve_the_api_and_the_orchestrator_once_each(client: Any) -> None:
+    from prometheus_client import REGISTRY, Counter
+
+    from wan_desktop.models import metrics as orchestrator
+
+    orchestrator.download_started("hf://Wan-AI/x")  # creates the orchestrator's registry
+    families = metric_families(client.get("/metrics").text)
+    assert {"wan_api_requests", "wan_jobs", "wan_downloads_started"} <= set(families)
+    # A family registered in both registries is served once (the default registry's).
+    twin = Counter("wan_downloads_started", "registered twice", ["source"], registry=REGISTRY)
+    try:
+        twin.labels("twin").inc()
+        families = metric_families(client.get("/metrics").text)
+        samples = families["wan_downloads_started"].samples
+        assert {s.labels["source"] for s in samples} == {"twin"}
+    finally:
+        REGISTRY.unregister(twin)
 
 
 def test_metrics_are_prometheus_text(client: Any) -> None:

@@ -37,6 +37,14 @@ def of_type(kind: str) -> Callable[[Msg], bool]:
     return lambda m: m["type"] == kind
 
 
+def subscribed(ws: Any, topic: str) -> Any:
+    """A freshly connected client, subscribed to ``topic`` (its answers read)."""
+    recv_until(ws, of_type("connection_established"))
+    ws.send_json({"type": "subscribe", "data": {"topic": topic}})
+    recv_until(ws, of_type("subscription_response"))
+    return ws
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> Any:
     with api_client(tmp_path) as (c, eng):

@@ -18,12 +18,14 @@ from wan_desktop.engine.lora_library import LoraLibrary
 
 from .context import ApiContext
 from .errors import install_handlers
+from .estimates import Estimates
 from .mapping import Mapper
 from .metrics import MetricsMiddleware
 from .prompt import PromptEnhancer, RuleEnhancer
 from .queue_view import QueueView
 from .ratelimit import RateLimiter
-from .routes import generation, lora, models, outputs, prompt, queue, system
+from .remote import RemoteLinks
+from .routes import generation, jobs, lora, models, outputs, prompt, queue, system, videos
 from .security import AccessGuard
 from .settings import API_BASE, ApiSettings
 from .stats import SystemStats
@@ -52,6 +54,8 @@ def create_app(
         limiter=RateLimiter(settings.submit_burst, settings.submit_per_s),
         enhancer=enhancer or RuleEnhancer(),
         queue=QueueView(engine, mapper),
+        remote=RemoteLinks(engine),
+        estimates=Estimates(engine),
     )
 
     @asynccontextmanager
@@ -66,12 +70,13 @@ def create_app(
         title="Wan Desktop API",
         version=__version__,
         description="Local API of Wan Desktop: Wan2.2 generation queue, outputs, LoRAs, "
-        "prompt help, system and models. WebSocket at /ws.",
+        "prompt help, system and models; explainer videos (/videos) and every job of the "
+        "queue (/jobs). WebSocket at /ws.",
         lifespan=lifespan,
     )
     app.state.ctx = ctx
     install_handlers(app)
-    for module in (generation, queue, outputs, lora, prompt, system, models):
+    for module in (generation, queue, outputs, lora, prompt, system, models, videos, jobs):
         app.include_router(module.router, prefix=API_BASE)
     app.include_router(system.root_router)
 

@@ -10,10 +10,12 @@ from fastapi import Depends, Request
 from wan_desktop.engine import Engine
 from wan_desktop.engine.lora_library import LoraLibrary
 
+from .estimates import Estimates
 from .mapping import Mapper
 from .prompt import PromptEnhancer
 from .queue_view import QueueView
 from .ratelimit import RateLimiter
+from .remote import RemoteLinks
 from .settings import ApiSettings
 from .stats import SystemStats
 from .ws import Hub
@@ -30,6 +32,8 @@ class ApiContext:
     limiter: RateLimiter
     enhancer: PromptEnhancer
     queue: QueueView
+    remote: RemoteLinks
+    estimates: Estimates
 
 
 def get_ctx(request: Request) -> ApiContext:

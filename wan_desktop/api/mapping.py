@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from wan_desktop.engine.jobs import Job, JobState
+from wan_desktop.engine.jobs import Job, JobKind, JobState
 from wan_desktop.engine.lora_library import REF_PREFIX
 from wan_desktop.models import Manifest, ModelError
 
@@ -66,10 +66,22 @@ def percent(progress: float) -> int:
     return max(0, min(100, int(progress * 100)))
 
 
-def stage_name(stage: str) -> str:
+def stage_name(stage: str, kind: JobKind = JobKind.wan) -> str:
+    """A stage in the WebSocket's words. Wan jobs: ``STAGES``. Explainer jobs keep their own
+    (initializing, planning, scenario_creation, code_generation, rendering, combining, storage,
+    completed), and end in ``failed`` like Wan jobs when cancelled or interrupted."""
+    if kind is JobKind.explainer:
+        return "failed" if stage in ("cancelled", "interrupted") else stage
     if stage in STAGES:
         return stage
     return _STAGE_ALIASES.get(stage, "generating")
+
+
+def step_message(kind: JobKind, stage: str | None, step: int, total: int) -> str:
+    """ "step 3/50" for a Wan job; "rendering: scene 2/4" for an explainer job."""
+    if kind is JobKind.explainer and stage:
+        return f"{stage.replace('_', ' ')}: scene {step}/{total}"
+    return f"step {step}/{total}"
 
 
 class Mapper:
@@ -130,12 +142,14 @@ class Mapper:
         else:
             text = job.stage_message or str(job.state)
             if job.step and job.total_steps and job.state is JobState.running:
-                text = f"step {job.step}/{job.total_steps}"
+                text = step_message(job.kind, job.stage, job.step, job.total_steps)
         return f"{text} [{job.label}]" if job.label else text
 
     def output_path(self, job: Job) -> str | None:
         if job.output is None:
             return None
+        if job.kind is JobKind.explainer:
+            return f"{API_BASE}/videos/jobs/{job.id}/download"
         return f"{API_BASE}/outputs/{job.id}/download"
 
     def task(self, job: Job) -> dict[str, Any]:

@@ -1,19 +1,26 @@
 """Prometheus metrics of the API and the engine, in the default registry.
 
 Created once per process (several apps in one process share them), so other parts of the program
-that register with ``prometheus_client`` appear on the same ``/metrics`` page.
+that register with ``prometheus_client`` appear on the same ``/metrics`` page. The model
+orchestrator keeps its download metrics in a registry of its own (``models.metrics``); ``/metrics``
+serves both as one exposition, each metric family once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wan_desktop.engine import Engine
+from wan_desktop.models import metrics_exposition
 
 from .settings import API_BASE
 
@@ -61,12 +68,39 @@ def metrics() -> Metrics:
     )
 
 
+class _Combined(Collector):
+    """The default registry's families, then the orchestrator's (read back from its text)."""
+
+    def __init__(self, extra: str) -> None:
+        self.extra = extra
+
+    def collect(self) -> Iterator[Metric]:
+        seen: set[str] = set()
+        for family in REGISTRY.collect():
+            seen |= _exposed(family)
+            yield family
+        for family in text_string_to_metric_families(self.extra):
+            # A family registered in both places is served once (the default registry's).
+            names = _exposed(family)
+            if not names & seen:
+                seen |= names
+                yield family
+
+
+def _exposed(family: Metric) -> set[str]:
+    """The names a family writes: its own, its samples' (``_total``, ``_created``, ``_bucket``…)."""
+    names = {family.name, *(s.name for s in family.samples)}
+    if family.type == "counter":
+        names.add(family.name + "_total")
+    return names
+
+
 def render(engine: Engine) -> bytes:
     m = metrics()
     for state, n in engine.counts().items():
         m.jobs.labels(state=str(state)).set(n)
     m.queue_paused.set(1 if engine.paused else 0)
-    return generate_latest(REGISTRY)
+    return generate_latest(_Combined(metrics_exposition().decode("utf-8")))
 
 
 def route_template(scope: Scope) -> str:

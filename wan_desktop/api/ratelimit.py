@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from fastapi import HTTPException, Request
+
 
 class RateLimiter:
     def __init__(self, burst: int, per_s: float, *, max_clients: int = 10_000) -> None:
@@ -27,3 +29,21 @@ class RateLimiter:
                 return 0.0
             self._buckets[client] = (tokens, now)
             return (1.0 - tokens) / self.per_s if self.per_s > 0 else 60.0
+
+
+def client_key(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def refuse_if_limited(limiter: RateLimiter, request: Request) -> None:
+    """Count a submission; 429 with ``Retry-After`` when the client is over its rate."""
+    wait = limiter.take(client_key(request))
+    if wait:
+        from .metrics import metrics
+
+        metrics().rate_limited.inc()
+        raise HTTPException(
+            429,
+            detail=f"too many submissions; wait {wait:.1f} s and try again",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )

@@ -23,6 +23,8 @@ from wan_desktop.engine import (
     Alert,
     Engine,
     Event,
+    JobKind,
+    JobNotFoundError,
     JobStage,
     JobStateChanged,
     JobStep,
@@ -36,7 +38,7 @@ from wan_desktop.engine import (
 )
 from wan_desktop.engine.events import ModelDownloadFinished
 
-from .mapping import STATES_OF, Mapper, now_iso, percent, stage_name
+from .mapping import STATES_OF, Mapper, now_iso, percent, stage_name, step_message
 from .metrics import metrics
 from .settings import ApiSettings
 from .stats import SystemStats
@@ -108,7 +110,9 @@ class Hub:
         self.settings = settings
         self.clients: dict[str, Client] = {}
         self.downloads: dict[tuple[str, str], dict[str, Any]] = {}
-        self._labels: dict[str, str | None] = {}
+        # Kind and label of each job seen, for its step and stage events (which carry only the
+        # id); kept while the job may still send events.
+        self._jobs: dict[str, tuple[JobKind, str | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sub: Subscription | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -158,15 +162,18 @@ class Hub:
     def translate(self, event: Event) -> list[Outgoing]:
         if isinstance(event, JobStateChanged):
             job = event.job
-            self._labels[job.id] = job.label
+            if job.finished:
+                self._jobs.pop(job.id, None)  # its last stage event came before this one
+            else:
+                self._jobs[job.id] = (job.kind, job.label)
             return [
                 (ALL, "task_update", envelope("task_update", self.mapper.task_update(job)), False)
             ]
         if isinstance(event, JobStep):
             pct = percent(event.progress)
             eta = None if event.eta_s is None else round(event.eta_s, 1)
-            label = self._labels.get(event.job_id)
-            message = f"step {event.step}/{event.total_steps}"
+            kind, label = self._job(event.job_id)
+            message = step_message(kind, event.expert, event.step, event.total_steps)
             progress = {
                 "task_id": event.job_id,
                 "progress": pct,
@@ -176,6 +183,7 @@ class Hub:
                 "eta_seconds": eta,
                 "step_time_seconds": round(event.step_time_s, 3),
                 "expert": event.expert,
+                "kind": str(kind),
             }
             update = {
                 "task_id": event.job_id,
@@ -185,7 +193,10 @@ class Hub:
                 "current_step": event.step,
                 "total_steps": event.total_steps,
                 "eta_seconds": eta,
+                "kind": str(kind),
             }
+            if kind is JobKind.explainer and event.expert:
+                progress["stage"] = update["stage"] = event.expert
             return [
                 (ALL, "task_update", envelope("task_update", update), True),
                 (
@@ -196,10 +207,12 @@ class Hub:
                 ),
             ]
         if isinstance(event, JobStage):
+            kind, _ = self._job(event.job_id)
             data = {
                 "task_id": event.job_id,
-                "stage": stage_name(event.stage),
+                "stage": stage_name(event.stage, kind),
                 "engine_stage": event.stage,
+                "kind": str(kind),
                 "progress": percent(event.progress),
                 "message": event.message or event.stage.replace("_", " "),
             }
@@ -310,6 +323,19 @@ class Hub:
         if isinstance(event, MemorySample):
             self.stats.record(event)
         return []
+
+    def _job(self, job_id: str) -> tuple[JobKind, str | None]:
+        """Kind and label of a job (read from the store for one submitted before we started)."""
+        known = self._jobs.get(job_id)
+        if known is None:
+            try:
+                job = self.engine.get(job_id)
+            except JobNotFoundError:
+                return JobKind.wan, None
+            known = (job.kind, job.label)
+            if not job.finished:
+                self._jobs[job_id] = known
+        return known
 
     def _fanout(self, out: list[Outgoing]) -> None:
         for client in list(self.clients.values()):

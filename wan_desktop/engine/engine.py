@@ -44,6 +44,7 @@ from .failures import classify
 from .hardware import HardwareProfile, MemoryMonitor, read_profile
 from .jobs import FailureCategory, Job, JobFailure, JobKind, JobSpec, JobState, Priority
 from .jobstore import JobStore
+from .lora import AppliedLora, LoraState
 from .outputs import OutputStore
 from .pipelines.base import LoadedModel, Pipeline
 from .settings import EngineSettings
@@ -167,6 +168,19 @@ class Engine:
         with self._pipelines_lock:
             pipes = list(self._pipelines.values())
         return [m for p in pipes if (m := p.loaded()) is not None]
+
+    def lora_state(self) -> LoraState:
+        """The LoRAs held and switched on in the loaded models (read-only; loads nothing)."""
+        with self._pipelines_lock:
+            pipes = list(self._pipelines.values())
+        loaded: dict[str, tuple[str, ...]] = {}
+        applied: list[AppliedLora] = []
+        for p in pipes:
+            state = p.lora_state()
+            if state is not None:
+                loaded.update(state.loaded)
+                applied.extend(state.applied)
+        return LoraState(loaded=loaded, applied=tuple(applied))
 
     # -------------------------------------------------------------------------------- queries
 

@@ -16,8 +16,8 @@ import contextlib
 import hashlib
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,18 @@ class AppliedLora:
     path: str
     adapter: str
     strengths: dict[str, float]  # expert (component name) -> strength
+
+
+@dataclass(frozen=True)
+class LoraState:
+    """What a loaded pipeline holds, read without touching it (for status views).
+
+    ``loaded``: resolved file path -> the experts that hold its adapter in memory.
+    ``applied``: the adapters switched on now (by the last job), with their strengths.
+    """
+
+    loaded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    applied: tuple[AppliedLora, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,12 @@ class LoraSet:
         self.experts = tuple(experts)
         self.fp8_compute = fp8_compute
         self._loaded: dict[str, list[str]] = {e: [] for e in self.experts}  # LRU order
+        self._paths: dict[str, str] = {}  # adapter name -> resolved file path
+        # Replaced whole at the end of each apply: readers on other threads see a consistent one.
+        self._state = LoraState()
+
+    def state(self) -> LoraState:
+        return self._state
 
     def apply(self, loras: Sequence[LoraSpec]) -> tuple[list[AppliedLora], list[SkippedLora]]:
         """Load what is missing, then activate exactly these LoRAs at these strengths."""
@@ -80,6 +98,7 @@ class LoraSet:
             path = Path(lora.path)
             try:
                 name = adapter_name(path)
+                self._paths[name] = str(path.resolve())
                 for expert in wanted:
                     self._load(path, name, expert)
             except Exception as exc:
@@ -90,9 +109,27 @@ class LoraSet:
                 names.append(name)
                 weights.append(strengths[expert])
             applied.append(AppliedLora(str(path), name, strengths))
-        for expert in self.experts:
-            self._activate(expert, *active[expert])
+        try:
+            for expert in self.experts:
+                self._activate(expert, *active[expert])
+        finally:
+            self._publish(applied)
         return applied, skipped
+
+    def _publish(self, applied: Sequence[AppliedLora]) -> None:
+        held: dict[str, list[str]] = {}
+        for expert, names in self._loaded.items():
+            for name in names:
+                held.setdefault(self._paths.get(name, name), []).append(expert)
+        in_memory = {name for names in self._loaded.values() for name in names}
+        self._paths = {n: p for n, p in self._paths.items() if n in in_memory}
+        self._state = LoraState(
+            loaded={path: tuple(experts) for path, experts in held.items()},
+            applied=tuple(
+                AppliedLora(self._paths.get(a.adapter, a.path), a.adapter, a.strengths)
+                for a in applied
+            ),
+        )
 
     def _load(self, path: Path, name: str, expert: str) -> None:
         loaded = self._loaded[expert]

@@ -15,6 +15,7 @@ from wan_desktop.engine.params import CONTRACT_RESOLUTIONS, PROMPT_MAX, SEED_MAX
 from ..context import ApiContext, Ctx
 from ..errors import detail_list
 from ..mapping import STATUS
+from ..ratelimit import client_key, refuse_if_limited
 from ..uploads import MULTIPART_SLACK, read_form, save_image
 
 router = APIRouter(tags=["generation"])
@@ -71,10 +72,6 @@ _OPENAPI = {
         },
     }
 }
-
-
-def _client_key(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 class _Fields:
@@ -221,16 +218,7 @@ async def submit(request: Request, ctx: Ctx) -> dict[str, Any]:
             fields.errors.update(getattr(exc, "errors", {"lora_path": str(exc)}))
     if fields.errors:
         raise HTTPException(422, detail=detail_list(fields.errors))
-    wait = ctx.limiter.take(_client_key(request))
-    if wait:
-        from ..metrics import metrics
-
-        metrics().rate_limited.inc()
-        raise HTTPException(
-            429,
-            detail=f"too many submissions; wait {wait:.1f} s and try again",
-            headers={"Retry-After": str(max(1, round(wait)))},
-        )
+    refuse_if_limited(ctx.limiter, request)
     for name in ("image", "end_image"):
         if name in files:
             path = await run_in_threadpool(
@@ -249,7 +237,7 @@ async def submit(request: Request, ctx: Ctx) -> dict[str, Any]:
     job = await run_in_threadpool(
         ctx.engine.submit,
         JobSpec(
-            kind=JobKind.wan, params=engine_params, priority=priority, client=_client_key(request)
+            kind=JobKind.wan, params=engine_params, priority=priority, client=client_key(request)
         ),
     )
     return submit_answer(ctx, job, lora_ref.strip() or None, strength)
@@ -330,15 +318,16 @@ def detect(
         explanation.append("text only: T2V-A14B")
     spec = ctx.engine.models.manifest.get(chosen)
     d = spec.defaults
-    total_params = spec.memory.total_params
+    # The VRAM planner's answer for the model's default job on this machine (cached).
+    est = ctx.estimates.for_model(chosen, image=has_image)
     requirements = {
         "requires_image": spec.requires_image,
         "supports_end_image": spec.supports_end_image,
-        # bf16 weights of the largest part resident at once (the planner refines this per job)
-        "estimated_vram_gb": round(max(spec.memory.params.values()) * 2 / 1024**3 + 2.0, 1),
-        "estimated_time_per_frame": round(total_params / 1e9 * 0.35, 1),
+        "estimated_vram_gb": est.vram_gb,
+        "estimated_time_per_frame": est.seconds_per_frame,  # seconds per output frame
         "max_resolution": d.max_resolution,
         "recommended_steps": d.steps,
+        **est.to_dict(),
     }
     others = [m for m in MODEL_TYPES if m != chosen]
     if has_end_image:

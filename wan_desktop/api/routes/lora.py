@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -20,38 +21,59 @@ from ..uploads import MULTIPART_SLACK, file_size, human, read_form
 router = APIRouter(tags=["lora"])
 
 
-def _applied(ctx: ApiContext) -> dict[str, float]:
-    """LoRA paths used by the running job, with their strengths."""
+def _in_use(ctx: ApiContext) -> set[str]:
+    """LoRA files named by the running job (they must not be deleted under it)."""
     running = ctx.engine.running_job_id
     if running is None:
-        return {}
+        return set()
     try:
         job = ctx.engine.get(running)
     except Exception:
-        return {}
-    return {
-        str(x.get("path")): float(x.get("strength", 1.0)) for x in job.params.get("loras") or ()
-    }
+        return set()
+    return {str(x.get("path")) for x in job.params.get("loras") or ()}
 
 
-def _entry(f: LoraFile, applied: dict[str, float]) -> dict[str, Any]:
-    strength = applied.get(str(f.path.resolve()))
+@dataclass(frozen=True)
+class _Usage:
+    """Where each LoRA file stands in the loaded Wan model, and in the running job."""
+
+    loaded: dict[str, tuple[str, ...]]  # file -> experts holding its adapter
+    applied: dict[str, dict[str, float]]  # file -> strength per expert, switched on now
+    in_use: set[str]
+
+    @classmethod
+    def read(cls, ctx: ApiContext) -> _Usage:
+        state = ctx.engine.lora_state()
+        return cls(
+            loaded=dict(state.loaded),
+            applied={a.path: dict(a.strengths) for a in state.applied},
+            in_use=_in_use(ctx),
+        )
+
+
+def _entry(f: LoraFile, usage: _Usage) -> dict[str, Any]:
+    path = str(f.path.resolve())
+    strengths = usage.applied.get(path)
     return {
         "name": f.name,
         "filename": f.filename,
         "path": f.ref,
         "size_mb": round(f.size_mb, 3),
         "modified_time": iso(f.modified),
-        "is_loaded": strength is not None,
-        "is_applied": strength is not None,
-        "current_strength": strength,
+        # From the loaded Wan model itself: its adapter is in memory / switched on now.
+        "is_loaded": path in usage.loaded,
+        "is_applied": strengths is not None,
+        # The strength on the (first, high-noise) transformer; per expert below.
+        "current_strength": next(iter(strengths.values()), None) if strengths else None,
+        "current_strengths": strengths,
+        "in_use": path in usage.in_use,  # named by the running job
     }
 
 
 def _list(ctx: ApiContext) -> dict[str, Any]:
     files = ctx.loras.list()
-    applied = _applied(ctx)
-    items = [_entry(f, applied) for f in files]
+    usage = _Usage.read(ctx)
+    items = [_entry(f, usage) for f in files]
     return {
         "loras": items,
         "total_count": len(items),
@@ -140,7 +162,7 @@ async def upload(request: Request, ctx: Ctx) -> dict[str, Any]:
 @router.get("/lora/{name}/status", summary="A LoRA's file facts and whether it is in use")
 def status(name: str, ctx: Ctx) -> dict[str, Any]:
     info = ctx.loras.inspect(name)
-    entry = _entry(info.file, _applied(ctx))
+    entry = _entry(info.file, _Usage.read(ctx))
     return {
         **entry,
         "exists": True,
@@ -211,7 +233,7 @@ def memory_impact(name: str, ctx: Ctx) -> dict[str, Any]:
 
 @router.delete("/lora/{name}", summary="Delete a LoRA file")
 def delete(name: str, ctx: Ctx) -> dict[str, Any]:
-    if str(ctx.loras.get(name).path.resolve()) in _applied(ctx):
+    if str(ctx.loras.get(name).path.resolve()) in _in_use(ctx):
         raise HTTPException(
             409, detail=f"LoRA {name} is used by the running task; wait or cancel it"
         )

@@ -12,6 +12,7 @@ from wan_desktop.engine import Job, JobKind, JobNotFoundError, JobState
 from wan_desktop.engine.outputs import JOB_ID_RE
 
 from ..context import ApiContext, Ctx
+from ..files import send_file
 from ..mapping import iso
 from ..settings import API_BASE
 
@@ -86,12 +87,7 @@ def get_output(video_id: str, ctx: Ctx) -> dict[str, Any]:
 def download(video_id: str, ctx: Ctx) -> FileResponse:
     job = _job_with_output(ctx, video_id)
     assert job.output is not None
-    return FileResponse(
-        job.output.video,
-        media_type="video/mp4",
-        filename=f"{job.id}.mp4",
-        content_disposition_type="attachment",
-    )
+    return send_file(job.output.video, filename=f"{job.id}.mp4", inline=False)
 
 
 @router.get("/outputs/{video_id}/thumbnail", summary="A JPEG frame", response_class=FileResponse)
@@ -101,7 +97,7 @@ def thumbnail(video_id: str, ctx: Ctx) -> FileResponse:
     thumb = job.output.thumbnail
     if not thumb or not Path(thumb).is_file():
         raise HTTPException(404, detail=f"video {video_id} has no thumbnail")
-    return FileResponse(thumb, media_type="image/jpeg")
+    return send_file(thumb)
 
 
 @router.delete("/outputs/{video_id}", summary="Delete a video (the task stays in the history)")

@@ -107,7 +107,8 @@ def _make(args: argparse.Namespace, params: dict[str, Any], out: Path, tmp: Path
 
     settings = EngineSettings.from_env(data_dir=tmp, outputs_dir=tmp / "outputs", mock=False)
     try:
-        engine = Engine(settings)
+        # Started once we listen: a quick first stage must not run before the subscription.
+        engine = Engine(settings, start=False)
     except ValueError as exc:  # a bad setting in the environment
         return _fail(args, "INVALID_SETTING", str(exc), "fix or unset that variable")
     progress = _Progress(sys.stderr)
@@ -137,6 +138,7 @@ def _make(args: argparse.Namespace, params: dict[str, Any], out: Path, tmp: Path
                     finished.set()
 
         sub = engine.subscribe(on_event, name="wan-explain")
+        engine.start()
         if job.label:
             progress.note(job.label)
         try:

@@ -11,6 +11,7 @@ from ..jobs import JobKind, JobOutput
 
 if TYPE_CHECKING:
     from ..context import JobContext
+    from ..lora import LoraState
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class Pipeline(ABC):
         """Do the job on the worker thread; report through ``ctx``; return what it made."""
 
     def loaded(self) -> LoadedModel | None:
+        return None
+
+    def lora_state(self) -> LoraState | None:
+        """The LoRAs held by the loaded model (None: no model loaded, or none that takes LoRAs)."""
         return None
 
     def unload(self, reason: str = "requested") -> None:  # noqa: B027 - nothing to free by default

@@ -29,7 +29,7 @@ from ..errors import JobCancelledError, JobFailedError
 from ..events import ModelLoaded, ModelUnloaded
 from ..failures import OOM_SUGGESTIONS, is_out_of_memory
 from ..jobs import FailureCategory, JobKind, JobOutput, JobState
-from ..lora import LoraSet
+from ..lora import LoraSet, LoraState
 from ..model_facts import facts_for
 from ..params import WanParams, validate_wan_params
 from ..planner import STRATEGIES, JobShape, MemoryPlan, plan
@@ -108,6 +108,10 @@ class WanPipeline(Pipeline):
     def loaded(self) -> LoadedModel | None:
         current = self._loaded
         return current.info() if current is not None else None
+
+    def lora_state(self) -> LoraState | None:
+        current = self._loaded
+        return current.loras.state() if current is not None else None
 
     def diffusers_pipeline(self) -> Any:
         """The loaded diffusers pipeline (for inspection and extensions), or None."""
