@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import gc
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,19 @@ _ISOLATED_ENV = (
     "http_proxy",
     "https_proxy",
 )
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    """After a test with Qt widgets (and its fixtures' teardown), collect on the main thread.
+
+    A widget left in a reference cycle must not wait for the next collection: a later test's
+    engine thread would run it, and Qt crashes when a widget is destroyed off its thread (the app
+    itself routes every collection to the GUI thread, see ``wan_desktop.ui.collector``).
+    """
+    yield
+    if "qtbot" in getattr(item, "fixturenames", ()):
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)

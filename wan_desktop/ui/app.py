@@ -24,6 +24,7 @@ from wan_desktop.engine import Engine
 
 from . import icons, theme
 from .api_control import ApiController, ServerFactory
+from .collector import GuiCollector
 from .config import SettingsStore, engine_settings
 from .state import Notice, Studio
 from .window import MainWindow
@@ -195,9 +196,12 @@ def run(
         return 1
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    collector = GuiCollector(app)  # Qt objects are only ever freed on this thread
+    collector.start()
     try:
         with loop:
             result: Any = loop.run_until_complete(session.main())
     finally:
+        collector.stop()
         asyncio.set_event_loop(None)
     return int(result)

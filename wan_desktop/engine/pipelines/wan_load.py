@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import heap
 from ..planner import STRATEGIES, MemoryPlan
 
 log = logging.getLogger("wan_desktop.engine.wan")
@@ -147,14 +148,14 @@ def settle_heap() -> None:
     they are never scanned again. ``free_memory`` unfreezes, so an unloaded model's reference
     cycles are collected.
     """
-    gc.collect()
+    heap.collect()
     gc.freeze()
 
 
 def free_memory() -> None:
     """Return what the allocator caches to the device; after a failure, an OOM or an unload."""
     gc.unfreeze()
-    gc.collect()
+    heap.collect()
     torch = sys.modules.get("torch")
     if torch is None:
         return
