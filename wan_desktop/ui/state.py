@@ -30,13 +30,15 @@ from wan_desktop.engine import (
     ModelDownloadFinished,
     QueueChanged,
 )
+from wan_desktop.engine.lora_library import LoraLibrary
 from wan_desktop.engine.pipelines.base import LoadedModel
-from wan_desktop.models import DownloadProgress
+from wan_desktop.models import DiskUsage, DownloadProgress
 
 from .background import Background
 from .bridge import EngineBridge
-from .catalog import ModelRow, scan
+from .catalog import Catalog, ModelRow, scan
 from .config import AppSettings, SettingsStore
+from .fit import FitCache
 
 log = logging.getLogger("wan_desktop.ui")
 
@@ -68,7 +70,8 @@ class Studio(QObject):
     settings_changed = Signal(object)  # AppSettings
     dev_mode_changed = Signal(bool)
     notice = Signal(object)  # Notice
-    use_settings = Signal(object)  # a job's params, for the Generate panel
+    use_settings = Signal(object)  # a Wan job's params, for the Generate panel
+    explain_settings = Signal(object)  # an explainer job's params, for the Explainer page
     navigate = Signal(str)  # page name
 
     def __init__(
@@ -91,7 +94,10 @@ class Studio(QObject):
         self.loaded: list[LoadedModel] = []
         self.paused = engine.paused
         self.catalog: list[ModelRow] = []
+        self.disk: DiskUsage | None = None
         self.catalog_loaded = False
+        self.loras = LoraLibrary(engine.settings.loras_dir)
+        self.fits = FitCache(engine)
         self._scanning = False
         self._rescan = False
         self.models_changed.connect(self.refresh_catalog)
@@ -139,14 +145,18 @@ class Studio(QObject):
             reverse=True,
         )
 
-    def outputs(self) -> list[Job]:
-        return [j for j in self.finished() if j.state is JobState.completed and j.output]
+    def outputs(self, kind: JobKind | None = None) -> list[Job]:
+        return [
+            j
+            for j in self.finished()
+            if j.state is JobState.completed and j.output and kind in (None, j.kind)
+        ]
 
     # --------------------------------------------------------------------------- commands
 
-    def submit(self, params: Mapping[str, Any]) -> Job:
-        """Queue a Wan job; raises InvalidInputError naming every bad field."""
-        job = self.engine.submit(JobSpec(kind=JobKind.wan, params=dict(params), client=GUI_CLIENT))
+    def submit(self, params: Mapping[str, Any], kind: JobKind = JobKind.wan) -> Job:
+        """Queue a job; raises InvalidInputError naming every bad field."""
+        job = self.engine.submit(JobSpec(kind=kind, params=dict(params), client=GUI_CLIENT))
         self._store(job)
         self.jobs_changed.emit()
         return job
@@ -185,10 +195,12 @@ class Studio(QObject):
             scan, self.engine.models, on_done=self._catalog_done, on_error=self._catalog_failed
         )
 
-    def _catalog_done(self, rows: list[ModelRow]) -> None:
+    def _catalog_done(self, found: Catalog) -> None:
         self._scanning = False
-        self.catalog = rows
+        self.catalog = list(found.rows)
+        self.disk = found.disk
         self.catalog_loaded = True
+        self.fits.clear()  # a model on disk gives its own figures
         self.catalog_changed.emit()
         if self._rescan:
             self._rescan = False
@@ -241,7 +253,7 @@ class Studio(QObject):
             self.post(
                 Notice(
                     "success",
-                    "Video ready",
+                    "Explainer ready" if job.kind is JobKind.explainer else "Video ready",
                     _short(job.prompt) + (f"  ·  {job.label}" if job.label else ""),
                     job_id=job.id,
                 )
@@ -250,7 +262,7 @@ class Studio(QObject):
             self.post(
                 Notice(
                     "error",
-                    "Generation failed",
+                    "Explainer failed" if job.kind is JobKind.explainer else "Generation failed",
                     job.failure.message,
                     job.failure.suggestions,
                     job_id=job.id,
