@@ -274,7 +274,7 @@ def test_first_run_offers_development_mode_and_real_models(qtbot: Any, tmp_path:
         assert studio.settings_store.load().dev_mode, "the choice is saved"
         assert not gen.welcome.isVisible()
         assert gen.banner.isVisible() and "random-weight" in gen.banner_text.text()
-        wait_until(qtbot, lambda: all(r.variant.development for r in studio.catalog))
+        wait_until(qtbot, lambda: all(r.variant.development for r in studio.usable_rows()))
 
 
 HAS_WAN = importlib.util.find_spec("wan_desktop.engine.pipelines.wan") is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from wan_desktop.engine import Job, JobState
+from wan_desktop.engine import Job, JobKind, JobState
 
 
 def size(n: float | None) -> str:
@@ -78,10 +78,14 @@ def label_badge(job: Job) -> str | None:
         return "MOCK"
     if job.development:
         return "DEV · NOISE"
+    if job.kind is JobKind.explainer and job.label:
+        return "OFFLINE PLANNER"
     return None
 
 
 def model_type(job: Job) -> str:
+    if job.kind is JobKind.explainer:
+        return "EXPLAINER"
     model = str(job.params.get("model") or job.model_id or "")
     # Manifest names are the API names in lower case at the front: t2v-A14B → T2V-A14B.
     return model.split("@", maxsplit=1)[0].upper()
@@ -90,6 +94,14 @@ def model_type(job: Job) -> str:
 def summary(job: Job) -> str:
     p = job.params
     parts = [model_type(job)]
+    if job.kind is JobKind.explainer:
+        parts.append(f"{p.get('quality', '?')} quality")
+        scenes = p.get("scene_count") or (job.estimate or {}).get("scenes")
+        if scenes:
+            parts.append(f"{scenes} scenes")
+        if p.get("enable_subtitles"):
+            parts.append("subtitles burned in" if p.get("burn_subtitles") else "subtitles")
+        return "  ·  ".join(parts)
     if p.get("width") and p.get("height"):
         parts.append(f"{p['width']}×{p['height']}")
     if p.get("frames"):

@@ -274,12 +274,17 @@ class Studio(QObject):
     def _on_stage(self, event: JobStage) -> None:
         job = self.jobs.get(event.job_id)
         if job is not None and not job.finished:
+            changes: dict[str, Any] = {}
+            if job.kind is JobKind.explainer and event.stage != job.stage:
+                # An explainer counts scenes per stage: the last stage's count is not this one's.
+                changes = {"step": None, "total_steps": None}
             self._store(
                 dataclasses.replace(
                     job,
                     stage=event.stage,
                     stage_message=event.message,
                     progress=max(job.progress, event.progress),
+                    **changes,
                 )
             )
 

@@ -66,6 +66,8 @@ class VariantRow(QWidget):
         top.addWidget(self.state)
         if row.variant.development:
             top.addWidget(Badge("random weights: output is noise", "dev"))
+        self.jobs_badge = Badge("", "accent")
+        top.addWidget(self.jobs_badge)
         self.pin_badge = Badge("pinned", "accent")
         top.addWidget(self.pin_badge)
         self.use_badge = Badge("", "info")
@@ -148,6 +150,9 @@ class VariantRow(QWidget):
         self.pin_badge.setVisible(row.pinned)
         self.pin_badge.setToolTip("Kept whatever clean-up or the quota decide")
         self.use_badge.set(row.in_use_text(), "info")
+        dev = self.studio.dev_mode
+        self.jobs_badge.set("jobs use it now" if dev and row.variant.development else "", "accent")
+        self.jobs_badge.setToolTip("Development mode: every job runs the tiny variant")
         self.use_badge.setToolTip("Clean-up and the quota never remove a model in use")
         self._update_buttons()
 
@@ -426,7 +431,7 @@ class ModelsPanel(QWidget):
 
     def _update_disk(self) -> None:
         s = self.studio
-        mode = "development mode: tiny variants only" if s.dev_mode else ""
+        mode = "development mode: jobs use the tiny variants" if s.dev_mode else ""
         self.header.subtitle.setText(
             f"{len(s.catalog)} variants  ·  {sum(r.status.complete for r in s.catalog)} ready"
             + (f"  ·  {mode}" if mode else "")
