@@ -121,9 +121,7 @@ def test_verify_and_delete_a_model(
         studio.refresh_catalog()
         key = ("t2v-A14B@2.2.0", "tiny")
         wait_until(qtbot, lambda: shown(models, key, "verify_btn"))
-        assert len(models.rows) == 6, "every variant, the real ones too"
-        assert models.rows[key].jobs_badge.text() == "jobs use it now"
-        assert not models.rows[("t2v-A14B@2.2.0", "bf16")].jobs_badge.isVisibleTo(models)
+        assert len(models.rows) == 3, "development mode lists the tiny variants"
         models.rows[key].verify_btn.click()
         wait_until(qtbot, lambda: bool(window.toasts.history) and not models.rows[key].busy)
         assert [n.title for n in window.toasts.history] == ["Verified"], window.toasts.history

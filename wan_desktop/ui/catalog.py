@@ -57,12 +57,14 @@ class Catalog:
 
 
 def scan(store: ModelStore) -> Catalog:
-    """Every variant of every model, with what is on disk. Blocking."""
+    """Every variant the user can use now (only the tiny ones in development mode). Blocking."""
     disk = store.disk_usage()
     usage = {m.dir_name: m for m in disk.models}
     rows = []
     for spec in store.manifest:
-        names = sorted(spec.variants, key=lambda n: (n != spec.default_variant, n))
+        # Development mode resolves every model to its tiny variant, status included.
+        names = [store.resolve(spec.id)[1].name] if store.config.dev_mode else list(spec.variants)
+        names.sort(key=lambda n: (n != spec.default_variant, n))
         for name in names:
             var = spec.variant(name)
             status = store.status(spec.id, name)

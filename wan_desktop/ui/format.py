@@ -17,6 +17,14 @@ def size(n: float | None) -> str:
     return f"{n:.1f} TB"
 
 
+def count(n: float) -> str:
+    """A large count for people: 1.2 M, 3.4 k, 950."""
+    for limit, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= limit:
+            return f"{n / limit:.1f} {unit}"
+    return f"{n:.0f}"
+
+
 def speed(bps: float) -> str:
     return f"{size(bps)}/s" if bps > 0 else "—"
 

@@ -25,6 +25,7 @@ EXPLAINER_STAGE_PHASE = {
     "combining": 4,
     "storage": 5,
 }
+WRITER_TEXT = {"template": "offline template planner"}  # the explainer's writer names
 STAGE_PHASE = {
     "initializing": 0,
     "downloading_model": 0,
@@ -252,7 +253,7 @@ class JobCard(Card):
             if est.get("minutes") is not None:
                 bits.append(f"about {fmt.duration(float(est['minutes']) * 60)}")
             if explainer and est.get("writer"):
-                bits.append(f"writer: {est['writer']}")
+                bits.append(f"writer: {WRITER_TEXT.get(est['writer'], est['writer'])}")
             elif est.get("strategy"):
                 bits.append(f"strategy: {est['strategy']}")
             return "Waiting" + (f"  ·  {'  ·  '.join(bits)}" if bits else "")

@@ -67,7 +67,7 @@ def describe(info: LoraInfo | None, problem: str) -> str:
     bits = [info.format]
     if info.rank:
         bits.append(f"rank {info.rank}")
-    bits.append(f"{info.params / 1e6:.1f} M parameters")
+    bits.append(f"{fmt.count(info.params)} parameters")
     bits.append(f"{len(info.modules)} module patterns")
     return "  ·  ".join(bits)
 

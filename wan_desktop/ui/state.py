@@ -90,6 +90,7 @@ class Studio(QObject):
         self.jobs: dict[str, Job] = {}
         self.previews: dict[str, tuple[int, QImage]] = {}
         self.downloads: dict[tuple[str, str], DownloadProgress] = {}
+        self._download_jobs: dict[tuple[str, str], str] = {}  # downloads a job started
         self.memory: MemorySample | None = None
         self.loaded: list[LoadedModel] = []
         self.paused = engine.paused
@@ -248,6 +249,8 @@ class Studio(QObject):
         # steps inside "running" (loading, encoding…) are plain updates of its card.
         if known is None or _phase(known.state) != _phase(job.state):
             self.jobs_changed.emit()
+        if job.state not in (JobState.queued, JobState.preparing):
+            self._end_job_downloads(job.id, ok=job.state is not JobState.failed)
         if job.state is JobState.completed and event.previous is not JobState.completed:
             self.previews.pop(job.id, None)
             self.post(
@@ -336,12 +339,28 @@ class Studio(QObject):
     @Slot(object)
     def _on_download(self, event: ModelDownload) -> None:
         p = event.progress
-        self.downloads[(p.model_id, p.variant)] = p
+        key = (p.model_id, p.variant)
+        self.downloads[key] = p
+        if event.job_id is not None:
+            self._download_jobs[key] = event.job_id
         self.download_changed.emit(p)
+
+    def _end_job_downloads(self, job_id: str, *, ok: bool) -> None:
+        """A job's own download ends with no finished event: when the job moves on."""
+        done = [k for k, jid in self._download_jobs.items() if jid == job_id]
+        for key in done:
+            del self._download_jobs[key]
+            if self.downloads.pop(key, None) is not None:
+                self.download_finished.emit(
+                    ModelDownloadFinished(model_id=key[0], variant=key[1], ok=ok)
+                )
+        if done:
+            self.models_changed.emit()
 
     @Slot(object)
     def _on_download_finished(self, event: ModelDownloadFinished) -> None:
         self.downloads.pop((event.model_id, event.variant), None)
+        self._download_jobs.pop((event.model_id, event.variant), None)
         self.download_finished.emit(event)
         self.models_changed.emit()
         if event.ok:

@@ -9,6 +9,8 @@ and the page and the job say so.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +77,19 @@ def read_subtitles(path: str | None) -> str:
             return fh.read(SUBTITLE_PREVIEW_BYTES)
     except OSError as exc:
         return f"(cannot read {Path(path).name}: {exc.strerror or exc})"
+
+
+def unavailable_reason() -> str | None:
+    """Why explainers cannot render here, or None. Scenes render in a separate Python process
+    that imports Manim: a frozen bundle has no such interpreter, and an install may lack Manim."""
+    if getattr(sys, "frozen", False):
+        return (
+            "This packaged app cannot render explainer videos (Manim runs in a separate Python "
+            "process); use a source install (scripts/setup.sh) or `wan explain`."
+        )
+    if importlib.util.find_spec("manim") is None:
+        return "Manim is not installed: run scripts/setup.sh to add it, then restart the app."
+    return None
 
 
 def load_settings(extra: Mapping[str, Any]) -> tuple[ExplainerSettings | None, str]:
@@ -266,6 +281,9 @@ class ExplainerPanel(QWidget):
         self.form = QVBoxLayout(form)
         self.form.setContentsMargins(0, 0, 10, 0)
         self.form.setSpacing(14)
+        self.unavailable = unavailable_reason()
+        if self.unavailable is not None:
+            self.form.addWidget(label(self.unavailable, "error", wrap=True))
         self._build_topic_card()
         self._build_video_card()
         self._build_model_card()
@@ -397,6 +415,9 @@ class ExplainerPanel(QWidget):
         self.form.addWidget(card)
 
     def _show_settings(self) -> None:
+        if self.unavailable is not None:
+            self.make_btn.setEnabled(False)
+            self.make_btn.setToolTip(self.unavailable)
         s = self.settings
         if s is None:
             self.writer_note.setText(f"Explainer videos are misconfigured: {self.settings_error}")

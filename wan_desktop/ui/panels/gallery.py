@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from wan_desktop.engine import EngineError, Job, JobKind
 
 from .. import format as fmt
+from ..jobview import WRITER_TEXT
 from ..pictures import poster, thumbnail
 from .explainer import read_subtitles
 
@@ -311,10 +312,15 @@ def explainer_rows(job: Job) -> list[tuple[str, str]]:
         ("Size", f"{out.width}×{out.height} at {out.fps:g} fps, {p.get('quality')} quality"),
         ("Length", f"{fmt.duration(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
         ("Scenes", str(p.get("scene_count") or "planner's choice")),
-        ("Writer", str((job.estimate or {}).get("writer") or job.label or "—")),
+        ("Writer", writer_text(job)),
         ("Subtitles", Path(out.subtitles).name if out.subtitles else "none"),
         ("Storage", str(p.get("storage_mode") or "local_only").replace("_", " ")),
         ("Made", fmt.ago(job.finished_at)),
     ]
     rows += [(f"S3 {k}", v) for k, v in sorted(out.urls.items())]
     return rows
+
+
+def writer_text(job: Job) -> str:
+    writer = str((job.estimate or {}).get("writer") or "")
+    return WRITER_TEXT.get(writer, writer) or job.label or "—"

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from wan_desktop.engine import InvalidInputError, Job
+from wan_desktop.engine.hardware import ENV_PROFILE
 from wan_desktop.engine.params import (
     CONTRACT_RESOLUTIONS,
     FRAMES_MAX,
@@ -131,6 +132,7 @@ class GeneratePanel(QWidget):
         studio.download_changed.connect(lambda _p: self._update_tiles())
         studio.download_finished.connect(lambda _e: self._update_tiles())
         studio.dev_mode_changed.connect(lambda _on: self.fit_timer.start())
+        studio.dev_mode_changed.connect(lambda _on: self._update_size_hint())
         studio.dev_mode_changed.connect(lambda _on: self._update_mode())
         studio.use_settings.connect(self.load_params)
         self._update_mode()
@@ -328,7 +330,12 @@ class GeneratePanel(QWidget):
 
     def _update_tiles(self) -> None:
         rows = {r.spec.id: r for r in self.studio.usable_rows()}
-        downloads = {key[0]: p for key, p in self.studio.downloads.items()}
+        # Only a download of the variant a job would use shows on its tile.
+        downloads = {
+            model: p
+            for (model, variant), p in self.studio.downloads.items()
+            if model in rows and rows[model].variant.name == variant
+        }
         self.picker.update_tiles(rows, downloads)
 
     def _check_fits(self) -> None:
@@ -346,7 +353,9 @@ class GeneratePanel(QWidget):
                 if not spec.accepts_image:
                     params.pop("image", None)
                 fits[spec.id] = cache.check(spec.id, params)
-            return fits, engine.hardware.summary
+            profile = engine.hardware
+            simulated = f" (a simulated machine: {ENV_PROFILE})" if profile.simulated else ""
+            return fits, profile.summary + simulated
 
         def done(result: tuple[dict[str, Fit], str]) -> None:
             if token != self._fit_token:
@@ -451,10 +460,12 @@ class GeneratePanel(QWidget):
         if self.spec is None:
             return
         try:
-            w, h = round_size(*parse_resolution(self.resolution.currentText()), self.spec)
+            variant = self.studio.engine.models.resolve(self.spec.id)[1].name  # tiny in dev mode
+            size = parse_resolution(self.resolution.currentText())
         except ValueError:
             return
-        fps = self.spec.defaults.fps
+        w, h = round_size(*size, self.spec, variant)
+        fps = self.spec.defaults_for(variant).fps
         n = self.frames.value()
         self.size_hint.setText(
             f"Renders at {w}×{h}, {n} frames = {n / fps:.1f} s at {fps} fps. "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QFont
@@ -66,8 +67,7 @@ class VariantRow(QWidget):
         top.addWidget(self.state)
         if row.variant.development:
             top.addWidget(Badge("random weights: output is noise", "dev"))
-        self.jobs_badge = Badge("", "accent")
-        top.addWidget(self.jobs_badge)
+
         self.pin_badge = Badge("pinned", "accent")
         top.addWidget(self.pin_badge)
         self.use_badge = Badge("", "info")
@@ -140,19 +140,19 @@ class VariantRow(QWidget):
             + (f" ({fmt.size(st.bytes_present)} here)" if st.bytes_present else "")
         )
         bits = [row.variant.description or row.variant.label, row.variant.dtype]
+        mirror = self.studio.engine.models.config.local_mirror
         if st.source:
-            bits.append(f"from {source_name(st.source)}")
+            bits.append(f"from {source_name(st.source, mirror)}")
         elif row.variant.sources:
-            bits.append("sources: " + " → ".join(source_name(s) for s in row.variant.sources))
-        if st.state is not ModelState.complete and st.state is not ModelState.not_present:
+            names = (source_name(s, mirror) for s in row.variant.sources)
+            bits.append("sources: " + " → ".join(names))
+        downloading = self.key in self.studio.downloads
+        if st.state not in (ModelState.complete, ModelState.not_present) and not downloading:
             bits.append(st.reason)
         self.info.setText("  ·  ".join(b for b in bits if b))
         self.pin_badge.setVisible(row.pinned)
         self.pin_badge.setToolTip("Kept whatever clean-up or the quota decide")
         self.use_badge.set(row.in_use_text(), "info")
-        dev = self.studio.dev_mode
-        self.jobs_badge.set("jobs use it now" if dev and row.variant.development else "", "accent")
-        self.jobs_badge.setToolTip("Development mode: every job runs the tiny variant")
         self.use_badge.setToolTip("Clean-up and the quota never remove a model in use")
         self._update_buttons()
 
@@ -431,7 +431,7 @@ class ModelsPanel(QWidget):
 
     def _update_disk(self) -> None:
         s = self.studio
-        mode = "development mode: jobs use the tiny variants" if s.dev_mode else ""
+        mode = "development mode: tiny variants only" if s.dev_mode else ""
         self.header.subtitle.setText(
             f"{len(s.catalog)} variants  ·  {sum(r.status.complete for r in s.catalog)} ready"
             + (f"  ·  {mode}" if mode else "")
@@ -477,11 +477,13 @@ class ModelsPanel(QWidget):
             row.finished(event)
 
 
-def source_name(uri: str) -> str:
+def source_name(uri: str, mirror: Path | None = None) -> str:
     """A source as a person reads it: local mirror, S3, Hugging Face repo, built here."""
     scheme, _, rest = uri.partition("://")
     if scheme == "local":
-        return "local mirror" if "${" in rest else f"local folder {rest}"
+        if "${" in rest or (mirror is not None and Path(rest).is_relative_to(mirror)):
+            return "local mirror (WAN_LOCAL_MIRROR)" if mirror is not None else "local mirror"
+        return f"local folder {rest}"
     if scheme == "s3":
         return "S3"
     if scheme == "hf":
