@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 
 from wan_desktop.engine import (
@@ -101,6 +101,7 @@ class Studio(QObject):
         self.fits = FitCache(engine)
         self._scanning = False
         self._rescan = False
+        self._jobs_dirty = False
         self.models_changed.connect(self.refresh_catalog)
         b = self.bridge
         b.job_changed.connect(self._on_job_changed)
@@ -236,6 +237,17 @@ class Studio(QObject):
 
     # ----------------------------------------------------------------------------- events
 
+    def _jobs_changed_soon(self) -> None:
+        """``jobs_changed`` once per loop turn: ten jobs queued at once rebuild the lists once."""
+        if not self._jobs_dirty:
+            self._jobs_dirty = True
+            QTimer.singleShot(0, self._emit_jobs_changed)
+
+    @Slot()
+    def _emit_jobs_changed(self) -> None:
+        self._jobs_dirty = False
+        self.jobs_changed.emit()
+
     def _store(self, job: Job) -> None:
         self.jobs[job.id] = job
         self.job_updated.emit(job)
@@ -248,7 +260,7 @@ class Studio(QObject):
         # The lists only change when a job moves between waiting, running and finished;
         # steps inside "running" (loading, encoding…) are plain updates of its card.
         if known is None or _phase(known.state) != _phase(job.state):
-            self.jobs_changed.emit()
+            self._jobs_changed_soon()
         if job.state not in (JobState.queued, JobState.preparing):
             self._end_job_downloads(job.id, ok=job.state is not JobState.failed)
         if job.state is JobState.completed and event.previous is not JobState.completed:
@@ -326,7 +338,7 @@ class Studio(QObject):
             for jid in event.job_ids:
                 self.jobs.pop(jid, None)
                 self.previews.pop(jid, None)
-            self.jobs_changed.emit()
+            self._jobs_changed_soon()
         elif event.reason in ("reordered", "output_deleted"):
             ids = set(event.job_ids)
             fresh = [self.engine.get(jid) for jid in ids if jid in self.jobs]
@@ -334,7 +346,7 @@ class Studio(QObject):
                 fresh += [j for j in self.engine.queue() if j.id not in ids]
             for job in fresh:
                 self.jobs[job.id] = job
-            self.jobs_changed.emit()
+            self._jobs_changed_soon()
 
     @Slot(object)
     def _on_download(self, event: ModelDownload) -> None:
