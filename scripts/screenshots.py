@@ -2,16 +2,17 @@
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 
-Everything runs in temporary folders, offscreen. The data is made for real: a finished job, a
-running one and a queued one go through the engine (the real Wan pipeline on the tiny
-development models when it is installed, otherwise the mock pipeline, labelled as such), and a
-model download from a local mirror folder is in progress while the pictures are taken.
+Everything runs in temporary folders, offscreen, on this machine's real hardware profile (so
+the fit verdicts are this machine's). The data is made for real: Wan jobs run the real pipeline
+on the tiny development models (random weights: the videos are noise, and labelled so), an
+explainer video is planned by the offline template planner and rendered with Manim in the
+sandbox, and a model download from a local mirror folder is in progress while the pictures are
+taken.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import sys
@@ -26,7 +27,35 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
 SIZE = (1440, 900)
-HAS_WAN = importlib.util.find_spec("wan_desktop.engine.pipelines.wan") is not None
+FINISHED = (
+    ("t2v-A14B@2.2.0", "Aerial shot over a turquoise river winding through autumn forest", 11),
+    (
+        "t2v-A14B@2.2.0",
+        "Macro shot of ink drops blooming in water, slow motion, black background",
+        5,
+    ),
+    (
+        "ti2v-5B@2.2.0",
+        "A paper boat drifts down a rain-soaked street at dusk, neon reflections rippling, "
+        "low angle, shallow depth of field",
+        1234,
+    ),
+)
+RUNNING = (
+    ("t2v-A14B@2.2.0", "A red fox trots through fresh snow at dawn, low tracking shot", 42),
+    ("t2v-A14B@2.2.0", "Timelapse of clouds rolling over a mountain ridge, dramatic light", 7),
+)
+EXPLAINER = {
+    "topic": "Why the sky is blue",
+    "context": (
+        "Sunlight holds every colour. Air molecules scatter short wavelengths far more than long "
+        "ones: Rayleigh scattering goes as 1/λ^4, so blue light is scattered about four times as "
+        "much as red. We see that scattered blue from every direction of the sky. At sunset the "
+        "light crosses more air, the blue is scattered away, and reds and oranges remain."
+    ),
+    "quality": "low",
+    "scene_count": 4,
+}
 
 
 def pump(app: object, seconds: float, until: Callable[[], bool] | None = None) -> None:
@@ -46,7 +75,6 @@ def pump(app: object, seconds: float, until: Callable[[], bool] | None = None) -
 def make_mirror(folder: Path, size_mb: int) -> None:
     """A local mirror folder shaped like a diffusers model (random bytes: only the transfer is
     real here; the download is cancelled before it completes)."""
-    rng = os.urandom
     files = {
         "model_index.json": b'{"_class_name": "WanPipeline"}',
         "scheduler/scheduler_config.json": b"{}",
@@ -60,7 +88,22 @@ def make_mirror(folder: Path, size_mb: int) -> None:
         part = folder / "transformer" / f"diffusion_pytorch_model-0000{i + 1}-of-00003.safetensors"
         with part.open("wb") as fh:
             for _ in range(size_mb // 3):
-                fh.write(rng(1 << 20))
+                fh.write(os.urandom(1 << 20))
+
+
+def make_lora(path: Path, rank: int = 4, width: int = 24, blocks: int = 2) -> None:
+    """A LoRA shaped for the tiny models (attention q/k/v, diffusers key names), random."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(7)
+    tensors = {}
+    for block in range(blocks):
+        for proj in ("to_q", "to_k", "to_v"):
+            key = f"transformer.blocks.{block}.attn1.{proj}"
+            tensors[f"{key}.lora_A.weight"] = rng.standard_normal((rank, width), np.float32)
+            tensors[f"{key}.lora_B.weight"] = rng.standard_normal((width, rank), np.float32) * 0.1
+    save_file(tensors, str(path), metadata={"ss_network_alpha": str(rank)})
 
 
 def main() -> int:
@@ -76,11 +119,12 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from wan_desktop.api.server import EmbeddedServer
-    from wan_desktop.engine import Engine, EngineSettings, JobState, simulated_profile
-    from wan_desktop.engine.hardware import read_profile
+    from wan_desktop.engine import Engine, EngineSettings, JobKind, JobState
+    from wan_desktop.engine.hardware import HardwareProfile, read_profile
     from wan_desktop.models import sources as model_sources
     from wan_desktop.models.config import OrchestratorConfig
     from wan_desktop.models.sources.local import LocalSource
+    from wan_desktop.ui import quota
     from wan_desktop.ui.api_control import ApiController
     from wan_desktop.ui.app import make_app
     from wan_desktop.ui.config import AppSettings, SettingsStore
@@ -95,11 +139,12 @@ def main() -> int:
                 fh.seek(sink.offset)
                 while data := fh.read(1 << 20):
                     sink.write(data)
-                    time.sleep(0.05)
+                    time.sleep(0.08)
 
     model_sources._FACTORIES["local"] = PacedLocal
     app = make_app()
     assert isinstance(app, QApplication)
+    hardware = read_profile()
 
     def shoot(
         window: MainWindow, page: str, name: str, settle: float = 0.4, toasts: bool = False
@@ -111,47 +156,57 @@ def main() -> int:
         pump(app, settle)
         path = args.out / f"{name}.png"
         window.grab().save(str(path))
-        print(f"wrote {path.relative_to(ROOT)}")
+        print(f"wrote {path}")
 
-    # ---------------------------------------------------------------- first run (no models)
-    first = EngineSettings.from_env(
-        {},
-        data_dir=tmp / "first" / "data",
-        outputs_dir=tmp / "first" / "outputs",
-        models=OrchestratorConfig.from_env({}, models_root=tmp / "first" / "models"),
-        memory_sample_s=0.5,
-    )
-    engine = Engine(first, hardware=simulated_profile(0))
-    studio = Studio(engine, SettingsStore(tmp / "first-config"), AppSettings())
-    window = MainWindow(studio, ApiController(engine, EmbeddedServer))
-    window.resize(*SIZE)
-    window.show()
-    pump(app, 5, until=lambda: studio.catalog_loaded)
-    shoot(window, "generate", "first-run")
-    window.close()
-    studio.close()
-    engine.shutdown()
-
-    # ------------------------------------------------------------------------- the studio
-    dev = not HAS_WAN
-    settings = EngineSettings.from_env(
-        {},
-        data_dir=tmp / "data",
-        outputs_dir=tmp / "outputs",
-        models=OrchestratorConfig.from_env(
-            {"WAN_LOCAL_MIRROR": str(mirror)}, models_root=tmp / "models", dev_mode=HAS_WAN
-        ),
-        mock=dev,
-        memory_sample_s=0.5,
-        preview_every=1,
-    )
-    engine = Engine(settings, hardware=read_profile())
-    if dev:
-        from wan_desktop.engine.pipelines.mock import MockPipeline
-
-        engine._pipelines[(MockPipeline.kind, True)] = MockPipeline(
-            engine.models.manifest, step_s=0.35
+    def settings_in(folder: Path, *, dev: bool) -> EngineSettings:
+        return EngineSettings.from_env(
+            {},
+            data_dir=folder / "data",
+            outputs_dir=folder / "outputs",
+            models=OrchestratorConfig.from_env(
+                {"WAN_LOCAL_MIRROR": str(mirror), "WAN_CONFIG_DIR": str(folder / "config")},
+                models_root=folder / "models",
+                dev_mode=dev,
+            ),
+            memory_sample_s=0.5,
+            preview_every=1,
         )
+
+    # ------------------------------------------ first run (no models): this machine's verdicts
+    def first_run(name: str, folder: Path, machine: HardwareProfile, model: str) -> None:
+        engine = Engine(settings_in(folder, dev=False), hardware=machine)
+        studio = Studio(engine, SettingsStore(folder / "config"), AppSettings())
+        window = MainWindow(studio, ApiController(engine, EmbeddedServer))
+        window.resize(*SIZE)
+        window.show()
+        gen = window.pages["generate"]
+        gen.select_model(model)  # type: ignore[attr-defined]
+        gen.resolution.setCurrentText("854x480")  # type: ignore[attr-defined]
+        gen.frames.setValue(49)  # type: ignore[attr-defined]
+        pump(app, 20, until=lambda: studio.catalog_loaded and len(gen.fits) == 3)  # type: ignore[attr-defined]
+        pump(app, 0.5)
+        shoot(window, "generate", name)
+        window.close()
+        studio.close()
+        engine.shutdown()
+
+    first_run("first-run", tmp / "first", hardware, "t2v-A14B@2.2.0")
+    # The same page on a machine with a 24 GB GPU, as WAN_HARDWARE_PROFILE describes one (the
+    # planner's way to answer for other machines; the page says the profile is simulated).
+    gpu = HardwareProfile.from_dict(
+        {
+            "device": "cuda:0",
+            "gpu_name": "NVIDIA GeForce RTX 4090",
+            "vram_total_mb": 24564,
+            "ram_total_mb": 64 * 1024,
+            "cpu_count": 16,
+            "compute_capability": [8, 9],
+        }
+    )
+    first_run("fit", tmp / "fit", gpu, "ti2v-5B@2.2.0")
+
+    # ---------------------------------------------- the studio: development mode, real jobs
+    engine = Engine(settings_in(tmp, dev=True), hardware=hardware)
     store = SettingsStore(tmp / "config")
     studio = Studio(engine, store, store.load_or_init())
     window = MainWindow(studio, ApiController(engine, EmbeddedServer))
@@ -159,57 +214,67 @@ def main() -> int:
     window.show()
     gen = window.pages["generate"]
 
-    def submit(model: str, prompt: str, steps: int, seed: int) -> str:
+    def submit(model: str, prompt: str, steps: int, seed: int, frames: int) -> str:
         gen.select_model(model)  # type: ignore[attr-defined]
         gen.prompt.setPlainText(prompt)  # type: ignore[attr-defined]
         gen.resolution.setCurrentText("854x480")  # type: ignore[attr-defined]
         gen.steps.setValue(steps)  # type: ignore[attr-defined]
-        gen.frames.setValue(33)  # type: ignore[attr-defined]
+        gen.frames.setValue(frames)  # type: ignore[attr-defined]
         gen.seed.setText(str(seed))  # type: ignore[attr-defined]
         job = gen.submit()  # type: ignore[attr-defined]
-        assert job is not None
+        assert job is not None, gen.general_error.text()  # type: ignore[attr-defined]
         return job.id
 
-    finished = [
-        submit(model, prompt, 6, seed)
-        for model, prompt, seed in (
-            (
-                "t2v-A14B@2.2.0",
-                "Aerial shot over a turquoise river winding through autumn forest",
-                11,
-            ),
-            (
-                "t2v-A14B@2.2.0",
-                "Macro shot of ink drops blooming in water, slow motion, black background",
-                5,
-            ),
-            (
-                "ti2v-5B@2.2.0",
-                "A paper boat drifts down a rain-soaked street at dusk, neon "
-                "reflections rippling, low angle, shallow depth of field",
-                1234,
-            ),
-        )
-    ]
-    done = finished[-1]
-    pump(app, 240, until=lambda: all(studio.jobs[j].state is JobState.completed for j in finished))
-    # A download in progress: the real TI2V-5B variant from a local mirror folder.
+    explain = window.pages["explain"]
+
+    def explainer(**overrides: object) -> str:
+        params = {**EXPLAINER, **overrides}
+        explain.load_params(params)  # type: ignore[attr-defined]
+        job = explain.submit()  # type: ignore[attr-defined]
+        assert job is not None, explain.general_error.text()  # type: ignore[attr-defined]
+        return job.id
+
+    # A LoRA added the way "Add LoRA…" adds one: through the library's checks.
+    make_lora(tmp / "watercolor_style.safetensors")
+    gen.loras.install(tmp / "watercolor_style.safetensors")  # type: ignore[attr-defined]
+    pump(app, 20, until=lambda: bool(gen.loras.rows))  # type: ignore[attr-defined]
+    explained = explainer()
+    finished = [submit(m, p, 8, seed, 17) for m, p, seed in FINISHED]
+
+    def all_done() -> bool:
+        return all(studio.jobs[j].finished for j in (explained, *finished))
+
+    pump(app, 600, until=all_done)
+    for j in (explained, *finished):
+        job = studio.jobs[j]
+        assert job.state is JobState.completed, (job.id, job.failure)
+    window.show_page("explain")
+    player = explain.latest.player  # type: ignore[attr-defined]
+    pump(app, 10, until=lambda: "-->" in explain.latest.subtitles.toPlainText())  # type: ignore[attr-defined]
+    player.player.setPosition(5200)
+    player.player.play()
+    pump(app, 10, until=lambda: player.view.frame is not None)
+    pump(app, 1.2)
+    player.player.pause()
+    explain.topic.setText("How a rainbow forms")  # type: ignore[attr-defined]
+    explain.context.setPlainText(  # type: ignore[attr-defined]
+        "Sunlight enters a raindrop, bends, reflects off the back and bends again on the way "
+        "out. Each colour bends by a different angle, so the colours fan out: red at 42°, "
+        "violet at 40° from the point opposite the sun."
+    )
+    shoot(window, "explain", "explainer", settle=0.6)
+
+    # A download in progress: the real TI2V-5B weights from a local mirror folder. Development
+    # mode resolves every model to its tiny variant, so the download starts with it off (as a
+    # user would); the jobs below run the tiny variants with it on again.
     make_mirror(mirror / "wan22" / "ti2v-5B@2.2.0", 1500)
+    studio.set_dev_mode(False)
     engine.ensure_model("ti2v-5B@2.2.0", "bf16")
-    submit(
-        "t2v-A14B@2.2.0",
-        "A red fox trots through fresh snow at dawn, low tracking shot, soft golden light",
-        80,
-        42,
-    )
-    submit(
-        "t2v-A14B@2.2.0",
-        "Timelapse of clouds rolling over a mountain ridge, wide shot, dramatic light",
-        30,
-        7,
-    )
-    pump(app, 60, until=lambda: any((j.step or 0) >= 12 for j in studio.active()))
-    pump(app, 60, until=lambda: any((p.fraction or 0) > 0.12 for p in studio.downloads.values()))
+    studio.set_dev_mode(True)
+    running = [submit(m, p, 100, seed, 81) for m, p, seed in RUNNING]
+    explainer(topic="How a rainbow forms", scene_count=3)
+    pump(app, 120, until=lambda: any((j.step or 0) >= 6 for j in studio.active()))
+    pump(app, 60, until=lambda: any((p.fraction or 0) > 0.1 for p in studio.downloads.values()))
 
     gen.prompt.setPlainText(  # type: ignore[attr-defined]
         "Waves crash against black volcanic rocks, slow motion, overcast, cinematic"
@@ -219,12 +284,9 @@ def main() -> int:
     bar.setValue(bar.maximum())
     shoot(window, "generate", "generate-settings")
     shoot(window, "queue", "queue", toasts=True)
-    window.show_page("models")
-    window.pages["models"].reveal(("ti2v-5B@2.2.0", "bf16"))  # type: ignore[attr-defined]
-    shoot(window, "models", "models")
     for toast in list(window.toasts.toasts):
         toast.dismiss()
-    window.show_page(f"gallery:{done}")
+    window.show_page(f"gallery:{finished[-1]}")
     gallery = window.pages["gallery"]
     player = gallery.ensure_player()  # type: ignore[attr-defined]
     player.player.play()
@@ -234,6 +296,21 @@ def main() -> int:
     shoot(window, "gallery", "gallery")
     shoot(window, "system", "system", settle=1.5)
     shoot(window, "settings", "settings", settle=0.8)
+    # Models with development mode off: every variant, the tiny ones built, the real one coming,
+    # a quota and a pinned model.
+    quota.save_quota(engine.models, 100 * quota.GB)
+    quota.apply_quota(engine, 100 * quota.GB)
+    engine.models.pin("t2v-A14B@2.2.0", "tiny")
+    studio.set_dev_mode(False)
+    models = window.pages["models"]
+    pump(app, 10, until=lambda: len(studio.catalog) == 6)
+    window.show_page("models")
+    models.scroller.verticalScrollBar().setValue(0)  # type: ignore[attr-defined]
+    shoot(window, "models", "models-disk", settle=0.8)
+    models.reveal(("ti2v-5B@2.2.0", "bf16"))  # type: ignore[attr-defined]
+    shoot(window, "models", "models", settle=0.8)
+    assert any(studio.jobs[j].state.active for j in running), "a job was running throughout"
+    assert any(j.kind is JobKind.explainer for j in studio.queued() + studio.active())
 
     engine.cancel_download("ti2v-5B@2.2.0", "bf16")
     for job in studio.active() + studio.queued():

@@ -3,8 +3,6 @@ next to its field; inputs appear only for models that take them."""
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +10,14 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests.api_helpers import lora_bytes, not_lora_bytes
 from tests.engine_helpers import engine_settings, mock_engine
+from tests.helpers import REAL_MANIFEST
 from tests.ui_helpers import make_window, mock_studio, studio_for, wait_until
-from wan_desktop.engine import Engine, JobState
-from wan_desktop.engine.pipelines.mock import MOCK_LABEL
-from wan_desktop.models import DEV_LABEL
+from wan_desktop.engine import Engine, JobState, simulated_profile
+from wan_desktop.engine.pipelines.mock import MOCK_LABEL, MockPipeline
+from wan_desktop.engine.planner import fit_verdict
+from wan_desktop.models import DEV_LABEL, load_manifest
 from wan_desktop.ui.panels.generate import GeneratePanel
 from wan_desktop.ui.panels.queue import QueuePanel
 from wan_desktop.ui.state import Studio
@@ -168,24 +169,85 @@ def test_deleting_a_video_asks_first_and_keeps_the_job_in_the_history(
     assert studio.jobs[job.id].output is None and studio.jobs[job.id].state is JobState.completed
 
 
-def test_loras_in_the_folder_are_listed_and_sent_with_their_strength(
-    qtbot: Any, window: MainWindow, studio: Studio
+def test_loras_are_added_through_the_library_with_a_strength_per_expert(
+    qtbot: Any,
+    window: MainWindow,
+    studio: Studio,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gen = window.pages["generate"]
     assert isinstance(gen, GeneratePanel)
-    assert not gen.lora_rows
-    folder = studio.engine.settings.loras_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "film-grain.safetensors").write_bytes(b"\0" * 128)
-    (folder / "notes.txt").write_text("not a LoRA")
-    gen.refresh_loras()
-    assert [r.lora.name for r in gen.lora_rows] == ["film-grain"]
-    gen.lora_rows[0].slider.setValue(65)
-    assert gen.lora_rows[0].check.isChecked()
-    fill(gen)
-    assert gen.params()["loras"] == [
-        {"path": str(folder / "film-grain.safetensors"), "strength": 0.65}
-    ]
+    picker = gen.loras
+    wait_until(qtbot, lambda: picker.scanned and not picker.rows)
+    good = tmp_path / "Film Grain.safetensors"
+    good.write_bytes(lora_bytes(rank=8))
+    bad = tmp_path / "weights.safetensors"
+    bad.write_bytes(not_lora_bytes())
+    # "Add LoRA…" asks for a file (the dialog answers here), then the library checks it.
+    chosen = [str(bad), str(good)]
+    monkeypatch.setattr(
+        "wan_desktop.ui.loras.QFileDialog.getOpenFileName", lambda *_a: (chosen.pop(0), "")
+    )
+    picker.add_btn.click()
+    wait_until(qtbot, picker.field.error.isVisible)
+    assert "not a LoRA" in picker.field.error.text() and not studio.loras.list()
+    picker.add_btn.click()
+    wait_until(qtbot, lambda: [r.lora.filename for r in picker.rows] == ["Film_Grain.safetensors"])
+    assert not picker.field.error.isVisible()
+    row = picker.rows[0]
+    assert row.check.isChecked(), "a LoRA just added is ticked"
+    assert "rank 8" in row.about.text()
+    assert any(n.title == "LoRA added" for n in window.toasts.history)
+    # A14B: a strength for each expert.
+    fill(gen, model=T2V)
+    assert row.low.isVisibleTo(picker)
+    row.high.set_value(0.65)
+    row.low.set_value(0.3)
+    path = str(studio.loras.root / "Film_Grain.safetensors")
+    assert gen.params()["loras"] == [{"path": path, "strength": 0.65, "strength_2": 0.3}]
+    # TI2V-5B has one transformer: one strength, and the engine takes the job.
+    fill(gen, model=TI2V)
+    assert not row.low.isVisibleTo(picker)
+    assert gen.params()["loras"] == [{"path": path, "strength": 0.65}]
+    job = gen.submit()
+    assert job is not None and job.params["loras"][0]["strength"] == 0.65
+    # Deleting asks first.
+    monkeypatch.setattr("wan_desktop.ui.widgets.confirm", lambda *_a: True)
+    row.delete_btn.click()
+    wait_until(qtbot, lambda: not picker.rows)
+    assert not (studio.loras.root / "Film_Grain.safetensors").exists()
+
+
+def test_each_model_shows_whether_and_how_it_fits_this_machine(qtbot: Any, tmp_path: Path) -> None:
+    rtx3070 = simulated_profile(8, 32, name="RTX 3070", compute_capability=(8, 6))
+    engine = Engine(
+        engine_settings(tmp_path),
+        pipelines=[MockPipeline(load_manifest(REAL_MANIFEST))],
+        hardware=rtx3070,
+    )
+    with studio_for(engine, tmp_path / "config") as studio:
+        window = make_window(qtbot, studio)
+        gen = window.pages["generate"]
+        assert isinstance(gen, GeneratePanel)
+        tiles = gen.picker.tiles
+
+        def verdict(model: str) -> str:
+            return tiles[model].fit.text()
+
+        wait_until(qtbot, lambda: "checking" not in verdict(TI2V))
+        assert verdict(T2V) == "does not fit" and tiles[T2V].fit.property("kind") == "danger"
+        assert verdict(TI2V).startswith("fits with offloading")
+        assert "RTX 3070" in gen.picker.machine.text()
+        gen.select_model(T2V)
+        assert gen.picker.fit_detail.text() == tiles[T2V].fit.toolTip()
+        assert "RTX 3070 has 8 GB usable" in gen.picker.fit_detail.text()
+        # The verdict follows the form: fewer frames, fewer minutes, as the planner says.
+        before = verdict(TI2V)
+        gen.frames.setValue(17)
+        wait_until(qtbot, lambda: verdict(TI2V) != before)
+        expected = fit_verdict(engine.models, rtx3070, TI2V, gen._fit_params())
+        assert verdict(TI2V) == expected.text
 
 
 def test_first_run_offers_development_mode_and_real_models(qtbot: Any, tmp_path: Path) -> None:
@@ -213,19 +275,9 @@ def test_first_run_offers_development_mode_and_real_models(qtbot: Any, tmp_path:
         wait_until(qtbot, lambda: all(r.variant.development for r in studio.catalog))
 
 
-HAS_WAN = importlib.util.find_spec("wan_desktop.engine.pipelines.wan") is not None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not HAS_WAN,
-    reason="the real Wan pipeline (wan_desktop.engine.pipelines.wan) is not in this tree yet",
-)
-def test_a_tiny_variant_job_runs_through_the_real_wan_pipeline(
-    qtbot: Any, tmp_path: Path, tiny_models_root: Path
-) -> None:
-    root = tmp_path / "models"
-    shutil.copytree(tiny_models_root, root, symlinks=True)
+def test_a_tiny_variant_job_runs_through_the_real_wan_pipeline(qtbot: Any, tmp_path: Path) -> None:
+    root = tmp_path / "models"  # empty: the job builds its tiny model, with progress events
     settings = engine_settings(tmp_path, mock=False)
     from dataclasses import replace
 
@@ -238,6 +290,8 @@ def test_a_tiny_variant_job_runs_through_the_real_wan_pipeline(
         gen = window.pages["generate"]
         assert isinstance(gen, GeneratePanel)
         fill(gen, model=T2V, steps=2, frames=5)
+        progress: list[str] = []
+        studio.download_changed.connect(lambda p: progress.append(p.model_id))
         job = gen.submit()
         assert job is not None and job.development and job.label == DEV_LABEL
         wait_until(qtbot, lambda: studio.jobs[job.id].finished, timeout=240)
@@ -248,3 +302,5 @@ def test_a_tiny_variant_job_runs_through_the_real_wan_pipeline(
         wait_until(qtbot, lambda: job.id in queue.history.cards)  # type: ignore[attr-defined]
         assert queue.history.cards[job.id].label_badge.text() == "DEV · NOISE"  # type: ignore[attr-defined]
         assert done.output is not None and Path(done.output.video).is_file()
+        assert T2V in progress and not studio.downloads, "the job's own download ended with it"
+        wait_until(qtbot, lambda: gen.picker.tiles[T2V].status.text().startswith("ready"))

@@ -1,4 +1,5 @@
-"""The Models panel: a download from a local source with a moving bar, cancel, verify, delete."""
+"""The Models panel: a download from a local source with a moving bar, cancel, verify, delete,
+pins, what is in use, and a clean-up previewed before it removes anything."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.ui_helpers import make_window, studio_for, wait_until
 from wan_desktop.engine import Engine, simulated_profile
 from wan_desktop.models import ModelState
 from wan_desktop.models import sources as model_sources
+from wan_desktop.ui.cleanup import CleanupDialog
 from wan_desktop.ui.panels.models import ModelsPanel
 from wan_desktop.ui.state import Studio
 
@@ -129,3 +131,49 @@ def test_verify_and_delete_a_model(
         assert asked == ["Delete model"]
         assert not studio.engine.models.status(*key).complete
         assert models.rows[key].download_btn.text() == "Build"
+
+
+def test_pins_in_use_marks_and_a_clean_up_previewed_before_anything_goes(
+    qtbot: Any, tmp_path: Path, tiny_models_root: Path
+) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(tiny_models_root, root, symlinks=True)
+    settings = engine_settings(tmp_path)
+    settings = replace(settings, models=replace(settings.models, models_root=root, dev_mode=True))
+    engine = Engine(settings, hardware=simulated_profile(0))
+    t2v, i2v, ti2v = ((f"{m}@2.2.0", "tiny") for m in ("t2v-A14B", "i2v-A14B", "ti2v-5B"))
+    with studio_for(engine, tmp_path / "config") as studio:
+        window = make_window(qtbot, studio)
+        models = window.pages["models"]
+        assert isinstance(models, ModelsPanel)
+        window.show_page("models")
+        wait_until(qtbot, lambda: shown(models, t2v, "pin_btn"))
+        models.rows[t2v].pin_btn.click()
+        wait_until(qtbot, lambda: models.rows[t2v].row.pinned and studio.catalog_loaded)
+        assert engine.models.is_pinned(*t2v)
+        wait_until(qtbot, lambda: models.rows[t2v].pin_btn.text() == "Unpin")
+        assert models.rows[t2v].pin_badge.isVisibleTo(models)
+        # A model held by a job (a lease, as the engine takes while a model is loaded).
+        with engine.models.use(*i2v):
+            studio.refresh_catalog()
+            wait_until(qtbot, lambda: models.rows[i2v].use_badge.text() == "in use by this app")
+            assert not models.rows[i2v].delete_btn.isEnabled()
+            assert "1 pinned" in models.disk_text.text() and "1 in use" in models.disk_text.text()
+            dialog = CleanupDialog(studio, window)
+            qtbot.addWidget(dialog)
+            dialog.limit.setValue(0)
+            wait_until(qtbot, dialog.remove_btn.isEnabled)
+            report = dialog.report
+            assert report is not None and report.dry_run
+            assert [(d.model_id, d.variant) for d in report.removed] == [ti2v]
+            kept = {(d.model_id, d.variant): d.reason for d in report.kept}
+            assert kept[t2v] == "pinned" and kept[i2v].startswith("in use by process")
+            assert engine.models.status(*ti2v).complete, "a preview removes nothing"
+            assert dialog.remove_btn.text() == "Remove 1 model"
+            dialog.remove_btn.click()
+            wait_until(
+                qtbot, lambda: any(n.title == "Models cleaned up" for n in window.toasts.history)
+            )
+        assert not engine.models.status(*ti2v).complete
+        assert engine.models.status(*t2v).complete and engine.models.status(*i2v).complete
+        wait_until(qtbot, lambda: models.rows[ti2v].state.text() == "Not downloaded")

@@ -12,6 +12,7 @@ import pytest
 
 from tests.ui_helpers import make_window, mock_studio, wait_until
 from wan_desktop.access import load_token
+from wan_desktop.models.settings import load_settings
 from wan_desktop.ui import secrets
 from wan_desktop.ui.api_control import ApiController
 from wan_desktop.ui.config import AppSettings, SettingsStore, engine_settings
@@ -169,21 +170,32 @@ def test_the_api_switch_serves_the_engine_on_the_app_loop(
     assert not api.running
 
 
-def test_the_quota_goes_where_the_orchestrator_reads_it(
-    qtbot: Any, studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_quota_goes_where_the_orchestrator_reads_it_and_applies_at_once(
+    qtbot: Any, studio: Studio, tmp_path: Path
 ) -> None:
-    from wan_desktop.ui import quota
-
+    path = studio.engine.models.config.settings_path
+    assert path == tmp_path / "config" / "orchestrator.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('# my notes\nmax_age = "30d"\n')
     panel = settings_panel(qtbot, studio)
+    wait_until(qtbot, panel.quota.isEnabled)
+    assert panel.quota.text() == "no quota"
     panel.quota.setValue(300)
     assert panel.save()
-    assert SettingsStore(tmp_path / "config").load().quota_gb == 300
-    if not quota.supported(studio.engine.models):
-        assert "disk manager" in panel.quota_field.hint.text()
-        return
-    # Through importlib: the module exists only where the disk manager is installed.
-    import importlib
-
-    load_settings = importlib.import_module("wan_desktop.models.settings").load_settings
-    path = getattr(studio.engine.models.config, "settings_path")  # noqa: B009
     wait_until(qtbot, lambda: load_settings(path).quota_bytes == 300 * 1000**3)
+    saved = load_settings(path)
+    assert saved.max_age_s == 30 * 86400 and "# my notes" in path.read_text(), "the rest stays"
+    wait_until(qtbot, lambda: studio.engine.models.config.quota_bytes == 300 * 1000**3)
+    assert "quota" not in json.loads(SettingsStore(tmp_path / "config").path.read_text())
+    # A new start reads it back from the orchestrator's file.
+    again = settings_panel(qtbot, studio)
+    wait_until(qtbot, lambda: again.quota.isEnabled() and again.quota.value() == 300)
+
+
+def test_a_quota_from_the_environment_wins_and_the_field_says_so(
+    qtbot: Any, studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WAN_QUOTA", "50GB")
+    panel = settings_panel(qtbot, studio)
+    wait_until(qtbot, lambda: "WAN_QUOTA=50GB" in panel.quota_field.hint.text())
+    assert not panel.quota.isEnabled()

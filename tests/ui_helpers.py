@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,18 @@ def studio_for(
         engine.shutdown()
 
 
+def private_config(engine: Engine, config_dir: Path) -> Engine:
+    """Point the engine's orchestrator at the test's config folder: the quota the GUI saves
+    goes to ``orchestrator.toml`` there, never to the user's own."""
+    models = replace(engine.models.config, config_dir=config_dir)
+    engine.models.config = models
+    engine.settings = replace(engine.settings, models=models)
+    return engine
+
+
 @contextmanager
 def mock_studio(root: Path, **engine_kwargs: Any) -> Iterator[Studio]:
-    engine = mock_engine(root, **engine_kwargs)
+    engine = private_config(mock_engine(root, **engine_kwargs), root / "config")
     with studio_for(engine, root / "config") as studio:
         yield studio
 

@@ -95,7 +95,8 @@ def _first(env: Mapping[str, str], names: tuple[str, ...]) -> str | None:
 
 @dataclass(frozen=True)
 class S3Config:
-    """Where and as whom to reach S3; unset fields fall back to boto3's profile chain."""
+    """Where and as whom to reach S3. Keys: the environment, else ``AWS_PROFILE``, else the pair
+    the desktop app keeps in the OS keyring (``use_keyring``), else boto3's own chain."""
 
     endpoint_url: str | None = None
     region: str | None = None
@@ -103,6 +104,7 @@ class S3Config:
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+    use_keyring: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> S3Config:

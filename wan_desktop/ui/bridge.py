@@ -3,12 +3,15 @@
 The engine delivers events on a subscriber thread. The bridge queues them and wakes the GUI thread
 once per batch (a queued signal to one of its own slots), where they are re-emitted as typed
 signals. A burst of progress events therefore costs the GUI one wake-up, and superseded samples
-(memory, download progress, steps of the same job) are dropped in favour of the newest.
+(memory, download progress, steps of the same job) are dropped in favour of the newest. A batch
+that takes longer than a few milliseconds to handle is finished on the next loop turn, so
+painting and input never wait behind a long one.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -30,6 +33,9 @@ from wan_desktop.engine import (
     QueueChanged,
     Subscription,
 )
+
+# One wake-up handles events for at most this long before yielding to the loop.
+DRAIN_SLICE_S = 0.008
 
 
 def _supersede_key(event: Event) -> tuple[object, ...] | None:
@@ -96,6 +102,7 @@ class EngineBridge(QObject):
 
     @Slot()
     def _drain(self) -> None:
+        started = time.perf_counter()
         with self._lock:
             batch, self._pending = self._pending, []
             self._woken = False
@@ -104,14 +111,24 @@ class EngineBridge(QObject):
             key = _supersede_key(event)
             if key is not None:
                 last[key] = i
-        for i, event in enumerate(batch):
-            key = _supersede_key(event)
-            if key is not None and last[key] != i:
-                continue
+        wanted = [
+            e for i, e in enumerate(batch) if (key := _supersede_key(e)) is None or last[key] == i
+        ]
+        for n, event in enumerate(wanted):
             route = self._routes.get(type(event))
             if route is not None:
                 self.delivered += 1
                 route(event)
+            if time.perf_counter() - started > DRAIN_SLICE_S and n + 1 < len(wanted):
+                # Let the loop breathe (paint, input, timers); the rest comes next turn,
+                # still in order and still merged with whatever arrives meanwhile.
+                with self._lock:
+                    self._pending = wanted[n + 1 :] + self._pending
+                    if self._woken:
+                        return
+                    self._woken = True
+                self._wake.emit()
+                return
 
     def close(self) -> None:
         """Stop listening (waits for the subscriber thread); call before the bridge is deleted."""

@@ -1,10 +1,19 @@
-"""What the manifest offers and what is on disk: one row per model variant, read off-thread."""
+"""What the manifest offers and what is on disk: one row per model variant, read off-thread,
+with the orchestrator's disk usage (sizes, pins, last use, what is in use) beside it."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from wan_desktop.models import ModelSpec, ModelStatus, ModelStore, VariantSpec
+from wan_desktop.models import (
+    DiskUsage,
+    ModelSpec,
+    ModelStatus,
+    ModelStore,
+    ModelUsage,
+    VariantSpec,
+)
 
 
 @dataclass(frozen=True)
@@ -12,7 +21,8 @@ class ModelRow:
     spec: ModelSpec
     variant: VariantSpec
     status: ModelStatus
-    pinned: bool | None  # None: this store has no pins
+    pinned: bool
+    usage: ModelUsage | None = None  # None: nothing of it on disk
 
     @property
     def key(self) -> tuple[str, str]:
@@ -25,22 +35,41 @@ class ModelRow:
             return st.bytes_present
         return st.bytes_total or st.approx_size_bytes or self.variant.approx_size_bytes
 
+    @property
+    def in_use(self) -> bool:
+        """Held by a running job or a loaded model (a lease), not merely downloading."""
+        return self.usage is not None and bool(self.usage.in_use_by)
 
-def supports_pins(store: ModelStore) -> bool:
-    return callable(getattr(store, "pin", None)) and callable(getattr(store, "is_pinned", None))
+    def in_use_text(self) -> str:
+        if self.usage is None or not self.usage.in_use_by:
+            return ""
+        mine = os.getpid() in self.usage.in_use_by
+        others = [p for p in self.usage.in_use_by if p != os.getpid()]
+        who = ["this app"] if mine else []
+        who += [f"process {p}" for p in others]
+        return "in use by " + ", ".join(who)
 
 
-def scan(store: ModelStore) -> list[ModelRow]:
+@dataclass(frozen=True)
+class Catalog:
+    rows: tuple[ModelRow, ...]
+    disk: DiskUsage
+
+
+def scan(store: ModelStore) -> Catalog:
     """Every variant the user can use now (only the tiny ones in development mode). Blocking."""
+    disk = store.disk_usage()
+    usage = {m.dir_name: m for m in disk.models}
     rows = []
-    # Pins come with the disk manager; until then the store has no is_pinned.
-    is_pinned = getattr(store, "is_pinned", None) if supports_pins(store) else None
     for spec in store.manifest:
+        # Development mode resolves every model to its tiny variant, status included.
         names = [store.resolve(spec.id)[1].name] if store.config.dev_mode else list(spec.variants)
         names.sort(key=lambda n: (n != spec.default_variant, n))
         for name in names:
             var = spec.variant(name)
             status = store.status(spec.id, name)
-            pinned = bool(is_pinned(spec.id, name)) if is_pinned is not None else None
-            rows.append(ModelRow(spec, var, status, pinned))
-    return rows
+            dir_name = store.dir_name(spec, var)
+            rows.append(
+                ModelRow(spec, var, status, store.is_pinned(spec.id, name), usage.get(dir_name))
+            )
+    return Catalog(tuple(rows), disk)

@@ -41,7 +41,6 @@ class AppSettings:
     models_dir: str | None = None  # None: the orchestrator's default (MODELS_ROOT)
     outputs_dir: str | None = None
     idle_unload_min: float = 10.0
-    quota_gb: float | None = None
     dev_mode: bool = False
     api_enabled: bool = False
     api_host: str = DEFAULT_HOST
@@ -59,8 +58,6 @@ class AppSettings:
             errors["api_port"] = f"port {self.api_port} is not 1–65535"
         if self.idle_unload_min < 0:
             errors["idle_unload_min"] = "use 0 (never) or a number of minutes"
-        if self.quota_gb is not None and self.quota_gb <= 0:
-            errors["quota_gb"] = "use a positive size in GB, or leave it empty for no quota"
         if not is_loopback(self.api_host) and not self.api_token:
             errors["api_token"] = "a non-loopback address needs an access token"
         elif self.api_token and len(self.api_token) < MIN_TOKEN_CHARS:

@@ -1,55 +1,79 @@
-"""Does a model fit this machine? The planner's verdict, through one small adapter.
+"""Does a model fit this machine? The planner's verdict (``engine.planner.fit_verdict``) for the
+model picker, with a badge colour, cached per model and job size.
 
-The engine's VRAM planner (``engine/planner.py``) answers when it is installed; until then the
-adapter says plainly that no fit check is available, and the panels show download status and
-size only. Once a job is queued, its ``estimate`` (from the pipeline) is shown as it is.
+A verdict needs the hardware profile (whose first read imports torch) and a model status read:
+``FitCache.check`` blocks, so the panels call it off the GUI thread and keep the answers.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from wan_desktop.engine import Engine
+from wan_desktop.engine.planner import FitKind, fit_verdict
+
+from . import format as fmt
 
 log = logging.getLogger("wan_desktop.ui")
 
 
 @dataclass(frozen=True)
 class Fit:
-    kind: str  # success (fits), warning (fits with offloading), danger (does not fit), neutral
+    kind: str  # badge colour: success, warning, danger, neutral (not checked yet)
     text: str
     detail: str = ""
+    fits: bool = True
 
 
-UNKNOWN = Fit("neutral", "fit not checked", "the VRAM planner is not part of this build")
+UNKNOWN = Fit("neutral", "checking fit…")
+BADGE = {
+    FitKind.gpu: "success",
+    FitKind.offload: "success",
+    FitKind.fp8: "warning",
+    FitKind.cpu: "warning",
+    FitKind.none: "danger",
+}
+# The form's values the verdict depends on (the prompt does not change memory or time).
+SHAPE_KEYS = ("resolution", "frames", "steps", "guidance_scale", "variant")
 
 
-@cache
-def _planner() -> Any | None:
-    """The planner module, looked up once (a failed import is not retried on every call)."""
-    try:
-        return importlib.import_module("wan_desktop.engine.planner")
-    except ImportError:
-        return None
+def shape_params(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    key = tuple((k, str(params.get(k) or "")) for k in SHAPE_KEYS)
+    return (*key, ("image", "1" if params.get("image") else ""))
 
 
-def model_fit(engine: Engine, model_id: str, params: Mapping[str, Any] | None = None) -> Fit:
-    """The verdict for ``model_id`` at ``params`` (defaults when None). May be slow: off-thread."""
-    planner = _planner()
-    verdict = getattr(planner, "fit_verdict", None) if planner is not None else None
-    if verdict is None:
-        return UNKNOWN
-    try:
-        answer = verdict(engine, model_id, dict(params or {}))
-    except Exception as exc:  # a planner bug must not take the panel down
-        log.warning("fit check for %s failed: %s", model_id, exc)
-        return Fit("neutral", "fit check failed", str(exc))
-    return Fit(str(answer.kind), str(answer.text), str(getattr(answer, "detail", "")))
+class FitCache:
+    """Verdicts by (mode, model, job size); cleared when what is on disk changes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[object, ...], Fit] = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def check(self, model_id: str, params: Mapping[str, Any]) -> Fit:
+        """The verdict for ``model_id`` at the form's ``params``. Blocking: call it off-thread."""
+        key = (self.engine.settings.dev_mode, model_id, shape_params(params))
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        try:
+            v = fit_verdict(self.engine.models, self.engine.hardware, model_id, params)
+            fit = Fit(BADGE[v.kind], v.text, v.detail, v.fits)
+        except Exception as exc:  # a planner bug must not take the panel down
+            log.warning("fit check for %s failed: %s", model_id, exc)
+            fit = Fit("neutral", "fit not checked", f"the fit check failed: {exc}")
+        with self._lock:
+            self._cache[key] = fit
+        return fit
 
 
 def estimate_text(estimate: Mapping[str, Any]) -> str:
@@ -58,8 +82,7 @@ def estimate_text(estimate: Mapping[str, Any]) -> str:
     if estimate.get("vram_gb"):
         bits.append(f"≈ {float(estimate['vram_gb']):.1f} GB VRAM")
     if estimate.get("minutes") is not None:
-        minutes = float(estimate["minutes"])
-        bits.append(f"≈ {minutes * 60:.0f} s" if minutes < 1 else f"≈ {minutes:.1f} min")
+        bits.append(f"≈ {fmt.duration(float(estimate['minutes']) * 60)}")
     if estimate.get("strategy"):
         bits.append(f"strategy: {estimate['strategy']}")
     return "  ·  ".join(bits)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from wan_desktop.engine import Job, JobState
+from wan_desktop.engine import Job, JobKind, JobState
 
 
 def size(n: float | None) -> str:
@@ -15,6 +15,14 @@ def size(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def count(n: float) -> str:
+    """A large count for people: 1.2 M, 3.4 k, 950."""
+    for limit, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= limit:
+            return f"{n / limit:.1f} {unit}"
+    return f"{n:.0f}"
 
 
 def speed(bps: float) -> str:
@@ -78,10 +86,14 @@ def label_badge(job: Job) -> str | None:
         return "MOCK"
     if job.development:
         return "DEV · NOISE"
+    if job.kind is JobKind.explainer and job.label:
+        return "OFFLINE PLANNER"
     return None
 
 
 def model_type(job: Job) -> str:
+    if job.kind is JobKind.explainer:
+        return "EXPLAINER"
     model = str(job.params.get("model") or job.model_id or "")
     # Manifest names are the API names in lower case at the front: t2v-A14B → T2V-A14B.
     return model.split("@", maxsplit=1)[0].upper()
@@ -90,6 +102,14 @@ def model_type(job: Job) -> str:
 def summary(job: Job) -> str:
     p = job.params
     parts = [model_type(job)]
+    if job.kind is JobKind.explainer:
+        parts.append(f"{p.get('quality', '?')} quality")
+        scenes = p.get("scene_count") or (job.estimate or {}).get("scenes")
+        if scenes:
+            parts.append(f"{scenes} scenes")
+        if p.get("enable_subtitles"):
+            parts.append("subtitles burned in" if p.get("burn_subtitles") else "subtitles")
+        return "  ·  ".join(parts)
     if p.get("width") and p.get("height"):
         parts.append(f"{p['width']}×{p['height']}")
     if p.get("frames"):

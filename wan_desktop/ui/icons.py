@@ -17,6 +17,8 @@ from . import theme
 SHAPES: dict[str, str] = {
     "generate": '<path d="M12 3l1.9 5.1L19 10l-5.1 1.9L12 17l-1.9-5.1L5 10l5.1-1.9z"/>'
     '<path d="M19 15l.8 2.2L22 18l-2.2.8L19 21l-.8-2.2L16 18l2.2-.8z"/>',
+    "explain": '<rect x="3" y="4" width="18" height="12" rx="2"/><path d="M12 16v4M8 20h8"/>'
+    '<path d="M7 12l3-3 2 2 4-4"/>',
     "queue": '<path d="M9 6h12M9 12h12M9 18h12"/><circle cx="4" cy="6" r="1.2"/>'
     '<circle cx="4" cy="12" r="1.2"/><circle cx="4" cy="18" r="1.2"/>',
     "models": '<path d="M12 2.8l8 4.6v9.2l-8 4.6-8-4.6V7.4z"/><path d="M4 7.4l8 4.6 8-4.6"/>'

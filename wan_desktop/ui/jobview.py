@@ -6,7 +6,7 @@ from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QFont, QImage, QPainter, QPaintEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from wan_desktop.engine import Job, JobState
+from wan_desktop.engine import Job, JobKind, JobState
 
 from . import format as fmt
 from . import icons, theme
@@ -14,6 +14,18 @@ from .pictures import Picture, job_image
 from .widgets import Badge, Card, ElidedLabel, label, set_prop, tool
 
 PHASES = ("Download", "Load", "Steps", "Encode")
+# Explainer jobs: the contract's stages, two of them shown as one.
+EXPLAINER_PHASES = ("Plan", "Scenes", "Code", "Render", "Combine", "Store")
+EXPLAINER_STAGE_PHASE = {
+    "initializing": 0,
+    "planning": 0,
+    "scenario_creation": 1,
+    "code_generation": 2,
+    "rendering": 3,
+    "combining": 4,
+    "storage": 5,
+}
+WRITER_TEXT = {"template": "offline template planner"}  # the explainer's writer names
 STAGE_PHASE = {
     "initializing": 0,
     "downloading_model": 0,
@@ -32,22 +44,31 @@ STATE_PHASE = {
 }
 
 
+def phases_of(job: Job) -> tuple[str, ...]:
+    return EXPLAINER_PHASES if job.kind is JobKind.explainer else PHASES
+
+
 def phase_of(job: Job) -> int:
-    """Which of the four phases the job is in (-1 before, 4 after)."""
+    """Which of the job's phases it is in (-1 before, len(phases) after)."""
     if job.state is JobState.queued:
         return -1
-    if job.state is JobState.completed:
-        return len(PHASES)
-    if job.stage in STAGE_PHASE:
-        return STAGE_PHASE[job.stage]
+    if job.state is JobState.completed or job.stage == "completed":
+        return len(phases_of(job))
+    stages = EXPLAINER_STAGE_PHASE if job.kind is JobKind.explainer else STAGE_PHASE
+    if job.stage in stages:
+        return stages[job.stage]
+    if job.kind is JobKind.explainer:
+        return 0
     return STATE_PHASE.get(job.state, -1)
 
 
 class Timeline(QWidget):
-    """Four segments (download, load, steps, encode); the current one fills with its progress."""
+    """A segment per phase (Wan: download, load, steps, encode; explainer: plan … store); the
+    current one fills with its progress."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.phases: tuple[str, ...] = PHASES
         self.phase = -1
         self.fraction = 0.0
         self.failed = False
@@ -55,13 +76,19 @@ class Timeline(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     def set_job(self, job: Job) -> None:
+        self.phases = phases_of(job)
         self.phase = phase_of(job)
         self.failed = job.state in (JobState.failed, JobState.cancelled, JobState.interrupted)
+        explainer = job.kind is JobKind.explainer
         if self.failed:
-            self.phase = STAGE_PHASE.get(job.stage or "", self.phase)
-        if self.phase == 2 and job.total_steps:
+            stages = EXPLAINER_STAGE_PHASE if explainer else STAGE_PHASE
+            self.phase = stages.get(job.stage or "", self.phase)
+        if explainer and job.total_steps:
+            # Scenes (or renders) done within the current stage; the studio resets them per stage.
             self.fraction = (job.step or 0) / job.total_steps
-        elif self.phase == 3:
+        elif not explainer and self.phase == 2 and job.total_steps:
+            self.fraction = (job.step or 0) / job.total_steps
+        elif not explainer and self.phase == 3:
             self.fraction = 0.5
         else:
             self.fraction = 0.0
@@ -74,12 +101,12 @@ class Timeline(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         gap, bar_h = 6.0, 6.0
-        n = len(PHASES)
+        n = len(self.phases)
         seg_w = (self.width() - gap * (n - 1)) / n
         font = QFont(self.font())
         font.setPointSizeF(8)
         p.setFont(font)
-        for i, name in enumerate(PHASES):
+        for i, name in enumerate(self.phases):
             x = i * (seg_w + gap)
             rect = QRectF(x, 2, seg_w, bar_h)
             p.setPen(Qt.PenStyle.NoPen)
@@ -219,17 +246,24 @@ class JobCard(Card):
 
     @staticmethod
     def _status_text(job: Job) -> str:
+        explainer = job.kind is JobKind.explainer
         if job.state is JobState.queued:
             est = job.estimate or {}
             bits = []
             if est.get("minutes") is not None:
                 bits.append(f"about {fmt.duration(float(est['minutes']) * 60)}")
-            if est.get("strategy"):
+            if explainer and est.get("writer"):
+                bits.append(f"writer: {WRITER_TEXT.get(est['writer'], est['writer'])}")
+            elif est.get("strategy"):
                 bits.append(f"strategy: {est['strategy']}")
             return "Waiting" + (f"  ·  {'  ·  '.join(bits)}" if bits else "")
         if job.state.active:
             parts = []
-            if job.state is JobState.running and job.total_steps:
+            if explainer:
+                parts.append(job.stage_message or (job.stage or "").replace("_", " "))
+                if job.total_steps:
+                    parts.append(f"{job.step or 0}/{job.total_steps} done")
+            elif job.state is JobState.running and job.total_steps:
                 parts.append(f"step {job.step or 0}/{job.total_steps}")
             else:
                 parts.append(job.stage_message or (job.stage or "").replace("_", " "))

@@ -1,45 +1,43 @@
-"""The models-folder quota: kept by the orchestrator's own settings file when it has one.
-
-The disk manager (quotas, pins, collection) reads ``orchestrator.toml`` through
-``wan_desktop.models.settings``; this adapter writes the quota there, so the GUI and
-``wan models gc`` agree. Without that module the quota is only remembered in the app's settings.
+"""The models-folder quota: kept in the orchestrator's settings file (``orchestrator.toml``),
+which every download and ``wan models gc`` read. The GUI edits it there and applies it to the
+running store at once. ``WAN_QUOTA`` in the environment wins over the file, and the GUI says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from typing import Any
+import os
 
+from wan_desktop.engine import Engine
 from wan_desktop.models import ModelStore
+from wan_desktop.models.config import ENV_QUOTA
+from wan_desktop.models.settings import load_settings, save_settings
 
 GB = 1000**3
 
 
-def _settings_module() -> Any | None:
-    try:
-        return importlib.import_module("wan_desktop.models.settings")
-    except ImportError:
-        return None
+def env_override() -> str | None:
+    """The ``WAN_QUOTA`` value that overrides the file, if any (the config read it at start)."""
+    return os.environ.get(ENV_QUOTA, "").strip() or None
 
 
-def supported(store: ModelStore) -> bool:
-    module = _settings_module()
-    return (
-        module is not None
-        and hasattr(module, "load_settings")
-        and hasattr(module, "save_settings")
-        and hasattr(store.config, "settings_path")
+def saved_quota(store: ModelStore) -> int | None:
+    """The quota in the settings file (blocking: a small file read)."""
+    return load_settings(store.config.settings_path).quota_bytes
+
+
+def save_quota(store: ModelStore, quota_bytes: int | None) -> None:
+    """Write the quota to the settings file, keeping everything else in it. Blocking."""
+    path = store.config.settings_path
+    save_settings(dataclasses.replace(load_settings(path), quota_bytes=quota_bytes), path)
+
+
+def apply_quota(engine: Engine, quota_bytes: int | None) -> None:
+    """Use the quota in the running engine from now on (GUI thread; unless WAN_QUOTA rules)."""
+    if env_override() is not None:
+        return
+    engine.models.config = dataclasses.replace(engine.models.config, quota_bytes=quota_bytes)
+    engine.settings = dataclasses.replace(
+        engine.settings,
+        models=dataclasses.replace(engine.settings.models, quota_bytes=quota_bytes),
     )
-
-
-def save_quota(store: ModelStore, quota_gb: float | None) -> bool:
-    """Write the quota to the orchestrator's settings; False when this build has none."""
-    module = _settings_module()
-    if module is None or not supported(store):
-        return False
-    path = getattr(store.config, "settings_path")  # noqa: B009 - absent before the disk manager
-    current = module.load_settings(path)
-    quota = None if not quota_gb else int(quota_gb * GB)
-    module.save_settings(dataclasses.replace(current, quota_bytes=quota), path)
-    return True

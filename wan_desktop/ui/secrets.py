@@ -1,4 +1,5 @@
-"""Credentials in the OS keyring (service ``wan-desktop``), where the orchestrator reads them.
+"""Credentials in the OS keyring (service ``wan-desktop``), where the model sources read them:
+the Hugging Face token, and the S3 key pair (used when the environment names no AWS keys).
 
 On a machine with no keyring backend (a headless Linux box has none) nothing is stored: the
 Settings panel says so and points at the environment variables instead.
@@ -9,13 +10,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-SERVICE = "wan-desktop"
+from wan_desktop.models.sources import hf, s3
+
+SERVICE = hf.KEYRING_SERVICE
 
 
 class Secret(enum.StrEnum):
-    hf_token = "huggingface"  # read by the Hugging Face source
-    s3_access_key = "s3-access-key-id"
-    s3_secret_key = "s3-secret-access-key"
+    # The names the sources read them by: one place for each.
+    hf_token = hf.KEYRING_USER
+    s3_access_key = s3.KEYRING_ACCESS_KEY_ID
+    s3_secret_key = s3.KEYRING_SECRET_ACCESS_KEY
 
 
 ENV_FALLBACK = {

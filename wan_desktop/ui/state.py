@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 
 from wan_desktop.engine import (
@@ -30,13 +30,15 @@ from wan_desktop.engine import (
     ModelDownloadFinished,
     QueueChanged,
 )
+from wan_desktop.engine.lora_library import LoraLibrary
 from wan_desktop.engine.pipelines.base import LoadedModel
-from wan_desktop.models import DownloadProgress
+from wan_desktop.models import DiskUsage, DownloadProgress
 
 from .background import Background
 from .bridge import EngineBridge
-from .catalog import ModelRow, scan
+from .catalog import Catalog, ModelRow, scan
 from .config import AppSettings, SettingsStore
+from .fit import FitCache
 
 log = logging.getLogger("wan_desktop.ui")
 
@@ -68,7 +70,8 @@ class Studio(QObject):
     settings_changed = Signal(object)  # AppSettings
     dev_mode_changed = Signal(bool)
     notice = Signal(object)  # Notice
-    use_settings = Signal(object)  # a job's params, for the Generate panel
+    use_settings = Signal(object)  # a Wan job's params, for the Generate panel
+    explain_settings = Signal(object)  # an explainer job's params, for the Explainer page
     navigate = Signal(str)  # page name
 
     def __init__(
@@ -87,13 +90,18 @@ class Studio(QObject):
         self.jobs: dict[str, Job] = {}
         self.previews: dict[str, tuple[int, QImage]] = {}
         self.downloads: dict[tuple[str, str], DownloadProgress] = {}
+        self._download_jobs: dict[tuple[str, str], str] = {}  # downloads a job started
         self.memory: MemorySample | None = None
         self.loaded: list[LoadedModel] = []
         self.paused = engine.paused
         self.catalog: list[ModelRow] = []
+        self.disk: DiskUsage | None = None
         self.catalog_loaded = False
+        self.loras = LoraLibrary(engine.settings.loras_dir)
+        self.fits = FitCache(engine)
         self._scanning = False
         self._rescan = False
+        self._jobs_dirty = False
         self.models_changed.connect(self.refresh_catalog)
         b = self.bridge
         b.job_changed.connect(self._on_job_changed)
@@ -139,14 +147,18 @@ class Studio(QObject):
             reverse=True,
         )
 
-    def outputs(self) -> list[Job]:
-        return [j for j in self.finished() if j.state is JobState.completed and j.output]
+    def outputs(self, kind: JobKind | None = None) -> list[Job]:
+        return [
+            j
+            for j in self.finished()
+            if j.state is JobState.completed and j.output and kind in (None, j.kind)
+        ]
 
     # --------------------------------------------------------------------------- commands
 
-    def submit(self, params: Mapping[str, Any]) -> Job:
-        """Queue a Wan job; raises InvalidInputError naming every bad field."""
-        job = self.engine.submit(JobSpec(kind=JobKind.wan, params=dict(params), client=GUI_CLIENT))
+    def submit(self, params: Mapping[str, Any], kind: JobKind = JobKind.wan) -> Job:
+        """Queue a job; raises InvalidInputError naming every bad field."""
+        job = self.engine.submit(JobSpec(kind=kind, params=dict(params), client=GUI_CLIENT))
         self._store(job)
         self.jobs_changed.emit()
         return job
@@ -185,10 +197,12 @@ class Studio(QObject):
             scan, self.engine.models, on_done=self._catalog_done, on_error=self._catalog_failed
         )
 
-    def _catalog_done(self, rows: list[ModelRow]) -> None:
+    def _catalog_done(self, found: Catalog) -> None:
         self._scanning = False
-        self.catalog = rows
+        self.catalog = list(found.rows)
+        self.disk = found.disk
         self.catalog_loaded = True
+        self.fits.clear()  # a model on disk gives its own figures
         self.catalog_changed.emit()
         if self._rescan:
             self._rescan = False
@@ -223,6 +237,17 @@ class Studio(QObject):
 
     # ----------------------------------------------------------------------------- events
 
+    def _jobs_changed_soon(self) -> None:
+        """``jobs_changed`` once per loop turn: ten jobs queued at once rebuild the lists once."""
+        if not self._jobs_dirty:
+            self._jobs_dirty = True
+            QTimer.singleShot(0, self._emit_jobs_changed)
+
+    @Slot()
+    def _emit_jobs_changed(self) -> None:
+        self._jobs_dirty = False
+        self.jobs_changed.emit()
+
     def _store(self, job: Job) -> None:
         self.jobs[job.id] = job
         self.job_updated.emit(job)
@@ -235,13 +260,15 @@ class Studio(QObject):
         # The lists only change when a job moves between waiting, running and finished;
         # steps inside "running" (loading, encoding…) are plain updates of its card.
         if known is None or _phase(known.state) != _phase(job.state):
-            self.jobs_changed.emit()
+            self._jobs_changed_soon()
+        if job.state not in (JobState.queued, JobState.preparing):
+            self._end_job_downloads(job.id, ok=job.state is not JobState.failed)
         if job.state is JobState.completed and event.previous is not JobState.completed:
             self.previews.pop(job.id, None)
             self.post(
                 Notice(
                     "success",
-                    "Video ready",
+                    "Explainer ready" if job.kind is JobKind.explainer else "Video ready",
                     _short(job.prompt) + (f"  ·  {job.label}" if job.label else ""),
                     job_id=job.id,
                 )
@@ -250,7 +277,7 @@ class Studio(QObject):
             self.post(
                 Notice(
                     "error",
-                    "Generation failed",
+                    "Explainer failed" if job.kind is JobKind.explainer else "Generation failed",
                     job.failure.message,
                     job.failure.suggestions,
                     job_id=job.id,
@@ -262,12 +289,17 @@ class Studio(QObject):
     def _on_stage(self, event: JobStage) -> None:
         job = self.jobs.get(event.job_id)
         if job is not None and not job.finished:
+            changes: dict[str, Any] = {}
+            if job.kind is JobKind.explainer and event.stage != job.stage:
+                # An explainer counts scenes per stage: the last stage's count is not this one's.
+                changes = {"step": None, "total_steps": None}
             self._store(
                 dataclasses.replace(
                     job,
                     stage=event.stage,
                     stage_message=event.message,
                     progress=max(job.progress, event.progress),
+                    **changes,
                 )
             )
 
@@ -306,7 +338,7 @@ class Studio(QObject):
             for jid in event.job_ids:
                 self.jobs.pop(jid, None)
                 self.previews.pop(jid, None)
-            self.jobs_changed.emit()
+            self._jobs_changed_soon()
         elif event.reason in ("reordered", "output_deleted"):
             ids = set(event.job_ids)
             fresh = [self.engine.get(jid) for jid in ids if jid in self.jobs]
@@ -314,17 +346,33 @@ class Studio(QObject):
                 fresh += [j for j in self.engine.queue() if j.id not in ids]
             for job in fresh:
                 self.jobs[job.id] = job
-            self.jobs_changed.emit()
+            self._jobs_changed_soon()
 
     @Slot(object)
     def _on_download(self, event: ModelDownload) -> None:
         p = event.progress
-        self.downloads[(p.model_id, p.variant)] = p
+        key = (p.model_id, p.variant)
+        self.downloads[key] = p
+        if event.job_id is not None:
+            self._download_jobs[key] = event.job_id
         self.download_changed.emit(p)
+
+    def _end_job_downloads(self, job_id: str, *, ok: bool) -> None:
+        """A job's own download ends with no finished event: when the job moves on."""
+        done = [k for k, jid in self._download_jobs.items() if jid == job_id]
+        for key in done:
+            del self._download_jobs[key]
+            if self.downloads.pop(key, None) is not None:
+                self.download_finished.emit(
+                    ModelDownloadFinished(model_id=key[0], variant=key[1], ok=ok)
+                )
+        if done:
+            self.models_changed.emit()
 
     @Slot(object)
     def _on_download_finished(self, event: ModelDownloadFinished) -> None:
         self.downloads.pop((event.model_id, event.variant), None)
+        self._download_jobs.pop((event.model_id, event.variant), None)
         self.download_finished.emit(event)
         self.models_changed.emit()
         if event.ok:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from wan_desktop import __version__
-from wan_desktop.engine import MemorySample
+from wan_desktop.engine import JobKind, MemorySample
 
 from . import icons, theme, widgets
 from .api_control import ApiController
@@ -27,15 +27,16 @@ from .state import Notice, Studio
 from .toasts import ToastHost
 from .widgets import Badge, label
 
-PAGE_NAMES = ("generate", "queue", "models", "gallery", "system", "settings")
 PAGES = (
     ("generate", "Generate", "generate"),
+    ("explain", "Explainer", "explain"),
     ("queue", "Queue", "queue"),
     ("models", "Models", "models"),
     ("gallery", "Gallery", "gallery"),
     ("system", "System", "system"),
     ("settings", "Settings", "settings"),
 )
+PAGE_NAMES = tuple(name for name, _title, _icon in PAGES)
 
 
 def make_page(name: str, studio: Studio, api: ApiController) -> QWidget:
@@ -44,6 +45,10 @@ def make_page(name: str, studio: Studio, api: ApiController) -> QWidget:
         from .panels.generate import GeneratePanel
 
         return GeneratePanel(studio)
+    if name == "explain":
+        from .panels.explainer import ExplainerPanel
+
+        return ExplainerPanel(studio)
     if name == "queue":
         from .panels.queue import QueuePanel
 
@@ -261,8 +266,12 @@ class MainWindow(QMainWindow):
         active, queued = s.active(), s.queued()
         if active:
             job = active[0]
-            step = f" step {job.step}/{job.total_steps}" if job.total_steps else ""
-            text = f"Generating{step}  ·  {job.progress * 100:.0f}%"
+            if job.kind is JobKind.explainer:
+                stage = (job.stage or "starting").replace("_", " ")
+                text = f"Explainer: {stage}  ·  {job.progress * 100:.0f}%"
+            else:
+                step = f" step {job.step}/{job.total_steps}" if job.total_steps else ""
+                text = f"Generating{step}  ·  {job.progress * 100:.0f}%"
         elif queued:
             text = f"{len(queued)} waiting" + ("  ·  paused" if s.paused else "")
         else:
@@ -316,8 +325,8 @@ class MainWindow(QMainWindow):
         ):
             event.ignore()
             return
-        gallery = self.pages.built().get("gallery")
-        shutdown = getattr(gallery, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        for page in self.pages.built().values():
+            shutdown = getattr(page, "shutdown", None)  # pages with a media player
+            if shutdown is not None:
+                shutdown()
         super().closeEvent(event)

@@ -1,8 +1,9 @@
 """``s3://bucket/prefix``: a model folder in S3 or any S3-compatible store (MinIO, SeaweedFS…).
 
 Listing and credentials go through boto3 (endpoint, region and keys from the ``AWS_*`` variables
-read by :mod:`..config`, else boto3's profile chain). The bytes travel as presigned ranged GETs
-through the transfer engine, like every HTTP-like source.
+read by :mod:`..config`; with no keys and no ``AWS_PROFILE`` there, the pair the desktop app
+stores in the OS keyring, service ``wan-desktop``; else boto3's profile chain). The bytes travel
+as presigned ranged GETs through the transfer engine, like every HTTP-like source.
 
 Sizes come from the listing. S3 keeps no sha256 of an object by default, so hashes are taken from,
 in order:
@@ -22,9 +23,10 @@ import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..config import S3Config
 from ..errors import AuthError, ErrorCode, MissingDependencyError, RateLimitError, SourceError
 from ..paths import COMPLETE_MARKER
 from ..redact import register_secret
@@ -47,6 +49,34 @@ _AUTH_CODES = frozenset(
         "401",
     }
 )
+
+
+# Where the desktop app's Settings page keeps the key pair (the same service as the HF token).
+KEYRING_SERVICE = "wan-desktop"
+KEYRING_ACCESS_KEY_ID = "s3-access-key-id"
+KEYRING_SECRET_ACCESS_KEY = "s3-secret-access-key"
+
+
+def keyring_keys() -> tuple[str, str] | None:
+    """The key pair stored in the OS keyring, or None (no pair, no backend, a locked keyring)."""
+    try:
+        import keyring
+
+        key_id = keyring.get_password(KEYRING_SERVICE, KEYRING_ACCESS_KEY_ID)
+        secret = keyring.get_password(KEYRING_SERVICE, KEYRING_SECRET_ACCESS_KEY)
+    except Exception:  # keyring missing, no backend, no D-Bus: boto3's own chain decides
+        return None
+    return (key_id, secret) if key_id and secret else None
+
+
+def with_credentials(s3: S3Config) -> S3Config:
+    """``s3`` with the keyring's pair when the environment names neither keys nor a profile."""
+    if s3.access_key_id or s3.profile or not s3.use_keyring:
+        return s3
+    pair = keyring_keys()
+    if pair is None:
+        return s3
+    return replace(s3, access_key_id=pair[0], secret_access_key=pair[1], session_token=None)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -76,9 +106,9 @@ class S3Source(RangedSource):
         s3 = self.ctx.config.s3
         where = s3.endpoint_url or "AWS"
         return (
-            f"check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for {where}: they "
-            f"must be valid there and allowed to list and read s3://{self.bucket}/{self.prefix}; "
-            "set AWS_ENDPOINT_URL for a non-AWS server"
+            f"check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or the S3 keys "
+            f"in the app's Settings) for {where}: they must be valid there and allowed to list "
+            f"and read s3://{self.bucket}/{self.prefix}; set AWS_ENDPOINT_URL for a non-AWS server"
         )
 
     def client(self) -> Any:
@@ -93,7 +123,7 @@ class S3Source(RangedSource):
                         "s3:// sources need boto3",
                         fix="install the remote extra: pip install -e '.[remote]'",
                     ) from None
-                s3 = self.ctx.config.s3
+                s3 = with_credentials(self.ctx.config.s3)
                 register_secret(s3.secret_access_key)
                 register_secret(s3.session_token)
                 try:

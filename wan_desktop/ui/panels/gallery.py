@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QIcon, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QListView,
@@ -19,10 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wan_desktop.engine import EngineError, Job
+from wan_desktop.engine import EngineError, Job, JobKind
 
 from .. import format as fmt
+from ..jobview import WRITER_TEXT
 from ..pictures import poster, thumbnail
+from .explainer import read_subtitles
 
 if TYPE_CHECKING:
     from ..player import Player
@@ -42,6 +46,12 @@ class GalleryPanel(QWidget):
         self.player: Player | None = None  # made on the first video (QtMultimedia is lazy)
         outer = page_layout(self)
         self.header = PageHeader("Gallery", "")
+        self.kind_filter = QComboBox()
+        self.kind_filter.addItem("All videos", None)
+        self.kind_filter.addItem("Wan videos", str(JobKind.wan))
+        self.kind_filter.addItem("Explainers", str(JobKind.explainer))
+        self.kind_filter.currentIndexChanged.connect(lambda _i: self.refresh())
+        self.header.action_row.addWidget(self.kind_filter)
         outer.addWidget(self.header)
 
         self.empty = EmptyState(
@@ -83,6 +93,10 @@ class GalleryPanel(QWidget):
         self.detail.body.addLayout(badges)
         self.prompt = label("", wrap=True)
         self.detail.body.addWidget(self.prompt)
+        self.subtitles = QLabel()
+        self.subtitles.setWordWrap(True)
+        self.subtitles.setProperty("role", "faint")
+        self.detail.body.addWidget(self.subtitles)
         self.params = QLabel()
         self.params.setTextFormat(Qt.TextFormat.RichText)
         self.params.setWordWrap(True)
@@ -120,7 +134,8 @@ class GalleryPanel(QWidget):
             self._stale = True  # refreshed when shown
             return
         self._stale = False
-        jobs = self.studio.outputs()
+        kind = self.kind_filter.currentData()
+        jobs = self.studio.outputs(JobKind(kind) if kind else None)
         ids = [j.id for j in jobs]
         current_ids = [self.grid.item(i).data(ID_ROLE) for i in range(self.grid.count())]
         total = sum(j.output.size_bytes or 0 for j in jobs if j.output)
@@ -128,6 +143,7 @@ class GalleryPanel(QWidget):
         self.header.subtitle.setText(f"{count}  ·  {fmt.size(total)} on disk")
         self.empty.setVisible(not jobs)
         self.content.setVisible(bool(jobs))
+        self.kind_filter.setVisible(bool(jobs) or kind is not None)
         if ids == current_ids:
             return
         keep = self.current.id if self.current else None
@@ -149,7 +165,7 @@ class GalleryPanel(QWidget):
     @staticmethod
     def _item(job: Job) -> QListWidgetItem:
         item = QListWidgetItem(QIcon(poster(job, None, THUMB.width(), THUMB.height())), "")
-        badge = fmt.label_badge(job)
+        badge = fmt.label_badge(job) or ("EXPLAINER" if job.kind is JobKind.explainer else None)
         caption = f"{badge} · {job.prompt}" if badge else job.prompt
         item.setText(caption if len(caption) < 52 else caption[:50] + "…")
         item.setToolTip(f"{job.prompt}\n{fmt.summary(job)}\n{job.label or ''}".strip())
@@ -188,30 +204,10 @@ class GalleryPanel(QWidget):
         self.ensure_player().load(out.video, thumbnail(out.thumbnail))
         self.label_badge.set(job.label if fmt.label_badge(job) and job.label else "", "dev")
         self.prompt.setText(job.prompt)
-        p = job.params
-        rows = [
-            ("Model", f"{fmt.model_type(job)}" + (f" ({job.variant})" if job.variant else "")),
-            ("Size", f"{out.width}×{out.height}, {out.frames} frames at {out.fps:g} fps"),
-            ("Length", f"{fmt.duration(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
-            ("Steps", str(p.get("steps"))),
-            ("Seed", str(p.get("seed"))),
-            (
-                "Guidance",
-                f"{p.get('guidance_scale')}"
-                + (f" / {p['guidance_scale_2']}" if p.get("guidance_scale_2") is not None else ""),
-            ),
-            ("Negative", str(p.get("negative_prompt") or "—")),
-            ("Made", fmt.ago(job.finished_at)),
-        ]
-        if p.get("image"):
-            rows.append(("Image", Path(str(p["image"])).name))
-        if p.get("loras"):
-            rows.append(
-                (
-                    "LoRA",
-                    ", ".join(f"{Path(lo['path']).stem} {lo['strength']}" for lo in p["loras"]),
-                )
-            )
+        self.subtitles.setVisible(False)
+        rows = explainer_rows(job) if job.kind is JobKind.explainer else wan_rows(job)
+        if job.kind is JobKind.explainer and out.subtitles:
+            self.studio.background.run(read_subtitles, out.subtitles, on_done=self._subtitles)
         self.params.setText(
             "<table cellspacing='0' cellpadding='3'>"
             + "".join(
@@ -222,6 +218,13 @@ class GalleryPanel(QWidget):
             + "</table>"
         )
 
+    def _subtitles(self, text: str) -> None:
+        cues = [b.split("\n", 2)[-1].replace("\n", " ") for b in text.strip().split("\n\n") if b]
+        if cues:
+            shown = "  ·  ".join(cues[:4]) + ("  …" if len(cues) > 4 else "")
+            self.subtitles.setText(f"Subtitles: {shown}")
+            self.subtitles.setVisible(True)
+
     def open_target(self, job_id: str) -> None:
         """Show this job's video (navigation to ``gallery:<job id>``)."""
         self._stale = True
@@ -229,14 +232,18 @@ class GalleryPanel(QWidget):
         self.select(job_id)
 
     def _reuse(self) -> None:
-        if self.current is not None:
-            self.studio.use_settings.emit(dict(self.current.params))
+        job = self.current
+        if job is None:
+            return
+        if job.kind is JobKind.explainer:
+            self.studio.explain_settings.emit(dict(job.params))
+        else:
+            self.studio.use_settings.emit(dict(job.params))
 
     def _open_folder(self) -> None:
-        if self.current is not None and self.current.output is not None:
-            QDesktopServices.openUrl(
-                QUrl.fromLocalFile(str(Path(self.current.output.video).parent))
-            )
+        out = self.current.output if self.current is not None else None
+        if out is not None and not out.video.startswith("s3://"):
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(out.video).parent)))
 
     def _delete(self) -> None:
         job = self.current
@@ -263,3 +270,57 @@ class GalleryPanel(QWidget):
     def shutdown(self) -> None:
         if self.player is not None:
             self.player.shutdown()
+
+
+def wan_rows(job: Job) -> list[tuple[str, str]]:
+    out, p = job.output, job.params
+    assert out is not None
+    rows = [
+        ("Model", f"{fmt.model_type(job)}" + (f" ({job.variant})" if job.variant else "")),
+        ("Size", f"{out.width}×{out.height}, {out.frames} frames at {out.fps:g} fps"),
+        ("Length", f"{fmt.duration(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
+        ("Steps", str(p.get("steps"))),
+        ("Seed", str(p.get("seed"))),
+        (
+            "Guidance",
+            f"{p.get('guidance_scale')}"
+            + (f" / {p['guidance_scale_2']}" if p.get("guidance_scale_2") is not None else ""),
+        ),
+        ("Negative", str(p.get("negative_prompt") or "—")),
+        ("Made", fmt.ago(job.finished_at)),
+    ]
+    if p.get("image"):
+        rows.append(("Image", Path(str(p["image"])).name))
+    if p.get("loras"):
+        rows.append(("LoRA", ", ".join(lora_text(lo) for lo in p["loras"])))
+    return rows
+
+
+def lora_text(lo: Mapping[str, Any]) -> str:
+    second = lo.get("strength_2")
+    strengths = f"{lo['strength']}" + (f" / {second}" if second is not None else "")
+    return f"{Path(str(lo['path'])).stem} {strengths}"
+
+
+def explainer_rows(job: Job) -> list[tuple[str, str]]:
+    out, p = job.output, job.params
+    assert out is not None
+    context = str(p.get("context") or "")
+    rows = [
+        ("Kind", "Explainer (Manim)"),
+        ("Context", context if len(context) <= 160 else context[:159] + "…"),
+        ("Size", f"{out.width}×{out.height} at {out.fps:g} fps, {p.get('quality')} quality"),
+        ("Length", f"{fmt.duration(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
+        ("Scenes", str(p.get("scene_count") or "planner's choice")),
+        ("Writer", writer_text(job)),
+        ("Subtitles", Path(out.subtitles).name if out.subtitles else "none"),
+        ("Storage", str(p.get("storage_mode") or "local_only").replace("_", " ")),
+        ("Made", fmt.ago(job.finished_at)),
+    ]
+    rows += [(f"S3 {k}", v) for k, v in sorted(out.urls.items())]
+    return rows
+
+
+def writer_text(job: Job) -> str:
+    writer = str((job.estimate or {}).get("writer") or "")
+    return WRITER_TEXT.get(writer, writer) or job.label or "—"

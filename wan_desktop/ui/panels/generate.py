@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices, QFont, QIcon, QIntValidator
+from PySide6.QtCore import QSize, Qt, QTimer, Slot
+from PySide6.QtGui import QIntValidator
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFrame,
@@ -19,14 +19,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPlainTextEdit,
-    QSlider,
     QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from wan_desktop.engine import InvalidInputError, Job
+from wan_desktop.engine.hardware import ENV_PROFILE
 from wan_desktop.engine.params import (
     CONTRACT_RESOLUTIONS,
     FRAMES_MAX,
@@ -34,22 +33,19 @@ from wan_desktop.engine.params import (
     SEED_MAX,
     round_size,
 )
-from wan_desktop.models import DownloadProgress, ModelSpec
+from wan_desktop.models import ModelSpec
 from wan_desktop.models.manifest import parse_resolution
 
 from .. import format as fmt
 from .. import icons, theme
-from ..catalog import ModelRow
 from ..dropzone import DropZone
-from ..fit import UNKNOWN, Fit, estimate_text, model_fit
-from ..jobview import JobCard
-from ..loras import LoraFile, list_loras
-from ..pictures import Picture, job_image, poster
+from ..fit import UNKNOWN, Fit, estimate_text
+from ..loras import LoraPicker
+from ..model_picker import ModelPicker
 from ..state import Notice, Studio
 from ..widgets import (
     Badge,
     Card,
-    EmptyState,
     Field,
     button,
     clear_layout,
@@ -60,209 +56,10 @@ from ..widgets import (
     set_prop,
     tool,
 )
+from .latest import NowPanel
 
-TASK_TEXT = {"t2v": "Text → video", "i2v": "Image → video", "ti2v": "Text or image → video"}
-
-
-class ModelTile(QFrame):
-    """One model in the picker: name, what it does, whether it is here, how big, whether it fits."""
-
-    chosen = Signal(str)
-
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__()
-        self.spec = spec
-        self.setObjectName("Tile")
-        self.setCursor(Qt.CursorShape.PointingHandCursor)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(12, 10, 12, 10)
-        row.setSpacing(10)
-        col = QVBoxLayout()
-        col.setSpacing(2)
-        name = label(spec.model_type)
-        f = name.font()
-        f.setWeight(QFont.Weight.DemiBold)
-        name.setFont(f)
-        col.addWidget(name)
-        col.addWidget(label(TASK_TEXT.get(spec.task, spec.task), "faint"))
-        row.addLayout(col, 1)
-        side = QVBoxLayout()
-        side.setSpacing(3)
-        self.status = Badge()
-        self.fit = Badge()
-        side.addWidget(self.status, 0, Qt.AlignmentFlag.AlignRight)
-        side.addWidget(self.fit, 0, Qt.AlignmentFlag.AlignRight)
-        row.addLayout(side)
-
-    def set_row(
-        self, row: ModelRow | None, fit: Fit, download: DownloadProgress | None = None
-    ) -> None:
-        if download is not None:
-            frac = download.fraction
-            pct = f" {frac * 100:.0f}%" if frac is not None else "…"
-            self.status.set(f"downloading{pct}", "accent")
-        elif row is None:
-            self.status.set("checking…", "neutral")
-        elif row.status.complete:
-            dev = " · dev" if row.variant.development else ""
-            self.status.set(f"ready · {fmt.size(row.size_bytes)}{dev}", "success")
-        elif row.status.state.value == "PARTIAL":
-            self.status.set(f"partial · {fmt.size(row.size_bytes)}", "warning")
-        elif row.status.state.value == "CORRUPT":
-            self.status.set("damaged: repair", "danger")
-        else:
-            word = "built on first use" if row.variant.development else "download"
-            self.status.set(f"{word} · {fmt.size(row.size_bytes)}", "info")
-        # No verdict (no planner): say nothing per tile; the panel says it once.
-        self.fit.set(fit.text if fit.kind != "neutral" else "", fit.kind)
-        self.fit.setToolTip(fit.detail)
-
-    def set_selected(self, on: bool) -> None:
-        set_prop(self, "selected", on)
-
-    def mousePressEvent(self, event: Any) -> None:
-        self.chosen.emit(self.spec.id)
-        super().mousePressEvent(event)
-
-
-class LoraRow(QWidget):
-    def __init__(self, lora: LoraFile) -> None:
-        super().__init__()
-        self.lora = lora
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.setSpacing(10)
-        self.check = QCheckBox(lora.name)
-        self.check.setToolTip(f"{lora.path}  ·  {fmt.size(lora.size_bytes)}")
-        row.addWidget(self.check, 1)
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(0, 200)
-        self.slider.setValue(100)
-        self.slider.setFixedWidth(150)
-        self.slider.setToolTip("Strength 0–2")
-        row.addWidget(self.slider)
-        self.value = label("1.00", "muted")
-        self.value.setFixedWidth(36)
-        row.addWidget(self.value)
-        self.slider.valueChanged.connect(lambda v: self.value.setText(f"{v / 100:.2f}"))
-        self.slider.valueChanged.connect(lambda _v: self.check.setChecked(True))
-
-    @property
-    def strength(self) -> float:
-        return self.slider.value() / 100
-
-
-class NowPanel(Card):
-    """The right-hand column: the latest job's picture, progress and result."""
-
-    def __init__(self, studio: Studio) -> None:
-        super().__init__("Latest", margins=16)
-        self.studio = studio
-        self.job_id: str | None = None
-        self.picture = Picture(aspect=16 / 9)
-        self.body.addWidget(self.picture)
-        self.card_holder = QVBoxLayout()
-        self.body.addLayout(self.card_holder)
-        self.card: JobCard | None = None
-        self.empty = EmptyState(
-            "film",
-            "Your video appears here",
-            "Queue a job and watch its steps, preview frames and result in this space.",
-        )
-        self.body.addWidget(self.empty)
-        self.body.addStretch(1)
-        self.recent_title = label("RECENT", "section")
-        self.recent_title.setVisible(False)  # until there is a finished video to show
-        self.body.addWidget(self.recent_title)
-        self.recent = QHBoxLayout()
-        self.recent.setSpacing(8)
-        self.body.addLayout(self.recent)
-        self._recent_ids: list[str] = []
-        studio.job_updated.connect(self._on_job)
-        studio.preview_changed.connect(self._on_preview)
-        studio.jobs_changed.connect(self._pick_latest)
-        self._pick_latest()
-
-    def _update_recent(self, shown: str | None) -> None:
-        done = [j for j in self.studio.outputs() if j.id != shown][:3]
-        ids = [j.id for j in done]
-        if ids == self._recent_ids:
-            return
-        self._recent_ids = ids
-        clear_layout(self.recent)
-        for job in done:
-            b = QToolButton()
-            b.setIcon(QIcon(poster(job, None, 120, 68)))
-            b.setIconSize(QSize(120, 68))
-            b.setToolTip(f"{job.prompt}\n{fmt.summary(job)}")
-            b.setCursor(Qt.CursorShape.PointingHandCursor)
-            b.clicked.connect(
-                lambda _c=False, jid=job.id: self.studio.navigate.emit(f"gallery:{jid}")
-            )
-            self.recent.addWidget(b)
-        self.recent.addStretch(1)
-        self.recent_title.setVisible(bool(done))
-
-    @Slot()
-    def _pick_latest(self) -> None:
-        s = self.studio
-        candidates = s.active() or s.queued()[:1] or s.finished()[:1]
-        job = candidates[0] if candidates else None
-        self._update_recent(job.id if job else None)
-        if job is None:
-            self.job_id = None
-            self.recent_title.setVisible(False)
-            self.picture.setVisible(False)
-            if self.card is not None:
-                self.card.setVisible(False)
-            self.empty.setVisible(True)
-            return
-        self.show_job(job)
-
-    def show_job(self, job: Job) -> None:
-        self.job_id = job.id
-        self.empty.setVisible(False)
-        self.picture.setVisible(True)
-        if self.card is None:
-            self.card = JobCard(job, picture=False)
-            self.card.setObjectName("Plain")
-            self.card.cancel_requested.connect(self._cancel)
-            self.card.retry_requested.connect(self._retry)
-            self.card.delete_requested.connect(self._delete)
-            self.card.open_requested.connect(
-                lambda jid: self.studio.navigate.emit(f"gallery:{jid}")
-            )
-            self.card_holder.addWidget(self.card)
-        self.card.setVisible(True)
-        self._render(job)
-
-    def _cancel(self, job_id: str) -> None:
-        self.studio.engine.cancel(job_id)
-
-    def _retry(self, job_id: str) -> None:
-        self.studio.engine.retry(job_id)
-        self.studio.reload_jobs()
-
-    def _delete(self, job_id: str) -> None:
-        self.studio.engine.delete(job_id)
-
-    def _render(self, job: Job) -> None:
-        entry = self.studio.previews.get(job.id)
-        preview = entry[1] if entry else None
-        self.picture.set_image(job_image(job, preview))
-        if self.card is not None:
-            self.card.set_job(job, preview)
-
-    @Slot(object)
-    def _on_job(self, job: Job) -> None:
-        if job.id == self.job_id:
-            self._render(job)
-
-    @Slot(str)
-    def _on_preview(self, job_id: str) -> None:
-        job = self.studio.jobs.get(job_id)
-        if job is not None and job_id == self.job_id:
-            self._render(job)
+# The fit check waits for the user to stop typing or dragging for this long.
+FIT_DEBOUNCE_MS = 200
 
 
 class GeneratePanel(QWidget):
@@ -270,9 +67,12 @@ class GeneratePanel(QWidget):
         super().__init__()
         self.studio = studio
         self.spec: ModelSpec | None = None
-        self.tiles: dict[str, ModelTile] = {}
         self.fits: dict[str, Fit] = {}
-        self.lora_rows: list[LoraRow] = []
+        self._fit_token = 0
+        self.fit_timer = QTimer(self)
+        self.fit_timer.setSingleShot(True)
+        self.fit_timer.setInterval(FIT_DEBOUNCE_MS)
+        self.fit_timer.timeout.connect(self._check_fits)
 
         outer = page_layout(self)
         outer.setSpacing(14)
@@ -298,7 +98,8 @@ class GeneratePanel(QWidget):
         self._build_prompt_card()
         self._build_images_card()
         self._build_settings_card()
-        self._build_lora_card()
+        self.loras = LoraPicker(studio)
+        self.form.addWidget(self.loras)
         self.form.addStretch(1)
         self.form_scroll = scroll_page(form)
         columns.addWidget(self.form_scroll, 5)
@@ -330,6 +131,8 @@ class GeneratePanel(QWidget):
         studio.catalog_changed.connect(self._on_catalog)
         studio.download_changed.connect(lambda _p: self._update_tiles())
         studio.download_finished.connect(lambda _e: self._update_tiles())
+        studio.dev_mode_changed.connect(lambda _on: self.fit_timer.start())
+        studio.dev_mode_changed.connect(lambda _on: self._update_size_hint())
         studio.dev_mode_changed.connect(lambda _on: self._update_mode())
         studio.use_settings.connect(self.load_params)
         self._update_mode()
@@ -337,7 +140,6 @@ class GeneratePanel(QWidget):
         if first is not None:
             self.select_model(first.id)
         self._on_catalog()
-        self.refresh_loras()
 
     # ------------------------------------------------------------------------------ layout
 
@@ -396,27 +198,9 @@ class GeneratePanel(QWidget):
         return card
 
     def _build_model_card(self) -> None:
-        card = Card("Model")
-        self.tile_box = QVBoxLayout()
-        self.tile_box.setSpacing(8)
-        for spec in self.studio.engine.models.manifest:
-            tile = ModelTile(spec)
-            tile.chosen.connect(self.select_model)
-            self.tiles[spec.id] = tile
-            self.tile_box.addWidget(tile)
-        self.model_field = Field("", self.tile_box)
-        self.model_field.title.setVisible(False)
-        card.body.addWidget(self.model_field)
-        self.model_desc = label("", "faint", wrap=True)
-        card.body.addWidget(self.model_desc)
-        self.fit_note = label(
-            "Whether a model fits this GPU is shown here once the VRAM planner is installed; "
-            "each queued job shows the pipeline's own estimate.",
-            "faint",
-            wrap=True,
-        )
-        card.body.addWidget(self.fit_note)
-        self.form.addWidget(card)
+        self.picker = ModelPicker(list(self.studio.engine.models.manifest))
+        self.picker.chosen.connect(self.select_model)
+        self.form.addWidget(self.picker)
 
     def _build_prompt_card(self) -> None:
         card = Card("Prompt")
@@ -452,6 +236,7 @@ class GeneratePanel(QWidget):
         self.end_image_field = Field("", self.end_image)
         self.end_image_field.title.setVisible(False)
         self.images_card.body.addWidget(self.end_image_field)
+        self.image.changed.connect(lambda _p: self.fit_timer.start())
         self.form.addWidget(self.images_card)
 
     def _build_settings_card(self) -> None:
@@ -461,6 +246,7 @@ class GeneratePanel(QWidget):
         grid.setVerticalSpacing(10)
         self.resolution = QComboBox()
         self.resolution.currentTextChanged.connect(lambda _t: self._update_size_hint())
+        self.resolution.currentTextChanged.connect(lambda _t: self.fit_timer.start())
         self.resolution_field = Field("Resolution", self.resolution)
         grid.addWidget(self.resolution_field, 0, 0)
         self.steps = padded(QSpinBox())
@@ -471,6 +257,8 @@ class GeneratePanel(QWidget):
         self.frames.setRange(1, FRAMES_MAX)
         self.frames.setSingleStep(4)
         self.frames.valueChanged.connect(lambda _v: self._update_size_hint())
+        for box in (self.steps, self.frames):
+            box.valueChanged.connect(lambda _v: self.fit_timer.start())
         self.frames_field = Field("Frames", self.frames)
         grid.addWidget(self.frames_field, 1, 0)
         seed_row = QHBoxLayout()
@@ -488,6 +276,7 @@ class GeneratePanel(QWidget):
         self.guidance.setRange(0.0, 30.0)
         self.guidance.setSingleStep(0.5)
         self.guidance.setDecimals(1)
+        self.guidance.valueChanged.connect(lambda _v: self.fit_timer.start())
         self.guidance_field = Field("Guidance", self.guidance)
         grid.addWidget(self.guidance_field, 2, 0)
         self.guidance_2 = padded(QDoubleSpinBox())
@@ -502,22 +291,6 @@ class GeneratePanel(QWidget):
         self.size_hint = label("", "faint", wrap=True)
         card.body.addWidget(self.size_hint)
         self.form.addWidget(card)
-
-    def _build_lora_card(self) -> None:
-        self.lora_card = Card("LoRA")
-        refresh = tool("refresh", "Look for new LoRA files")
-        refresh.clicked.connect(self.refresh_loras)
-        folder = tool("folder", "Open the LoRA folder")
-        folder.clicked.connect(self._open_lora_folder)
-        if self.lora_card.header is not None:
-            self.lora_card.header.addWidget(refresh)
-            self.lora_card.header.addWidget(folder)
-        self.lora_list = QVBoxLayout()
-        self.lora_list.setSpacing(8)
-        self.lora_field = Field("", self.lora_list)
-        self.lora_field.title.setVisible(False)
-        self.lora_card.body.addWidget(self.lora_field)
-        self.form.addWidget(self.lora_card)
 
     # ------------------------------------------------------------------------------ state
 
@@ -553,30 +326,61 @@ class GeneratePanel(QWidget):
     def _on_catalog(self) -> None:
         self._update_tiles()
         self._update_welcome()
-        self._check_fits()
+        self.fit_timer.start()
 
     def _update_tiles(self) -> None:
         rows = {r.spec.id: r for r in self.studio.usable_rows()}
-        downloads = {key[0]: p for key, p in self.studio.downloads.items()}
-        for model_id, tile in self.tiles.items():
-            tile.set_row(
-                rows.get(model_id), self.fits.get(model_id, UNKNOWN), downloads.get(model_id)
-            )
-        unknown = all(f.kind == "neutral" for f in self.fits.values()) if self.fits else True
-        self.fit_note.setVisible(unknown)
+        # Only a download of the variant a job would use shows on its tile.
+        downloads = {
+            model: p
+            for (model, variant), p in self.studio.downloads.items()
+            if model in rows and rows[model].variant.name == variant
+        }
+        self.picker.update_tiles(rows, downloads)
 
     def _check_fits(self) -> None:
-        engine = self.studio.engine
+        """Each model's verdict at the form's size, computed off the GUI thread (cached)."""
+        engine, cache = self.studio.engine, self.studio.fits
+        form = self._fit_params()
+        specs = list(engine.models.manifest)
+        self._fit_token += 1
+        token = self._fit_token
 
-        def check_all() -> dict[str, Fit]:
-            return {spec.id: model_fit(engine, spec.id) for spec in engine.models.manifest}
+        def check_all() -> tuple[dict[str, Fit], str]:
+            fits = {}
+            for spec in specs:
+                params = dict(form)
+                if not spec.accepts_image:
+                    params.pop("image", None)
+                fits[spec.id] = cache.check(spec.id, params)
+            profile = engine.hardware
+            simulated = f" (a simulated machine: {ENV_PROFILE})" if profile.simulated else ""
+            return fits, profile.summary + simulated
 
-        def done(fits: dict[str, Fit]) -> None:
-            if fits != self.fits:
-                self.fits = fits
-                self._on_catalog()
+        def done(result: tuple[dict[str, Fit], str]) -> None:
+            if token != self._fit_token:
+                return  # the form changed meanwhile: a newer check is on its way
+            fits, machine = result
+            changed = fits != self.fits
+            self.fits = fits
+            self.picker.set_fits(fits, machine)
+            if changed:
+                self._update_tiles()
+                self._update_welcome()
 
         self.studio.background.run(check_all, on_done=done)
+
+    def _fit_params(self) -> dict[str, Any]:
+        """What of the form decides memory and time (the prompt does not)."""
+        p: dict[str, Any] = {
+            "resolution": self.resolution.currentText(),
+            "frames": self.frames.value(),
+            "steps": self.steps.value(),
+            "guidance_scale": self.guidance.value(),
+        }
+        if self.image.path:
+            p["image"] = self.image.path
+        return p
 
     def _update_welcome(self) -> None:
         s = self.studio
@@ -594,8 +398,10 @@ class GeneratePanel(QWidget):
             line.addWidget(label(spec.model_type), 1)
             size = fmt.size(row.size_bytes if row else None)
             fit = self.fits.get(spec.id, UNKNOWN)
-            verdict = f"  ·  {fit.text}" if fit.kind != "neutral" else ""
-            line.addWidget(label(f"{size} download{verdict}", "faint"))
+            line.addWidget(label(f"{size} download", "faint"))
+            verdict = Badge(fit.text, fit.kind)
+            verdict.setToolTip(fit.detail)
+            line.addWidget(verdict)
             get = tool("download", f"Download {spec.model_type} ({size})")
             get.clicked.connect(lambda _c=False, m=spec.id: self._download(m))
             line.addWidget(get)
@@ -606,8 +412,6 @@ class GeneratePanel(QWidget):
         self.welcome.setVisible(False)
 
     def _dismiss_welcome(self) -> None:
-        import dataclasses
-
         self.studio.save_settings(dataclasses.replace(self.studio.settings, welcomed=True))
         self.welcome.setVisible(False)
 
@@ -621,16 +425,16 @@ class GeneratePanel(QWidget):
         spec = self.studio.engine.models.manifest.get(model_id)
         changed = self.spec is None or self.spec.id != spec.id
         self.spec = spec
-        for mid, tile in self.tiles.items():
-            tile.set_selected(mid == spec.id)
-        self.model_desc.setText(spec.description)
+        self.picker.select(spec)
+        self.loras.set_two_experts("transformer_2" in spec.components)
         self.images_card.setVisible(spec.accepts_image or spec.requires_image)
         self.end_image_field.setVisible(spec.supports_end_image)
         self.image.title.setText("Start image" + ("" if spec.requires_image else " (optional)"))
         self.guidance_2_field.setVisible(spec.defaults.guidance_scale_2 is not None)
         if changed:
             self._apply_defaults(spec)
-        self.model_field.set_error(None)
+        self.picker.field.set_error(None)
+        self.fit_timer.start()
 
     def _apply_defaults(self, spec: ModelSpec) -> None:
         d = spec.defaults
@@ -656,10 +460,12 @@ class GeneratePanel(QWidget):
         if self.spec is None:
             return
         try:
-            w, h = round_size(*parse_resolution(self.resolution.currentText()), self.spec)
+            variant = self.studio.engine.models.resolve(self.spec.id)[1].name  # tiny in dev mode
+            size = parse_resolution(self.resolution.currentText())
         except ValueError:
             return
-        fps = self.spec.defaults.fps
+        w, h = round_size(*size, self.spec, variant)
+        fps = self.spec.defaults_for(variant).fps
         n = self.frames.value()
         self.size_hint.setText(
             f"Renders at {w}×{h}, {n} frames = {n / fps:.1f} s at {fps} fps. "
@@ -677,25 +483,6 @@ class GeneratePanel(QWidget):
 
     def roll_seed(self) -> None:
         self.seed.setText(str(secrets.randbelow(2**31)))
-
-    def refresh_loras(self) -> None:
-        clear_layout(self.lora_list)
-        folder = self.studio.engine.settings.loras_dir
-        self.lora_rows = [LoraRow(lora) for lora in list_loras(folder)]
-        for row in self.lora_rows:
-            self.lora_list.addWidget(row)
-        if not self.lora_rows:
-            hint = label(
-                f"No LoRA files yet. Put .safetensors files in {folder} and refresh.",
-                "faint",
-                wrap=True,
-            )
-            self.lora_list.addWidget(hint)
-
-    def _open_lora_folder(self) -> None:
-        folder = self.studio.engine.settings.loras_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
     # ------------------------------------------------------------------------------ submit
 
@@ -718,11 +505,7 @@ class GeneratePanel(QWidget):
             p["image"] = self.image.path
         if self.end_image.path:
             p["end_image"] = self.end_image.path
-        loras = [
-            {"path": str(r.lora.path), "strength": r.strength}
-            for r in self.lora_rows
-            if r.check.isChecked()
-        ]
+        loras = self.loras.selection()
         if loras:
             p["loras"] = loras
         return p
@@ -748,7 +531,7 @@ class GeneratePanel(QWidget):
 
     def fields(self) -> dict[str, Field]:
         return {
-            "model": self.model_field,
+            "model": self.picker.field,
             "prompt": self.prompt_field,
             "negative_prompt": self.negative_field,
             "resolution": self.resolution_field,
@@ -761,7 +544,7 @@ class GeneratePanel(QWidget):
             "guidance_scale_2": self.guidance_2_field,
             "image": self.image_field,
             "end_image": self.end_image_field,
-            "loras": self.lora_field,
+            "loras": self.loras.field,
         }
 
     def show_errors(self, errors: Mapping[str, str]) -> None:
@@ -813,14 +596,7 @@ class GeneratePanel(QWidget):
         for key, zone in (("image", self.image), ("end_image", self.end_image)):
             path = params.get(key)
             zone.set_path(str(path) if path and Path(str(path)).is_file() else "")
-        wanted = {
-            str(lo["path"]): float(lo.get("strength", 1.0)) for lo in params.get("loras") or ()
-        }
-        for row in self.lora_rows:
-            strength = wanted.get(str(row.lora.path))
-            row.check.setChecked(strength is not None)
-            if strength is not None:
-                row.slider.setValue(round(strength * 100))
+        self.loras.select(params.get("loras") or ())
         self.studio.navigate.emit("generate")
 
     def sizeHint(self) -> QSize:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from wan_desktop.models import DownloadProgress, ModelError, ModelState, VerifyR
 
 from .. import format as fmt
 from .. import widgets
-from ..catalog import ModelRow, supports_pins
+from ..catalog import ModelRow
 from ..state import Notice, Studio
 from ..widgets import (
     Badge,
@@ -67,8 +67,11 @@ class VariantRow(QWidget):
         top.addWidget(self.state)
         if row.variant.development:
             top.addWidget(Badge("random weights: output is noise", "dev"))
+
         self.pin_badge = Badge("pinned", "accent")
         top.addWidget(self.pin_badge)
+        self.use_badge = Badge("", "info")
+        top.addWidget(self.use_badge)
         top.addStretch(1)
         self.size_label = label("", "muted")
         top.addWidget(self.size_label)
@@ -137,14 +140,20 @@ class VariantRow(QWidget):
             + (f" ({fmt.size(st.bytes_present)} here)" if st.bytes_present else "")
         )
         bits = [row.variant.description or row.variant.label, row.variant.dtype]
+        mirror = self.studio.engine.models.config.local_mirror
         if st.source:
-            bits.append(f"from {source_name(st.source)}")
+            bits.append(f"from {source_name(st.source, mirror)}")
         elif row.variant.sources:
-            bits.append("sources: " + " → ".join(source_name(s) for s in row.variant.sources))
-        if st.state is not ModelState.complete and st.state is not ModelState.not_present:
+            names = (source_name(s, mirror) for s in row.variant.sources)
+            bits.append("sources: " + " → ".join(names))
+        downloading = self.key in self.studio.downloads
+        if st.state not in (ModelState.complete, ModelState.not_present) and not downloading:
             bits.append(st.reason)
         self.info.setText("  ·  ".join(b for b in bits if b))
-        self.pin_badge.setVisible(bool(row.pinned))
+        self.pin_badge.setVisible(row.pinned)
+        self.pin_badge.setToolTip("Kept whatever clean-up or the quota decide")
+        self.use_badge.set(row.in_use_text(), "info")
+        self.use_badge.setToolTip("Clean-up and the quota never remove a model in use")
         self._update_buttons()
 
     def _update_buttons(self) -> None:
@@ -160,11 +169,19 @@ class VariantRow(QWidget):
         self.verify_btn.setVisible(st.complete or st.state is ModelState.corrupt)
         self.verify_btn.setEnabled(not self.busy)
         self.delete_btn.setVisible(st.state is not ModelState.not_present and not downloading)
-        self.delete_btn.setEnabled(not self.busy)
+        self.delete_btn.setEnabled(not self.busy and not self.row.in_use)
+        self.delete_btn.setToolTip(
+            "Unload it or let its job finish first" if self.row.in_use else "Delete from disk"
+        )
         self.folder_btn.setVisible(st.complete)
-        self.pin_btn.setVisible(self.row.pinned is not None and st.complete)
+        self.pin_btn.setVisible(st.complete)
+        self.pin_btn.setEnabled(not self.busy)
         self.pin_btn.setText("Unpin" if self.row.pinned else "Pin")
-        self.pin_btn.setToolTip("A pinned model is never removed to make room")
+        self.pin_btn.setToolTip(
+            "Let clean-up and the quota remove it again"
+            if self.row.pinned
+            else "Keep it whatever clean-up or the quota decide"
+        )
         self.progress_box.setVisible(downloading or self.busy == "verify")
         if self.busy == "verify":
             self.bar.setRange(0, 0)
@@ -280,14 +297,21 @@ class VariantRow(QWidget):
 
     def toggle_pin(self) -> None:
         store = self.studio.engine.models
-        pin = getattr(store, "pin", None)
-        if pin is None:
-            return
         want = not self.row.pinned
+        model, variant = self.row.spec.id, self.row.variant.name
+        self.busy = "pin"
+        self._update_buttons()
+
+        def pinned(_changed: bool) -> None:
+            self.busy = ""
+            self.row = dataclasses.replace(self.row, pinned=want)  # until the rescan lands
+            self.set_row(self.row)
+            self.studio.models_changed.emit()
+
         self.studio.background.run(
-            lambda: pin(self.row.spec.id, self.row.variant.name, pinned=want),
-            on_done=lambda _r: self.studio.models_changed.emit(),
-            on_error=self._failed("Pin"),
+            lambda: store.pin(model, variant, pinned=want),
+            on_done=pinned,
+            on_error=self._failed("Unpin" if self.row.pinned else "Pin"),
         )
 
     def _failed(self, what: str) -> Callable[[BaseException], None]:
@@ -320,6 +344,14 @@ class ModelsPanel(QWidget):
         self.col.setContentsMargins(0, 0, 8, 0)
         self.col.setSpacing(14)
         self.disk = Card("Disk", margins=16)
+        self.cleanup_btn = button("Clean up…", "delete", variant="ghost")
+        self.cleanup_btn.setToolTip("Preview what the quota and max age would remove, then do it")
+        self.cleanup_btn.clicked.connect(self.clean_up)
+        self.quota_btn = button("Change quota…", "settings", variant="ghost")
+        self.quota_btn.clicked.connect(lambda: studio.navigate.emit("settings"))
+        if self.disk.header is not None:
+            self.disk.header.addWidget(self.quota_btn)
+            self.disk.header.addWidget(self.cleanup_btn)
         self.disk_bar = QProgressBar()
         self.disk_bar.setRange(0, 1000)
         self.disk_text = label("", "muted", wrap=True)
@@ -399,28 +431,38 @@ class ModelsPanel(QWidget):
 
     def _update_disk(self) -> None:
         s = self.studio
-        store = s.engine.models
-        root = store.config.models_root
-        used = sum(r.status.bytes_present for r in s.catalog)
-        probe = root if root.exists() else _existing_parent(root)
-        total, _, free = shutil.disk_usage(probe)
-        quota = getattr(store.config, "quota_bytes", None)
         mode = "development mode: tiny variants only" if s.dev_mode else ""
         self.header.subtitle.setText(
             f"{len(s.catalog)} variants  ·  {sum(r.status.complete for r in s.catalog)} ready"
             + (f"  ·  {mode}" if mode else "")
         )
-        limit = quota or total
+        disk = s.disk
+        if disk is None:
+            return
+        used, quota = disk.total_bytes, disk.quota_bytes
+        limit = quota or (used + disk.free_bytes)
         self.disk_bar.setValue(int(1000 * min(1.0, used / max(1, limit))))
         set_prop(self.disk_bar, "kind", "warning" if quota and used > 0.9 * quota else "")
-        pins = "pins protect models from clean-up" if supports_pins(store) else ""
-        quota_text = (
-            f"quota {fmt.size(quota)}" if quota else "no quota (set one in Settings when available)"
-        )
-        self.disk_text.setText(
-            f"{root}\nModels use {fmt.size(used)}  ·  {fmt.size(free)} free on this disk  ·  "
-            f"{quota_text}" + (f"  ·  {pins}" if pins else "")
-        )
+        if quota:
+            share = f"Models use {fmt.size(used)} of the {fmt.size(quota)} quota"
+        else:
+            share = f"Models use {fmt.size(used)}  ·  no quota (set one in Settings)"
+        bits = [share, f"{fmt.size(disk.free_bytes)} free on this disk"]
+        for fam, limit_b in sorted(disk.family_quota_bytes.items()):
+            bits.append(f"{fam}: {fmt.size(disk.family_bytes.get(fam, 0))} of {fmt.size(limit_b)}")
+        pinned = sum(m.pinned for m in disk.models)
+        in_use = sum(bool(m.in_use_by) for m in disk.models)
+        if pinned:
+            bits.append(f"{pinned} pinned")
+        if in_use:
+            bits.append(f"{in_use} in use")
+        self.disk_text.setText(f"{disk.models_root}\n" + "  ·  ".join(bits))
+        self.cleanup_btn.setEnabled(bool(disk.models))
+
+    def clean_up(self) -> None:
+        from ..cleanup import CleanupDialog
+
+        CleanupDialog(self.studio, self).exec()
 
     @Slot(object)
     def _on_progress(self, p: DownloadProgress) -> None:
@@ -435,11 +477,13 @@ class ModelsPanel(QWidget):
             row.finished(event)
 
 
-def source_name(uri: str) -> str:
+def source_name(uri: str, mirror: Path | None = None) -> str:
     """A source as a person reads it: local mirror, S3, Hugging Face repo, built here."""
     scheme, _, rest = uri.partition("://")
     if scheme == "local":
-        return "local mirror" if "${" in rest else f"local folder {rest}"
+        if "${" in rest or (mirror is not None and Path(rest).is_relative_to(mirror)):
+            return "local mirror (WAN_LOCAL_MIRROR)" if mirror is not None else "local mirror"
+        return f"local folder {rest}"
     if scheme == "s3":
         return "S3"
     if scheme == "hf":
@@ -447,12 +491,6 @@ def source_name(uri: str) -> str:
     if scheme == "builtin":
         return "built on this machine"
     return uri
-
-
-def _existing_parent(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 __all__ = ["ModelsPanel", "Qt"]

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from wan_desktop.access import generate_token
+from wan_desktop.models.config import ENV_QUOTA
 
 from .. import quota, secrets
 from ..api_control import ApiController
@@ -53,11 +54,6 @@ def _folder_row(edit: QLineEdit, title: str) -> QHBoxLayout:
     browse.clicked.connect(choose)
     row.addWidget(browse)
     return row
-
-
-def quota_supported(studio: Studio) -> bool:
-    """Quotas exist when the orchestrator keeps them (the disk manager is installed)."""
-    return quota.supported(studio.engine.models)
 
 
 class SettingsPanel(QWidget):
@@ -111,13 +107,14 @@ class SettingsPanel(QWidget):
         self.quota.setDecimals(0)
         self.quota.setSuffix(" GB")
         self.quota.setSpecialValueText("no quota")
+        self.quota.setEnabled(False)  # until the orchestrator's settings file is read
         self.quota_field = Field(
             "Models disk quota",
             self.quota,
-            hint="Over it, the least recently used unpinned models are removed."
-            if quota_supported(studio)
-            else "Quotas arrive with the disk manager; stored for then.",
+            hint="Before a download goes over it, the least recently used models are removed "
+            "(never pinned ones, nor ones in use). Shared with `wan models gc`.",
         )
+        self.saved_quota_gb: float | None = None
         grid.addWidget(self.quota_field, 0, 1)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
@@ -217,6 +214,9 @@ class SettingsPanel(QWidget):
         api.state_changed.connect(self._on_api_state)
         self._on_api_state(api.describe())
         studio.background.run(self._read_keyring, on_done=self._on_keyring)
+        studio.background.run(
+            quota.saved_quota, studio.engine.models, on_done=self._on_quota, on_error=self._no_quota
+        )
 
     # ------------------------------------------------------------------------------- form
 
@@ -224,7 +224,6 @@ class SettingsPanel(QWidget):
         self.models_dir.setText(s.models_dir or "")
         self.outputs_dir.setText(s.outputs_dir or "")
         self.idle.setValue(s.idle_unload_min)
-        self.quota.setValue(s.quota_gb or 0)
         self.dev_mode.setChecked(s.dev_mode or self.studio.dev_mode)
         self.notifications.setChecked(s.notifications)
         self.api_enabled.setChecked(s.api_enabled)
@@ -240,7 +239,6 @@ class SettingsPanel(QWidget):
             models_dir=self.models_dir.text().strip() or None,
             outputs_dir=self.outputs_dir.text().strip() or None,
             idle_unload_min=self.idle.value(),
-            quota_gb=self.quota.value() or None,
             dev_mode=self.dev_mode.isChecked(),
             notifications=self.notifications.isChecked(),
             api_enabled=self.api_enabled.isChecked(),
@@ -255,7 +253,6 @@ class SettingsPanel(QWidget):
             "models_dir": self.models_field,
             "outputs_dir": self.outputs_field,
             "idle_unload_min": self.idle_field,
-            "quota_gb": self.quota_field,
             "api_host": self.api_host_field,
             "api_port": self.api_port_field,
             "api_token": self.api_token_field,
@@ -276,13 +273,7 @@ class SettingsPanel(QWidget):
         except (OSError, ValueError) as exc:
             self.studio.post(Notice("error", "Settings not saved", str(exc), sticky=True))
             return False
-        if new.quota_gb != old.quota_gb and quota_supported(self.studio):
-            self.studio.background.run(
-                quota.save_quota,
-                self.studio.engine.models,
-                new.quota_gb,
-                on_error=self._quota_error,
-            )
+        self._save_quota()
         if new.dev_mode != self.studio.dev_mode:
             self.studio.set_dev_mode(new.dev_mode)
         api_keys = ("api_enabled", "api_host", "api_port", "api_token", "api_origins")
@@ -343,6 +334,40 @@ class SettingsPanel(QWidget):
     def _write_keyring(values: dict[secrets.Secret, str]) -> None:
         for key, value in values.items():
             secrets.set_secret(key, value.strip() or None)
+
+    # ------------------------------------------------------------------------------ quota
+
+    def _on_quota(self, saved: int | None) -> None:
+        override = quota.env_override()
+        if override is not None:
+            self.quota_field.hint.setText(
+                f"Set by {ENV_QUOTA}={override} in the environment, which wins over this setting."
+            )
+            effective = self.studio.engine.models.config.quota_bytes
+            self.quota.setValue(effective / quota.GB if effective else 0)
+            return
+        self.quota.setValue(saved / quota.GB if saved else 0)
+        self.saved_quota_gb = self.quota.value() or None  # as shown: whole GB
+        self.quota.setEnabled(True)
+
+    def _no_quota(self, exc: BaseException) -> None:
+        self.quota_field.set_error(f"cannot read the orchestrator's settings: {exc}")
+
+    def _save_quota(self) -> None:
+        wanted = self.quota.value() or None
+        if not self.quota.isEnabled() or wanted == self.saved_quota_gb:
+            return
+        quota_bytes = int(wanted * quota.GB) if wanted else None
+        store = self.studio.engine.models
+
+        def saved(_r: None) -> None:
+            self.saved_quota_gb = wanted
+            quota.apply_quota(self.studio.engine, quota_bytes)
+            self.studio.models_changed.emit()  # the Models page shows the new limit
+
+        self.studio.background.run(
+            quota.save_quota, store, quota_bytes, on_done=saved, on_error=self._quota_error
+        )
 
     def _quota_error(self, exc: BaseException) -> None:
         self.studio.post(Notice("error", "Quota not saved", str(exc), sticky=True))

@@ -1,0 +1,116 @@
+"""The Explainer page: a real 3-scene, lowest-quality explainer made from the page, followed
+through its stages in the Queue, and its video, subtitles and thumbnail shown afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ui_helpers import make_window, mock_studio, wait_until
+from wan_desktop.engine import Job, JobKind, JobState
+from wan_desktop.engine.explainer.pipeline import OFFLINE_LABEL
+from wan_desktop.ui.jobview import EXPLAINER_PHASES
+from wan_desktop.ui.panels.explainer import ExplainerPanel
+from wan_desktop.ui.panels.gallery import GalleryPanel
+from wan_desktop.ui.panels.queue import QueuePanel
+
+CONTRACT_STAGES = [
+    "initializing",
+    "planning",
+    "scenario_creation",
+    "code_generation",
+    "rendering",
+    "combining",
+    "storage",
+]
+CONTEXT = (
+    "Photosynthesis turns light into chemical energy. Plants take in carbon dioxide and water. "
+    "The key relation is 6CO2 + 6H2O = C6H12O6 + 6O2."
+)
+
+
+@pytest.mark.slow
+def test_an_explainer_from_its_page_runs_in_the_queue_and_ends_with_video_and_subtitles(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    extra = {"explainer": {"max_concurrent_renders": 2}}
+    with mock_studio(tmp_path, extra=extra) as studio:
+        window = make_window(qtbot, studio)
+        window.show_page("explain")
+        page = window.pages["explain"]
+        queue = window.pages["queue"]
+        assert isinstance(page, ExplainerPanel) and isinstance(queue, QueuePanel)
+        # With no language model configured, the offline planner is the default, and says so.
+        assert page.writer_badge.text() == "OFFLINE TEMPLATE PLANNER"
+        assert page.writer.currentText().startswith("Offline template planner (default")
+        assert not page.writer.isEnabled() and "LLM_BASE_URL" in page.writer_note.text()
+        assert page.llm_values["LLM_BASE_URL"].text() == ""
+
+        # Bad input is named next to its field, and nothing is queued.
+        page.topic.setText("   ")
+        page.context.setPlainText(CONTEXT)
+        assert page.submit() is None and page.topic_field.error.isVisible()
+        assert not studio.jobs
+        assert page.context_count.text() == f"{len(CONTEXT)} / 2000"
+
+        page.topic.setText("Photosynthesis")
+        page.quality.setCurrentIndex(page.quality.findData("low"))
+        page.scenes.setValue(3)
+        stages: list[str] = []
+        phases: list[int] = []
+
+        def follow(j: Job) -> None:
+            if j.kind is JobKind.explainer and j.stage and (not stages or stages[-1] != j.stage):
+                stages.append(j.stage)
+                card = queue.running.cards.get(j.id)
+                if card is not None:
+                    phases.append(card.timeline.phase)
+
+        studio.job_updated.connect(follow)
+        job = page.submit()
+        assert job is not None and not page.topic_field.error.isVisible()
+        assert job.kind is JobKind.explainer and job.label == OFFLINE_LABEL
+        assert job.params["quality"] == "low" and job.params["scene_count"] == 3
+        window.show_page("queue")
+        wait_until(qtbot, lambda: job.id in queue.running.cards, timeout=60)
+        card = queue.running.cards[job.id]
+        assert card.timeline.phases == EXPLAINER_PHASES
+        assert card.label_badge.text() == "OFFLINE PLANNER"
+        wait_until(qtbot, lambda: studio.jobs[job.id].finished, timeout=240)
+        done = studio.jobs[job.id]
+        assert done.state is JobState.completed, done.failure
+
+        # The Queue followed the contract's stages in order, its timeline one phase at a time.
+        assert stages == [*CONTRACT_STAGES, "completed"]
+        assert phases == [0, 0, 1, 2, 3, 4, 5, len(EXPLAINER_PHASES)], phases
+        wait_until(qtbot, lambda: job.id in queue.history.cards)
+        assert any(n.title == "Explainer ready" for n in window.toasts.history)
+
+        # The result: a video, its subtitles and a thumbnail, shown on the page.
+        out = done.output
+        assert out is not None and out.subtitles and out.thumbnail
+        for path in (out.video, out.subtitles, out.thumbnail):
+            assert Path(path).is_file() and Path(path).stat().st_size > 0
+        window.show_page("explain")
+        latest = page.latest
+        assert latest.job_id == job.id and latest.player is not None
+        wait_until(qtbot, lambda: "-->" in latest.subtitles.toPlainText())
+        assert latest.player.isVisibleTo(page) and latest.gallery_btn.isVisibleTo(page)
+
+        # The Gallery lists it with the videos, filters by kind, and re-fills the page.
+        window.show_page(f"gallery:{job.id}")
+        gallery = window.pages["gallery"]
+        assert isinstance(gallery, GalleryPanel)
+        assert "OFFLINE PLANNER" in gallery.grid.item(0).text()
+        assert "Explainer (Manim)" in gallery.params.text()
+        wait_until(qtbot, lambda: gallery.subtitles.text().startswith("Subtitles: "))
+        gallery.kind_filter.setCurrentIndex(gallery.kind_filter.findData(str(JobKind.wan)))
+        assert gallery.grid.count() == 0 and gallery.empty.isVisible()
+        gallery.kind_filter.setCurrentIndex(gallery.kind_filter.findData(str(JobKind.explainer)))
+        assert gallery.grid.count() == 1
+        page.topic.setText("something else")
+        gallery.reuse_btn.click()
+        assert window.current_page() == "explain" and page.topic.text() == "Photosynthesis"
+        assert page.scenes.value() == 3 and page.quality.currentData() == "low"

@@ -1,0 +1,574 @@
+"""Explainer: a topic and a context become a short Manim video with subtitles.
+
+The job is a ``JobKind.explainer`` job in the same queue as Wan jobs; the Queue shows its stages
+(plan, scenes, code, render, combine, store) and the Gallery its video. The language model comes
+from the environment (``LLM_BASE_URL``, ``PLANNER_MODEL``…, read by the engine's explainer
+settings) and is shown here read-only; with none, the offline template planner writes the video,
+and the page and the job say so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QFont
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPlainTextEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from wan_desktop.engine import InvalidInputError, Job, JobKind, JobState
+from wan_desktop.engine.explainer.params import (
+    CONTEXT_MAX,
+    QUALITY_PRESETS,
+    SCENES_RANGE,
+    TOPIC_MAX,
+)
+from wan_desktop.engine.explainer.settings import ExplainerSettings, StorageMode
+
+from .. import format as fmt
+from ..fit import estimate_text
+from ..jobview import JobCard
+from ..pictures import Picture, job_image, thumbnail
+from ..state import Notice, Studio
+from ..widgets import (
+    Badge,
+    Card,
+    EmptyState,
+    Field,
+    button,
+    label,
+    padded,
+    page_layout,
+    scroll_page,
+    set_prop,
+)
+
+if TYPE_CHECKING:
+    from ..player import Player
+
+OFFLINE = "template"  # the job's ``model`` that names the offline planner
+SUBTITLE_PREVIEW_BYTES = 64 * 1024
+STORAGE_TEXT = {
+    StorageMode.local_only: "Keep it on this computer",
+    StorageMode.local_and_s3: "This computer and S3",
+    StorageMode.s3_only: "S3 only (local copies removed)",
+}
+
+
+def read_subtitles(path: str | None) -> str:
+    """The start of an SRT file, for the preview (blocking: a small file read)."""
+    if not path or path.startswith("s3://"):
+        return ""
+    try:
+        with Path(path).open("r", encoding="utf-8", errors="replace") as fh:
+            return fh.read(SUBTITLE_PREVIEW_BYTES)
+    except OSError as exc:
+        return f"(cannot read {Path(path).name}: {exc.strerror or exc})"
+
+
+def unavailable_reason() -> str | None:
+    """Why explainers cannot render here, or None. Scenes render in a separate Python process
+    that imports Manim: a frozen bundle has no such interpreter, and an install may lack Manim."""
+    if getattr(sys, "frozen", False):
+        return (
+            "This packaged app cannot render explainer videos (Manim runs in a separate Python "
+            "process); use a source install (scripts/setup.sh) or `wan explain`."
+        )
+    if importlib.util.find_spec("manim") is None:
+        return "Manim is not installed: run scripts/setup.sh to add it, then restart the app."
+    return None
+
+
+def load_settings(extra: Mapping[str, Any]) -> tuple[ExplainerSettings | None, str]:
+    """The explainer settings the engine's pipeline will use, or why they are unusable."""
+    try:
+        return ExplainerSettings.from_env(**dict(extra)), ""
+    except ValueError as exc:
+        return None, str(exc)
+
+
+class LatestExplainer(Card):
+    """The page's right-hand column: the latest explainer job, then its video and subtitles."""
+
+    def __init__(self, studio: Studio) -> None:
+        super().__init__("Latest explainer", margins=16)
+        self.studio = studio
+        self.job_id: str | None = None
+        self.player: Player | None = None
+        self.player_box = QVBoxLayout()
+        self.body.addLayout(self.player_box)
+        self.picture = Picture(aspect=16 / 9)
+        self.body.addWidget(self.picture)
+        self.card_holder = QVBoxLayout()
+        self.body.addLayout(self.card_holder)
+        self.card: JobCard | None = None  # made for the first explainer job
+        self.subtitles_title = label("SUBTITLES", "section")
+        self.body.addWidget(self.subtitles_title)
+        self.subtitles = QPlainTextEdit()
+        self.subtitles.setReadOnly(True)
+        self.subtitles.setFixedHeight(118)
+        mono = QFont("DejaVu Sans Mono")
+        mono.setPointSizeF(8.5)
+        self.subtitles.setFont(mono)
+        self.body.addWidget(self.subtitles)
+        actions = QHBoxLayout()
+        actions.setSpacing(6)
+        self.folder_btn = button("Open folder", "folder", variant="ghost")
+        self.folder_btn.clicked.connect(self._open_folder)
+        self.gallery_btn = button("Show in gallery", "gallery", variant="ghost")
+        self.gallery_btn.clicked.connect(self._show_in_gallery)
+        actions.addWidget(self.folder_btn)
+        actions.addWidget(self.gallery_btn)
+        actions.addStretch(1)
+        self.body.addLayout(actions)
+        self.empty = EmptyState(
+            "explain",
+            "Your explainer appears here",
+            "Write a topic and some context, then follow the planning, the code, the renders "
+            "and the final video with its subtitles here and in the Queue.",
+        )
+        self.body.addWidget(self.empty)
+        self.body.addStretch(1)
+        self._subtitles_for: str | None = None
+        studio.job_updated.connect(self._on_job)
+        studio.jobs_changed.connect(self.pick_latest)
+        self.pick_latest()
+
+    @Slot()
+    def pick_latest(self) -> None:
+        s = self.studio
+
+        def explainers(jobs: list[Job]) -> list[Job]:
+            return [j for j in jobs if j.kind is JobKind.explainer]
+
+        found = explainers(s.active()) or explainers(s.queued())[:1] or explainers(s.finished())
+        self.show_job(found[0] if found else None)
+
+    def show_job(self, job: Job | None) -> None:
+        self.job_id = job.id if job else None
+        self.empty.setVisible(job is None)
+        if self.card is not None:
+            self.card.setVisible(job is not None)
+        if job is None:
+            self.picture.setVisible(False)
+            self._show_result(None)
+            return
+        self._card(job).set_job(job)
+        done = job.state is JobState.completed and job.output is not None
+        self.picture.setVisible(not done)
+        if not done:
+            self.picture.set_image(job_image(job, None))
+        self._show_result(job if done else None)
+
+    def _card(self, job: Job) -> JobCard:
+        if self.card is None:
+            self.card = JobCard(job, picture=False)
+            self.card.setObjectName("Plain")
+            self.card.cancel_requested.connect(lambda jid: self._command("cancel", jid))
+            self.card.retry_requested.connect(lambda jid: self._command("retry", jid))
+            self.card.delete_requested.connect(lambda jid: self._command("delete", jid))
+            self.card.open_requested.connect(
+                lambda jid: self.studio.navigate.emit(f"gallery:{jid}")
+            )
+            self.card_holder.addWidget(self.card)
+        return self.card
+
+    def _show_result(self, job: Job | None) -> None:
+        out = job.output if job is not None else None
+        for w in (self.subtitles_title, self.subtitles, self.folder_btn, self.gallery_btn):
+            w.setVisible(out is not None)
+        if self.player is not None:
+            self.player.setVisible(out is not None)
+        if job is None or out is None:
+            if self.player is not None:
+                self.player.clear()
+            self._subtitles_for = None
+            return
+        if self.player is None:
+            from ..player import Player
+
+            self.player = Player()
+            self.player_box.addWidget(self.player)
+        if self._subtitles_for != job.id:
+            self._subtitles_for = job.id
+            self.player.load(out.video, thumbnail(out.thumbnail))
+            self.subtitles.setPlainText("")
+            self.subtitles.setPlaceholderText(
+                "loading…" if out.subtitles else "No subtitles were asked for."
+            )
+            if out.subtitles:
+                self.studio.background.run(
+                    read_subtitles, out.subtitles, on_done=self._subtitles_read
+                )
+
+    def _subtitles_read(self, text: str) -> None:
+        self.subtitles.setPlainText(text)
+
+    @Slot(object)
+    def _on_job(self, job: Job) -> None:
+        if job.kind is not JobKind.explainer:
+            return
+        if job.id == self.job_id or job.state.active:
+            self.show_job(job)
+
+    def _command(self, name: str, job_id: str) -> None:
+        engine = self.studio.engine
+        try:
+            if name == "cancel":
+                engine.cancel(job_id)
+            elif name == "retry":
+                engine.retry(job_id)
+                self.studio.reload_jobs()
+            else:
+                engine.delete(job_id)
+        except Exception as exc:
+            self.studio.post(Notice("error", f"Could not {name} the job", str(exc)))
+
+    def _show_in_gallery(self) -> None:
+        if self.job_id is not None:
+            self.studio.navigate.emit(f"gallery:{self.job_id}")
+
+    def _open_folder(self) -> None:
+        job = self.studio.jobs.get(self.job_id or "")
+        if job is not None and job.output is not None and not job.output.video.startswith("s3:"):
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(job.output.video).parent)))
+
+    def shutdown(self) -> None:
+        if self.player is not None:
+            self.player.shutdown()
+
+
+class ExplainerPanel(QWidget):
+    def __init__(self, studio: Studio) -> None:
+        super().__init__()
+        self.studio = studio
+        self.settings, self.settings_error = load_settings(
+            studio.engine.settings.extra.get("explainer", {})
+        )
+        outer = page_layout(self)
+        outer.setSpacing(14)
+        head = QHBoxLayout()
+        head.addWidget(label("Explainer", "title"))
+        head.addStretch(1)
+        self.writer_badge = Badge()
+        head.addWidget(self.writer_badge)
+        outer.addLayout(head)
+        outer.addWidget(
+            label(
+                "A short animated video that explains a topic: planned as 3–7 scenes, drawn with "
+                "Manim in a sandbox, joined into one MP4 with subtitles. Runs on the CPU, in the "
+                "same queue as the Wan videos.",
+                "muted",
+                wrap=True,
+            )
+        )
+        columns = QHBoxLayout()
+        columns.setSpacing(18)
+        form = QWidget()
+        self.form = QVBoxLayout(form)
+        self.form.setContentsMargins(0, 0, 10, 0)
+        self.form.setSpacing(14)
+        self.unavailable = unavailable_reason()
+        if self.unavailable is not None:
+            self.form.addWidget(label(self.unavailable, "error", wrap=True))
+        self._build_topic_card()
+        self._build_video_card()
+        self._build_model_card()
+        self.form.addStretch(1)
+        self.form_scroll = scroll_page(form)
+        columns.addWidget(self.form_scroll, 5)
+
+        right = QVBoxLayout()
+        right.setSpacing(12)
+        self.latest = LatestExplainer(studio)
+        right.addWidget(self.latest, 1)
+        self.general_error = label("", "error", wrap=True)
+        self.general_error.setVisible(False)
+        right.addWidget(self.general_error)
+        self.make_btn = button("Make explainer", "explain", variant="primary", large=True)
+        self.make_btn.setToolTip("Queue this explainer video")
+        self.make_btn.clicked.connect(self.submit)
+        right.addWidget(self.make_btn)
+        self.estimate = label("", "faint", wrap=True)
+        self.estimate.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        right.addWidget(self.estimate)
+        right_w = QWidget()
+        right_w.setLayout(right)
+        right_w.setMinimumWidth(360)
+        columns.addWidget(right_w, 4)
+        outer.addLayout(columns, 1)
+        studio.explain_settings.connect(self.load_params)
+        self._show_settings()
+
+    # ------------------------------------------------------------------------------ layout
+
+    def _build_topic_card(self) -> None:
+        card = Card("Topic")
+        self.topic = QLineEdit()
+        self.topic.setPlaceholderText("What the video explains, e.g. “Why the sky is blue”")
+        self.topic_count = label("", "counter")
+        self.topic_field = Field("Topic", self.topic, trailing=self.topic_count)
+        card.body.addWidget(self.topic_field)
+        self.context = QPlainTextEdit()
+        self.context.setPlaceholderText(
+            "What to say: facts, a formula such as f(x) = x^2 - 1, a short code listing, the "
+            "points to make. The planner builds the scenes from this."
+        )
+        self.context.setFixedHeight(150)
+        self.context_count = label("", "counter")
+        self.context_field = Field("Context", self.context, trailing=self.context_count)
+        card.body.addWidget(self.context_field)
+        self.topic.textChanged.connect(self._update_counts)
+        self.context.textChanged.connect(self._update_counts)
+        self._update_counts()
+        self.form.addWidget(card)
+
+    def _build_video_card(self) -> None:
+        card = Card("Video")
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(14)
+        grid.setVerticalSpacing(10)
+        self.quality = QComboBox()
+        for name, preset in QUALITY_PRESETS.items():
+            self.quality.addItem(
+                f"{name.capitalize()}  ·  {preset.width}×{preset.height} at {preset.fps} fps", name
+            )
+        self.quality_field = Field("Quality", self.quality)
+        grid.addWidget(self.quality_field, 0, 0)
+        lo, hi = SCENES_RANGE
+        self.scenes = padded(QSpinBox())
+        self.scenes.setRange(lo - 1, hi)
+        self.scenes.setSpecialValueText("planner decides")
+        self.scenes.setValue(lo - 1)
+        self.scenes_field = Field("Scenes", self.scenes, hint=f"{lo}–{hi}")
+        grid.addWidget(self.scenes_field, 0, 1)
+        self.storage = QComboBox()
+        for mode in StorageMode:
+            self.storage.addItem(STORAGE_TEXT[mode], str(mode))
+        self.storage_field = Field("Storage", self.storage)
+        grid.addWidget(self.storage_field, 1, 0, 1, 2)
+        grid.setColumnStretch(0, 3)
+        grid.setColumnStretch(1, 2)
+        card.body.addLayout(grid)
+        self.subtitles = QCheckBox("Subtitles from the narration (.srt beside the video)")
+        self.subtitles.setChecked(True)
+        self.burn = QCheckBox("Also burn them into the picture (re-encodes the video)")
+        self.subtitles.toggled.connect(self.burn.setEnabled)
+        self.thumbnails = QCheckBox("Thumbnail")
+        self.thumbnails.setChecked(True)
+        for box in (self.subtitles, self.burn, self.thumbnails):
+            card.body.addWidget(box)
+        self.subtitles_field = Field("", QWidget())
+        self.subtitles_field.title.setVisible(False)
+        card.body.addWidget(self.subtitles_field)
+        self.form.addWidget(card)
+
+    def _build_model_card(self) -> None:
+        card = Card("Language model")
+        self.writer = QComboBox()
+        self.writer_field = Field("Writer", self.writer)
+        card.body.addWidget(self.writer_field)
+        self.writer_note = label("", "muted", wrap=True)
+        card.body.addWidget(self.writer_note)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(14)
+        grid.setVerticalSpacing(6)
+        self.llm_values: dict[str, QLineEdit] = {}
+        names = (
+            "LLM_BASE_URL",
+            "PLANNER_MODEL",
+            "SCENE_MODEL",
+            "HELPER_MODEL",
+            "LLM_API_KEY",
+            "LLM_TIMEOUT_S",
+        )
+        for i, name in enumerate(names):
+            value = QLineEdit()
+            value.setReadOnly(True)
+            value.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            self.llm_values[name] = value
+            grid.addWidget(Field(name, value), i // 2, i % 2)
+        card.body.addLayout(grid)
+        self.use_rag = QCheckBox("Add the bundled Manim notes to the model's prompts (retrieval)")
+        card.body.addWidget(self.use_rag)
+        card.body.addWidget(
+            label(
+                "These come from the environment when the app starts (any OpenAI-compatible "
+                "server: Ollama, llama.cpp, vLLM, LM Studio…); see docs/explainer.md.",
+                "faint",
+                wrap=True,
+            )
+        )
+        self.form.addWidget(card)
+
+    def _show_settings(self) -> None:
+        if self.unavailable is not None:
+            self.make_btn.setEnabled(False)
+            self.make_btn.setToolTip(self.unavailable)
+        s = self.settings
+        if s is None:
+            self.writer_note.setText(f"Explainer videos are misconfigured: {self.settings_error}")
+            set_prop(self.writer_note, "role", "error")
+            self.make_btn.setEnabled(False)
+            self.writer_badge.set("MISCONFIGURED", "danger")
+            return
+        llm = s.llm
+        shown = {
+            "LLM_BASE_URL": llm.base_url or "",
+            "PLANNER_MODEL": llm.planner_model or "",
+            "SCENE_MODEL": llm.scene_model or "",
+            "HELPER_MODEL": llm.helper_model or "",
+            "LLM_API_KEY": "set (hidden)" if llm.api_key else "",
+            "LLM_TIMEOUT_S": f"{llm.timeout_s:g} s",
+        }
+        for name, value in shown.items():
+            self.llm_values[name].setText(value)
+            self.llm_values[name].setPlaceholderText("not set")
+        self.writer.clear()
+        if llm.configured:
+            planner, scene, _helper = llm.models()
+            self.writer.addItem(f"{planner} (plans) and {scene} (code) on {llm.base_url}", None)
+            self.writer.addItem("Offline template planner", OFFLINE)
+            self.writer_note.setText(
+                "The model plans the scenes and writes their code; a scene that fails to render "
+                f"goes back to it with the error (up to {s.max_fix_attempts} tries)."
+            )
+            self.writer_badge.set(f"MODEL: {planner}", "info")
+        else:
+            self.writer.addItem("Offline template planner (default: no language model set)", None)
+            self.writer_note.setText(
+                "No language model is configured, so the offline template planner writes the "
+                "video: deterministic scenes (title, bullet points, equation, graph, shapes, code "
+                "listing) built from your context. Jobs it writes are labelled so. Set "
+                "LLM_BASE_URL and PLANNER_MODEL to use a model."
+            )
+            self.writer_badge.set("OFFLINE TEMPLATE PLANNER", "dev")
+        self.writer.setEnabled(self.writer.count() > 1)
+        self.use_rag.setChecked(s.use_rag)
+        self.use_rag.setEnabled(llm.configured)
+        self.quality.setCurrentIndex(max(0, self.quality.findData(s.default_quality)))
+        self.storage.setCurrentIndex(max(0, self.storage.findData(str(s.storage_mode))))
+        model = self.storage.model()
+        for i in range(self.storage.count()):
+            mode = StorageMode(self.storage.itemData(i))
+            item = model.item(i)  # type: ignore[attr-defined]
+            if mode.uses_s3 and not s.s3.configured:
+                item.setEnabled(False)
+                item.setToolTip("Set OUTPUT_S3_BUCKET (and OUTPUT_S3_ENDPOINT_URL) to use S3")
+        self.storage_field.hint.setText(
+            f"S3: s3://{s.s3.bucket}/{s.s3.prefix}"
+            if s.s3.configured
+            else "S3 copies need OUTPUT_S3_BUCKET in the environment."
+        )
+        self.storage_field.hint.setVisible(True)
+
+    def _update_counts(self) -> None:
+        for n, limit, counter in (
+            (len(self.topic.text().strip()), TOPIC_MAX, self.topic_count),
+            (len(self.context.toPlainText().strip()), CONTEXT_MAX, self.context_count),
+        ):
+            counter.setText(f"{n} / {limit}")
+            set_prop(counter, "over", n > limit)
+
+    # ------------------------------------------------------------------------------ submit
+
+    def params(self) -> dict[str, Any]:
+        p: dict[str, Any] = {
+            "topic": self.topic.text(),
+            "context": self.context.toPlainText(),
+            "quality": self.quality.currentData(),
+            "enable_subtitles": self.subtitles.isChecked(),
+            "burn_subtitles": self.subtitles.isChecked() and self.burn.isChecked(),
+            "enable_thumbnails": self.thumbnails.isChecked(),
+            "storage_mode": self.storage.currentData(),
+            "use_rag": self.use_rag.isChecked(),
+        }
+        if self.scenes.value() >= SCENES_RANGE[0]:
+            p["scene_count"] = self.scenes.value()
+        if self.writer.currentData():
+            p["model"] = self.writer.currentData()
+        return p
+
+    def fields(self) -> dict[str, Field]:
+        return {
+            "topic": self.topic_field,
+            "context": self.context_field,
+            "quality": self.quality_field,
+            "scene_count": self.scenes_field,
+            "storage_mode": self.storage_field,
+            "model": self.writer_field,
+            "enable_subtitles": self.subtitles_field,
+            "burn_subtitles": self.subtitles_field,
+        }
+
+    @Slot()
+    def submit(self) -> Job | None:
+        self.show_errors({})
+        try:
+            job = self.studio.submit(self.params(), JobKind.explainer)
+        except InvalidInputError as exc:
+            self.show_errors(exc.errors)
+            return None
+        except Exception as exc:  # the engine could not take it (e.g. misconfigured)
+            self.show_errors({"": str(exc)})
+            return None
+        self.estimate.setText(
+            f"Queued  ·  {estimate_text(job.estimate) or 'no estimate'}"
+            + (f"  ·  {job.label}" if job.label else "")
+        )
+        self.latest.show_job(job)
+        self.studio.post(Notice("info", "Queued", fmt.summary(job), job_id=job.id))
+        return job
+
+    def show_errors(self, errors: Mapping[str, str]) -> None:
+        fields = self.fields()
+        general = []
+        shown: dict[int, list[str]] = {}
+        for key, message in errors.items():
+            target = fields.get(key)
+            if target is None:
+                general.append(f"{key}: {message}" if key else message)
+            else:
+                shown.setdefault(id(target), []).append(message)
+        for target in set(fields.values()):
+            msgs = shown.get(id(target))
+            target.set_error("; ".join(msgs) if msgs else None)
+        self.general_error.setText("\n".join(general))
+        self.general_error.setVisible(bool(general))
+        if errors:
+            self.estimate.setText("Fix the highlighted fields, then try again.")
+
+    @Slot(object)
+    def load_params(self, params: Mapping[str, Any]) -> None:
+        """Fill the form from an explainer job's parameters ("use these settings again")."""
+        self.topic.setText(str(params.get("topic") or ""))
+        self.context.setPlainText(str(params.get("context") or ""))
+        index = self.quality.findData(params.get("quality"))
+        if index >= 0:
+            self.quality.setCurrentIndex(index)
+        self.scenes.setValue(int(params.get("scene_count") or SCENES_RANGE[0] - 1))
+        self.subtitles.setChecked(bool(params.get("enable_subtitles", True)))
+        self.burn.setChecked(bool(params.get("burn_subtitles")))
+        self.thumbnails.setChecked(bool(params.get("enable_thumbnails", True)))
+        index = self.storage.findData(params.get("storage_mode"))
+        if index >= 0:
+            self.storage.setCurrentIndex(index)
+        index = self.writer.findData(OFFLINE if params.get("model") == OFFLINE else None)
+        self.writer.setCurrentIndex(max(0, index))
+        self.studio.navigate.emit("explain")
+
+    def shutdown(self) -> None:
+        self.latest.shutdown()
