@@ -879,7 +879,7 @@ class _PlanState:
             )
             if not compatible:
                 # Bytes staged for another version of this file are useless now.
-                dest.unlink(missing_ok=True)
+                transfer.discard(dest)
                 continue
             rec = old_done.get(rel)
             if rec and dest.is_file():
