@@ -23,6 +23,7 @@ import json
 import os
 import random
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -221,7 +222,9 @@ class LoggedRequest:
 
 
 class HubServer:
-    def __init__(self, *, redirect_lfs: bool = False) -> None:
+    """``tls``: a server-side context to speak HTTPS (its certificate is the test's to trust)."""
+
+    def __init__(self, *, redirect_lfs: bool = False, tls: ssl.SSLContext | None = None) -> None:
         self.repos: dict[str, HubRepo] = {}
         self.tokens: set[str] = set()
         self.faults: list[Fault] = []
@@ -233,8 +236,11 @@ class HubServer:
         handler = type("Handler", (_Handler,), {"hub": self})
         self.httpd = _QuietServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        # Links the server writes (next page, CDN redirects) use `url`: a test may rename it.
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def start(self) -> HubServer:

@@ -215,10 +215,19 @@ class ForwardProxy(Relay):
         if upstream is None:
             self._refuse(conn, version)
             return
-        # Forward in origin form, one request, and close after the answer.
+        # Forward in origin form, one request per connection: the answer says so to the client.
         kept = [ln for ln in lines[1:] if not ln.lower().startswith(("connection:", "proxy-"))]
         request = "\r\n".join([f"{method} /{path} {version}", *kept, "Connection: close", "", ""])
         upstream.sendall(request.encode("latin-1") + rest)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in answer and len(answer) < 65536:
+                data = upstream.recv(65536)
+                if not data:
+                    break
+                answer += data
+        head, sep, body = answer.partition(b"\r\n\r\n")
+        conn.sendall(head + b"\r\nConnection: close" + sep + body)
         self._pipe_both(conn, upstream, None)
 
     def _open(self, host: str, port: int) -> socket.socket | None:
