@@ -1,15 +1,29 @@
 """Transfer benchmark: our ensure against huggingface_hub and boto3, and what hashing costs.
 
-    .venv/bin/python bench/bench_transfers.py [--size-mb 1536] [--repeat 3] [--json]
+    .venv/bin/python bench/bench_transfers.py [--size-mb 1536] [--s3-size-mb 1024] [--repeat 3]
+        [--link-mbit 1000] [--link-mbit 500 ...] [--json]
 
-All contenders run in the same session on the same files, each as a fresh process (so start-up
-counts for everyone), with the server's files in the page cache:
-  * From the local Hub-compatible server (tests/hubserver.py, 127.0.0.1): a repository of a few
-    large shards and many small files. ``huggingface_hub.snapshot_download`` (HF_ENDPOINT set to
-    the server, no Xet) vs ``wan models ensure`` (sha256 of every file verified), and our ensure
-    with hashing switched off (the cost of verification).
-  * From SeaweedFS (a real S3 server on 127.0.0.1): boto3 ``download_file`` of every object with
-    a tuned ``TransferConfig`` (no verification) vs our ensure from ``s3://`` (verified).
+Every contender runs as a fresh process (start-up counts for everyone) on the same files, its
+repeats interleaved with the others' so that a change in the machine's load hits all alike, and
+the servers' files are in the page cache. Two conditions, each contender under both:
+
+  * loopback: the servers on 127.0.0.1 with nothing in between. On a small machine this measures
+    CPU: client and server share the cores, and sha256 (~2.7 s per GB on a core without SHA
+    instructions) is more work than moving the bytes.
+  * a link of ``--link-mbit`` (default 1000): every byte from the server passes a relay on
+    127.0.0.1 that gives all connections together that many bits per second
+    (``tests/netproxy.LinkProxy``; no added latency), the same for every contender. This is what a
+    user downloading a model sees: the link is the limit and the hashing can hide behind it.
+
+Sources:
+  * the local Hub-compatible server (``tests/hubserver.py``): a repository of a few large shards
+    and many small files. ``huggingface_hub.snapshot_download`` (no Xet, 8 workers) vs
+    ``wan models ensure`` (sha256 of every file verified, every file fsynced), and our ensure with
+    hashing off (the cost of verification).
+  * SeaweedFS (a real S3 server): boto3 ``download_file`` of every object, no verification, in two
+    set-ups: the shape of ours (4 files at a time, each in 4 concurrent 32 MiB ranges) and a tuned
+    one (one large object at a time in 8 concurrent 32 MiB ranges, then the small ones 8 at a
+    time); the faster of the two is the baseline. Against our ensure from ``s3://``.
 """
 
 from __future__ import annotations
@@ -25,22 +39,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import SYNTH_ID, synth_model_entry, write_manifest  # noqa: E402
 from tests.hubserver import DiskContent, HubServer  # noqa: E402
+from tests.netproxy import LinkProxy  # noqa: E402
 from tests.seaweedfs import SeaweedS3  # noqa: E402
 
 REPO = "bench/Synth-Diffusers"
 MIB = 1 << 20
 
 OURS = """
-import os, sys
-from pathlib import Path
+import sys
 from wan_desktop.models.config import OrchestratorConfig
 from wan_desktop.models.store import ModelStore
 cfg = OrchestratorConfig.from_env(verify_sha256=sys.argv[1] == "1")
@@ -63,20 +80,40 @@ from botocore.config import Config
 c = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1",
                  config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
                                max_pool_connections=32))
-tc = TransferConfig(multipart_threshold=16 * 2**20, multipart_chunksize=32 * 2**20,
-                    max_concurrency=8, use_threads=True)
-bucket, prefix, dest = sys.argv[1], sys.argv[2], sys.argv[3]
-keys = json.loads(sys.argv[4])
-def get(rel):
+bucket, prefix, dest, shape = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+keys = json.loads(sys.argv[5])
+def get(rel, tc):
     out = os.path.join(dest, rel)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     c.download_file(bucket, f"{prefix}/{rel}", out, Config=tc)
-# Large objects one at a time (each split 8 ways), small ones 8 at a time.
-for rel in [k for k, s in keys.items() if s >= 16 * 2**20]:
-    get(rel)
-with ThreadPoolExecutor(8) as pool:
-    list(pool.map(get, [k for k, s in keys.items() if s < 16 * 2**20]))
+largest_first = sorted(keys, key=lambda k: -keys[k])
+if shape == "ours":  # 4 objects at a time, each in 4 concurrent 32 MiB ranges
+    tc = TransferConfig(multipart_threshold=32 * 2**20, multipart_chunksize=32 * 2**20,
+                        max_concurrency=4)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda k: get(k, tc), largest_first))
+else:  # large objects one at a time in 8 concurrent 32 MiB ranges, then the small 8 at a time
+    tc = TransferConfig(multipart_threshold=16 * 2**20, multipart_chunksize=32 * 2**20,
+                        max_concurrency=8)
+    for rel in [k for k in largest_first if keys[k] >= 16 * 2**20]:
+        get(rel, tc)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: get(k, tc), [k for k in largest_first if keys[k] < 16 * 2**20]))
 """
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    code: str
+    args: tuple[str, ...]
+
+
+@dataclass
+class Result:
+    wall_s: float  # median
+    cpu_s: float  # median client CPU (user + sys)
+    walls: list[float]
 
 
 def make_files(folder: Path, total_mb: int) -> dict[str, int]:
@@ -115,93 +152,123 @@ def make_files(folder: Path, total_mb: int) -> dict[str, int]:
     }
 
 
-CPU_SECONDS: dict[str, list[float]] = {}
-
-
-def run(code: str, *args: str, env: dict[str, str]) -> float:
-    """Wall seconds of one contender's process; its CPU seconds go to ``CPU_SECONDS``."""
+def run_once(c: Contender, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + sys) of one contender's process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code, *args], check=True, env=env, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", c.code, *c.args], check=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    CPU_SECONDS.setdefault(code, []).append(cpu)
-    return wall
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def median_of(repeat: int, fn: Callable[[], float], clean: Callable[[], None]) -> float:
-    times = []
+def measure(
+    contenders: list[Contender], env: dict[str, str], repeat: int, clean: Callable[[], None]
+) -> dict[str, Result]:
+    """Each contender ``repeat`` times, rounds interleaved; medians."""
+    walls: dict[str, list[float]] = {c.name: [] for c in contenders}
+    cpus: dict[str, list[float]] = {c.name: [] for c in contenders}
     for _ in range(repeat):
-        clean()
-        subprocess.run(["sync"], check=True)
-        times.append(fn())
+        for c in contenders:
+            clean()
+            subprocess.run(["sync"], check=True)  # no one pays for another's dirty pages
+            wall, cpu = run_once(c, env)
+            walls[c.name].append(wall)
+            cpus[c.name].append(cpu)
     clean()
-    return statistics.median(times)
+    return {
+        n: Result(statistics.median(walls[n]), statistics.median(cpus[n]), walls[n]) for n in walls
+    }
 
 
-def cpu_of(code: str, last: int) -> float:
-    """Median client CPU seconds (user + sys) of the last ``last`` runs of ``code``."""
-    return statistics.median(CPU_SECONDS[code][-last:])
+@contextmanager
+def shaped(port: int, link_mbit: float | None) -> Iterator[str | None]:
+    """The URL to reach ``port`` through a link of ``link_mbit`` (None: loopback, direct)."""
+    if link_mbit is None:
+        yield None
+        return
+    with LinkProxy(port, rate_bps=link_mbit * 1e6 / 8) as link:
+        yield link.endpoint
 
 
-def bench_hub(work: Path, size_mb: int, repeat: int) -> dict[str, float]:
+def conditions(links: list[float]) -> list[tuple[str, float | None]]:
+    return [("loopback", None), *((f"{m:g} Mbit/s link", m) for m in links)]
+
+
+def bench_hub(work: Path, size_mb: int, repeat: int, links: list[float]) -> dict[str, Any]:
     src = work / "repo"
     files = make_files(src, size_mb)
-    total = sum(files.values())
     patterns = ["model_index.json", "transformer/*", "text_encoder/*", "tokenizer/*"]
     entry = synth_model_entry([f"hf://{REPO}@main"])
     entry["allow_patterns"] = patterns
     manifest = write_manifest(work / "models.toml", {SYNTH_ID: entry})
+    out = work / "out"
+
+    def clean() -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(work / "models", ignore_errors=True)
+
+    contenders = [
+        Contender(
+            "snapshot_download",
+            SNAPSHOT,
+            (REPO, str(out / "snap"), str(out / "cache"), ",".join(patterns)),
+        ),
+        Contender("ensure_verified", OURS, ("1", SYNTH_ID)),
+        Contender("ensure_unverified", OURS, ("0", SYNTH_ID)),
+    ]
+    report: dict[str, Any] = {"bytes": sum(files.values()), "files": len(files)}
     with HubServer() as hub:
         repo = hub.add_repo(REPO)
         for rel in files:
             repo.add(rel, DiskContent(src / rel), lfs=files[rel] > 10_000)
         for f in repo.files.values():
             _ = f.sha256  # the server's metadata, computed before the clock starts
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "WAN_"))}
-        env = {
-            **base,
-            "HF_ENDPOINT": hub.url,
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-            "MODELS_ROOT": str(work / "models"),
-            "WAN_MODELS_MANIFEST": str(manifest),
-            "WAN_CONFIG_DIR": str(work / "config"),
-            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-        }
-        out = work / "out"
-
-        def clean() -> None:
-            shutil.rmtree(out, ignore_errors=True)
-            shutil.rmtree(work / "models", ignore_errors=True)
-
-        args = (REPO, str(out / "snap"), str(out / "cache"), ",".join(patterns))
-        snap = median_of(repeat, lambda: run(SNAPSHOT, *args, env=env), clean)
-        snap_cpu = cpu_of(SNAPSHOT, repeat)
-        ours = median_of(repeat, lambda: run(OURS, "1", SYNTH_ID, env=env), clean)
-        ours_cpu = cpu_of(OURS, repeat)
-        nohash = median_of(repeat, lambda: run(OURS, "0", SYNTH_ID, env=env), clean)
-        nohash_cpu = cpu_of(OURS, repeat)
-    return {
-        "snapshot_download_cpu_s": snap_cpu,
-        "ensure_verified_cpu_s": ours_cpu,
-        "ensure_unverified_cpu_s": nohash_cpu,
-        "bytes": total,
-        "files": len(files),
-        "snapshot_download_s": snap,
-        "ensure_verified_s": ours,
-        "ensure_unverified_s": nohash,
-        "speedup_vs_snapshot_download": snap / ours,
-        "verification_overhead": ours / nohash - 1,
-    }
+        direct = hub.url
+        for label, mbit in conditions(links):
+            with shaped(hub.port, mbit) as via:
+                hub.url = via or direct  # the tree's "next page" links go the same way
+                base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "WAN_"))}
+                env = {
+                    **base,
+                    "HF_ENDPOINT": hub.url,
+                    "HF_HUB_DISABLE_XET": "1",
+                    "HF_HUB_DISABLE_TELEMETRY": "1",
+                    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                    "MODELS_ROOT": str(work / "models"),
+                    "WAN_MODELS_MANIFEST": str(manifest),
+                    "WAN_CONFIG_DIR": str(work / "config"),
+                    "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+                }
+                load0 = os.getloadavg()[0]
+                res = measure(contenders, env, repeat, clean)
+                report[label] = summarize(res, load0) | {
+                    "speedup_vs_snapshot_download": res["snapshot_download"].wall_s
+                    / res["ensure_verified"].wall_s,
+                    "verification_overhead": res["ensure_verified"].wall_s
+                    / res["ensure_unverified"].wall_s
+                    - 1,
+                }
+        hub.url = direct
+    return report
 
 
-def bench_s3(work: Path, size_mb: int, repeat: int) -> dict[str, float]:
+def bench_s3(work: Path, size_mb: int, repeat: int, links: list[float]) -> dict[str, Any]:
     src = work / "s3src"
     files = make_files(src, size_mb)
-    total = sum(files.values())
+    out = work / "out"
+
+    def clean() -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(work / "models", ignore_errors=True)
+
+    contenders = [
+        Contender("boto3_our_shape", BOTO, ("bench", "m", str(out), "ours", json.dumps(files))),
+        Contender("boto3_tuned", BOTO, ("bench", "m", str(out), "tuned", json.dumps(files))),
+        Contender("ensure_verified", OURS, ("1", SYNTH_ID)),
+        Contender("ensure_unverified", OURS, ("0", SYNTH_ID)),
+    ]
+    report: dict[str, Any] = {"bytes": sum(files.values()), "files": len(files)}
     with SeaweedS3(work / "seaweed") as s3:
         client = s3.client()
         client.create_bucket(Bucket="bench")
@@ -218,39 +285,72 @@ def bench_s3(work: Path, size_mb: int, repeat: int) -> dict[str, float]:
         entry = synth_model_entry(["s3://bench/m"])
         entry["allow_patterns"] = ["*"]
         manifest = write_manifest(work / "s3models.toml", {SYNTH_ID: entry})
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WAN_"))}
-        env = {
-            **base,
-            **s3.env(),
-            "MODELS_ROOT": str(work / "models"),
-            "WAN_MODELS_MANIFEST": str(manifest),
-            "WAN_CONFIG_DIR": str(work / "config"),
-        }
-        out = work / "out"
+        for label, mbit in conditions(links):
+            with shaped(s3.port, mbit) as via:
+                base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WAN_"))}
+                env = {
+                    **base,
+                    **s3.env(),
+                    "AWS_ENDPOINT_URL": via or s3.endpoint,
+                    "MODELS_ROOT": str(work / "models"),
+                    "WAN_MODELS_MANIFEST": str(manifest),
+                    "WAN_CONFIG_DIR": str(work / "config"),
+                }
+                load0 = os.getloadavg()[0]
+                res = measure(contenders, env, repeat, clean)
+                boto = min(res["boto3_our_shape"].wall_s, res["boto3_tuned"].wall_s)
+                report[label] = summarize(res, load0) | {
+                    "speedup_vs_boto3": boto / res["ensure_verified"].wall_s,
+                    "speedup_vs_boto3_unverified": boto / res["ensure_unverified"].wall_s,
+                    "verification_overhead": res["ensure_verified"].wall_s
+                    / res["ensure_unverified"].wall_s
+                    - 1,
+                }
+    return report
 
-        def clean() -> None:
-            shutil.rmtree(out, ignore_errors=True)
-            shutil.rmtree(work / "models", ignore_errors=True)
 
-        boto = median_of(
-            repeat, lambda: run(BOTO, "bench", "m", str(out), json.dumps(files), env=env), clean
-        )
-        boto_cpu = cpu_of(BOTO, repeat)
-        ours = median_of(repeat, lambda: run(OURS, "1", SYNTH_ID, env=env), clean)
-        ours_cpu = cpu_of(OURS, repeat)
-        nohash = median_of(repeat, lambda: run(OURS, "0", SYNTH_ID, env=env), clean)
-        nohash_cpu = cpu_of(OURS, repeat)
+def summarize(res: dict[str, Result], load0: float) -> dict[str, Any]:
     return {
-        "boto3_cpu_s": boto_cpu,
-        "ensure_verified_cpu_s": ours_cpu,
-        "ensure_unverified_cpu_s": nohash_cpu,
-        "bytes": total,
-        "boto3_download_file_s": boto,
-        "ensure_verified_s": ours,
-        "ensure_unverified_s": nohash,
-        "speedup_vs_boto3": boto / ours,
-        "speedup_vs_boto3_unverified": boto / nohash,
+        "load_average": [round(load0, 1), round(os.getloadavg()[0], 1)],
+        **{
+            name: {"wall_s": r.wall_s, "cpu_s": r.cpu_s, "walls_s": [round(w, 2) for w in r.walls]}
+            for name, r in res.items()
+        },
     }
+
+
+LABELS = {
+    "snapshot_download": "huggingface_hub.snapshot_download",
+    "boto3_our_shape": "boto3 download_file, our shape (4 x 4)",
+    "boto3_tuned": "boto3 download_file, tuned (1 x 8)",
+    "ensure_verified": "wan ensure, sha256 verified",
+    "ensure_unverified": "wan ensure, hashing off",
+}
+
+
+def show(title: str, report: dict[str, Any], ratios: list[tuple[str, str]], repeat: int) -> None:
+    size = report["bytes"] / 1e6
+    print(f"{title}, {size:.0f} MB in {report['files']} files (median of {repeat}):")
+    for label, part in report.items():
+        if not isinstance(part, dict):
+            continue
+        lo, hi = part["load_average"]
+        print(f"  {label} (load average {lo:.1f} -> {hi:.1f} on {os.cpu_count()} cores)")
+        for name, text in LABELS.items():
+            if name in part:
+                r = part[name]
+                rate = size / r["wall_s"]
+                print(
+                    f"    {text:42s} {r['wall_s']:6.2f} s  [{r['cpu_s']:5.2f} s CPU]"
+                    f"  {rate:5.0f} MB/s  runs {r['walls_s']}"
+                )
+        for key, text in ratios:
+            value = part[key]
+            print(
+                f"    {text:42s} {value:+.0%}"
+                if "overhead" in key
+                else f"    {text:42s} {value:.2f}x"
+            )
 
 
 def main() -> None:
@@ -258,52 +358,40 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=1536)
     ap.add_argument("--s3-size-mb", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--link-mbit", type=float, action="append", help="default: 1000")
+    ap.add_argument("--skip-s3", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    links = args.link_mbit or [1000.0]
     work = Path(tempfile.mkdtemp(prefix="wan-bench-", dir=os.environ.get("BENCH_DIR")))
     try:
-        hub = bench_hub(work / "hub", args.size_mb, args.repeat)
-        s3 = bench_s3(work / "s3", args.s3_size_mb, args.repeat)
+        hub = bench_hub(work / "hub", args.size_mb, args.repeat, links)
+        s3 = None if args.skip_s3 else bench_s3(work / "s3", args.s3_size_mb, args.repeat, links)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
         print(json.dumps({"hub": hub, "s3": s3}, indent=2))
         return
-    mb = hub["bytes"] / 1e6
-    print(f"local Hub server, {mb:.0f} MB in {hub['files']:.0f} files (median of {args.repeat}):")
-    print("  (wall time; client CPU user+sys in brackets)")
-    print(
-        f"  huggingface_hub.snapshot_download   {hub['snapshot_download_s']:6.2f} s"
-        f"  [{hub['snapshot_download_cpu_s']:.2f} s]"
+    show(
+        "local Hub server",
+        hub,
+        [
+            ("speedup_vs_snapshot_download", "verified: speed-up vs snapshot_download"),
+            ("verification_overhead", "verification overhead (verified vs off)"),
+        ],
+        args.repeat,
     )
-    print(
-        f"  wan ensure, sha256 verified         {hub['ensure_verified_s']:6.2f} s"
-        f"  [{hub['ensure_verified_cpu_s']:.2f} s]"
-    )
-    print(
-        f"  wan ensure, hashing off             {hub['ensure_unverified_s']:6.2f} s"
-        f"  [{hub['ensure_unverified_cpu_s']:.2f} s]"
-    )
-    print(f"  speed-up vs snapshot_download       {hub['speedup_vs_snapshot_download']:.2f}x")
-    print(f"  verification overhead               {hub['verification_overhead']:+.0%}")
-    unverified = hub["snapshot_download_s"] / hub["ensure_unverified_s"]
-    print(f"  speed-up vs snapshot_download, hashing off {unverified:.2f}x")
-    print(f"SeaweedFS, {s3['bytes'] / 1e6:.0f} MB:")
-    print(
-        f"  boto3 download_file (TransferConfig) {s3['boto3_download_file_s']:6.2f} s"
-        f"  [{s3['boto3_cpu_s']:.2f} s]"
-    )
-    print(
-        f"  wan ensure, sha256 verified          {s3['ensure_verified_s']:6.2f} s"
-        f"  [{s3['ensure_verified_cpu_s']:.2f} s]"
-    )
-    print(
-        f"  wan ensure, hashing off              {s3['ensure_unverified_s']:6.2f} s"
-        f"  [{s3['ensure_unverified_cpu_s']:.2f} s]"
-    )
-    print(f"  speed-up vs boto3                    {s3['speedup_vs_boto3']:.2f}x")
-    print(f"  speed-up vs boto3, hashing off       {s3['speedup_vs_boto3_unverified']:.2f}x")
-    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if s3 is not None:
+        show(
+            "SeaweedFS",
+            s3,
+            [
+                ("speedup_vs_boto3", "verified: speed-up vs the faster boto3"),
+                ("speedup_vs_boto3_unverified", "hashing off: speed-up vs the faster boto3"),
+                ("verification_overhead", "verification overhead (verified vs off)"),
+            ],
+            args.repeat,
+        )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import json
 import os
 import random
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -120,6 +121,25 @@ class PatternContent(Content):
     def _hash(self) -> str:
         return Content.sha256(self)
 
+    def first_difference(self, path: Path) -> int | None:
+        """Where ``path`` first differs from this content (None: identical), read once: a
+        byte-for-byte check far cheaper than sha256 (one block compared ``size / period`` times).
+        """
+        block = _block(self.seed, self.period)
+        whole = bytes(block[: self.period])
+        buf = bytearray(self.period)
+        pos = 0
+        with path.open("rb", buffering=0) as fh:
+            while pos < self.size:
+                want = min(self.period, self.size - pos)
+                n = fh.readinto(memoryview(buf)[:want])
+                if n < want:
+                    return pos + n
+                if (buf != whole) if want == self.period else (buf[:want] != whole[:want]):
+                    return pos + next(i for i in range(want) if buf[i] != whole[i])
+                pos += want
+            return None if fh.read(1) == b"" else pos
+
     def sha256(self) -> str:
         return _pattern_sha256(self.size, self.seed, self.period)
 
@@ -173,7 +193,8 @@ class Fault:
 
     kinds: ``drop`` (close the connection mid-body), ``500``, ``429`` (with ``Retry-After``),
     ``truncate`` (a well-formed but short body), ``wrong`` (flipped bytes), ``stall`` (stop
-    sending for ``seconds``, then close).
+    sending for ``seconds``, then close), ``slow`` (trickle ``trickle_bps`` bytes a second for
+    ``seconds``, then close: never silent long enough for a read timeout).
     """
 
     kind: str
@@ -181,7 +202,8 @@ class Fault:
     times: int = 1
     seconds: float = 5.0
     retry_after: float = 1.0
-    after_bytes: int = 100_000  # where drop/truncate/stall/wrong strike within the body
+    after_bytes: int = 100_000  # where drop/truncate/stall/wrong/slow strike within the body
+    trickle_bps: int = 200
 
 
 @dataclass
@@ -200,19 +222,25 @@ class LoggedRequest:
 
 
 class HubServer:
-    def __init__(self, *, redirect_lfs: bool = False) -> None:
+    """``tls``: a server-side context to speak HTTPS (its certificate is the test's to trust)."""
+
+    def __init__(self, *, redirect_lfs: bool = False, tls: ssl.SSLContext | None = None) -> None:
         self.repos: dict[str, HubRepo] = {}
         self.tokens: set[str] = set()
         self.faults: list[Fault] = []
         self.log: list[LoggedRequest] = []
         self.redirect_lfs = redirect_lfs
-        self.rate_bps: float | None = None  # per-response throttle, for kill tests
+        self.rate_bps: float | None = None  # per-response throttle
+        self.active = 0  # connections being served
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"hub": self})
         self.httpd = _QuietServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        # Links the server writes (next page, CDN redirects) use `url`: a test may rename it.
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def start(self) -> HubServer:
@@ -267,6 +295,17 @@ class HubServer:
     def bytes_sent(self, path: str | None = None) -> int:
         return sum(r.sent for r in self.body_requests(path))
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until no connection is being served (a killed client's requests are all logged)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if self.active == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.active} connections still open after {timeout} s")
+            time.sleep(0.01)
+
     def clear_log(self) -> None:
         with self._lock:
             self.log.clear()
@@ -288,6 +327,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
+
+    def handle(self) -> None:
+        with self.hub._lock:
+            self.hub.active += 1
+        try:
+            super().handle()
+        finally:
+            with self.hub._lock:
+                self.hub.active -= 1
 
     # --------------------------------------------------------------------------- plumbing
 
@@ -519,7 +567,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "truncate":
             end = start + declared
         limit = end
-        if fault is not None and fault.kind in ("drop", "stall"):
+        if fault is not None and fault.kind in ("drop", "stall", "slow"):
             limit = min(end, start + fault.after_bytes)
         t0 = time.monotonic()
         pos = start
@@ -546,15 +594,29 @@ class _Handler(BaseHTTPRequestHandler):
                             ahead = (pos - start) / self.hub.rate_bps - (time.monotonic() - t0)
                             if ahead > 0:
                                 time.sleep(ahead)
+            if fault is not None and fault.kind == "slow":
+                self._trickle(f, pos, end, fault, entry)
         except (BrokenPipeError, ConnectionResetError):
             return None
         if fault is not None and fault.kind == "stall":
             time.sleep(fault.seconds)
-        if fault is not None and fault.kind in ("drop", "stall"):
+        if fault is not None and fault.kind in ("drop", "stall", "slow"):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
         return None
+
+    def _trickle(self, f: HubFile, pos: int, end: int, fault: Fault, entry: LoggedRequest) -> None:
+        """A few bytes every 0.1 s: the connection is alive but the body crawls."""
+        step = max(1, fault.trickle_bps // 10)
+        deadline = time.monotonic() + fault.seconds
+        while pos < end and time.monotonic() < deadline:
+            piece = f.content.read(pos, min(end, pos + step))
+            self.wfile.write(piece)
+            self.wfile.flush()
+            pos += len(piece)
+            entry.sent += len(piece)
+            time.sleep(0.1)
 
 
 def _flip(piece: memoryview, at: int) -> memoryview:

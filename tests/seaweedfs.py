@@ -16,11 +16,12 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from tests.netproxy import Relay
 
 ACCESS_KEY = "wantestaccesskey01"
 SECRET_KEY = "wanTestSecretKey/For+SeaweedFS0123456789"
@@ -187,70 +188,28 @@ def seaweedfs(root: Path, *, buckets: tuple[str, ...] = ()) -> Iterator[SeaweedS
         yield server
 
 
-class FlakyProxy:
+class FlakyProxy(Relay):
     """127.0.0.1 TCP proxy to ``target_port`` that closes its first ``drop`` connections."""
 
     def __init__(self, target_port: int, *, drop: int) -> None:
+        super().__init__()
         self.target_port = target_port
         self.drop = drop
         self.dropped = 0
         self.forwarded = 0
-        self._sock = socket.socket()
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
-        self.port = self._sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> FlakyProxy:
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
-        self._threads.append(t)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._sock.close()
-        for t in self._threads:
-            t.join(5)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            if self.dropped < self.drop:
-                self.dropped += 1
-                # Read the request, then hang up without an answer: a reset mid-upload.
-                conn.settimeout(2)
-                with contextlib.suppress(OSError):
-                    conn.recv(65536)
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                conn.close()
-                continue
-            self.forwarded += 1
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            for a, b in ((conn, upstream), (upstream, conn)):
-                t = threading.Thread(target=_pipe, args=(a, b), daemon=True)
-                t.start()
-                self._threads.append(t)
-
-
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
+    def _serve(self, conn: socket.socket) -> None:
+        with self._lock:
+            drop = self.dropped < self.drop
+            self.dropped += drop
+            self.forwarded += not drop
+        if drop:
+            # Read the request, then hang up without an answer: a reset mid-upload.
+            conn.settimeout(2)
+            with contextlib.suppress(OSError):
+                conn.recv(65536)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        self._pipe_both(conn, upstream, None)

@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers import SYNTH_ID, sha256
 from tests.hfrepo import (
+    MIB,
     REPO,
     SHARDS,
     UNINDEXED,
@@ -101,9 +102,10 @@ def test_lfs_redirect_to_a_signed_cdn_url(tmp_path: Path, hub: HubServer) -> Non
 TRANSIENT = [
     pytest.param({"kind": "drop", "pattern": BIG, "times": 2}, id="connection-dropped"),
     pytest.param({"kind": "500", "pattern": BIG, "times": 2}, id="http-500"),
-    pytest.param({"kind": "429", "pattern": BIG, "times": 1, "retry_after": 1}, id="http-429"),
+    pytest.param({"kind": "429", "pattern": BIG, "times": 1, "retry_after": 0.6}, id="http-429"),
     pytest.param({"kind": "truncate", "pattern": BIG, "times": 2}, id="truncated-body"),
     pytest.param({"kind": "stall", "pattern": BIG, "times": 1, "seconds": 3}, id="stall"),
+    pytest.param({"kind": "slow", "pattern": BIG, "times": 1, "seconds": 60}, id="trickle"),
     pytest.param({"kind": "wrong", "pattern": BIG, "times": 1}, id="wrong-bytes"),
     pytest.param({"kind": "500", "pattern": "*.index.json", "times": 2}, id="index-500"),
     pytest.param({"kind": "drop", "pattern": "*.index.json", "after_bytes": 5}, id="index-drop"),
@@ -124,11 +126,15 @@ def test_a_passing_fault_ends_in_a_verified_model(
     assert store.verify(SYNTH_ID).ok
     assert all(f.times == 0 for f in hub.faults), "the fault was hit"
     if fault["kind"] == "429":
-        assert elapsed >= 1.0, "Retry-After was honoured"
+        # Retry-After (0.6 s) is above the backoff's own delays (at most retry_max_s = 0.2 s).
+        assert elapsed >= 0.6, "Retry-After was honoured"
+    if fault["kind"] == "slow":
+        # Never silent for the 1 s read timeout, but far too slow for it: given up after ~1 s.
+        assert elapsed < 20, "a server that trickles is a stall"
     if fault["kind"] == "wrong":
         # The whole file is fetched again once the hash shows the damage.
         assert hub.bytes_sent(BIG) == 2 * SHARDS[BIG]
-    elif fault["kind"] in ("drop", "truncate", "stall"):
+    elif fault["kind"] in ("drop", "truncate", "stall", "slow"):
         # Only what was missing is asked again.
         assert hub.bytes_sent(BIG) <= SHARDS[BIG] + 4 * 1_000_000
 
@@ -138,7 +144,14 @@ PERSISTENT = [
     pytest.param({"kind": "drop", "after_bytes": 0}, ErrorCode.source_unavailable, id="drop"),
     pytest.param({"kind": "429", "retry_after": 0}, ErrorCode.rate_limit, id="http-429"),
     pytest.param({"kind": "truncate", "after_bytes": 0}, ErrorCode.incomplete_download, id="trunc"),
-    pytest.param({"kind": "stall", "after_bytes": 0, "seconds": 1.5}, ErrorCode.source_unavailable),
+    pytest.param(
+        {"kind": "stall", "after_bytes": 0, "seconds": 1.5},
+        ErrorCode.source_unavailable,
+        id="stall",
+    ),
+    pytest.param(
+        {"kind": "slow", "after_bytes": 0, "seconds": 60}, ErrorCode.source_unavailable, id="crawl"
+    ),
     pytest.param({"kind": "wrong"}, ErrorCode.checksum_fail, id="wrong-bytes"),
 ]
 
@@ -255,10 +268,13 @@ def test_a_source_that_just_failed_is_skipped_for_a_while(tmp_path: Path, hub: H
         store.clear_source_failures()
 
 
-def test_cancel_then_resume_fetches_only_what_is_missing(tmp_path: Path, hub: HubServer) -> None:
+@pytest.mark.parametrize("part_size", [MIB, 8 * MIB], ids=["parts", "one-streamed-part"])
+def test_cancel_then_resume_fetches_only_what_is_missing(
+    tmp_path: Path, hub: HubServer, part_size: int
+) -> None:
     add_synth_repo(hub)
     hub.rate_bps = 8_000_000
-    store = hf_store(tmp_path, hub, max_concurrent_downloads=1)
+    store = hf_store(tmp_path, hub, max_concurrent_downloads=1, part_size_bytes=part_size)
     token = CancelToken()
 
     seen: list[DownloadProgress] = []
@@ -278,6 +294,11 @@ def test_cancel_then_resume_fetches_only_what_is_missing(tmp_path: Path, hub: Hu
     assert any(p.file_eta_s is not None and p.file_eta_s > 0 for p in big)
     assert all(p.eta_s is None or p.eta_s >= 0 for p in seen)
     sent_before = hub.bytes_sent(BIG)
+    streamed = part_size > SHARDS[BIG]  # one part, appended in order
+    if streamed:
+        staged = store.paths.staging_dir(SYNTH_ID) / BIG
+        prefix = staged.with_name(".wan-partial." + staged.name).stat().st_size
+        assert st.bytes_present == prefix > 2_000_000
     hub.rate_bps = None
     hub.clear_log()
     transferred = 0
@@ -291,6 +312,9 @@ def test_cancel_then_resume_fetches_only_what_is_missing(tmp_path: Path, hub: Hu
     # What the first run had written is not asked again; what it had in flight may be.
     assert hub.bytes_sent(BIG) <= SHARDS[BIG] - st.bytes_present + sent_before
     assert hub.bytes_sent(BIG) < SHARDS[BIG]
+    if streamed:  # asked again from the end of its prefix
+        (again,) = hub.body_requests(BIG)
+        assert (again.start, again.end) == (prefix, SHARDS[BIG])
 
 
 def test_cdn_signature_never_reaches_errors(tmp_path: Path, hub: HubServer) -> None:

@@ -74,6 +74,7 @@ MAX_FILE_ATTEMPTS = (
     3  # a file whose bytes fail verification is fetched again, this many times in all
 )
 PROGRESS_INTERVAL_S = 0.1
+PLAN_SAVE_INTERVAL_S = 0.5
 LOCK_POLL_S = 0.25
 ProgressCallback = Callable[[DownloadProgress], None]
 
@@ -673,6 +674,9 @@ class ModelStore:
         except CancelledError:
             cancel.raise_if_cancelled()
             raise
+        finally:
+            with contextlib.suppress(OSError):
+                state.flush()
 
     def _fetch_one(
         self,
@@ -838,8 +842,10 @@ class ModelStore:
 class _PlanState:
     """The staging folder's record of the plan and of the files already verified.
 
-    Written as files finish, so a restarted ensure skips them without re-hashing (their size and
-    modification time must still match).
+    Written as files finish (at most every ``PLAN_SAVE_INTERVAL_S``, and when the fetching
+    stops), so a restarted ensure skips them without re-hashing (their size and modification
+    time must still match). A kill loses at most the last interval's entries: those files are
+    hashed again, never fetched again.
     """
 
     def __init__(
@@ -854,6 +860,8 @@ class _PlanState:
         self.files = files
         self.done = done
         self._lock = threading.Lock()
+        self._saved_at = 0.0
+        self._dirty = False
 
     @classmethod
     def open(cls, staging: Path, source: str, planned: list[PlannedFile]) -> _PlanState:
@@ -879,7 +887,7 @@ class _PlanState:
             )
             if not compatible:
                 # Bytes staged for another version of this file are useless now.
-                dest.unlink(missing_ok=True)
+                transfer.discard(dest)
                 continue
             rec = old_done.get(rel)
             if rec and dest.is_file():
@@ -893,9 +901,18 @@ class _PlanState:
     def mark_done(self, rel: str, size: int, sha256: str, dest: Path) -> None:
         with self._lock:
             self.done[rel] = {"size": size, "sha256": sha256, "mtime_ns": dest.stat().st_mtime_ns}
-            self._save()
+            self._dirty = True
+            # Rewriting the whole plan per file costs O(files²): hundreds of small files add up.
+            if time.monotonic() - self._saved_at >= PLAN_SAVE_INTERVAL_S:
+                self._save()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._dirty:
+                self._save()
 
     def _save(self) -> None:
+        self._saved_at, self._dirty = time.monotonic(), False
         # Not fsynced: the files it lists were, and a lost or older record only means re-checking.
         _write_json_atomic(
             self.path,

@@ -17,7 +17,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..redact import strip_query
 
@@ -34,6 +34,10 @@ MAX_REDIRECTS = 5
 CONNECT_TIMEOUT_S = 15.0
 READ_BUFFER = 1 << 20
 IDLE_PER_ORIGIN = 16
+# A body slower than this (bytes a second) over a whole read-timeout window is stalled too: a
+# server that trickles a few bytes now and then never stays silent long enough for the timeout.
+# Far below any real link shared by a few dozen connections.
+LOW_SPEED_BPS = 1024
 
 
 class HttpError(Exception):
@@ -144,6 +148,27 @@ class Response:
             self._conn.close()
 
 
+class _OneRecv:
+    """A response's socket file whose ``readinto`` returns after at most one socket read.
+
+    ``HTTPResponse.readinto`` fills the whole buffer, through as many socket reads as it takes:
+    a body that trickles in (each read well within the socket timeout) would keep it there for
+    hours, and the caller could never see that it crawls. Everything else (``read``,
+    ``readline``, ``close``) is the file's own. Not used for chunked bodies, which need full
+    reads.
+    """
+
+    def __init__(self, fp: Any) -> None:
+        self._fp = fp
+
+    def readinto(self, buf: Any) -> int:
+        n: int = self._fp.readinto1(buf)
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
 def _transport_error(exc: BaseException, url: str) -> HttpError:
     import socket
 
@@ -179,9 +204,11 @@ class HttpClient:
         auth_origin: str | None = None,
         proxies: Mapping[str, str] | None = None,
         no_proxy: str = "",
+        low_speed_bps: float = LOW_SPEED_BPS,
     ) -> None:
         self.user_agent = user_agent
         self.read_timeout_s = read_timeout_s
+        self.low_speed_bps = low_speed_bps
         self.auth_headers = dict(auth_headers or {})
         self.auth_origin = Origin.of(auth_origin) if auth_origin else None
         self.proxies = dict(proxies or {})
@@ -334,6 +361,8 @@ class HttpClient:
                 current = urllib.parse.urljoin(current, hdrs["location"])
                 continue
             r = Response(status, hdrs, current, resp, conn, self, origin)
+            if resp.fp is not None and not resp.chunked:
+                resp.fp = cast(Any, _OneRecv(resp.fp))
             if status >= 400:
                 try:
                     body = r.read_all(limit=64 * 1024)
@@ -383,6 +412,8 @@ class HttpClient:
         Fewer bytes than asked means the server ended the body early (a truncated answer); the
         caller decides whether to ask again for the rest.
         """
+        import time
+
         hdrs = {"Range": f"bytes={start}-{end - 1}", **(headers or {})}
         buf = buffer if buffer is not None else bytearray(READ_BUFFER)
         view = memoryview(buf)
@@ -404,7 +435,9 @@ class HttpClient:
                     )
             want = end - start
             delivered = 0
-            while delivered < want:
+            window_t, window_bytes = time.monotonic(), 0
+            crawling = False
+            while delivered < want and not crawling:
                 n = 0
                 cap = min(len(buf), want - delivered)
                 # Fill the buffer before writing: fewer, larger writes.
@@ -413,10 +446,25 @@ class HttpClient:
                     if k == 0:
                         break
                     n += k
+                    window_bytes += k
+                    elapsed = time.monotonic() - window_t
+                    if elapsed >= self.read_timeout_s:
+                        if window_bytes < self.low_speed_bps * elapsed:
+                            crawling = True
+                            break
+                        window_t, window_bytes = window_t + elapsed, 0
                 if n == 0:
                     break
-                write(view[:n])
+                write(view[:n])  # what did arrive is kept
                 delivered += n
+            if crawling:
+                r._reusable = False
+                raise HttpError(
+                    f"{strip_query(url)} sent under {self.low_speed_bps:.0f} bytes/s for "
+                    f"{self.read_timeout_s:g} s (stalled)",
+                    transient=True,
+                    reason="stall",
+                )
             if delivered >= want and not r._resp.isclosed():
                 # A server that sent more than asked (a 200 for the whole file): stop here.
                 r._reusable = False

@@ -1,0 +1,246 @@
+"""Network stand-ins on 127.0.0.1: a link of a given speed, and an HTTP forward proxy.
+
+``LinkProxy`` relays TCP to a local server and makes every connection through it share one
+link of ``rate_bps`` bytes per second towards the client (a token bucket without burst credit),
+so a benchmark can put a realistic download link in front of a loopback server and apply it
+equally to every contender. ``ForwardProxy`` is what ``HTTP_PROXY``/``HTTPS_PROXY`` point at:
+it takes absolute-URI requests and ``CONNECT`` tunnels, resolves host names through its own
+table (so a client that bypassed it could not reach the fake host at all) and logs what it saw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Self
+
+CHUNK = 64 * 1024
+
+
+class _Link:
+    """One shared link: each chunk takes its turn and ``n / rate`` seconds of it."""
+
+    def __init__(self, rate_bps: float) -> None:
+        self.rate_bps = rate_bps
+        self._free_at = 0.0
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.busy_from: float | None = None
+        self.busy_to = 0.0
+
+    def take(self, n: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._free_at)  # an idle link saves up no credit
+            self._free_at = start + n / self.rate_bps
+            done = self._free_at
+            self.bytes += n
+            if self.busy_from is None:
+                self.busy_from = start
+            self.busy_to = done
+        delay = done - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+class Relay:
+    """Accepts on 127.0.0.1 and pipes each connection both ways; subclasses pick the upstream."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(128)
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        self._spawn(self._accept)
+        return self
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+            c.close()
+        for t in list(self._threads):
+            t.join(5)
+
+    def _spawn(self, target: object, *args: object) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        t.start()
+        with self._lock:
+            self._threads.append(t)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(conn)
+            self._spawn(self._serve, conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _pipe_both(
+        self, client: socket.socket, upstream: socket.socket, link: _Link | None
+    ) -> None:
+        with self._lock:
+            self._conns.append(upstream)
+        self._spawn(_pipe, client, upstream, None)
+        _pipe(upstream, client, link)
+
+
+def _pipe(src: socket.socket, dst: socket.socket, link: _Link | None) -> None:
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    try:
+        while True:
+            n = src.recv_into(buf)
+            if not n:
+                break
+            if link is not None:
+                link.take(n)
+            dst.sendall(view[:n])
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+class LinkProxy(Relay):
+    """127.0.0.1 TCP relay to ``target_port``; downstream bytes share one ``rate_bps`` link."""
+
+    def __init__(self, target_port: int, *, rate_bps: float) -> None:
+        super().__init__()
+        self.target_port = target_port
+        self.link = _Link(rate_bps)
+
+    def measured_bps(self) -> float:
+        """Bytes per second the link carried while it was busy (checks the shaping)."""
+        link = self.link
+        if link.busy_from is None or link.busy_to <= link.busy_from:
+            return 0.0
+        return link.bytes / (link.busy_to - link.busy_from)
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            conn.close()
+            return
+        for s in (conn, upstream):
+            with contextlib.suppress(OSError):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._pipe_both(conn, upstream, self.link)
+
+
+@dataclass
+class ProxiedRequest:
+    method: str
+    target: str  # absolute URI, or host:port for CONNECT
+    authorization: str | None = None
+
+
+class ForwardProxy(Relay):
+    """An HTTP proxy for ``hosts`` (``name`` or ``name:port`` → a 127.0.0.1 port); others: 502."""
+
+    def __init__(self, hosts: dict[str, int]) -> None:
+        super().__init__()
+        self.hosts = hosts
+        self.log: list[ProxiedRequest] = []
+
+    def _serve(self, conn: socket.socket) -> None:
+        # One request per connection is enough for a client that falls back to a new one.
+        head = b""
+        with contextlib.suppress(OSError):
+            conn.settimeout(10)
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                head += data
+            conn.settimeout(None)
+        header, _, rest = head.partition(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        try:
+            method, target, version = lines[0].split(" ", 2)
+        except ValueError:
+            conn.close()
+            return
+        fields = {
+            k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])
+        }
+        with self._lock:
+            self.log.append(ProxiedRequest(method, target, fields.get("authorization")))
+        if method == "CONNECT":
+            host, _, port = target.rpartition(":")
+            upstream = self._open(host, int(port or 443))
+            if upstream is None:
+                self._refuse(conn, version)
+                return
+            conn.sendall(f"{version} 200 Connection established\r\n\r\n".encode())
+            self._pipe_both(conn, upstream, None)
+            return
+        if not target.startswith("http://"):
+            self._refuse(conn, version)
+            return
+        hostport, _, path = target.removeprefix("http://").partition("/")
+        host, _, port = hostport.partition(":")
+        upstream = self._open(host, int(port or 80))
+        if upstream is None:
+            self._refuse(conn, version)
+            return
+        # Forward in origin form, one request per connection: the answer says so to the client.
+        kept = [ln for ln in lines[1:] if not ln.lower().startswith(("connection:", "proxy-"))]
+        request = "\r\n".join([f"{method} /{path} {version}", *kept, "Connection: close", "", ""])
+        upstream.sendall(request.encode("latin-1") + rest)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in answer and len(answer) < 65536:
+                data = upstream.recv(65536)
+                if not data:
+                    break
+                answer += data
+        head, sep, body = answer.partition(b"\r\n\r\n")
+        conn.sendall(head + b"\r\nConnection: close" + sep + body)
+        self._pipe_both(conn, upstream, None)
+
+    def _open(self, host: str, port: int) -> socket.socket | None:
+        local = self.hosts.get(f"{host}:{port}", self.hosts.get(host))
+        if local is None:
+            return None
+        try:
+            return socket.create_connection(("127.0.0.1", local))
+        except OSError:
+            return None
+
+    @staticmethod
+    def _refuse(conn: socket.socket, version: str) -> None:
+        with contextlib.suppress(OSError):
+            conn.sendall(f"{version} 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n".encode())
+        conn.close()
