@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import ROOT
 from tests.ui_helpers import app_env
 from wan_desktop import __version__
+from wan_desktop.ui.window import PAGE_NAMES
 
 
 @pytest.mark.slow
@@ -67,6 +68,6 @@ def test_the_built_bundle_starts_paints_its_window_and_loads_torch(tmp_path: Pat
     )
     assert run.returncode == 0, run.stderr[-4000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["self_test"] == "ok" and len(result["pages"]) == 6
+    assert result["self_test"] == "ok" and result["pages"] == list(PAGE_NAMES)
     assert result["libraries"]["torch"].startswith("2.")
     assert (tmp_path / "data" / "jobs.sqlite3").is_file(), "the bundled engine ran"

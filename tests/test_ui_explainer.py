@@ -11,7 +11,7 @@ import pytest
 from tests.ui_helpers import make_window, mock_studio, wait_until
 from wan_desktop.engine import Job, JobKind, JobState
 from wan_desktop.engine.explainer.pipeline import OFFLINE_LABEL
-from wan_desktop.ui.jobview import EXPLAINER_PHASES
+from wan_desktop.ui.jobview import EXPLAINER_PHASES, phase_of
 from wan_desktop.ui.panels.explainer import ExplainerPanel
 from wan_desktop.ui.panels.gallery import GalleryPanel
 from wan_desktop.ui.panels.queue import QueuePanel
@@ -60,13 +60,16 @@ def test_an_explainer_from_its_page_runs_in_the_queue_and_ends_with_video_and_su
         page.scenes.setValue(3)
         stages: list[str] = []
         phases: list[int] = []
+        shown: list[tuple[int, int]] = []  # (the card's phase, the job's) while it has a card
 
         def follow(j: Job) -> None:
             if j.kind is JobKind.explainer and j.stage and (not stages or stages[-1] != j.stage):
                 stages.append(j.stage)
+                phases.append(phase_of(j))
+                # The Queue rebuilds its lists once per loop turn: the card may come a turn late.
                 card = queue.running.cards.get(j.id)
                 if card is not None:
-                    phases.append(card.timeline.phase)
+                    shown.append((card.timeline.phase, phase_of(j)))
 
         studio.job_updated.connect(follow)
         job = page.submit()
@@ -85,6 +88,7 @@ def test_an_explainer_from_its_page_runs_in_the_queue_and_ends_with_video_and_su
         # The Queue followed the contract's stages in order, its timeline one phase at a time.
         assert stages == [*CONTRACT_STAGES, "completed"]
         assert phases == [0, 0, 1, 2, 3, 4, 5, len(EXPLAINER_PHASES)], phases
+        assert shown and all(card == job for card, job in shown), shown
         wait_until(qtbot, lambda: job.id in queue.history.cards)
         assert any(n.title == "Explainer ready" for n in window.toasts.history)
 
