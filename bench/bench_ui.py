@@ -96,6 +96,7 @@ def responsiveness(seconds: float) -> dict[str, dict[str, float]]:
     from wan_desktop.models.sources.local import LocalSource
     from wan_desktop.ui.api_control import ApiController
     from wan_desktop.ui.app import make_app
+    from wan_desktop.ui.collector import GuiCollector
     from wan_desktop.ui.config import AppSettings, SettingsStore
     from wan_desktop.ui.state import Studio
     from wan_desktop.ui.window import MainWindow
@@ -134,6 +135,8 @@ def responsiveness(seconds: float) -> dict[str, dict[str, float]]:
     window.show_page("queue")
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    collector = GuiCollector(app)  # as the app runs: every collection on the GUI thread
+    collector.start()
 
     def tiny_job(i: int) -> JobSpec:
         # The tiny variant asked for by name: its own defaults (320x192, 17 frames, 8 steps).
@@ -191,6 +194,7 @@ def responsiveness(seconds: float) -> dict[str, dict[str, float]]:
         window.close()
         studio.close()
         engine.shutdown()
+        collector.stop()
         asyncio.set_event_loop(None)
         shutil.rmtree(work, ignore_errors=True)
     return result

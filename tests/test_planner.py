@@ -163,6 +163,23 @@ def test_ladders_and_dtypes_follow_the_hardware() -> None:
     assert {s.gpu for s in CPU_LADDER} == {False} and {s.gpu for s in GPU_LADDER} == {True}
 
 
+def test_a_file_that_is_not_safetensors_leaves_the_manifest_figures(tmp_path: Path) -> None:
+    spec = MANIFEST.get("TI2V-5B")
+    folder = tmp_path / "model"
+    (folder / "transformer").mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")
+    weights = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+    # Random bytes: read as a header length, the first eight would ask for exabytes.
+    weights.write_bytes(b"\xff" * 8 + bytes(range(256)) * 64)
+    with pytest.raises(ValueError, match="is not a safetensors file"):
+        count_parameters(folder / "transformer")
+    weights.write_bytes((12).to_bytes(8, "little") + b'{"w": {"sh' + b"\0" * 64)
+    with pytest.raises(ValueError, match="unreadable safetensors header"):
+        count_parameters(folder / "transformer")
+    facts = facts_for(spec, folder)
+    assert facts == facts_from_manifest(spec) and facts.source == "manifest"
+
+
 def test_facts_come_from_the_files_when_the_model_is_on_disk(tiny_models_root: Path) -> None:
     torch = pytest.importorskip("torch")
     import diffusers

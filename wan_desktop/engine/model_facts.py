@@ -8,6 +8,7 @@ configs. Before a download: the manifest's memory facts.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import struct
 from collections.abc import Mapping
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from wan_desktop.models.manifest import ModelSpec
+
+log = logging.getLogger("wan_desktop.engine.planner")
 
 EXPERTS = ("transformer", "transformer_2")
 
@@ -76,11 +79,16 @@ def facts_for(spec: ModelSpec, folder: Path | None) -> ModelFacts:
 
 def _facts_from_folder(spec: ModelSpec, folder: Path) -> ModelFacts:
     base = facts_from_manifest(spec)
-    params = {
-        comp: float(n)
-        for comp in (*spec.components, "image_encoder")
-        if (n := count_parameters(folder / comp))
-    }
+    params: dict[str, float] = {}
+    for comp in (*spec.components, "image_encoder"):
+        try:
+            n = count_parameters(folder / comp)
+        except (OSError, ValueError) as exc:
+            # The manifest's figures stand in; loading the model will say what is wrong.
+            log.warning("parameter count of %s: %s", comp, exc)
+            return base
+        if n:
+            params[comp] = float(n)
     tcfg = _read_json(folder / "transformer" / "config.json")
     vcfg = _read_json(folder / "vae" / "config.json")
     heads, head_dim = tcfg.get("num_attention_heads"), tcfg.get("attention_head_dim")
@@ -97,16 +105,32 @@ def _facts_from_folder(spec: ModelSpec, folder: Path) -> ModelFacts:
     )
 
 
+# The safetensors format caps its JSON header at 100 MB.
+MAX_HEADER_BYTES = 100_000_000
+
+
 def count_parameters(component_dir: Path) -> int:
-    """Parameters stored in a component's safetensors files, read from their headers only."""
+    """Parameters stored in a component's safetensors files, read from their headers only.
+
+    Raises ``ValueError`` for a file that is not safetensors (damaged, or something else under
+    that name) instead of trusting its first eight bytes as a length to read.
+    """
     total = 0
     for path in sorted(component_dir.glob("*.safetensors")):
         with path.open("rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(length))
-        for name, info in header.items():
-            if name != "__metadata__":
-                total += math.prod(info["shape"])
+            prefix = fh.read(8)
+            (length,) = struct.unpack("<Q", prefix) if len(prefix) == 8 else (0,)
+            if not 2 <= length <= min(MAX_HEADER_BYTES, path.stat().st_size - 8):
+                raise ValueError(f"{path} is not a safetensors file (header length {length})")
+            try:
+                header = json.loads(fh.read(length))
+                total += sum(
+                    math.prod(info["shape"])
+                    for name, info in header.items()
+                    if name != "__metadata__"
+                )
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise ValueError(f"{path} has an unreadable safetensors header: {exc}") from None
     return total
 
 
