@@ -16,6 +16,7 @@ from PySide6.QtGui import QImage
 from wan_desktop.engine import (
     Alert,
     Engine,
+    EngineError,
     Job,
     JobKind,
     JobPreview,
@@ -230,6 +231,21 @@ class Studio(QObject):
 
     def post(self, notice: Notice) -> None:
         self.notice.emit(notice)
+
+    def job_command(self, name: str, job_id: str) -> None:
+        """Cancel, retry or delete a job from a card; a refusal becomes an error notice."""
+        try:
+            if name == "cancel":
+                self.engine.cancel(job_id)
+            elif name == "retry":
+                self.engine.retry(job_id)
+                self.reload_jobs()
+            elif name == "delete":
+                self.engine.delete(job_id)
+            else:
+                raise ValueError(f"unknown job command {name!r}")
+        except EngineError as exc:
+            self.post(Notice("error", f"Could not {name} the job", str(exc)))
 
     def close(self) -> None:
         self.bridge.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TypeVar
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -245,6 +246,25 @@ class Field(QWidget):
         self.error.setVisible(bool(message))
         if self.input is not None:
             set_prop(self.input, "invalid", bool(message))
+
+
+def route_errors(
+    fields: Mapping[str, Field], errors: Mapping[str, str], *, base: bool = False
+) -> list[str]:
+    """Show each error under its field (``base``: ``loras[1]`` goes to ``loras``); clear the
+    others. Returns the messages no field owns, as ``key: message``."""
+    general = []
+    shown: dict[int, list[str]] = {}
+    for key, message in errors.items():
+        target = fields.get(key.split("[")[0] if base else key)
+        if target is None:
+            general.append(f"{key}: {message}" if key else message)
+        else:
+            shown.setdefault(id(target), []).append(message)
+    for target in set(fields.values()):
+        msgs = shown.get(id(target))
+        target.set_error("; ".join(msgs) if msgs else None)
+    return general
 
 
 def confirm(parent: QWidget, title: str, text: str, action: str) -> bool:

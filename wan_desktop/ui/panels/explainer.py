@@ -52,6 +52,7 @@ from ..widgets import (
     label,
     padded,
     page_layout,
+    route_errors,
     scroll_page,
     set_prop,
 )
@@ -225,17 +226,7 @@ class LatestExplainer(Card):
             self.show_job(job)
 
     def _command(self, name: str, job_id: str) -> None:
-        engine = self.studio.engine
-        try:
-            if name == "cancel":
-                engine.cancel(job_id)
-            elif name == "retry":
-                engine.retry(job_id)
-                self.studio.reload_jobs()
-            else:
-                engine.delete(job_id)
-        except Exception as exc:
-            self.studio.post(Notice("error", f"Could not {name} the job", str(exc)))
+        self.studio.job_command(name, job_id)
 
     def _show_in_gallery(self) -> None:
         if self.job_id is not None:
@@ -534,18 +525,7 @@ class ExplainerPanel(QWidget):
         return job
 
     def show_errors(self, errors: Mapping[str, str]) -> None:
-        fields = self.fields()
-        general = []
-        shown: dict[int, list[str]] = {}
-        for key, message in errors.items():
-            target = fields.get(key)
-            if target is None:
-                general.append(f"{key}: {message}" if key else message)
-            else:
-                shown.setdefault(id(target), []).append(message)
-        for target in set(fields.values()):
-            msgs = shown.get(id(target))
-            target.set_error("; ".join(msgs) if msgs else None)
+        general = route_errors(self.fields(), errors)
         self.general_error.setText("\n".join(general))
         self.general_error.setVisible(bool(general))
         if errors:

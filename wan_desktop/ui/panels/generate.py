@@ -52,6 +52,7 @@ from ..widgets import (
     label,
     padded,
     page_layout,
+    route_errors,
     scroll_page,
     set_prop,
     tool,
@@ -548,19 +549,7 @@ class GeneratePanel(QWidget):
         }
 
     def show_errors(self, errors: Mapping[str, str]) -> None:
-        fields = self.fields()
-        general = []
-        shown: dict[int, list[str]] = {}
-        for key, message in errors.items():
-            base = key.split("[")[0]
-            target = fields.get(base)
-            if target is None:
-                general.append(f"{key}: {message}" if key else message)
-            else:
-                shown.setdefault(id(target), []).append(message)
-        for target in set(fields.values()):
-            msgs = shown.get(id(target))
-            target.set_error("; ".join(msgs) if msgs else None)
+        general = route_errors(self.fields(), errors, base=True)
         self.general_error.setText("\n".join(general))
         self.general_error.setVisible(bool(general))
         if errors:

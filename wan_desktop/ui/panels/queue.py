@@ -138,17 +138,7 @@ class JobList(QListWidget):
         self.studio.navigate.emit(f"gallery:{job_id}")
 
     def _command(self, name: str, job_id: str) -> None:
-        engine = self.studio.engine
-        try:
-            if name == "cancel":
-                engine.cancel(job_id)
-            elif name == "retry":
-                engine.retry(job_id)
-                self.studio.reload_jobs()
-            elif name == "delete":
-                engine.delete(job_id)
-        except EngineError as exc:
-            self.studio.post(Notice("error", f"Could not {name} the job", str(exc)))
+        self.studio.job_command(name, job_id)
 
 
 def section(text: str, role: str) -> QLabel:
