@@ -89,9 +89,10 @@ class RenderOutcome:
 def _bwrap_args(scene_dir: Path, hidden: tuple[Path, ...]) -> list[str]:
     bwrap = shutil.which("bwrap")
     assert bwrap is not None
-    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     keep = _python_paths()
-    for path in hidden:
+    # /tmp is always replaced by an empty one; an app installed under it still needs its Python.
+    for path in (Path("/tmp"), *hidden):
         if path.is_dir():
             args += ["--tmpfs", str(path)]
             # Put back (read-only) what Python needs from under a hidden folder.
