@@ -307,6 +307,11 @@ def test_a_wan_jobs_video_streams_through_the_same_routes(tmp_path: Path) -> Non
         video = Path(done.output.video).read_bytes()
         r = c.get(f"/api/v1/videos/jobs/{jid}/stream", headers={"Range": "bytes=10-19"})
         assert r.status_code == 206 and r.content == video[10:20]
+        for route in ("stream", "download"):
+            head = c.head(f"/api/v1/videos/jobs/{jid}/{route}")
+            assert head.status_code == 200 and head.content == b""
+            assert head.headers["content-length"] == str(len(video))
+            assert head.headers["accept-ranges"] == "bytes"
         body = c.get(f"/api/v1/videos/jobs/{jid}/video-url").json()
         assert body["metadata"]["quality"] is None and body["metadata"]["format"] == "mp4"
         assert body["metadata"]["file_size"] == len(video) and body["subtitles_url"] is None

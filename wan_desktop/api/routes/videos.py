@@ -227,6 +227,14 @@ def download(job_id: str, ctx: Ctx) -> Response:
     return _serve(ctx, _finished(ctx, job_id), "video", inline=False)
 
 
+# HEAD too: a player asks for the size and Range support before it streams. Kept out of the
+# schema, which has one operation per path and method name.
+for _route, _endpoint in (("stream", stream), ("download", download)):
+    router.add_api_route(
+        f"/videos/jobs/{{job_id}}/{_route}", _endpoint, methods=["HEAD"], include_in_schema=False
+    )
+
+
 @router.get(
     "/videos/jobs/{job_id}/thumbnail",
     summary="A JPEG frame of the video",
