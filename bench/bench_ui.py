@@ -70,30 +70,14 @@ MODEL = "T2V-A14B"
 DOWNLOAD = ("ti2v-5B@2.2.0", "bf16")
 
 
-def make_mirror(folder: Path, size_mb: int) -> None:
-    """A mirror folder shaped like a diffusers model: three big files of random bytes."""
-    for rel, data in {"model_index.json": b"{}", "vae/config.json": b"{}"}.items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_bytes(data)
-    block = os.urandom(1 << 20)
-    for i in range(3):
-        part = folder / "transformer" / f"diffusion_pytorch_model-0000{i + 1}-of-00003.safetensors"
-        part.parent.mkdir(parents=True, exist_ok=True)
-        with part.open("wb") as fh:
-            for n in range(size_mb // 3):
-                fh.write(block[n % 997 :] + block[: n % 997])  # no two blocks alike
-
-
 def responsiveness(seconds: float) -> dict[str, dict[str, float]]:
     import qasync
     from PySide6.QtWidgets import QApplication
 
+    from tests.mirror import make_mirror, pace_local_source
     from wan_desktop.engine import Engine, EngineSettings, JobKind, JobSpec, JobState
     from wan_desktop.engine.hardware import read_profile
-    from wan_desktop.models import sources as model_sources
     from wan_desktop.models.config import OrchestratorConfig
-    from wan_desktop.models.sources.base import FileSink, RemoteFile
-    from wan_desktop.models.sources.local import LocalSource
     from wan_desktop.ui.api_control import ApiController
     from wan_desktop.ui.app import make_app
     from wan_desktop.ui.collector import GuiCollector
@@ -101,15 +85,7 @@ def responsiveness(seconds: float) -> dict[str, dict[str, float]]:
     from wan_desktop.ui.state import Studio
     from wan_desktop.ui.window import MainWindow
 
-    class PacedLocal(LocalSource):
-        def fetch(self, file: RemoteFile, sink: FileSink) -> None:
-            with Path(file.ref).open("rb") as fh:
-                fh.seek(sink.offset)
-                while data := fh.read(1 << 20):
-                    sink.write(data)
-                    time.sleep(PACE_S_PER_MB)
-
-    model_sources._FACTORIES["local"] = PacedLocal
+    pace_local_source(PACE_S_PER_MB)
     work = Path(tempfile.mkdtemp(prefix="wan-bench-ui-"))
     mirror = work / "mirror"
     make_mirror(mirror / "wan22" / DOWNLOAD[0], MIRROR_MB)

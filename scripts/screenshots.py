@@ -72,25 +72,6 @@ def pump(app: object, seconds: float, until: Callable[[], bool] | None = None) -
         raise TimeoutError("the screen never reached the state to capture")
 
 
-def make_mirror(folder: Path, size_mb: int) -> None:
-    """A local mirror folder shaped like a diffusers model (random bytes: only the transfer is
-    real here; the download is cancelled before it completes)."""
-    files = {
-        "model_index.json": b'{"_class_name": "WanPipeline"}',
-        "scheduler/scheduler_config.json": b"{}",
-        "vae/config.json": b"{}",
-        "transformer/config.json": b"{}",
-    }
-    for rel, data in files.items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_bytes(data)
-    for i in range(3):
-        part = folder / "transformer" / f"diffusion_pytorch_model-0000{i + 1}-of-00003.safetensors"
-        with part.open("wb") as fh:
-            for _ in range(size_mb // 3):
-                fh.write(os.urandom(1 << 20))
-
-
 def make_lora(path: Path, rank: int = 4, width: int = 24, blocks: int = 2) -> None:
     """A LoRA shaped for the tiny models (attention q/k/v, diffusers key names), random."""
     import numpy as np
@@ -118,12 +99,11 @@ def main() -> int:
 
     from PySide6.QtWidgets import QApplication
 
+    from tests.mirror import make_mirror, pace_local_source
     from wan_desktop.api.server import EmbeddedServer
     from wan_desktop.engine import Engine, EngineSettings, JobKind, JobState
     from wan_desktop.engine.hardware import HardwareProfile, read_profile
-    from wan_desktop.models import sources as model_sources
     from wan_desktop.models.config import OrchestratorConfig
-    from wan_desktop.models.sources.local import LocalSource
     from wan_desktop.ui import quota
     from wan_desktop.ui.api_control import ApiController
     from wan_desktop.ui.app import make_app
@@ -131,17 +111,7 @@ def main() -> int:
     from wan_desktop.ui.state import Studio
     from wan_desktop.ui.window import MainWindow
 
-    class PacedLocal(LocalSource):
-        """The local source, paced like a fast network so the download is still running."""
-
-        def fetch(self, file, sink):  # type: ignore[no-untyped-def]
-            with Path(file.ref).open("rb") as fh:
-                fh.seek(sink.offset)
-                while data := fh.read(1 << 20):
-                    sink.write(data)
-                    time.sleep(0.08)
-
-    model_sources._FACTORIES["local"] = PacedLocal
+    pace_local_source(0.08)  # like a network, so the download is still running
     app = make_app()
     assert isinstance(app, QApplication)
     hardware = read_profile()
