@@ -3,7 +3,11 @@
 ``LinkProxy`` relays TCP to a local server and makes every connection through it share one
 link of ``rate_bps`` bytes per second towards the client (a token bucket without burst credit),
 so a benchmark can put a realistic download link in front of a loopback server and apply it
-equally to every contender. ``ForwardProxy`` is what ``HTTP_PROXY``/``HTTPS_PROXY`` point at:
+equally to every contender. Optionally it adds a round-trip time (half of it each way, one more
+for a new connection's handshake) and caps each connection at ``conn_bps``: over a long path a
+single TCP stream is held well under the link by loss and its window (the reason download
+accelerators open several), and a request costs a round trip however small it is.
+``ForwardProxy`` is what ``HTTP_PROXY``/``HTTPS_PROXY`` point at:
 it takes absolute-URI requests and ``CONNECT`` tunnels, resolves host names through its own
 table (so a client that bypassed it could not reach the fake host at all) and logs what it saw.
 """
@@ -11,6 +15,7 @@ table (so a client that bypassed it could not reach the fake host at all) and lo
 from __future__ import annotations
 
 import contextlib
+import queue
 import socket
 import threading
 import time
@@ -18,6 +23,8 @@ from dataclasses import dataclass
 from typing import Self
 
 CHUNK = 64 * 1024
+# Chunks a delayed pipe has on their way before it stops reading (back-pressure on the sender).
+IN_FLIGHT = 256
 
 
 class _Link:
@@ -31,19 +38,26 @@ class _Link:
         self.busy_from: float | None = None
         self.busy_to = 0.0
 
-    def take(self, n: int) -> None:
+    def reserve(self, n: int) -> float:
+        """Book ``n`` bytes on the link; the time they have passed it."""
         with self._lock:
-            now = time.monotonic()
-            start = max(now, self._free_at)  # an idle link saves up no credit
+            start = max(time.monotonic(), self._free_at)  # an idle link saves up no credit
             self._free_at = start + n / self.rate_bps
             done = self._free_at
             self.bytes += n
             if self.busy_from is None:
                 self.busy_from = start
             self.busy_to = done
-        delay = done - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        return done
+
+    def take(self, n: int) -> None:
+        _sleep_until(self.reserve(n))
+
+
+def _sleep_until(t: float) -> None:
+    delay = t - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
 
 
 class Relay:
@@ -76,6 +90,8 @@ class Relay:
 
     def stop(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
         self._sock.close()
         with self._lock:
             conns = list(self._conns)
@@ -133,12 +149,25 @@ def _pipe(src: socket.socket, dst: socket.socket, link: _Link | None) -> None:
 
 
 class LinkProxy(Relay):
-    """127.0.0.1 TCP relay to ``target_port``; downstream bytes share one ``rate_bps`` link."""
+    """127.0.0.1 TCP relay to ``target_port``; downstream bytes share one ``rate_bps`` link.
 
-    def __init__(self, target_port: int, *, rate_bps: float) -> None:
+    ``rtt_s`` delays every byte by half of it in each direction (and a new connection's first
+    bytes by a further round trip, its handshake); ``conn_bps`` caps each connection's download.
+    """
+
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        rate_bps: float,
+        rtt_s: float = 0.0,
+        conn_bps: float | None = None,
+    ) -> None:
         super().__init__()
         self.target_port = target_port
         self.link = _Link(rate_bps)
+        self.rtt_s = rtt_s
+        self.conn_bps = conn_bps
 
     def measured_bps(self) -> float:
         """Bytes per second the link carried while it was busy (checks the shaping)."""
@@ -156,7 +185,58 @@ class LinkProxy(Relay):
         for s in (conn, upstream):
             with contextlib.suppress(OSError):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._pipe_both(conn, upstream, self.link)
+        if not self.rtt_s and self.conn_bps is None:
+            self._pipe_both(conn, upstream, self.link)
+            return
+        with self._lock:
+            self._conns.append(upstream)
+        one_way = self.rtt_s / 2
+        self._spawn(_pipe_delayed, conn, upstream, None, one_way, self.rtt_s)
+        cap = _Link(self.conn_bps) if self.conn_bps else None
+        _pipe_delayed(upstream, conn, self.link, one_way, 0.0, cap)
+
+
+def _pipe_delayed(
+    src: socket.socket,
+    dst: socket.socket,
+    link: _Link | None,
+    delay_s: float,
+    first_extra_s: float,
+    cap: _Link | None = None,
+) -> None:
+    """Like :func:`_pipe`, but bytes are read no faster than ``cap`` and ``link`` let them
+    through, and each chunk is sent on ``delay_s`` after it passed (the first ``first_extra_s``
+    later still). At most ``IN_FLIGHT`` chunks are on their way at once, like a TCP window."""
+    on_the_way: queue.Queue[tuple[float, bytes] | None] = queue.Queue(IN_FLIGHT)
+
+    def send() -> None:
+        try:
+            while (item := on_the_way.get()) is not None:
+                _sleep_until(item[0])
+                dst.sendall(item[1])
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=send, daemon=True).start()
+    extra = first_extra_s
+    try:
+        while data := src.recv(CHUNK):
+            # Both booked from now: the connection's own pace and its share of the link; the
+            # chunk has passed when both say so (a connection under its cap loses nothing).
+            passed = max(
+                cap.reserve(len(data)) if cap is not None else 0.0,
+                link.reserve(len(data)) if link is not None else 0.0,
+            )
+            _sleep_until(passed)
+            on_the_way.put((time.monotonic() + delay_s + extra, data))
+            extra = 0.0
+    except OSError:
+        pass
+    finally:
+        on_the_way.put(None)
 
 
 @dataclass
