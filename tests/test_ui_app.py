@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -185,3 +187,43 @@ def test_quitting_while_a_video_generates_asks_first(
         assert window.isVisible(), "the user chose to stay"
         window.close()
         assert not window.isVisible() and answers == []
+
+
+def _session(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, mock: bool) -> Any:
+    from wan_desktop.__main__ import build_parser
+    from wan_desktop.ui.app import Session
+    from wan_desktop.ui.collector import GuiCollector
+
+    for key, value in app_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    args = build_parser().parse_args(["--mock"] if mock else [])
+    return Session(args, started=0.0, api_factory=None, collector=GuiCollector())
+
+
+@pytest.mark.parametrize("case", ["mock", "libraries fail", "a model is loaded"])
+def test_the_heap_is_frozen_once_the_libraries_are_in_unless_a_model_is(
+    qapp: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: str
+) -> None:
+    import wan_desktop.ui.app as app_module
+
+    session = _session(monkeypatch, tmp_path, mock=case == "mock")
+    imported: list[bool] = []
+
+    def libraries() -> dict[str, str]:
+        imported.append(True)
+        raise ImportError("no torch here")
+
+    monkeypatch.setattr(app_module, "engine_libraries", libraries)
+    if case == "a model is loaded":
+        monkeypatch.setattr(session.engine, "loaded_models", lambda: [object()])
+    try:
+        asyncio.run(session._load_libraries())
+        assert imported == ([] if case == "mock" else [True])  # mock jobs need no libraries
+        frozen = session.collector.frozen
+        assert (frozen > 0) == (case != "a model is loaded")
+    finally:
+        session.collector.stop()
+        session.window.close()
+        session.studio.close()
+        session.engine.shutdown()
+    assert gc.get_freeze_count() == 0

@@ -86,3 +86,48 @@ def test_a_busy_gui_thread_does_not_hang_the_asking_thread(
     assert not thread.is_alive() and freed_on == []
     running.stop()  # stopping serves what was asked and gives automatic collection back
     assert freed_on == [threading.main_thread().name] and gc.isenabled()
+
+
+def test_a_full_pass_waits_until_the_old_generation_grew_by_a_quarter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    collector = GuiCollector()
+    full = gc.get_threshold()[2] + 1
+    monkeypatch.setattr(gc, "get_count", lambda: (0, 0, full))
+    collector._long_lived_total, collector._long_lived_pending = 1000, 249
+    collector.tick()
+    assert collector.collections == [0, 0, 0]  # as the interpreter: not worth a full pass yet
+    collector._long_lived_pending = 250
+    collector.tick()
+    assert collector.collections == [0, 0, 1]
+    assert collector._long_lived_pending == 0
+    assert collector.longest_ms[2] > 0
+
+
+def test_survivors_of_a_middle_pass_count_towards_the_quarter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    collector = GuiCollector()
+    keep = [[i] for i in range(1000)]  # young objects that survive
+    monkeypatch.setattr(gc, "get_count", lambda: (0, gc.get_threshold()[1] + 1, 0))
+    collector.tick()
+    assert collector.collections == [0, 1, 0]
+    assert collector._long_lived_pending >= len(keep)
+
+
+def test_a_frozen_heap_is_skipped_by_collections_and_given_back_on_stop(qapp: Any) -> None:
+    collector = GuiCollector()
+    collector.start()
+    try:
+        long_lived = [{"n": i} for i in range(1000)]
+        collector.freeze_long_lived()
+        assert collector.frozen == gc.get_freeze_count() > len(long_lived)
+        tracked = {id(o) for o in gc.get_objects()}
+        assert not any(id(o) in tracked for o in long_lived)  # no collection walks them now
+        freed_on: list[str] = []
+        _Cycle(freed_on)  # made after the freeze: still collected
+        collector.collect_full()
+        assert freed_on == [threading.main_thread().name]
+    finally:
+        collector.stop()
+    assert gc.get_freeze_count() == 0 and collector.frozen == 0

@@ -2,7 +2,9 @@
 
 The window is painted before anything slow happens: the engine's worker and memory sampler (whose
 first sample imports torch to read the hardware) start after the first paint, and every later
-slow step runs off the GUI thread.
+slow step runs off the GUI thread. After that the generation libraries are imported in the
+background (the first Generate then starts at once) and the heap they make is frozen, so that no
+later garbage collection on the GUI thread has to walk it (``collector.py``).
 """
 
 from __future__ import annotations
@@ -57,9 +59,16 @@ class Session:
     """Everything one run of the app owns, in the order it must be closed."""
 
     def __init__(
-        self, args: argparse.Namespace, *, started: float, api_factory: ServerFactory | None
+        self,
+        args: argparse.Namespace,
+        *,
+        started: float,
+        api_factory: ServerFactory | None,
+        collector: GuiCollector | None = None,
     ) -> None:
         self.args = args
+        self.collector = collector
+        self.libraries_loaded: asyncio.Future[None] | None = None
         self.started = started
         self.store = SettingsStore()
         settings = self.store.load_or_init()
@@ -80,6 +89,8 @@ class Session:
 
     def _start_engine(self) -> None:
         self.engine.start()
+        if not self.args.self_test:
+            self.libraries_loaded = asyncio.ensure_future(self._load_libraries())
         if self.studio.settings.api_enabled:
             self.api.apply(self.studio.settings)
         if self.engine.recovered:
@@ -91,6 +102,21 @@ class Session:
                     ("retry them from the Queue",),
                 )
             )
+
+    async def _load_libraries(self) -> None:
+        """Import what generation needs, off the GUI thread, then freeze the heap (once)."""
+        if not self.args.mock:
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(None, engine_libraries)
+            except Exception as exc:  # the first job reports it properly, with its fix
+                log.warning("the generation libraries did not load ahead of time: %s", exc)
+        if self.collector is None:
+            return
+        if self.engine.running_job_id is None and not self.engine.loaded_models():
+            self.collector.freeze_long_lived()
+        else:  # a model's objects must stay collectable: it will be unloaded one day
+            log.info("a job started before the libraries were in: the heap is not frozen")
 
     async def main(self) -> int:
         app = QApplication.instance()
@@ -151,6 +177,8 @@ class Session:
         return 0
 
     async def close(self) -> None:
+        if self.libraries_loaded is not None:
+            self.libraries_loaded.cancel()  # an import cannot stop; exit waits for it
         await self.api.stop()
         self.studio.close()
         loop = asyncio.get_running_loop()
@@ -186,8 +214,9 @@ def run(
     import qasync
 
     app = make_app()
+    collector = GuiCollector(app)  # Qt objects are only ever freed on this thread
     try:
-        session = Session(args, started=started, api_factory=api_factory)
+        session = Session(args, started=started, api_factory=api_factory, collector=collector)
     except Exception as exc:
         log.exception("the app could not start")
         if not args.self_test:
@@ -196,7 +225,6 @@ def run(
         return 1
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    collector = GuiCollector(app)  # Qt objects are only ever freed on this thread
     collector.start()
     try:
         with loop:
