@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wan_desktop.engine import InvalidInputError, Job, JobKind, JobState
+from wan_desktop.engine import Job, JobKind, JobState
 from wan_desktop.engine.explainer.params import (
     CONTEXT_MAX,
     QUALITY_PRESETS,
@@ -38,11 +38,9 @@ from wan_desktop.engine.explainer.params import (
 )
 from wan_desktop.engine.explainer.settings import ExplainerSettings, StorageMode
 
-from .. import format as fmt
-from ..fit import estimate_text
 from ..jobview import JobCard
 from ..pictures import Picture, job_image, thumbnail
-from ..state import Notice, Studio
+from ..state import Studio
 from ..widgets import (
     Badge,
     Card,
@@ -52,10 +50,10 @@ from ..widgets import (
     label,
     padded,
     page_layout,
-    route_errors,
     scroll_page,
     set_prop,
 )
+from .form import JobForm
 
 if TYPE_CHECKING:
     from ..player import Player
@@ -242,7 +240,10 @@ class LatestExplainer(Card):
             self.player.shutdown()
 
 
-class ExplainerPanel(QWidget):
+class ExplainerPanel(QWidget, JobForm):
+    KIND = JobKind.explainer
+    FIX_HINT = "Fix the highlighted fields, then try again."
+
     def __init__(self, studio: Studio) -> None:
         super().__init__()
         self.studio = studio
@@ -505,31 +506,8 @@ class ExplainerPanel(QWidget):
             "burn_subtitles": self.subtitles_field,
         }
 
-    @Slot()
-    def submit(self) -> Job | None:
-        self.show_errors({})
-        try:
-            job = self.studio.submit(self.params(), JobKind.explainer)
-        except InvalidInputError as exc:
-            self.show_errors(exc.errors)
-            return None
-        except Exception as exc:  # the engine could not take it (e.g. misconfigured)
-            self.show_errors({"": str(exc)})
-            return None
-        self.estimate.setText(
-            f"Queued  ·  {estimate_text(job.estimate) or 'no estimate'}"
-            + (f"  ·  {job.label}" if job.label else "")
-        )
+    def show_queued(self, job: Job) -> None:
         self.latest.show_job(job)
-        self.studio.post(Notice("info", "Queued", fmt.summary(job), job_id=job.id))
-        return job
-
-    def show_errors(self, errors: Mapping[str, str]) -> None:
-        general = route_errors(self.fields(), errors)
-        self.general_error.setText("\n".join(general))
-        self.general_error.setVisible(bool(general))
-        if errors:
-            self.estimate.setText("Fix the highlighted fields, then try again.")
 
     @Slot(object)
     def load_params(self, params: Mapping[str, Any]) -> None:

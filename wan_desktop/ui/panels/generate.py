@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wan_desktop.engine import InvalidInputError, Job
+from wan_desktop.engine import Job, JobKind
 from wan_desktop.engine.hardware import ENV_PROFILE
 from wan_desktop.engine.params import (
     CONTRACT_RESOLUTIONS,
@@ -39,7 +39,7 @@ from wan_desktop.models.manifest import parse_resolution
 from .. import format as fmt
 from .. import icons, theme
 from ..dropzone import DropZone
-from ..fit import UNKNOWN, Fit, estimate_text
+from ..fit import UNKNOWN, Fit
 from ..loras import LoraPicker
 from ..model_picker import ModelPicker
 from ..state import Notice, Studio
@@ -52,18 +52,22 @@ from ..widgets import (
     label,
     padded,
     page_layout,
-    route_errors,
     scroll_page,
     set_prop,
     tool,
 )
+from .form import JobForm
 from .latest import NowPanel
 
 # The fit check waits for the user to stop typing or dragging for this long.
 FIT_DEBOUNCE_MS = 200
 
 
-class GeneratePanel(QWidget):
+class GeneratePanel(QWidget, JobForm):
+    KIND = JobKind.wan
+    FIX_HINT = "Fix the highlighted fields, then generate again."
+    ERRORS_BY_BASE = True
+
     def __init__(self, studio: Studio) -> None:
         super().__init__()
         self.studio = studio
@@ -511,24 +515,8 @@ class GeneratePanel(QWidget):
             p["loras"] = loras
         return p
 
-    @Slot()
-    def submit(self) -> Job | None:
-        self.show_errors({})
-        try:
-            job = self.studio.submit(self.params())
-        except InvalidInputError as exc:
-            self.show_errors(exc.errors)
-            return None
-        except Exception as exc:  # the engine could not take it (e.g. no pipeline)
-            self.show_errors({"": str(exc)})
-            return None
-        self.estimate.setText(
-            f"Queued  ·  {estimate_text(job.estimate) or 'no estimate'}"
-            + (f"  ·  {job.label}" if job.label else "")
-        )
+    def show_queued(self, job: Job) -> None:
         self.now.show_job(job)
-        self.studio.post(Notice("info", "Queued", fmt.summary(job), job_id=job.id))
-        return job
 
     def fields(self) -> dict[str, Field]:
         return {
@@ -547,13 +535,6 @@ class GeneratePanel(QWidget):
             "end_image": self.end_image_field,
             "loras": self.loras.field,
         }
-
-    def show_errors(self, errors: Mapping[str, str]) -> None:
-        general = route_errors(self.fields(), errors, base=True)
-        self.general_error.setText("\n".join(general))
-        self.general_error.setVisible(bool(general))
-        if errors:
-            self.estimate.setText("Fix the highlighted fields, then generate again.")
 
     @Slot(object)
     def load_params(self, params: Mapping[str, Any]) -> None:
