@@ -27,13 +27,13 @@ sys.path.insert(0, str(ROOT))
 
 from tests.engine_helpers import Recorder, mock_engine, wait_job  # noqa: E402
 from wan_desktop.engine import JobKind, JobSpec, JobStage, JobState  # noqa: E402
-from wan_desktop.engine.explainer import ExplainerPipeline, pipeline  # noqa: E402
-from wan_desktop.engine.explainer.sandbox import (  # noqa: E402
+from wan_desktop.explainer import ExplainerPipeline, pipeline  # noqa: E402
+from wan_desktop.explainer.sandbox import (  # noqa: E402
     _bwrap_args,
     _unshare_args,
     detect_isolation,
 )
-from wan_desktop.engine.explainer.settings import ExplainerSettings, SandboxMode  # noqa: E402
+from wan_desktop.explainer.settings import ExplainerSettings, SandboxMode  # noqa: E402
 
 JOB = {
     "topic": "How a rainbow forms",

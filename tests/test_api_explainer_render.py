@@ -20,7 +20,7 @@ from tests.seaweedfs import SeaweedS3, seaweedfs, weed_binary
 from tests.test_api_ws import recv_until, subscribed
 from tests.test_explainer_pipeline import PHOTOSYNTHESIS, explainer_engine
 from wan_desktop.engine import JobState
-from wan_desktop.engine.explainer.settings import S3Settings
+from wan_desktop.explainer.settings import S3Settings
 
 pytestmark = pytest.mark.slow
 

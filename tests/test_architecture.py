@@ -13,11 +13,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "wan_desktop"
 ALLOWED = {
     "models": set(),
     "engine": {"models"},
-    "api": {"engine", "models"},
-    "ui": {"engine", "models"},
+    "explainer": {"engine", "models"},
+    "api": {"engine", "explainer", "models"},
+    "ui": {"engine", "explainer", "models"},
 }
 # ui and api are two faces of one engine and never import each other: the app's entry point
-# (wan_desktop/__main__.py) gives the GUI the API's server class.
+# (wan_desktop/__main__.py) gives the GUI the API's server class. The explainer is a pipeline
+# beside the engine: it registers itself, and the engine never imports it.
 HEAVY = ("torch", "diffusers", "transformers", "PySide6", "manim", "boto3", "fastapi")
 
 
@@ -71,3 +73,82 @@ def test_models_and_cli_import_nothing_heavy_at_module_level() -> None:
             if top and module.split(".")[0] in HEAVY:
                 violations.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}")
     assert not violations, "\n".join(violations)
+
+
+def test_access_module_imports_only_the_orchestrator() -> None:
+    """``access.py`` is shared by the app and the API, so it stands below both of them."""
+    path = PACKAGE / "access.py"
+    parts = {_part(module) for module, _, _ in _imports(path)} - {None}
+    assert parts <= {"models"}, f"access.py imports {sorted(p for p in parts if p)}"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph(files: list[Path]) -> dict[str, set[str]]:
+    """Module → the package's modules it imports (lazily or for type checking too)."""
+    names = {_module_name(p): p for p in files}
+    graph: dict[str, set[str]] = {name: set() for name in names}
+    for name, path in names.items():
+        tree = ast.parse(path.read_text("utf-8"))
+        for module, _, _ in _imports(path):
+            if module in names and module != name:
+                graph[name].add(module)
+        # ``from package import submodule`` names the submodule, not only the package.
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    pkg = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                    pkg = pkg[: len(pkg) - node.level + 1]
+                    base = ".".join([*pkg, node.module] if node.module else pkg)
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    if sub in names and sub != name:
+                        graph[name].add(sub)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+@pytest.mark.parametrize("part", sorted(set(ALLOWED) - {"models"}))
+def test_no_import_cycle_inside_a_part(part: str) -> None:
+    """Counting lazy and type-only imports: a cycle means two modules are really one."""
+    files = [p for p in (PACKAGE / part).rglob("*.py") if p.name != "__init__.py"]
+    cycles = _cycles(_import_graph(files))
+    assert not cycles, "import cycles: " + "; ".join(" ↔ ".join(c) for c in cycles)

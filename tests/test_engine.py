@@ -38,7 +38,7 @@ from wan_desktop.engine import (
     QueueChanged,
 )
 from wan_desktop.engine.context import JobContext
-from wan_desktop.engine.jobs import JobOutput
+from wan_desktop.engine.jobs import JobKind, JobOutput, JobSpec
 from wan_desktop.engine.outputs import read_mp4
 from wan_desktop.engine.pipelines.base import LoadedModel
 from wan_desktop.engine.pipelines.mock import MOCK_LABEL
@@ -388,3 +388,22 @@ def test_development_mode_can_be_switched_for_later_jobs(engine: Any) -> None:
     assert engine.models.resolve("T2V-A14B")[1].name == "tiny"
     engine.set_dev_mode(False)
     assert engine.models.resolve("T2V-A14B")[1].name == "bf16"
+
+
+def test_a_job_kind_without_a_registered_pipeline_is_refused_with_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine knows pipelines only through the registry; the explainer registers itself."""
+    from wan_desktop import explainer
+    from wan_desktop.engine.pipelines import registry
+
+    explainer.register()
+    assert registry.registered(JobKind.explainer)
+    monkeypatch.delitem(registry._factories, (JobKind.explainer, False))
+    engine = mock_engine(tmp_path, start=False)
+    try:
+        with pytest.raises(EngineError, match=r"explainer jobs are not available.*explainer extra"):
+            engine.submit(JobSpec(kind=JobKind.explainer, params={"topic": "x"}))
+        assert engine.jobs() == []
+    finally:
+        engine.shutdown()

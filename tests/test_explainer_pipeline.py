@@ -32,11 +32,11 @@ from wan_desktop.engine import (
     JobStateChanged,
     JobStep,
 )
-from wan_desktop.engine.explainer import ExplainerPipeline
-from wan_desktop.engine.explainer.offline import OfflineWriter
-from wan_desktop.engine.explainer.params import ExplainerParams
-from wan_desktop.engine.explainer.pipeline import OFFLINE_LABEL
-from wan_desktop.engine.explainer.settings import ExplainerSettings, LlmSettings
+from wan_desktop.explainer import ExplainerPipeline
+from wan_desktop.explainer.offline import OfflineWriter
+from wan_desktop.explainer.params import ExplainerParams
+from wan_desktop.explainer.pipeline import OFFLINE_LABEL
+from wan_desktop.explainer.settings import ExplainerSettings, LlmSettings
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from wan_desktop.engine.explainer.codecheck import check_scene_code
-from wan_desktop.engine.explainer.sandbox import (
+from wan_desktop.explainer.codecheck import check_scene_code
+from wan_desktop.explainer.sandbox import (
     Isolation,
     Limits,
     RenderOutcome,
@@ -31,7 +31,7 @@ from wan_desktop.engine.explainer.sandbox import (
     _unshare_args,
     detect_isolation,
 )
-from wan_desktop.engine.explainer.settings import SandboxMode
+from wan_desktop.explainer.settings import SandboxMode
 
 pytestmark = pytest.mark.slow
 
@@ -197,8 +197,8 @@ self.wait(0.2)
 APP = """
 import sys
 from pathlib import Path
-from wan_desktop.engine.explainer.sandbox import Limits, SceneSandbox, detect_isolation
-from wan_desktop.engine.explainer.settings import SandboxMode
+from wan_desktop.explainer.sandbox import Limits, SceneSandbox, detect_isolation
+from wan_desktop.explainer.settings import SandboxMode
 box = SceneSandbox(detect_isolation(SandboxMode(sys.argv[3])), Limits(600, 2048))
 box.render(sys.argv[1], "Scene01", Path(sys.argv[2]), quality="low_quality")
 """

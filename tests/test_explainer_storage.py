@@ -13,8 +13,8 @@ from tests.engine_helpers import wait_job
 from tests.seaweedfs import FlakyProxy, SeaweedS3, seaweedfs, weed_binary
 from tests.test_explainer_pipeline import explainer, explainer_engine
 from wan_desktop.engine import FailureCategory, JobState
-from wan_desktop.engine.explainer.settings import S3Settings
-from wan_desktop.engine.explainer.storage import S3Uploader, StorageError, presigned_url
+from wan_desktop.explainer.settings import S3Settings
+from wan_desktop.explainer.storage import S3Uploader, StorageError, presigned_url
 
 pytestmark = [
     pytest.mark.slow,

@@ -20,18 +20,18 @@ from tests.fake_chat import (
     scene_code,
 )
 from wan_desktop.engine import InvalidInputError
-from wan_desktop.engine.explainer.answers import AnswerError, extract_code, extract_json
-from wan_desktop.engine.explainer.codecheck import check_scene_code
-from wan_desktop.engine.explainer.content import analyse, parse_function
-from wan_desktop.engine.explainer.llm import ChatClient, ChatError
-from wan_desktop.engine.explainer.llm_writer import LlmWriter
-from wan_desktop.engine.explainer.media import cues_for, srt_text
-from wan_desktop.engine.explainer.offline import OfflineWriter
-from wan_desktop.engine.explainer.params import ExplainerParams, validate_explainer_params
-from wan_desktop.engine.explainer.plan import SceneKind
-from wan_desktop.engine.explainer.rag import NotesIndex
-from wan_desktop.engine.explainer.retry import backoff_delays, with_retries
-from wan_desktop.engine.explainer.settings import (
+from wan_desktop.explainer.answers import AnswerError, extract_code, extract_json
+from wan_desktop.explainer.codecheck import check_scene_code
+from wan_desktop.explainer.content import analyse, parse_function
+from wan_desktop.explainer.llm import ChatClient, ChatError
+from wan_desktop.explainer.llm_writer import LlmWriter
+from wan_desktop.explainer.media import cues_for, srt_text
+from wan_desktop.explainer.offline import OfflineWriter
+from wan_desktop.explainer.params import ExplainerParams, validate_explainer_params
+from wan_desktop.explainer.plan import SceneKind
+from wan_desktop.explainer.rag import NotesIndex
+from wan_desktop.explainer.retry import backoff_delays, with_retries
+from wan_desktop.explainer.settings import (
     ExplainerSettings,
     S3Settings,
     SandboxMode,
@@ -472,7 +472,7 @@ def test_the_engine_loads_the_pipeline_on_first_use_with_settings_from_the_envir
 ) -> None:
     from tests.engine_helpers import mock_engine
     from wan_desktop.engine import EngineError, JobKind, JobSpec
-    from wan_desktop.engine.explainer import ExplainerPipeline
+    from wan_desktop.explainer import ExplainerPipeline
 
     monkeypatch.setenv("DEFAULT_QUALITY", "4k")
     engine = mock_engine(tmp_path)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.ui_helpers import make_window, mock_studio, wait_until
 from wan_desktop.engine import Job, JobKind, JobState
-from wan_desktop.engine.explainer.pipeline import OFFLINE_LABEL
+from wan_desktop.explainer.pipeline import OFFLINE_LABEL
 from wan_desktop.ui.jobview import EXPLAINER_PHASES, phase_of
 from wan_desktop.ui.panels.explainer import ExplainerPanel
 from wan_desktop.ui.panels.gallery import GalleryPanel

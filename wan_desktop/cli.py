@@ -20,7 +20,7 @@ COMMAND_MODULES = (
     "wan_desktop.models.cli",
     "wan_desktop.engine.cli",
     "wan_desktop.api.cli",
-    "wan_desktop.engine.explainer.cli",
+    "wan_desktop.explainer.cli",
 )
 
 

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, WebSocket
 from starlette.middleware.cors import CORSMiddleware
 
-from wan_desktop import __version__
+from wan_desktop import __version__, explainer
 from wan_desktop.engine import Engine
 from wan_desktop.engine.lora_library import LoraLibrary
 
@@ -40,6 +40,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or ApiSettings()
     settings.check()
+    explainer.register()  # the /videos routes submit explainer jobs
     es = engine.settings
     mapper = Mapper(engine.models.manifest, loras_dir=es.loras_dir, uploads_dir=es.uploads_dir)
     stats = SystemStats(engine, settings)

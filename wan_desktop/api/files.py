@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi.responses import FileResponse
 
-from wan_desktop.engine.explainer.storage import CONTENT_TYPES as MEDIA_TYPES
+from wan_desktop.explainer.storage import CONTENT_TYPES as MEDIA_TYPES
 
 
 def send_file(

@@ -28,8 +28,8 @@ class RemoteLinks:
     def link(self, uri: str) -> str:
         """A presigned URL for ``s3://bucket/key``; 503 with what to fix when none can be made."""
         try:
-            from wan_desktop.engine.explainer.pipeline import ExplainerPipeline
-            from wan_desktop.engine.explainer.storage import presigned_url, s3_client
+            from wan_desktop.explainer.pipeline import ExplainerPipeline
+            from wan_desktop.explainer.storage import presigned_url, s3_client
 
             pipeline = self.engine.pipeline(JobKind.explainer)
             if not isinstance(pipeline, ExplainerPipeline):

@@ -8,7 +8,6 @@ thread; model downloads run beside it. Everything that happens is published as a
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import threading
 import time
@@ -17,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from wan_desktop.models import ModelError, ModelStore
 from wan_desktop.models.sources import CancelToken
@@ -46,6 +45,7 @@ from .jobs import FailureCategory, Job, JobFailure, JobKind, JobSpec, JobState, 
 from .jobstore import JobStore
 from .lora import AppliedLora, LoraState
 from .outputs import OutputStore
+from .pipelines import registry
 from .pipelines.base import LoadedModel, Pipeline
 from .settings import EngineSettings
 
@@ -111,7 +111,8 @@ class Engine:
     def subscribe(self, listener: Listener, *, name: str = "listener") -> Subscription:
         return self.bus.subscribe(listener, name=name)
 
-    def _publish(self, event: Event) -> None:
+    def publish(self, event: Event) -> None:
+        """Hand ``event`` to every subscriber (from any thread)."""
         self.bus.publish(event)
 
     # ------------------------------------------------------------------------------ hardware
@@ -141,28 +142,7 @@ class Engine:
             return self._pipelines[key]
 
     def _make_pipeline(self, kind: JobKind, mock: bool) -> Pipeline:
-        if kind is JobKind.wan and mock:
-            from .pipelines.mock import MockPipeline
-
-            return MockPipeline(self.models.manifest)
-        if kind is JobKind.wan:
-            try:
-                wan = importlib.import_module(".pipelines.wan", __package__)
-            except ImportError as exc:
-                raise EngineError(
-                    f"Wan generation is not available: {exc}. Install the engine packages "
-                    "(scripts/setup.sh) or start in mock mode (WAN_MOCK=1) to try the app"
-                ) from exc
-            return cast(Pipeline, wan.WanPipeline(self))
-        if kind is JobKind.explainer:
-            try:
-                explainer = importlib.import_module(".explainer", __package__)
-            except ImportError as exc:
-                raise EngineError(
-                    f"explainer videos are not available: {exc}. Install the explainer extra"
-                ) from exc
-            return cast(Pipeline, explainer.ExplainerPipeline(self))
-        raise EngineError(f"no pipeline for {kind}")
+        return registry.create(kind, self, mock=mock)
 
     def loaded_models(self) -> list[LoadedModel]:
         with self._pipelines_lock:
@@ -249,8 +229,8 @@ class Engine:
             )
             self.store.insert(job)
             self._cond.notify_all()
-        self._publish(JobStateChanged(job=job, previous=None))
-        self._publish(QueueChanged(reason="submitted", job_ids=(job.id,), paused=self._paused))
+        self.publish(JobStateChanged(job=job, previous=None))
+        self.publish(QueueChanged(reason="submitted", job_ids=(job.id,), paused=self._paused))
         return job
 
     def _position_for(self, priority: Priority) -> float:
@@ -281,8 +261,8 @@ class Engine:
                     stage_message="cancelled",
                     eta_s=None,
                 )
-                self._publish(JobStateChanged(job=job, previous=JobState.queued))
-                self._publish(
+                self.publish(JobStateChanged(job=job, previous=JobState.queued))
+                self.publish(
                     QueueChanged(reason="cancelled", job_ids=(job_id,), paused=self._paused)
                 )
                 return job
@@ -302,7 +282,7 @@ class Engine:
             self.store.delete(job_id)
         if delete_outputs:
             self.outputs.delete(job_id)
-        self._publish(QueueChanged(reason="deleted", job_ids=(job_id,), paused=self._paused))
+        self.publish(QueueChanged(reason="deleted", job_ids=(job_id,), paused=self._paused))
 
     def delete_output(self, job_id: str) -> int:
         """Remove a finished job's video, thumbnail and sidecar; the job stays in history."""
@@ -311,7 +291,7 @@ class Engine:
             raise JobStateError(job_id, job.state, "delete the output of", "it is still running")
         freed = self.outputs.delete(job_id)
         self.store.update(job_id, output=None)
-        self._publish(QueueChanged(reason="output_deleted", job_ids=(job_id,), paused=self._paused))
+        self.publish(QueueChanged(reason="output_deleted", job_ids=(job_id,), paused=self._paused))
         return freed
 
     def retry(self, job_id: str) -> Job:
@@ -336,7 +316,7 @@ class Engine:
                     raise JobStateError(jid, job.state, "reorder", "only queued jobs move")
             slots = sorted(self.store.positions(job_ids).values())
             self.store.set_positions(dict(zip(job_ids, slots, strict=True)))
-        self._publish(QueueChanged(reason="reordered", job_ids=tuple(job_ids), paused=self._paused))
+        self.publish(QueueChanged(reason="reordered", job_ids=tuple(job_ids), paused=self._paused))
         return self.store.queued()
 
     def clear_finished(self, states: Iterable[JobState] = (JobState.completed,)) -> int:
@@ -346,7 +326,7 @@ class Engine:
         jobs = self.store.list_jobs(states=wanted)
         for job in jobs:
             self.store.delete(job.id)
-        self._publish(
+        self.publish(
             QueueChanged(reason="cleared", job_ids=tuple(j.id for j in jobs), paused=self._paused)
         )
         return len(jobs)
@@ -356,14 +336,14 @@ class Engine:
         with self._cond:
             self._paused = True
             self.store.set_meta(META_PAUSED, "1")
-        self._publish(QueueChanged(reason="paused", paused=True))
+        self.publish(QueueChanged(reason="paused", paused=True))
 
     def resume(self) -> None:
         with self._cond:
             self._paused = False
             self.store.set_meta(META_PAUSED, "0")
             self._cond.notify_all()
-        self._publish(QueueChanged(reason="resumed", paused=False))
+        self.publish(QueueChanged(reason="resumed", paused=False))
 
     def set_dev_mode(self, on: bool) -> None:
         """Switch development mode (tiny random-weight variants) for jobs submitted from now on.
@@ -412,18 +392,18 @@ class Engine:
 
     def _download(self, model_id: str, variant: str, token: CancelToken) -> Path:
         def on_progress(p: DownloadProgress) -> None:
-            self._publish(ModelDownload(progress=p))
+            self.publish(ModelDownload(progress=p))
 
         try:
             path = self.models.ensure(model_id, variant, progress=on_progress, cancel=token)
         except ModelError as exc:
-            self._publish(
+            self.publish(
                 ModelDownloadFinished(
                     model_id=model_id, variant=variant, ok=False, error=str(exc), code=str(exc.code)
                 )
             )
             raise
-        self._publish(ModelDownloadFinished(model_id=model_id, variant=variant, ok=True))
+        self.publish(ModelDownloadFinished(model_id=model_id, variant=variant, ok=True))
         return path
 
     # ---------------------------------------------------------------------------------- worker
@@ -511,7 +491,7 @@ class Engine:
             progress=progress,
             stage_message=failure.message if failure else str(state),
         )
-        self._publish(
+        self.publish(
             JobStage(
                 job_id=ctx.job_id,
                 stage=stage,
@@ -519,8 +499,8 @@ class Engine:
                 message=failure.message if failure else "",
             )
         )
-        self._publish(JobStateChanged(job=ctx.job, previous=previous))
-        self._publish(QueueChanged(reason=str(state), job_ids=(ctx.job_id,), paused=self._paused))
+        self.publish(JobStateChanged(job=ctx.job, previous=previous))
+        self.publish(QueueChanged(reason=str(state), job_ids=(ctx.job_id,), paused=self._paused))
 
     def _unload_idle(self) -> None:
         limit = self.settings.idle_unload_s
@@ -533,7 +513,7 @@ class Engine:
             m = p.loaded()
             if m is not None and now - m.last_used > limit:
                 p.unload("idle")
-                self._publish(ModelUnloaded(model_id=m.model_id, variant=m.variant, reason="idle"))
+                self.publish(ModelUnloaded(model_id=m.model_id, variant=m.variant, reason="idle"))
 
     def _unload_all(self, reason: str) -> None:
         with self._pipelines_lock:
@@ -542,7 +522,7 @@ class Engine:
             m = p.loaded()
             if m is not None:
                 p.unload(reason)
-                self._publish(ModelUnloaded(model_id=m.model_id, variant=m.variant, reason=reason))
+                self.publish(ModelUnloaded(model_id=m.model_id, variant=m.variant, reason=reason))
 
     # --------------------------------------------------------------------------------- memory
 
@@ -553,7 +533,7 @@ class Engine:
             except Exception:
                 log.exception("memory sample failed")
             else:
-                self._publish(sample)
+                self.publish(sample)
                 self._check_vram(sample)
             with self._cond:
                 if self._cond.wait_for(lambda: self._stopping, self.settings.memory_sample_s):
@@ -566,7 +546,7 @@ class Engine:
         if now - self._last_vram_alert < VRAM_ALERT_INTERVAL_S:
             return
         self._last_vram_alert = now
-        self._publish(
+        self.publish(
             Alert(
                 kind="vram",
                 severity=sample.warning_level,

@@ -21,7 +21,7 @@ from typing import Any
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from wan_desktop import __version__
+from wan_desktop import __version__, explainer
 from wan_desktop.engine import Engine
 
 from . import icons, theme
@@ -74,6 +74,7 @@ class Session:
         settings = self.store.load_or_init()
         if args.api:
             settings = dataclasses.replace(settings, api_enabled=True)
+        explainer.register()  # the Explainer page submits explainer jobs
         self.engine = Engine(engine_settings(settings, mock=args.mock, dev=args.dev), start=False)
         self.studio = Studio(self.engine, self.store, settings)
         self.api = ApiController(self.engine, api_factory)

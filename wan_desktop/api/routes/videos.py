@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from wan_desktop.engine import InvalidInputError, Job, JobKind, JobNotFoundError, JobSpec, JobState
 from wan_desktop.engine import Priority as EnginePriority
-from wan_desktop.engine.explainer.params import CONTEXT_MAX, SCENES_RANGE, TOPIC_MAX
 from wan_desktop.engine.outputs import JOB_ID_RE
+from wan_desktop.explainer.params import CONTEXT_MAX, SCENES_RANGE, TOPIC_MAX
 
 from .. import job_status
 from ..context import ApiContext, Ctx

@@ -1,17 +1,46 @@
-"""What a pipeline is to the engine: validate a request, describe it, run it, unload."""
+"""What a pipeline is to the engine, and what the engine is to a pipeline.
+
+A ``Pipeline`` validates a request, describes it, runs it and unloads. It sees the engine only
+through ``PipelineHost``: the model store, the settings, the hardware profile and event
+publishing (cancellation travels with each job's ``JobContext``). Pipelines are made by the
+factories in ``registry.py``, so the engine needs to know no pipeline's module.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..jobs import JobKind, JobOutput
 
 if TYPE_CHECKING:
+    from wan_desktop.models import ModelStore
+
     from ..context import JobContext
+    from ..events import Event
+    from ..hardware import HardwareProfile
     from ..lora import LoraState
+    from ..settings import EngineSettings
+
+
+class PipelineHost(Protocol):
+    """The part of the engine a pipeline may use (``Engine`` implements it)."""
+
+    @property
+    def models(self) -> ModelStore: ...
+
+    @property
+    def settings(self) -> EngineSettings: ...
+
+    @property
+    def hardware(self) -> HardwareProfile:
+        """Read once; the first call may import torch."""
+        ...
+
+    def publish(self, event: Event) -> None:
+        """Hand an event to every subscriber of the engine."""
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,11 @@ from ..lora import LoraSet, LoraState
 from ..model_facts import facts_for
 from ..params import WanParams, validate_wan_params
 from ..planner import STRATEGIES, JobShape, MemoryPlan, plan
-from .base import JobDescription, LoadedModel, Pipeline
+from .base import JobDescription, LoadedModel, Pipeline, PipelineHost
 from .common import save_video
 
 if TYPE_CHECKING:
     from ..context import JobContext
-    from ..engine import Engine
 
 HIGH_NOISE, LOW_NOISE = "high_noise", "low_noise"
 PROMPT_CACHE = 16
@@ -77,8 +76,8 @@ class WanPipeline(Pipeline):
     kind = JobKind.wan
     mock = False
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, host: PipelineHost) -> None:
+        self.host = host
         self._loaded: _Loaded | None = None
         self._lock = threading.RLock()
         self._hashes: dict[tuple[str, int, int], str | None] = {}
@@ -86,15 +85,15 @@ class WanPipeline(Pipeline):
     # ------------------------------------------------------------------------ submit time
 
     def validate(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        manifest = self.engine.models.manifest
-        return validate_wan_params(raw, manifest, dev_mode=self.engine.settings.dev_mode).to_dict()
+        manifest = self.host.models.manifest
+        return validate_wan_params(raw, manifest, dev_mode=self.host.settings.dev_mode).to_dict()
 
     def describe(self, params: Mapping[str, Any]) -> JobDescription:
         p = WanParams.from_dict(params)
-        spec, var = self.engine.models.resolve(p.model, p.variant)
-        status = self.engine.models.status(spec.id, var.name)
+        spec, var = self.host.models.resolve(p.model, p.variant)
+        status = self.host.models.status(spec.id, var.name)
         facts = facts_for(spec, status.path if status.complete else None)
-        estimate = plan(facts, var.dtype, _shape(p), self.engine.hardware).estimate()
+        estimate = plan(facts, var.dtype, _shape(p), self.host.hardware).estimate()
         return JobDescription(
             model_id=spec.id,
             variant=var.name,
@@ -135,7 +134,7 @@ class WanPipeline(Pipeline):
         if info is None:
             return
         self.unload(reason)
-        self.engine.bus.publish(
+        self.host.publish(
             ModelUnloaded(model_id=info.model_id, variant=info.variant, reason=reason)
         )
 
@@ -144,7 +143,7 @@ class WanPipeline(Pipeline):
     def run(self, ctx: JobContext) -> JobOutput:
 
         p = WanParams.from_dict(ctx.params)
-        models = self.engine.models
+        models = self.host.models
         spec, var = models.resolve(p.model, p.variant)
         label = f"{spec.title}, {var.name} variant" + (f" ({var.label})" if var.development else "")
         ctx.stage("initializing", 0.01, label)
@@ -155,11 +154,11 @@ class WanPipeline(Pipeline):
     def _run(self, ctx: JobContext, p: WanParams, spec: ModelSpec, var: VariantSpec) -> JobOutput:
         from . import wan_load
 
-        models = self.engine.models
+        models = self.host.models
         if not models.status(spec.id, var.name).complete:
             ctx.stage("downloading_model", 0.02, f"{spec.title} ({var.name}) is not on disk yet")
         folder = ctx.ensure_model(spec.id, var.name)
-        profile = self.engine.hardware
+        profile = self.host.hardware
         try:
             device = wan_load.resolve_device(profile.device)
         except RuntimeError as exc:
@@ -278,7 +277,7 @@ class WanPipeline(Pipeline):
         t0 = time.monotonic()
         pipe = wan_load.load_pipeline(folder, mp.compute_dtype)
         preview = None
-        if self.engine.settings.preview_every > 0:
+        if self.host.settings.preview_every > 0:
             preview = LatentPreview.fit(pipe.vae, int(pipe.vae_scale_factor_spatial))
         wan_load.apply_strategy(pipe, mp, device)
         strategy = STRATEGIES[mp.strategy]
@@ -290,12 +289,12 @@ class WanPipeline(Pipeline):
         wan_load.settle_heap()
         load_s = time.monotonic() - t0
         loaded = _Loaded(key, spec.id, var.name, folder, mp, pipe, device, loras, load_s)
-        loaded.lease.enter_context(self.engine.models.use(spec.id, var.name))
+        loaded.lease.enter_context(self.host.models.use(spec.id, var.name))
         loaded.preview = preview
         with self._lock:
             self._loaded = loaded
         timings["load"] = round(load_s, 3)
-        self.engine.bus.publish(
+        self.host.publish(
             ModelLoaded(model_id=spec.id, variant=var.name, strategy=mp.strategy, seconds=load_s)
         )
         ctx.log("info", f"loaded {spec.id} ({var.name}) in {load_s:.1f} s: {mp.strategy}")
@@ -364,7 +363,7 @@ class WanPipeline(Pipeline):
             done = i + 1
             remaining = Counter(schedule[done:])
             ctx.step(done, n, expert=schedule[i], remaining=dict(remaining))
-            every = self.engine.settings.preview_every
+            every = self.host.settings.preview_every
             if model.preview is not None and every > 0 and done % every == 0 and done < n:
                 ctx.preview(done, model.preview(kwargs["latents"]))
             if done == n:

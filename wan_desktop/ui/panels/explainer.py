@@ -30,13 +30,13 @@ from PySide6.QtWidgets import (
 )
 
 from wan_desktop.engine import Job, JobKind, JobState
-from wan_desktop.engine.explainer.params import (
+from wan_desktop.explainer.params import (
     CONTEXT_MAX,
     QUALITY_PRESETS,
     SCENES_RANGE,
     TOPIC_MAX,
 )
-from wan_desktop.engine.explainer.settings import ExplainerSettings, StorageMode
+from wan_desktop.explainer.settings import ExplainerSettings, StorageMode
 
 from ..jobview import JobCard
 from ..pictures import Picture, job_image, thumbnail

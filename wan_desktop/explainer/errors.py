@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 
-from ..errors import JobFailedError
-from ..jobs import FailureCategory
+from wan_desktop.engine.errors import JobFailedError
+from wan_desktop.engine.jobs import FailureCategory
 
 
 class ExplainerErrorCode(enum.StrEnum):

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import InvalidInputError
+from wan_desktop.engine.errors import InvalidInputError
+
 from .settings import QUALITIES, ExplainerSettings, StorageMode
 
 TOPIC_MAX = 500

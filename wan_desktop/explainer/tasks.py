@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import JobCancelledError
+from wan_desktop.engine.errors import JobCancelledError
 
 if TYPE_CHECKING:
-    from ..context import JobContext
+    from wan_desktop.engine.context import JobContext
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import EngineError, JobCancelledError
-from ..jobs import JobKind, JobOutput, JobState
-from ..outputs import library_versions, write_json
-from ..pipelines.base import JobDescription, Pipeline
+from wan_desktop.engine.errors import EngineError, JobCancelledError
+from wan_desktop.engine.jobs import JobKind, JobOutput, JobState
+from wan_desktop.engine.outputs import library_versions, write_json
+from wan_desktop.engine.pipelines.base import JobDescription, Pipeline, PipelineHost
+
 from .answers import AnswerError
 from .errors import ExplainerErrorCode, failure
 from .llm import ChatClient, ChatError
@@ -38,8 +39,7 @@ from .settings import ExplainerSettings, StorageMode
 from .tasks import Sink, run_tasks
 
 if TYPE_CHECKING:
-    from ..context import JobContext
-    from ..engine import Engine
+    from wan_desktop.engine.context import JobContext
 
 T = TypeVar("T")
 
@@ -84,10 +84,10 @@ class ExplainerPipeline(Pipeline):
     mock = False
 
     def __init__(
-        self, engine: Engine | None = None, *, settings: ExplainerSettings | None = None
+        self, host: PipelineHost | None = None, *, settings: ExplainerSettings | None = None
     ) -> None:
         if settings is None:
-            extra = engine.settings.extra.get("explainer", {}) if engine is not None else {}
+            extra = host.settings.extra.get("explainer", {}) if host is not None else {}
             try:
                 settings = ExplainerSettings.from_env(**dict(extra))
             except ValueError as exc:

@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ..outputs import atomic_path, write_thumbnail
+from wan_desktop.engine.outputs import atomic_path, write_thumbnail
 
 log = logging.getLogger("wan_desktop.explainer.media")
 
