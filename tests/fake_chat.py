@@ -21,6 +21,7 @@ from typing import Any
 class Fail:
     status: int
     body: str = '{"error": {"message": "scripted failure"}}'
+    retry_after: str | None = None  # a Retry-After header to send with it
 
 
 Reply = str | Fail | Callable[[dict[str, Any]], str]
@@ -66,7 +67,9 @@ class FakeChat:
             self._used[task] = i + 1
             return replies[min(i, len(replies) - 1)]
 
-    def handle(self, body: dict[str, Any], authorization: str | None) -> tuple[int, str]:
+    def handle(
+        self, body: dict[str, Any], authorization: str | None
+    ) -> tuple[int, str, dict[str, str]]:
         messages = body.get("messages") or []
         system = next((m["content"] for m in messages if m.get("role") == "system"), "")
         user = "\n".join(m["content"] for m in messages if m.get("role") == "user")
@@ -75,10 +78,11 @@ class FakeChat:
         with self._lock:
             self.requests.append(request)
         if self.api_key is not None and authorization != f"Bearer {self.api_key}":
-            return 401, '{"error": {"message": "invalid api key"}}'
+            return 401, '{"error": {"message": "invalid api key"}}', {}
         reply = self._next(task)
         if isinstance(reply, Fail):
-            return reply.status, reply.body
+            headers = {} if reply.retry_after is None else {"Retry-After": reply.retry_after}
+            return reply.status, reply.body, headers
         content = reply(body) if callable(reply) else reply
         answer = {
             "id": "chatcmpl-test",
@@ -92,7 +96,7 @@ class FakeChat:
                 }
             ],
         }
-        return 200, json.dumps(answer)
+        return 200, json.dumps(answer), {}
 
     @contextmanager
     def running(self) -> Iterator[FakeChat]:
@@ -102,12 +106,15 @@ class FakeChat:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
+                headers: dict[str, str] = {}
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     status, text = 404, '{"error": "not found"}'
                 else:
-                    status, text = chat.handle(body, self.headers.get("Authorization"))
+                    status, text, headers = chat.handle(body, self.headers.get("Authorization"))
                 data = text.encode()
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -30,7 +30,6 @@ from wan_desktop.explainer.offline import OfflineWriter
 from wan_desktop.explainer.params import ExplainerParams, validate_explainer_params
 from wan_desktop.explainer.plan import SceneKind
 from wan_desktop.explainer.rag import NotesIndex
-from wan_desktop.explainer.retry import backoff_delays, with_retries
 from wan_desktop.explainer.settings import (
     ExplainerSettings,
     S3Settings,
@@ -350,36 +349,6 @@ def test_notes_index_is_built_once_and_finds_relevant_notes(tmp_path: Path) -> N
     changed = NotesIndex(tmp_path / "notes.sqlite3", source)
     assert changed.ensure() == 1, "a changed notes file rebuilds the index"
     assert index.search([]) == []
-
-
-def test_recoverable_errors_are_retried_with_exponential_backoff() -> None:
-    assert backoff_delays(4, 1.0) == [1.0, 2.0, 4.0]
-    calls: list[int] = []
-    waits: list[float] = []
-
-    def flaky() -> str:
-        calls.append(1)
-        if len(calls) < 3:
-            raise TimeoutError("slow")
-        return "ok"
-
-    result = with_retries(
-        flaky,
-        attempts=3,
-        base_s=0.001,
-        recoverable=lambda e: isinstance(e, TimeoutError),
-        on_retry=lambda a, e, d: waits.append(d),
-    )
-    assert result == "ok" and len(calls) == 3 and waits == [0.001, 0.002]
-    calls.clear()
-
-    def broken() -> str:
-        calls.append(1)
-        raise KeyError("x")
-
-    with pytest.raises(KeyError):
-        with_retries(broken, attempts=3, base_s=0.001, recoverable=lambda e: False)
-    assert len(calls) == 1, "an error that cannot pass is not retried"
 
 
 # ------------------------------------------------------------------- the chat-model writer

@@ -28,7 +28,7 @@ from tests.hfrepo import (
 from tests.hubserver import CDN_SIGNATURE, HubServer
 from wan_desktop.models.errors import AllSourcesFailedError, CancelledError, ErrorCode
 from wan_desktop.models.paths import COMPLETE_MARKER
-from wan_desktop.models.sources import CancelToken
+from wan_desktop.models.cancel import CancelToken
 from wan_desktop.models.store import ModelStore
 from wan_desktop.models.types import DownloadProgress, ModelState
 

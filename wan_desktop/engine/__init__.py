@@ -20,7 +20,6 @@ _EXPORTS = {
     "HardwareProfile": ".hardware",
     "InvalidInputError": ".errors",
     "Job": ".jobs",
-    "JobCancelledError": ".errors",
     "JobFailedError": ".errors",
     "JobFailure": ".jobs",
     "JobKind": ".jobs",
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
     from .errors import (
         EngineError,
         InvalidInputError,
-        JobCancelledError,
         JobFailedError,
         JobNotFoundError,
         JobStateError,
@@ -96,7 +94,6 @@ __all__ = [
     "HardwareProfile",
     "InvalidInputError",
     "Job",
-    "JobCancelledError",
     "JobFailedError",
     "JobFailure",
     "JobKind",

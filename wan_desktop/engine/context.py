@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from wan_desktop.models import ModelError, ModelStore
+from wan_desktop.models.cancel import CancelToken
 from wan_desktop.models.errors import CancelledError, ErrorCode
-from wan_desktop.models.sources import CancelToken
 from wan_desktop.models.types import DownloadProgress
 
-from .errors import JobCancelledError, JobFailedError
+from .errors import JobFailedError
 from .events import (
     EventBus,
     JobLog,
@@ -192,8 +192,8 @@ class JobContext:
         return self.cancel_token.cancelled
 
     def check_cancelled(self) -> None:
-        if self.cancel_token.cancelled:
-            raise JobCancelledError(self.job_id)
+        """Raise ``CancelledError`` (``models.errors``) once the job is cancelled."""
+        self.cancel_token.raise_if_cancelled()
 
     # ---------------------------------------------------------------------------------- models
 
@@ -208,7 +208,7 @@ class JobContext:
                 model_id, variant, progress=on_progress, cancel=self.cancel_token
             )
         except CancelledError:
-            raise JobCancelledError(self.job_id) from None
+            raise  # the job's own token: the engine finishes it as cancelled
         except ModelError as exc:
             category = (
                 FailureCategory.model_unavailable

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from wan_desktop.models import ModelError, ModelStore
-from wan_desktop.models.sources import CancelToken
+from wan_desktop.models.cancel import CancelToken
+from wan_desktop.models.errors import CancelledError
 from wan_desktop.models.store import with_dev_mode
 from wan_desktop.models.types import DownloadProgress
 
 from .context import JobContext
-from .errors import EngineError, JobCancelledError, JobNotFoundError, JobStateError
+from .errors import EngineError, JobNotFoundError, JobStateError
 from .events import (
     Alert,
     Event,
@@ -416,7 +417,7 @@ class Engine:
                 reason, self._unload_requested = self._unload_requested, None
                 job = None if self._paused else self.store.next_queued()
                 if job is not None:
-                    self._running = _Running(job.id, CancelToken())
+                    self._running = _Running(job.id, CancelToken(message="job cancelled"))
                 elif reason is None:
                     self._cond.wait(HOUSEKEEPING_S)
             # Slow work happens outside the lock, so commands never wait for it.
@@ -448,7 +449,7 @@ class Engine:
         ctx.set_state(JobState.preparing)
         try:
             output = pipeline.run(ctx)
-        except JobCancelledError:
+        except CancelledError:
             ctx.finish_stages()
             if running.reason == "shutdown":
                 self._finish(

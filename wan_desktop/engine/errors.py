@@ -36,10 +36,6 @@ class JobStateError(EngineError):
         self.action = action
 
 
-class JobCancelledError(Exception):
-    """Raised inside a running job when its cancellation is noticed."""
-
-
 class JobFailedError(Exception):
     """A pipeline failed in a known way: the job fails with this category and advice."""
 

@@ -13,17 +13,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .retry import with_retries
+from wan_desktop.models.cancel import CancelToken
+from wan_desktop.models.retry import Backoff, parse_retry_after, with_retries
 
 ATTEMPTS = 3
 RECOVERABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 class ChatError(Exception):
-    def __init__(self, message: str, *, recoverable: bool, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        recoverable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.recoverable = recoverable
         self.status = status
+        self.retry_after = retry_after  # seconds the server asked for (429, 503)
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,7 @@ class ChatClient:
         api_key: str | None = None,
         timeout_s: float = 120.0,
         backoff_s: float = 1.0,
-        cancel: threading.Event | None = None,
+        cancel: CancelToken | None = None,
         on_event: Callable[[str, str], None] | None = None,
     ) -> None:
         import httpx
@@ -95,9 +104,9 @@ class ChatClient:
         t0 = time.monotonic()
         answer = with_retries(
             once,
-            attempts=ATTEMPTS,
-            base_s=self.backoff_s,
-            recoverable=lambda e: isinstance(e, ChatError) and e.recoverable,
+            backoff=Backoff(tries=ATTEMPTS, base_s=self.backoff_s),
+            transient=lambda e: isinstance(e, ChatError) and e.recoverable,
+            retry_after=lambda e: e.retry_after if isinstance(e, ChatError) else None,
             on_retry=on_retry,
             cancel=self.cancel,
         )
@@ -148,6 +157,7 @@ class ChatClient:
                 f"{url} answered HTTP {status}: {response.text[:300]}",
                 recoverable=status in RECOVERABLE_STATUS,
                 status=status,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         try:
             data = response.json()

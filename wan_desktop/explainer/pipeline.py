@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from wan_desktop.engine.errors import EngineError, JobCancelledError
+from wan_desktop.engine.errors import EngineError
 from wan_desktop.engine.jobs import JobKind, JobOutput, JobState
 from wan_desktop.engine.outputs import library_versions, write_json
 from wan_desktop.engine.pipelines.base import JobDescription, Pipeline, PipelineHost
+from wan_desktop.models.cancel import CancelToken
+from wan_desktop.models.errors import CancelledError
 
 from .answers import AnswerError
 from .errors import ExplainerErrorCode, failure
@@ -31,7 +32,6 @@ from .offline import OfflineWriter
 from .params import ExplainerParams, validate_explainer_params
 from .plan import Outline, SceneCode, ScenePlan, Writer
 from .rag import NotesIndex
-from .retry import StoppedError
 from .sandbox import Isolation, Limits, SceneSandbox, detect_isolation
 from .sandbox_runner import latex_available
 from .scenes import RenderedScene, SceneRenderer
@@ -72,7 +72,7 @@ class _Run:
     writer: Writer
     sandbox: SceneSandbox
     workdir: Path
-    cancel: threading.Event
+    cancel: CancelToken  # a child of the job's token: stops the stage's other work on an error
     sink: Sink
     notes: NotesIndex | None
     client: ChatClient | None = None
@@ -156,9 +156,10 @@ class ExplainerPipeline(Pipeline):
             ctx.set_state(JobState.encoding)
             output, sidecar = self._combine(run, outline, scenes)
             output = self._store(run, output, sidecar)
-        except (StoppedError, JobCancelledError):
+        except CancelledError:
             shutil.rmtree(run.workdir, ignore_errors=True)
-            raise JobCancelledError(ctx.job_id) from None
+            ctx.check_cancelled()  # the job's cancellation, whoever noticed it first
+            raise
         except ChatError as exc:
             raise failure(
                 ExplainerErrorCode.llm_unavailable,
@@ -189,7 +190,7 @@ class ExplainerPipeline(Pipeline):
 
     def _start(self, ctx: JobContext, p: ExplainerParams) -> _Run:
         sink = Sink()
-        cancel = threading.Event()
+        cancel = ctx.cancel_token.child()
         try:
             isolation = detect_isolation(self.settings.sandbox)
         except RuntimeError as exc:
@@ -224,7 +225,7 @@ class ExplainerPipeline(Pipeline):
         return run
 
     def _writer(
-        self, p: ExplainerParams, latex: bool, cancel: threading.Event, sink: Sink
+        self, p: ExplainerParams, latex: bool, cancel: CancelToken, sink: Sink
     ) -> tuple[ChatClient | None, Writer]:
         if not self._uses_llm(p):
             return None, OfflineWriter()

@@ -22,10 +22,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from wan_desktop.models.cancel import CancelToken
 
 from . import sandbox_runner
 from .settings import SandboxMode
@@ -207,10 +208,10 @@ class SceneSandbox:
         scene_dir: Path,
         *,
         quality: str,
-        cancel: threading.Event | None = None,
+        cancel: CancelToken | None = None,
     ) -> RenderOutcome:
         """Run ``code`` (already checked) and render ``class_name`` into ``scene_dir``."""
-        if cancel is not None and cancel.is_set():
+        if cancel is not None and cancel.cancelled:
             return RenderOutcome(False, "cancelled", "cancelled", isolation=self.isolation.mode)
         scene_dir = scene_dir.resolve()
         scene_dir.mkdir(parents=True, exist_ok=True)
@@ -301,9 +302,7 @@ class SceneSandbox:
             return _unshare_args()
         return []
 
-    def _wait(
-        self, proc: subprocess.Popen[bytes], t0: float, cancel: threading.Event | None
-    ) -> str:
+    def _wait(self, proc: subprocess.Popen[bytes], t0: float, cancel: CancelToken | None) -> str:
         deadline = t0 + self.limits.timeout_s
         while True:
             try:
@@ -311,7 +310,7 @@ class SceneSandbox:
                 return "exited"
             except subprocess.TimeoutExpired:
                 pass
-            if cancel is not None and cancel.is_set():
+            if cancel is not None and cancel.cancelled:
                 _kill_group(proc)
                 return "cancelled"
             if time.monotonic() > deadline:

@@ -7,18 +7,19 @@ failure that may pass (timeout, crash under load) is tried again after a backoff
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from wan_desktop.models.cancel import CancelToken
+from wan_desktop.models.retry import Backoff
 
 from .answers import AnswerError
 from .codecheck import check_scene_code
 from .errors import ExplainerErrorCode, failure
 from .params import ExplainerParams
 from .plan import SceneCode, ScenePlan, Writer
-from .retry import StoppedError, backoff_delays
 from .sandbox import RenderOutcome, SceneSandbox
 
 TRANSIENT = frozenset({"timeout", "crash"})  # worth a second try of the same code
@@ -59,7 +60,7 @@ class SceneRenderer:
         max_tries: int,
         notes: Callable[[ScenePlan, str | None], str],
         log: Callable[[str, str], None],
-        cancel: threading.Event,
+        cancel: CancelToken,
         backoff_s: float,
         latex: bool,
     ) -> None:
@@ -78,7 +79,7 @@ class SceneRenderer:
         history: list[dict[str, Any]] = []
         current = code
         seconds = 0.0
-        delays = backoff_delays(self.max_tries, self.backoff_s)
+        backoff = Backoff(tries=self.max_tries, base_s=self.backoff_s)
         last: RenderOutcome | None = None
         error = kind = ""
         for attempt in range(1, self.max_tries + 1):
@@ -93,7 +94,7 @@ class SceneRenderer:
                 )
                 seconds += last.seconds
                 if last.kind == "cancelled":
-                    raise StoppedError()
+                    self.cancel.raise_if_cancelled()
                 if last.ok and last.video is not None:
                     history.append({"try": attempt, "result": "ok", "seconds": last.seconds})
                     if attempt > 1:
@@ -124,8 +125,7 @@ class SceneRenderer:
             if fixed is None:
                 if kind not in TRANSIENT:
                     break
-                if self.cancel.wait(delays[attempt - 1]):
-                    raise StoppedError()
+                self.cancel.sleep(backoff.delay(attempt))
             else:
                 current = fixed
         raise self._final_failure(plan, kind, error, len(history), last)

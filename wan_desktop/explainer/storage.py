@@ -9,12 +9,13 @@ or a missing bucket fail at once with what to fix. Credentials come from boto3's
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .retry import with_retries
+from wan_desktop.models.cancel import CancelToken
+from wan_desktop.models.retry import Backoff, with_retries
+
 from .settings import S3Settings
 
 UPLOAD_ATTEMPTS = 3
@@ -69,7 +70,7 @@ class S3Uploader:
         s3: S3Settings,
         *,
         base_s: float = 1.0,
-        cancel: threading.Event | None = None,
+        cancel: CancelToken | None = None,
         on_event: Callable[[str, str], None] | None = None,
         client: Any = None,
     ) -> None:
@@ -107,9 +108,8 @@ class S3Uploader:
 
         url = with_retries(
             once,
-            attempts=UPLOAD_ATTEMPTS,
-            base_s=self.base_s,
-            recoverable=lambda e: isinstance(e, StorageError) and e.recoverable,
+            backoff=Backoff(tries=UPLOAD_ATTEMPTS, base_s=self.base_s),
+            transient=lambda e: isinstance(e, StorageError) and e.recoverable,
             on_retry=on_retry,
             cancel=self.cancel,
         )

@@ -8,12 +8,11 @@ each finished item (for progress and ETA).
 from __future__ import annotations
 
 import queue
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, TypeVar
 
-from wan_desktop.engine.errors import JobCancelledError
+from wan_desktop.models.cancel import CancelToken
 
 if TYPE_CHECKING:
     from wan_desktop.engine.context import JobContext
@@ -55,13 +54,13 @@ def run_tasks(
     *,
     workers: int,
     sink: Sink,
-    cancel: threading.Event,
+    cancel: CancelToken,
     on_done: Callable[[int, R], None] | None = None,
 ) -> list[R]:
     """``fn`` over ``items`` on up to ``workers`` threads; results in order.
 
-    The first error stops the rest (their sandboxes are killed through ``cancel``) and is raised
-    here; a cancelled job raises JobCancelledError.
+    The first error stops the rest (their sandboxes are killed through ``cancel``, a child of the
+    job's token) and is raised here; a cancelled job raises CancelledError.
     """
     results: dict[int, R] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="wan-explainer")
@@ -71,20 +70,18 @@ def run_tasks(
         while pending:
             done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
             sink.drain(ctx)
-            if ctx.cancelled:
-                cancel.set()
-                raise JobCancelledError(ctx.job_id)
+            ctx.check_cancelled()  # ``cancel`` is cancelled with the job
             for future in sorted(done, key=lambda f: futures[f]):
                 exc = future.exception()
                 if exc is not None:
-                    cancel.set()  # stop the others; their errors would only repeat this one
+                    cancel.cancel()  # stop the others; their errors would only repeat this one
                     raise exc
                 results[futures[future]] = future.result()
                 if on_done is not None:
                     on_done(futures[future], future.result())
     finally:
-        pool.shutdown(wait=not cancel.is_set(), cancel_futures=True)
-        if cancel.is_set():
+        pool.shutdown(wait=not cancel.cancelled, cancel_futures=True)
+        if cancel.cancelled:
             # Renders notice `cancel` within a poll and kill their process group: wait for
             # that. A language-model call in flight is left to end on its own.
             wait([f for f in futures if not f.done()], timeout=STOP_GRACE_S)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .cancel import CancelToken
 from .config import OrchestratorConfig
 from .disk import DiskUsage, ModelUsage
 from .errors import (
@@ -38,7 +39,6 @@ from .gc import GcReport
 from .manifest import DEV_LABEL, DEV_VARIANT, Manifest, ModelSpec, VariantSpec, load_manifest
 from .metrics import exposition as metrics_exposition
 from .settings import Settings, load_settings, save_settings
-from .sources import CancelToken
 from .store import ModelStore
 from .types import DownloadProgress, ModelState, ModelStatus, Phase, VerifyReport, WanPaths
 

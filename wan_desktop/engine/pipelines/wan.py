@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wan_desktop.models.errors import CancelledError
 from wan_desktop.models.manifest import ModelSpec, VariantSpec
 from wan_desktop.models.paths import COMPLETE_MARKER
 
-from ..errors import JobCancelledError, JobFailedError
+from ..errors import JobFailedError
 from ..events import ModelLoaded, ModelUnloaded
 from ..failures import OOM_SUGGESTIONS, is_out_of_memory
 from ..jobs import FailureCategory, JobKind, JobOutput, JobState
@@ -179,7 +180,7 @@ class WanPipeline(Pipeline):
                 model = self._ensure_loaded(ctx, spec, var, folder, mp, device, timings)
                 frames, details = self._generate(ctx, model, p, spec, timings)
                 break
-            except JobCancelledError:
+            except CancelledError:
                 self._after_failure(keep_model=True)
                 raise
             except JobFailedError as exc:

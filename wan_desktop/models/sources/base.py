@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ..errors import CancelledError
+from ..cancel import CancelToken
 
 if TYPE_CHECKING:
     from ..config import OrchestratorConfig
@@ -41,7 +39,7 @@ class SourceContext:
     dir_name: str
     config: OrchestratorConfig
     scratch: Path  # a folder on the models filesystem the source may use; removed after ensure
-    cancel: CancelToken = field(default_factory=lambda: CancelToken())  # noqa: PLW0108 - defined below
+    cancel: CancelToken = field(default_factory=CancelToken)
     gate: SourceGate | None = None  # backoff shared by every request to this source
 
     @property
@@ -49,41 +47,6 @@ class SourceContext:
         from ..transfer import transfer_settings
 
         return transfer_settings(self.config)
-
-
-class CancelToken:
-    """Set from any thread; transfers check it between chunks.
-
-    A child token is cancelled with its parent, not the other way round.
-    """
-
-    def __init__(self, parent: CancelToken | None = None) -> None:
-        self._event = threading.Event()
-        self._parent = parent
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    def child(self) -> CancelToken:
-        return CancelToken(self)
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
-
-    def sleep(self, seconds: float) -> None:
-        """Sleep, waking early (and raising) when cancelled."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            self.raise_if_cancelled()
-            self._event.wait(min(left, 0.05))
-        self.raise_if_cancelled()
-
-    def raise_if_cancelled(self) -> None:
-        if self.cancelled:
-            raise CancelledError(
-                "download cancelled", fix="run ensure again to resume where it stopped"
-            )
 
 
 class _NoHash:
