@@ -26,9 +26,9 @@ from tests.hfrepo import (
     hf_store,
 )
 from tests.hubserver import CDN_SIGNATURE, HubServer
+from wan_desktop.models.cancel import CancelToken
 from wan_desktop.models.errors import AllSourcesFailedError, CancelledError, ErrorCode
 from wan_desktop.models.paths import COMPLETE_MARKER
-from wan_desktop.models.cancel import CancelToken
 from wan_desktop.models.store import ModelStore
 from wan_desktop.models.types import DownloadProgress, ModelState
 

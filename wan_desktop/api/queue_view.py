@@ -15,7 +15,7 @@ from typing import Any
 
 from wan_desktop.engine import Engine, JobKind, JobState
 
-from .mapping import STATES_OF, STATUS, Mapper
+from .mapping import STATES_OF, Mapper
 
 KINDS = (JobKind.wan,)
 
@@ -71,7 +71,3 @@ class QueueView:
             "failed_tasks": out["failed"],
             "cancelled_tasks": out["cancelled"],
         }
-
-    @staticmethod
-    def status_of(state: JobState) -> str:
-        return STATUS[state]

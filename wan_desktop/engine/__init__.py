@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Name -> module: loaded on first use, so `wan --help` and the CLI stay fast (PEP 562).
+# Name -> module: loaded on first use, so `wan --help` and the CLI stay fast (PEP 562). The
+# imports under TYPE_CHECKING repeat them for type checkers, which cannot follow __getattr__.
 _EXPORTS = {
     "Alert": ".events",
     "Engine": ".engine",
@@ -84,40 +85,7 @@ if TYPE_CHECKING:
     )
     from .settings import EngineSettings
 
-__all__ = [
-    "Alert",
-    "Engine",
-    "EngineError",
-    "EngineSettings",
-    "Event",
-    "FailureCategory",
-    "HardwareProfile",
-    "InvalidInputError",
-    "Job",
-    "JobFailedError",
-    "JobFailure",
-    "JobKind",
-    "JobLog",
-    "JobNotFoundError",
-    "JobOutput",
-    "JobPreview",
-    "JobSpec",
-    "JobStage",
-    "JobState",
-    "JobStateChanged",
-    "JobStateError",
-    "JobStep",
-    "JobWarning",
-    "MemorySample",
-    "ModelDownload",
-    "ModelDownloadFinished",
-    "ModelLoaded",
-    "ModelUnloaded",
-    "Priority",
-    "QueueChanged",
-    "Subscription",
-    "simulated_profile",
-]
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - derived from the one list above
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from wan_desktop.models.types import DownloadProgress
 
@@ -219,12 +218,3 @@ class EventBus:
             subs = list(self._subs)
         for sub in subs:
             sub.close()
-
-
-def event_type(event: Event) -> str:
-    return type(event).__name__
-
-
-def event_fields(event: Event) -> dict[str, Any]:
-    """A shallow dict of an event, for logs and debugging."""
-    return {k: v for k, v in vars(event).items() if k != "jpeg"}

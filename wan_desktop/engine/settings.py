@@ -53,10 +53,6 @@ class EngineSettings:
         return self.data_dir / "loras"
 
     @property
-    def logs_dir(self) -> Path:
-        return self.data_dir / "logs"
-
-    @property
     def dev_mode(self) -> bool:
         return self.models.dev_mode
 

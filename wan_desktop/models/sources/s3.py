@@ -161,9 +161,6 @@ class S3Source(RangedSource):
         if self._http is not None:
             self._http.close()
 
-    def _key(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix else rel
-
     def _boto_error(self, exc: BaseException, what: str) -> Exception:
         from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
