@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from types import ModuleType
 
 from . import __version__
 from .models.config import ENV_DEV_MODE
+from .models.env import SettingError
 
 COMMAND_MODULES = (
     "wan_desktop.models.cli",
@@ -53,8 +55,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dev:
         # Everything below (orchestrator, engine, API) reads the mode from the environment.
         os.environ[ENV_DEV_MODE] = "1"
-    code: int = commands[args.cmd].run(args)
+    try:
+        code: int = commands[args.cmd].run(args)
+    except SettingError as exc:  # a bad environment variable, found wherever it is first read
+        return setting_failed(exc, as_json=bool(getattr(args, "json", False)))
     return code
+
+
+def setting_failed(exc: SettingError, *, as_json: bool) -> int:
+    """Exit 2 with what is wrong and what to do (as ``wan.error/1`` JSON with ``--json``)."""
+    fix = f"fix or unset {exc.name}"
+    if as_json:
+        error = {"code": "INVALID_SETTING", "message": str(exc), "fix": fix, "details": None}
+        print(json.dumps({"schema": "wan.error/1", "ok": False, "error": error}, indent=2))
+    print(f"error [INVALID_SETTING]: {exc}", file=sys.stderr)
+    print(f"  fix: {fix}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from wan_desktop.models.config import APP_AUTHOR, APP_NAME, OrchestratorConfig, env_flag
+from wan_desktop.models import env as envvars
+from wan_desktop.models.config import APP_AUTHOR, APP_NAME, OrchestratorConfig
 
 ENV_DATA_DIR = "WAN_DATA_DIR"
 ENV_OUTPUTS_DIR = "WAN_OUTPUTS_DIR"
@@ -65,20 +66,10 @@ class EngineSettings:
             data_dir=data,
             outputs_dir=Path(outputs).expanduser() if outputs else data / "outputs",
             models=OrchestratorConfig.from_env(env),
-            mock=env_flag(ENV_MOCK, env),
-            idle_unload_s=_number(env, ENV_IDLE_UNLOAD, DEFAULT_IDLE_UNLOAD_S),
-            retry_interrupted=env_flag(ENV_RETRY_INTERRUPTED, env),
-            preview_every=int(_number(env, ENV_PREVIEW_EVERY, 0)),
-            device=env.get(ENV_DEVICE) or None,
+            mock=envvars.flag(env, ENV_MOCK),
+            idle_unload_s=envvars.number(env, ENV_IDLE_UNLOAD, DEFAULT_IDLE_UNLOAD_S, (0, 1e9)),
+            retry_interrupted=envvars.flag(env, ENV_RETRY_INTERRUPTED),
+            preview_every=envvars.integer(env, ENV_PREVIEW_EVERY, 0, (0, 10_000)),
+            device=envvars.text(env, ENV_DEVICE),
         )
         return replace(settings, **overrides) if overrides else settings
-
-
-def _number(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number; unset it or give a number") from None

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from wan_desktop.models.config import TRUTHY
+from wan_desktop.models import env as envvars
 
 ENV_MAX_SCENE_CONCURRENCY = "MAX_SCENE_CONCURRENCY"
 ENV_MAX_CONCURRENT_RENDERS = "MAX_CONCURRENT_RENDERS"
@@ -124,28 +124,32 @@ class ExplainerSettings:
                 f"{ENV_DEFAULT_QUALITY}={quality!r} is not one of {', '.join(QUALITIES)}"
             )
         settings = cls(
-            max_scene_concurrency=_int(env, ENV_MAX_SCENE_CONCURRENCY, 2, (1, 16)),
-            max_concurrent_renders=_int(env, ENV_MAX_CONCURRENT_RENDERS, 1, (1, 16)),
+            max_scene_concurrency=envvars.integer(env, ENV_MAX_SCENE_CONCURRENCY, 2, (1, 16)),
+            max_concurrent_renders=envvars.integer(env, ENV_MAX_CONCURRENT_RENDERS, 1, (1, 16)),
             default_quality=quality,
-            use_gpu_acceleration=_flag(env, ENV_USE_GPU_ACCELERATION),
-            use_rag=_flag(env, ENV_USE_RAG),
-            max_fix_attempts=_int(
+            use_gpu_acceleration=envvars.flag(env, ENV_USE_GPU_ACCELERATION),
+            use_rag=envvars.flag(env, ENV_USE_RAG),
+            max_fix_attempts=envvars.integer(
                 env, ENV_MAX_FIX_ATTEMPTS, DEFAULT_FIX_ATTEMPTS, FIX_ATTEMPTS_RANGE
             ),
             render_timeout_s=float(
-                _int(env, ENV_RENDER_TIMEOUT, int(DEFAULT_RENDER_TIMEOUT_S), (5, 7200))
+                envvars.integer(env, ENV_RENDER_TIMEOUT, int(DEFAULT_RENDER_TIMEOUT_S), (5, 7200))
             ),
-            render_memory_mb=_int(env, ENV_RENDER_MEMORY, DEFAULT_RENDER_MEMORY_MB, (512, 262144)),
-            sandbox=_enum(env, ENV_SANDBOX, SandboxMode, SandboxMode.auto),
-            storage_mode=_enum(env, ENV_STORAGE_MODE, StorageMode, StorageMode.local_only),
-            cleanup=_flag(env, ENV_CLEANUP, default=True),
+            render_memory_mb=envvars.integer(
+                env, ENV_RENDER_MEMORY, DEFAULT_RENDER_MEMORY_MB, (512, 262144)
+            ),
+            sandbox=envvars.choice(env, ENV_SANDBOX, SandboxMode, SandboxMode.auto),
+            storage_mode=envvars.choice(env, ENV_STORAGE_MODE, StorageMode, StorageMode.local_only),
+            cleanup=envvars.flag(env, ENV_CLEANUP, default=True),
             llm=LlmSettings(
                 base_url=(env.get(ENV_LLM_BASE_URL) or "").strip().rstrip("/") or None,
                 api_key=env.get(ENV_LLM_API_KEY) or None,
                 planner_model=env.get(ENV_PLANNER_MODEL) or None,
                 scene_model=env.get(ENV_SCENE_MODEL) or None,
                 helper_model=env.get(ENV_HELPER_MODEL) or None,
-                timeout_s=float(_int(env, ENV_LLM_TIMEOUT, int(DEFAULT_LLM_TIMEOUT_S), (1, 3600))),
+                timeout_s=float(
+                    envvars.integer(env, ENV_LLM_TIMEOUT, int(DEFAULT_LLM_TIMEOUT_S), (1, 3600))
+                ),
             ),
             s3=S3Settings(
                 bucket=env.get(ENV_S3_BUCKET) or None,
@@ -155,40 +159,3 @@ class ExplainerSettings:
             ),
         )
         return replace(settings, **overrides) if overrides else settings
-
-
-def _flag(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in TRUTHY:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"{name}={raw!r} is not a yes/no value; use 1 or 0")
-
-
-def _int(env: Mapping[str, str], name: str, default: int, bounds: tuple[int, int]) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a whole number; unset it or give one") from None
-    lo, hi = bounds
-    if not lo <= value <= hi:
-        raise ValueError(f"{name}={value} is out of range; use {lo}–{hi}")
-    return value
-
-
-def _enum(env: Mapping[str, str], name: str, kind: type[E], default: E) -> E:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ValueError(
-            f"{name}={raw!r} is not one of: {', '.join(str(m) for m in kind)}"
-        ) from None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from . import env as envvars
 from .settings import SETTINGS_FILE, Settings, load_settings, parse_size
 
 APP_NAME = "wan-desktop"
@@ -57,13 +58,6 @@ DEFAULT_RETRY_MAX_S = 30.0
 # A source that just failed as unavailable is skipped for this long (negative cache).
 DEFAULT_SOURCE_FAILURE_TTL_S = 60.0
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
-
-TRUTHY = frozenset({"1", "true", "yes", "on"})
-
-
-def env_flag(name: str, environ: dict[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return env.get(name, "").strip().lower() in TRUTHY
 
 
 def default_models_root() -> Path:
@@ -199,13 +193,13 @@ class OrchestratorConfig:
         cfg = cls(
             models_root=Path(root).expanduser() if root else default_models_root(),
             manifest_path=Path(manifest).expanduser() if manifest else default_manifest_path(),
-            dev_mode=env_flag(ENV_DEV_MODE, env),
+            dev_mode=envvars.flag(env, ENV_DEV_MODE),
             local_mirror=Path(mirror).expanduser() if mirror else None,
-            lock_timeout_s=_float(env, ENV_LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT_S),
+            lock_timeout_s=envvars.number(env, ENV_LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT_S),
             max_concurrent_downloads=max(
                 1,
                 int(
-                    _float(
+                    envvars.number(
                         env,
                         ENV_MAX_CONCURRENT_DOWNLOADS,
                         st.max_concurrent_downloads or DEFAULT_MAX_CONCURRENT_DOWNLOADS,
@@ -213,7 +207,9 @@ class OrchestratorConfig:
                 ),
             ),
             free_space_reserve_bytes=int(
-                _float(env, ENV_FREE_SPACE_RESERVE, DEFAULT_FREE_SPACE_RESERVE_BYTES / 2**20)
+                envvars.number(
+                    env, ENV_FREE_SPACE_RESERVE, DEFAULT_FREE_SPACE_RESERVE_BYTES / 2**20
+                )
                 * 2**20
             ),
             config_dir=cfg_dir,
@@ -221,14 +217,19 @@ class OrchestratorConfig:
             family_quota_bytes=st.family_quota_bytes,
             max_age_s=st.max_age_s,
             parts_per_file=max(
-                1, int(_float(env, ENV_PARTS_PER_FILE, st.parts_per_file or DEFAULT_PARTS_PER_FILE))
+                1,
+                int(
+                    envvars.number(
+                        env, ENV_PARTS_PER_FILE, st.parts_per_file or DEFAULT_PARTS_PER_FILE
+                    )
+                ),
             ),
             part_size_bytes=max(1 << 20, part_size or DEFAULT_PART_SIZE_BYTES),
-            stall_timeout_s=_float(env, ENV_STALL_TIMEOUT, DEFAULT_STALL_TIMEOUT_S),
+            stall_timeout_s=envvars.number(env, ENV_STALL_TIMEOUT, DEFAULT_STALL_TIMEOUT_S),
             hf=HfConfig(
                 endpoint=(env.get(ENV_HF_ENDPOINT, "").strip() or DEFAULT_HF_ENDPOINT).rstrip("/"),
                 token_env=env.get(ENV_HF_TOKEN, "").strip() or None,
-                offline=env_flag(ENV_HF_OFFLINE, env),
+                offline=envvars.flag(env, ENV_HF_OFFLINE),
             ),
             s3=S3Config.from_env(env),
             manifest_public_key=env.get(ENV_MANIFEST_PUBLIC_KEY, "").strip()
@@ -244,13 +245,3 @@ class OrchestratorConfig:
             no_proxy=_first(env, ("NO_PROXY", "no_proxy")) or "",
         )
         return replace(cfg, **overrides) if overrides else cfg  # type: ignore[arg-type]
-
-
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number; unset it or give a number") from None

@@ -25,12 +25,12 @@ from wan_desktop.access import (
 )
 from wan_desktop.engine import EngineSettings
 from wan_desktop.engine.settings import ENV_IDLE_UNLOAD, ENV_OUTPUTS_DIR
+from wan_desktop.models import env as envvars
 from wan_desktop.models.config import (
     ENV_DEV_MODE,
     ENV_MODELS_ROOT,
     OrchestratorConfig,
     config_dir,
-    env_flag,
 )
 
 SETTINGS_FILE = "desktop.json"
@@ -149,7 +149,7 @@ def engine_settings(
     models = OrchestratorConfig.from_env(env)
     if app.models_dir and not env.get(ENV_MODELS_ROOT):
         models = replace(models, models_root=Path(app.models_dir).expanduser())
-    if dev or (app.dev_mode and ENV_DEV_MODE not in env) or env_flag(ENV_DEV_MODE, env):
+    if dev or (app.dev_mode and ENV_DEV_MODE not in env) or envvars.flag(env, ENV_DEV_MODE):
         models = replace(models, dev_mode=True)
     overrides: dict[str, Any] = {"models": models}
     if app.outputs_dir and not env.get(ENV_OUTPUTS_DIR):
