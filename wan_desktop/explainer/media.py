@@ -17,7 +17,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from wan_desktop.engine.outputs import atomic_path, write_thumbnail
+from wan_desktop.engine.outputs import write_thumbnail
+from wan_desktop.models.atomic import atomic_path
 
 log = logging.getLogger("wan_desktop.explainer.media")
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .atomic import atomic_write
 from .paths import COMPLETE_MARKER, LEASE_SUFFIX, ModelPaths
 
 if TYPE_CHECKING:
@@ -129,9 +130,7 @@ def touch_last_used(paths: ModelPaths, dir_name: str) -> None:
     f = paths.last_used_file(dir_name)
     with contextlib.suppress(OSError):
         f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"at": time.time()}), "utf-8")
-        tmp.replace(f)
+        atomic_write(f, json.dumps({"at": time.time()}), durable=False)
 
 
 def last_used(paths: ModelPaths, dir_name: str, folder: Path) -> float | None:

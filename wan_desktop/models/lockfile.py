@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import sources as _sources
+from .atomic import atomic_path
 from .errors import AllSourcesFailedError, ModelError, SourceAttempt
 from .signing import signature_path
 from .sources import RemoteFile, Source
@@ -169,17 +170,12 @@ def write_files(manifest: Path, model_id: str, variant: str, files: list[LockedF
             item["component"] = f.component
         array.append(item)
     table["files"] = array
-    tmp = manifest.with_name(f".{manifest.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(tomlkit.dumps(doc), "utf-8")
-    # Checked before it replaces the original: a lock never leaves a manifest that cannot load.
     from .manifest import load_manifest
 
-    try:
+    with atomic_path(manifest) as tmp:
+        tmp.write_text(tomlkit.dumps(doc), "utf-8")
+        # Checked before it replaces the original: a lock never leaves a manifest that cannot load.
         load_manifest(tmp)
-    except ModelError:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(manifest)
 
 
 __all__ = ["LockResult", "LockedFile", "lock_model", "write_files"]

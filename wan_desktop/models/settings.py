@@ -19,7 +19,6 @@ Sizes may be written as ``"200GB"`` and ages as ``"30d"``::
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import tomllib
@@ -29,6 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .atomic import atomic_write
 from .errors import SettingsError
 
 SETTINGS_FILE = "orchestrator.toml"
@@ -181,7 +181,4 @@ def save_settings(settings: Settings, path: Path) -> None:
             doc["family_quota"] = table
         else:
             doc.pop("family_quota", None)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(tomlkit.dumps(doc), "utf-8")
-        tmp.replace(path)
+        atomic_write(path, tomlkit.dumps(doc))
