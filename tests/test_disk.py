@@ -73,6 +73,16 @@ def test_disk_usage_lists_models_with_size_pin_and_last_use(four: ModelStore) ->
     assert usage.models[0].last_used < usage.models[3].last_used  # type: ignore[operator]
 
 
+def test_a_broken_manifest_is_reported_beside_what_is_on_disk(four: ModelStore) -> None:
+    """It used to be swallowed: every folder read "not in manifest" with no word of why."""
+    four.config.manifest_path.write_text("[[model]\nid = ", "utf-8")
+    broken = make_store(four.config.models_root, four.config.manifest_path)
+    usage = broken.disk_usage()
+    assert len(usage.models) == 4 and not any(m.known for m in usage.models)
+    assert usage.manifest_error and "models.toml" in usage.manifest_error
+    assert usage.to_dict()["manifest_error"] == usage.manifest_error
+
+
 def test_gc_removes_lru_first_but_never_pinned_or_in_use(four: ModelStore) -> None:
     four.pin("m0")
     unit = four.disk_usage().models[0].bytes

@@ -466,6 +466,10 @@ def _cmd_disk_usage(store: ModelStore, args: argparse.Namespace, out: _Output) -
         f"{usage.models_root}: {human_bytes(usage.total_bytes)} in models, "
         f"{human_bytes(usage.free_bytes)} free, quota {quota}"
     )
+    if usage.manifest_error:
+        out.line(
+            f"no folder is matched to a model: the manifest cannot be read: {usage.manifest_error}"
+        )
     for m in usage.models:
         flags = [
             f

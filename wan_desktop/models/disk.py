@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_write
+from .errors import ModelError
 from .paths import COMPLETE_MARKER, LEASE_SUFFIX, ModelPaths
 
 if TYPE_CHECKING:
@@ -200,10 +201,13 @@ class DiskUsage:
     family_bytes: dict[str, int]
     family_quota_bytes: dict[str, int]
     models: tuple[ModelUsage, ...]
+    # Why the folders could not be matched to the manifest (each then reads "not in manifest").
+    manifest_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "models_root": str(self.models_root),
+            "manifest_error": self.manifest_error,
             "total_bytes": self.total_bytes,
             "free_bytes": self.free_bytes,
             "quota_bytes": self.quota_bytes,
@@ -244,10 +248,13 @@ def _lock_held(store: ModelStore, dir_name: str) -> bool:
 
 def disk_usage(store: ModelStore) -> DiskUsage:
     names: dict[str, tuple[str, str, str]] = {}  # dir name → (model id, variant, family)
-    with contextlib.suppress(Exception):  # a broken manifest must not hide what is on disk
+    manifest_error = None
+    try:
         for spec in store.manifest:
             for var in spec.variants:
                 names[store.dir_name(spec, spec.variants[var])] = (spec.id, var, spec.family)
+    except ModelError as exc:  # a broken manifest must not hide what is on disk: say so beside it
+        manifest_error = str(exc)
     models: list[ModelUsage] = []
     folders: list[tuple[Path, bool]] = []
     for parent, complete in ((store.paths.family_dir(), True), (store.paths.staging_root(), False)):
@@ -297,6 +304,7 @@ def disk_usage(store: ModelStore) -> DiskUsage:
         family_bytes=fam_bytes,
         family_quota_bytes=dict(store.config.family_quota_bytes),
         models=tuple(models),
+        manifest_error=manifest_error,
     )
 
 
