@@ -490,7 +490,7 @@ def _cmd_disk_usage(store: ModelStore, args: argparse.Namespace, out: _Output) -
 
 
 def _cmd_lock(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
-    from .lockfile import lock_model
+    from .manifest_lock import lock_model
 
     def on_file(path: str) -> None:
         if not out.json_mode:
