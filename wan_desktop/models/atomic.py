@@ -35,7 +35,7 @@ def atomic_path(dest: Path, *, durable: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         if durable:
-            _fsync_file(tmp)
+            _fsync(tmp)
         tmp.replace(dest)
         if durable:
             fsync_dir(dest.parent)
@@ -67,16 +67,11 @@ def atomic_write_json(dest: Path, data: Any, *, durable: bool = True, indent: in
 
 def fsync_dir(path: Path) -> None:
     """Make a rename in ``path`` durable (where the platform allows fsync of a folder)."""
+    _fsync(path)
+
+
+def _fsync(path: Path) -> None:
     with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
