@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
 import select
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import ROOT, SYNTH_ID, make_synth_folder, synth_model_entry, write_manifest
+from tests.hfrepo import MIB, add_synth_repo, expected_files, hf_manifest, hub_env
+from tests.hubserver import HubServer
 
 
 def wan(
@@ -268,3 +273,127 @@ def test_disk_commands_json(env: dict[str, str], tmp_path: Path) -> None:
     assert "unused for" in human.stdout
     bad = wan("models", "gc", "--max-size", "lots", env=env)
     assert bad.returncode == 2 and "200GB" in bad.stderr
+
+
+# ------------------------------------------------------------- a models folder that cannot be used
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Mounts a real tmpfs of a given size (read-only if asked); unmounted after the test."""
+    mounted: list[Path] = []
+
+    def mount(size: str, *, read_only: bool = False) -> Path:
+        point = tmp_path / f"fs{len(mounted)}"
+        point.mkdir()
+        opts = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def ensure_error(out: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 1, out.stdout + out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["schema"] == "wan.models.ensure/1" and doc["ok"] is False
+    (res,) = doc["results"]
+    err: dict[str, Any] = res["error"]
+    assert err["message"] and err["fix"]
+    return err
+
+
+def test_models_root_under_a_regular_file_is_a_coded_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = {"MODELS_ROOT": str(blocker / "models")}
+    err = ensure_error(wan("--dev", "models", "ensure", "--only", "TI2V-5B", "--json", env=env))
+    assert err["code"] == "PATH_INVALID"
+    assert f"{blocker} is a file, not a folder" in err["message"]
+    assert "MODELS_ROOT" in err["fix"]
+    # The other commands say the same, without a traceback.
+    out = wan("--dev", "models", "delete", "TI2V-5B", "--json", env=env)
+    assert "Traceback" not in out.stderr and out.returncode == 1
+    assert json.loads(out.stdout)["error"]["code"] == "PATH_INVALID"
+    assert blocker.read_text() == "not a folder", "the file is left alone"
+
+
+def test_read_only_models_root_is_a_coded_error(
+    tmp_path: Path, small_fs: Callable[..., Path]
+) -> None:
+    root = small_fs("1m", read_only=True) / "models"
+    err = ensure_error(
+        wan(
+            "--dev",
+            "models",
+            "ensure",
+            "--only",
+            "TI2V-5B",
+            "--json",
+            env={"MODELS_ROOT": str(root)},
+        )
+    )
+    assert err["code"] == "PATH_INVALID"
+    assert "read-only" in err["message"] and str(root) in err["message"]
+    assert "MODELS_ROOT" in err["fix"]
+
+
+def test_disk_filling_up_mid_download_is_no_space_and_keeps_what_arrived(
+    tmp_path: Path, small_fs: Callable[..., Path]
+) -> None:
+    fs = small_fs("24m")
+    root = fs / "models"
+    with HubServer() as hub:
+        repo = add_synth_repo(hub)
+        hub.rate_bps = 2 * MIB  # per response: the download lasts seconds
+        env = hub_env(
+            hub, root, hf_manifest(tmp_path), WAN_FREE_SPACE_RESERVE_MB="0", HF_HUB_OFFLINE="0"
+        )
+        proc_args = [sys.executable, "-m", "wan_desktop.cli", "models", "ensure", "--json"]
+        proc_args += ["--only", SYNTH_ID]
+        proc = subprocess.Popen(
+            proc_args,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # Once bytes land in the staging folder, something else fills the disk.
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size > 0 for p in root.rglob(".wan-partial.*") if p.is_file()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the download never started"
+            time.sleep(0.02)
+        filler = fs / "filler"
+        with filler.open("wb", buffering=0) as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * (256 << 10))
+        stdout, stderr = proc.communicate(timeout=120)
+        err = ensure_error(subprocess.CompletedProcess(proc_args, proc.returncode, stdout, stderr))
+        assert err["code"] == "NO_SPACE", err
+        assert "gc" in err["fix"] and "resumes" in err["fix"]
+        doc = json.loads(wan("models", "status", SYNTH_ID, "--json", env=env).stdout)
+        status = doc["models"][0]
+        assert status["state"] == "PARTIAL" and status["bytes_present"] > 0
+        kept = status["bytes_present"]
+        # Space again: the rerun completes and fetches only what was missing.
+        filler.unlink()
+        hub.rate_bps = None
+        hub.clear_log()
+        out = wan("models", "ensure", "--only", SYNTH_ID, "--json", env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        total = sum(repo.files[p].content.size for p in expected_files(repo))
+        # (Planning reads the small shard index again: a few hundred bytes.)
+        assert hub.bytes_sent() <= total - kept + 4096

@@ -50,6 +50,7 @@ from .paths import (
     model_dir_name,
     path_guidance,
     safe_join,
+    storage_error,
 )
 from .planning import PlannedFile, integrity_problem, plan_files
 from .settings import format_size
@@ -351,7 +352,10 @@ class ModelStore:
                 force=force,
             )
             try:
-                path = self._ensure_locked(spec, var, name, final, force, reporter, cancel)
+                try:
+                    path = self._ensure_locked(spec, var, name, final, force, reporter, cancel)
+                except OSError as exc:  # the models folder: read-only, a file, the disk full
+                    raise storage_error(exc, self.config.models_root) from None
             except ModelError as exc:
                 log_event(
                     log,
@@ -443,6 +447,11 @@ class ModelStore:
                     attempts.append(attempt)
                     health.remember_failure(expanded, self.config, attempt)
                     continue
+                except OSError as exc:
+                    # Writing the models folder failed (read-only, the disk full): no source helps.
+                    err = storage_error(exc, self.config.models_root)
+                    metrics.download_failed(shown, str(err.code), time.monotonic() - t0)
+                    raise err from None
                 metrics.download_completed(shown, time.monotonic() - t0)
                 reporter.phase(Phase.complete)
                 return final
