@@ -380,3 +380,47 @@ def test_a_refused_connection_is_a_source_error(tmp_path: Path, hub: HubServer) 
     (attempt,) = err.value.attempts
     assert attempt.code is ErrorCode.source_unavailable
     assert "ConnectionRefusedError" in attempt.message
+
+
+def test_a_server_that_always_cuts_the_body_early_still_completes(
+    tmp_path: Path, hub: HubServer
+) -> None:
+    add_synth_repo(hub)
+    # Every answer for the shard ends after 500 kB, whatever range was asked (1 MiB parts).
+    hub.add_fault("drop", BIG, times=10_000, after_bytes=500_000)
+    store = hf_store(tmp_path, hub, max_retries=2)
+    store.ensure(SYNTH_ID)
+    assert store.verify(SYNTH_ID).ok
+    # Every byte that arrived was kept: each request moved the download on by its 500 kB.
+    assert hub.bytes_sent(BIG) == SHARDS[BIG]
+    assert all(r.sent > 0 for r in hub.body_requests(BIG))
+
+
+def test_a_stall_keeps_what_arrived_before_it(tmp_path: Path, hub: HubServer) -> None:
+    add_synth_repo(hub)
+    hub.add_fault("stall", BIG, times=3, after_bytes=300_000, seconds=2)
+    store = hf_store(tmp_path, hub, part_size_bytes=8 * MIB)  # the shard in one stream
+    store.ensure(SYNTH_ID)
+    assert store.verify(SYNTH_ID).ok
+    assert hub.bytes_sent(BIG) == SHARDS[BIG]
+
+
+def test_traffic_for_a_large_file_cut_every_2_mb_stays_near_its_size(
+    tmp_path: Path, hub: HubServer
+) -> None:
+    """A 100 MB file whose every answer ends after 2 MB (in 32 MiB parts, 4 at a time)."""
+    from tests.hubserver import PatternContent
+
+    size = 100_000_000
+    big = "transformer/diffusion_pytorch_model-00001-of-00002.safetensors"
+    repo = add_synth_repo(hub)
+    repo.add(big, PatternContent(size, seed=3), lfs=True)
+    hub.add_fault("drop", big, times=10_000, after_bytes=2_000_000)
+    store = hf_store(tmp_path, hub, part_size_bytes=32 * MIB, max_retries=2)
+    store.ensure(SYNTH_ID)
+    traffic = hub.bytes_sent(big)
+    print(f"traffic for a {size / 1e6:.0f} MB file cut every 2 MB: {traffic / 1e6:.1f} MB")
+    assert traffic <= 1.1 * size
+    content = repo.files[big].content
+    assert isinstance(content, PatternContent)
+    assert content.first_difference(store.status(SYNTH_ID).path / big) is None
