@@ -424,3 +424,24 @@ def test_traffic_for_a_large_file_cut_every_2_mb_stays_near_its_size(
     content = repo.files[big].content
     assert isinstance(content, PatternContent)
     assert content.first_difference(store.status(SYNTH_ID).path / big) is None
+
+
+def test_each_shard_index_is_fetched_once(tmp_path: Path, hub: HubServer) -> None:
+    from tests.hubserver import PatternContent
+
+    repo = add_synth_repo(hub)
+    te_index = "tokenizer/model.safetensors.index.json"  # a second folder with an index
+    shard = "tokenizer/model-00001-of-00001.safetensors"
+    repo.add(shard, PatternContent(MIB + 99, seed=5), lfs=True)
+    repo.add(te_index, json.dumps({"weight_map": {"w": shard.rsplit("/", 1)[1]}}).encode())
+    indexes = [p for p in repo.files if p.endswith(".index.json")]
+    assert len(indexes) == 2
+    store = hf_store(tmp_path, hub)
+    path = store.ensure(SYNTH_ID)
+    for index in indexes:
+        assert len(hub.body_requests(index)) == 1, f"{index} was fetched more than once"
+        assert (path / index).read_bytes() == repo.files[index].content.read(0, 1 << 20)
+    # Every other file of the model is fetched once too.
+    for rel in expected_files(repo) - set(indexes):
+        assert hub.bytes_sent(rel) == repo.files[rel].content.size, rel
+    assert store.verify(SYNTH_ID).ok

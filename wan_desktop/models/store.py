@@ -702,7 +702,13 @@ class ModelStore:
         for attempt in range(1, MAX_FILE_ATTEMPTS + 1):
             cancel.raise_if_cancelled()
             file_progress = reporter.file_started(p.path, p.size)
-            if isinstance(source, RangedSource) and p.size is not None:
+            digest: str | None
+            if p.data is not None and attempt == 1:
+                # Read while planning (a shard index): its bytes are here already.
+                digest = transfer.write_known(dest, p.data)
+                size = len(p.data)
+                file_progress(size)
+            elif isinstance(source, RangedSource) and p.size is not None:
                 digest = transfer.fetch_file(
                     source,
                     p.remote,

@@ -212,6 +212,18 @@ def staged_part_bytes(folder: Path) -> int:
     return total
 
 
+def write_known(dest: Path, data: bytes) -> str:
+    """Install bytes already in memory (a file read while planning) as ``dest``; its sha256."""
+    partial = partial_path(dest)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with partial.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    partial.replace(dest)
+    return hashlib.sha256(data).hexdigest()
+
+
 def discard(dest: Path) -> None:
     for p in (dest, partial_path(dest), state_path(dest)):
         p.unlink(missing_ok=True)
