@@ -397,3 +397,36 @@ def test_disk_filling_up_mid_download_is_no_space_and_keeps_what_arrived(
         total = sum(repo.files[p].content.size for p in expected_files(repo))
         # (Planning reads the small shard index again: a few hundred bytes.)
         assert hub.bytes_sent() <= total - kept + 4096
+
+
+def test_status_after_a_checksum_failure_says_what_to_do(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    synth = make_synth_folder(tmp_path / "mirror")
+    files = synth.manifest_files()
+    bad = next(f for f in files if f["path"].endswith(".safetensors"))
+    bad["sha256"] = "0" * 64  # the manifest is wrong, the source is fine
+    manifest = write_manifest(
+        tmp_path / "m.toml", {SYNTH_ID: synth_model_entry([f"local://{synth.path}"], files)}
+    )
+    env = {**env, "WAN_MODELS_MANIFEST": str(manifest)}
+    out = wan("models", "ensure", "--only", SYNTH_ID, "--json", env=env)
+    assert out.returncode == 1
+    err = json.loads(out.stdout)["results"][0]["error"]
+    assert err["code"] == "CHECKSUM_FAIL" and f"wan models lock {SYNTH_ID}" in err["fix"]
+    for _ in range(2):  # a rerun fails the same way, and status keeps saying why
+        st = json.loads(wan("models", "status", SYNTH_ID, "--json", env=env).stdout)["models"][0]
+        assert st["state"] == "PARTIAL"
+        assert "interrupted" not in st["reason"] and "resumes" not in st["reason"]
+        assert f"{bad['path']} failed verification from local://{synth.path}" in st["reason"]
+        assert "0" * 64 in st["reason"], "names the expected hash"
+        assert f"wan models lock {SYNTH_ID}" in st["reason"] and "manifest" in st["reason"]
+        assert wan("models", "ensure", "--only", SYNTH_ID, env=env).returncode == 1
+    human = wan("models", "status", SYNTH_ID, env=env).stdout
+    assert "failed verification" in human
+    # Doing what it says: the hashes from the source, then the download completes.
+    assert wan("models", "lock", SYNTH_ID, env=env).returncode == 0
+    fixed = wan("models", "ensure", "--only", SYNTH_ID, "--json", env=env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    st = json.loads(wan("models", "status", SYNTH_ID, "--json", env=env).stdout)["models"][0]
+    assert st["state"] == "COMPLETE"
