@@ -445,3 +445,31 @@ def test_each_shard_index_is_fetched_once(tmp_path: Path, hub: HubServer) -> Non
     for rel in expected_files(repo) - set(indexes):
         assert hub.bytes_sent(rel) == repo.files[rel].content.size, rel
     assert store.verify(SYNTH_ID).ok
+
+
+def test_a_missing_repository_is_told_from_a_missing_revision(
+    tmp_path: Path, hub: HubServer
+) -> None:
+    add_synth_repo(hub)
+    hub.tokens.add("hf_goodtoken1234567890")
+    missing_repo = hf_manifest(tmp_path / "a", repo_id="wan-test/No-Such-Repo")
+    store = hf_store(tmp_path / "a", hub, token="hf_goodtoken1234567890", manifest=missing_repo)
+    with pytest.raises(AllSourcesFailedError) as err:
+        store.ensure(SYNTH_ID)
+    (attempt,) = err.value.attempts
+    assert "the repository wan-test/No-Such-Repo does not exist" in attempt.message
+    assert "revision" not in attempt.message.split(" — ")[0]
+    assert "repository's name" in attempt.message
+    missing_rev = hf_manifest(tmp_path / "b", rev="v9")
+    store = hf_store(tmp_path / "b", hub, token="hf_goodtoken1234567890", manifest=missing_rev)
+    with pytest.raises(AllSourcesFailedError) as err:
+        store.ensure(SYNTH_ID)
+    (attempt,) = err.value.attempts
+    assert f"the repository {REPO} exists but has no revision 'v9'" in attempt.message
+    assert "@revision" in attempt.message
+    # Without a token the Hub does not say whether a repository exists: private is possible.
+    store = hf_store(tmp_path / "c", hub, manifest=missing_repo)
+    with pytest.raises(AllSourcesFailedError) as err:
+        store.ensure(SYNTH_ID)
+    assert err.value.code is ErrorCode.auth_fail
+    assert "does not exist, or it is private" in err.value.attempts[0].message
