@@ -716,6 +716,7 @@ class ModelStore:
                 digest = transfer.write_known(dest, p.data)
                 size = len(p.data)
                 file_progress(size)
+                metrics.bytes_received(source.describe(), size)
             elif isinstance(source, RangedSource) and p.size is not None:
                 digest = transfer.fetch_file(
                     source,
