@@ -174,10 +174,28 @@ def test_failed_ensure_exits_1_and_names_each_source(env: dict[str, str], tmp_pa
     assert out.returncode == 1
     (res,) = json.loads(out.stdout)["results"]
     attempts = res["error"]["details"]["attempts"]
-    assert [a["source"] for a in attempts] == [
-        "local://${WAN_TEST_UNSET}/a",
-        f"local://{tmp_path}/none",
-    ]
+    assert [a["source"] for a in attempts] == ["local mirror", f"local://{tmp_path}/none"]
+    assert attempts[0]["message"] == "not set (WAN_TEST_UNSET)"
+    assert [a["configured"] for a in attempts] == [False, True]
+
+
+def test_failed_ensure_messages_show_resolved_sources_never_templates(
+    env: dict[str, str],
+) -> None:
+    # The real manifest: a local mirror and S3 that are not configured, and the Hub offline.
+    out = wan(
+        "models", "ensure", "--only", "T2V-A14B", "--json", env={**env, "HF_HUB_OFFLINE": "1"}
+    )
+    assert out.returncode == 1
+    err = json.loads(out.stdout)["results"][0]["error"]
+    assert "local mirror: not set (WAN_LOCAL_MIRROR)" in err["message"]
+    assert "S3 bucket: not set (WAN_S3_BUCKET)" in err["message"]
+    assert "hf://Wan-AI/Wan2.2-T2V-A14B-Diffusers@main: [SOURCE_UNAVAILABLE]" in err["message"]
+    for template in ("${", "{model_dir}"):
+        assert template not in out.stdout and template not in out.stderr
+    human = wan("models", "ensure", "--only", "T2V-A14B", env={**env, "HF_HUB_OFFLINE": "1"})
+    assert "local mirror: not set (WAN_LOCAL_MIRROR)" in human.stderr
+    assert "${" not in human.stderr
 
 
 def test_progress_bar_on_a_terminal(env: dict[str, str], tmp_path: Path) -> None:

@@ -408,7 +408,7 @@ class ModelStore:
                 try:
                     expanded = _sources.expand_uri(uri, model_dir=name)
                 except _sources.SourceNotConfiguredError as exc:
-                    attempts.append(SourceAttempt(uri, exc.code, exc.message))
+                    attempts.append(exc.attempt())
                     continue
                 shown = expanded.split("?", 1)[0]
                 skipped = health.recent_failure(expanded, self.config)
