@@ -367,16 +367,22 @@ def test_read_only_models_root_is_a_coded_error(
     assert "MODELS_ROOT" in err["fix"]
 
 
+@pytest.mark.parametrize("part_size", ["64MB", "1MB"], ids=["one-stream", "parallel-parts"])
 def test_disk_filling_up_mid_download_is_no_space_and_keeps_what_arrived(
-    tmp_path: Path, small_fs: Callable[..., Path]
+    tmp_path: Path, small_fs: Callable[..., Path], part_size: str
 ) -> None:
     fs = small_fs("24m")
     root = fs / "models"
     with HubServer() as hub:
         repo = add_synth_repo(hub)
-        hub.rate_bps = 2 * MIB  # per response: the download lasts seconds
+        hub.rate_bps = MIB // 2  # per response: the download lasts seconds
         env = hub_env(
-            hub, root, hf_manifest(tmp_path), WAN_FREE_SPACE_RESERVE_MB="0", HF_HUB_OFFLINE="0"
+            hub,
+            root,
+            hf_manifest(tmp_path),
+            WAN_FREE_SPACE_RESERVE_MB="0",
+            HF_HUB_OFFLINE="0",
+            WAN_PART_SIZE=part_size,
         )
         proc_args = [sys.executable, "-m", "wan_desktop.cli", "models", "ensure", "--json"]
         proc_args += ["--only", SYNTH_ID]
