@@ -19,6 +19,7 @@ import pytest
 from tests.helpers import ROOT, SYNTH_ID, make_synth_folder, synth_model_entry, write_manifest
 from tests.hfrepo import MIB, add_synth_repo, expected_files, hf_manifest, hub_env
 from tests.hubserver import HubServer
+from wan_desktop.models.transfer import staged_part_bytes
 
 
 def wan(
@@ -394,9 +395,9 @@ def test_disk_filling_up_mid_download_is_no_space_and_keeps_what_arrived(
             stderr=subprocess.PIPE,
             text=True,
         )
-        # Once bytes land in the staging folder, something else fills the disk.
+        # Once the staging folder counts some bytes, something else fills the disk.
         deadline = time.monotonic() + 60
-        while not any(p.stat().st_size > 0 for p in root.rglob(".wan-partial.*") if p.is_file()):
+        while staged_part_bytes(root / ".staging") == 0:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the download never started"
             time.sleep(0.02)
