@@ -380,7 +380,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _repo(self, repo_id: str) -> HubRepo | None:
         repo = self.hub.repos.get(repo_id)
         if repo is None:
-            self._error(401, "RepoNotFound", "Repository Not Found")
+            # As the Hub: a logged-in user learns the repository does not exist (404); to anyone
+            # else it may as well be private (401).
+            auth = self.headers.get("Authorization", "")
+            known = auth.removeprefix("Bearer ").strip() in self.hub.tokens
+            self._error(404 if known else 401, "RepoNotFound", "Repository Not Found")
         return repo
 
     # ----------------------------------------------------------------------------- routes

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
 import select
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import ROOT, SYNTH_ID, make_synth_folder, synth_model_entry, write_manifest
+from tests.hfrepo import MIB, add_synth_repo, expected_files, hf_manifest, hub_env
+from tests.hubserver import HubServer
+from wan_desktop.models.transfer import staged_part_bytes
 
 
 def wan(
@@ -169,10 +175,28 @@ def test_failed_ensure_exits_1_and_names_each_source(env: dict[str, str], tmp_pa
     assert out.returncode == 1
     (res,) = json.loads(out.stdout)["results"]
     attempts = res["error"]["details"]["attempts"]
-    assert [a["source"] for a in attempts] == [
-        "local://${WAN_TEST_UNSET}/a",
-        f"local://{tmp_path}/none",
-    ]
+    assert [a["source"] for a in attempts] == ["local mirror", f"local://{tmp_path}/none"]
+    assert attempts[0]["message"] == "not set (WAN_TEST_UNSET)"
+    assert [a["configured"] for a in attempts] == [False, True]
+
+
+def test_failed_ensure_messages_show_resolved_sources_never_templates(
+    env: dict[str, str],
+) -> None:
+    # The real manifest: a local mirror and S3 that are not configured, and the Hub offline.
+    out = wan(
+        "models", "ensure", "--only", "T2V-A14B", "--json", env={**env, "HF_HUB_OFFLINE": "1"}
+    )
+    assert out.returncode == 1
+    err = json.loads(out.stdout)["results"][0]["error"]
+    assert "local mirror: not set (WAN_LOCAL_MIRROR)" in err["message"]
+    assert "S3 bucket: not set (WAN_S3_BUCKET)" in err["message"]
+    assert "hf://Wan-AI/Wan2.2-T2V-A14B-Diffusers@main: [SOURCE_UNAVAILABLE]" in err["message"]
+    for template in ("${", "{model_dir}"):
+        assert template not in out.stdout and template not in out.stderr
+    human = wan("models", "ensure", "--only", "T2V-A14B", env={**env, "HF_HUB_OFFLINE": "1"})
+    assert "local mirror: not set (WAN_LOCAL_MIRROR)" in human.stderr
+    assert "${" not in human.stderr
 
 
 def test_progress_bar_on_a_terminal(env: dict[str, str], tmp_path: Path) -> None:
@@ -268,3 +292,166 @@ def test_disk_commands_json(env: dict[str, str], tmp_path: Path) -> None:
     assert "unused for" in human.stdout
     bad = wan("models", "gc", "--max-size", "lots", env=env)
     assert bad.returncode == 2 and "200GB" in bad.stderr
+
+
+# ------------------------------------------------------------- a models folder that cannot be used
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Mounts a real tmpfs of a given size (read-only if asked); unmounted after the test."""
+    mounted: list[Path] = []
+
+    def mount(size: str, *, read_only: bool = False) -> Path:
+        point = tmp_path / f"fs{len(mounted)}"
+        point.mkdir()
+        opts = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def ensure_error(out: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 1, out.stdout + out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["schema"] == "wan.models.ensure/1" and doc["ok"] is False
+    (res,) = doc["results"]
+    err: dict[str, Any] = res["error"]
+    assert err["message"] and err["fix"]
+    return err
+
+
+def test_models_root_under_a_regular_file_is_a_coded_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = {"MODELS_ROOT": str(blocker / "models")}
+    err = ensure_error(wan("--dev", "models", "ensure", "--only", "TI2V-5B", "--json", env=env))
+    assert err["code"] == "PATH_INVALID"
+    assert f"{blocker} is a file, not a folder" in err["message"]
+    assert "MODELS_ROOT" in err["fix"]
+    # The other commands say the same, without a traceback.
+    out = wan("--dev", "models", "delete", "TI2V-5B", "--json", env=env)
+    assert "Traceback" not in out.stderr and out.returncode == 1
+    assert json.loads(out.stdout)["error"]["code"] == "PATH_INVALID"
+    assert blocker.read_text() == "not a folder", "the file is left alone"
+
+
+def test_read_only_models_root_is_a_coded_error(
+    tmp_path: Path, small_fs: Callable[..., Path]
+) -> None:
+    root = small_fs("1m", read_only=True) / "models"
+    err = ensure_error(
+        wan(
+            "--dev",
+            "models",
+            "ensure",
+            "--only",
+            "TI2V-5B",
+            "--json",
+            env={"MODELS_ROOT": str(root)},
+        )
+    )
+    assert err["code"] == "PATH_INVALID"
+    assert "read-only" in err["message"] and str(root) in err["message"]
+    assert "MODELS_ROOT" in err["fix"]
+
+
+@pytest.mark.parametrize("part_size", ["64MB", "1MB"], ids=["one-stream", "parallel-parts"])
+def test_disk_filling_up_mid_download_is_no_space_and_keeps_what_arrived(
+    tmp_path: Path, small_fs: Callable[..., Path], part_size: str
+) -> None:
+    fs = small_fs("24m")
+    root = fs / "models"
+    with HubServer() as hub:
+        repo = add_synth_repo(hub)
+        hub.rate_bps = MIB // 2  # per response: the download lasts seconds
+        env = hub_env(
+            hub,
+            root,
+            hf_manifest(tmp_path),
+            WAN_FREE_SPACE_RESERVE_MB="0",
+            HF_HUB_OFFLINE="0",
+            WAN_PART_SIZE=part_size,
+        )
+        proc_args = [sys.executable, "-m", "wan_desktop.cli", "models", "ensure", "--json"]
+        proc_args += ["--only", SYNTH_ID]
+        proc = subprocess.Popen(
+            proc_args,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # Once the staging folder counts some bytes, something else fills the disk.
+        deadline = time.monotonic() + 60
+        while staged_part_bytes(root / ".staging") == 0:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the download never started"
+            time.sleep(0.02)
+        filler = fs / "filler"
+        with filler.open("wb", buffering=0) as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * (256 << 10))
+        stdout, stderr = proc.communicate(timeout=120)
+        err = ensure_error(subprocess.CompletedProcess(proc_args, proc.returncode, stdout, stderr))
+        assert err["code"] == "NO_SPACE", err
+        assert "gc" in err["fix"] and "resumes" in err["fix"]
+        doc = json.loads(wan("models", "status", SYNTH_ID, "--json", env=env).stdout)
+        status = doc["models"][0]
+        assert status["state"] == "PARTIAL" and status["bytes_present"] > 0
+        kept = status["bytes_present"]
+        # Space again: the rerun completes and fetches only what was missing.
+        filler.unlink()
+        hub.rate_bps = None
+        hub.clear_log()
+        out = wan("models", "ensure", "--only", SYNTH_ID, "--json", env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        total = sum(repo.files[p].content.size for p in expected_files(repo))
+        # (Planning reads the small shard index again: a few hundred bytes.)
+        assert hub.bytes_sent() <= total - kept + 4096
+
+
+def test_status_after_a_checksum_failure_says_what_to_do(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    synth = make_synth_folder(tmp_path / "mirror")
+    files = synth.manifest_files()
+    bad = next(f for f in files if f["path"].endswith(".safetensors"))
+    bad["sha256"] = "0" * 64  # the manifest is wrong, the source is fine
+    manifest = write_manifest(
+        tmp_path / "m.toml", {SYNTH_ID: synth_model_entry([f"local://{synth.path}"], files)}
+    )
+    env = {**env, "WAN_MODELS_MANIFEST": str(manifest)}
+    out = wan("models", "ensure", "--only", SYNTH_ID, "--json", env=env)
+    assert out.returncode == 1
+    err = json.loads(out.stdout)["results"][0]["error"]
+    assert err["code"] == "CHECKSUM_FAIL" and f"wan models lock {SYNTH_ID}" in err["fix"]
+    for _ in range(2):  # a rerun fails the same way, and status keeps saying why
+        st = json.loads(wan("models", "status", SYNTH_ID, "--json", env=env).stdout)["models"][0]
+        assert st["state"] == "PARTIAL"
+        assert "interrupted" not in st["reason"] and "resumes" not in st["reason"]
+        assert f"{bad['path']} failed verification from local://{synth.path}" in st["reason"]
+        assert "0" * 64 in st["reason"], "names the expected hash"
+        assert f"wan models lock {SYNTH_ID}" in st["reason"] and "manifest" in st["reason"]
+        assert wan("models", "ensure", "--only", SYNTH_ID, env=env).returncode == 1
+    human = wan("models", "status", SYNTH_ID, env=env).stdout
+    assert "failed verification" in human
+    # Doing what it says: the hashes from the source, then the download completes.
+    assert wan("models", "lock", SYNTH_ID, env=env).returncode == 0
+    fixed = wan("models", "ensure", "--only", SYNTH_ID, "--json", env=env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    st = json.loads(wan("models", "status", SYNTH_ID, "--json", env=env).stdout)["models"][0]
+    assert st["state"] == "COMPLETE"

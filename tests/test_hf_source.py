@@ -380,3 +380,96 @@ def test_a_refused_connection_is_a_source_error(tmp_path: Path, hub: HubServer) 
     (attempt,) = err.value.attempts
     assert attempt.code is ErrorCode.source_unavailable
     assert "ConnectionRefusedError" in attempt.message
+
+
+def test_a_server_that_always_cuts_the_body_early_still_completes(
+    tmp_path: Path, hub: HubServer
+) -> None:
+    add_synth_repo(hub)
+    # Every answer for the shard ends after 500 kB, whatever range was asked (1 MiB parts).
+    hub.add_fault("drop", BIG, times=10_000, after_bytes=500_000)
+    store = hf_store(tmp_path, hub, max_retries=2)
+    store.ensure(SYNTH_ID)
+    assert store.verify(SYNTH_ID).ok
+    # Every byte that arrived was kept: each request moved the download on by its 500 kB.
+    assert hub.bytes_sent(BIG) == SHARDS[BIG]
+    assert all(r.sent > 0 for r in hub.body_requests(BIG))
+
+
+def test_a_stall_keeps_what_arrived_before_it(tmp_path: Path, hub: HubServer) -> None:
+    add_synth_repo(hub)
+    hub.add_fault("stall", BIG, times=3, after_bytes=300_000, seconds=2)
+    store = hf_store(tmp_path, hub, part_size_bytes=8 * MIB)  # the shard in one stream
+    store.ensure(SYNTH_ID)
+    assert store.verify(SYNTH_ID).ok
+    assert hub.bytes_sent(BIG) == SHARDS[BIG]
+
+
+def test_traffic_for_a_large_file_cut_every_2_mb_stays_near_its_size(
+    tmp_path: Path, hub: HubServer
+) -> None:
+    """A 100 MB file whose every answer ends after 2 MB (in 32 MiB parts, 4 at a time)."""
+    from tests.hubserver import PatternContent
+
+    size = 100_000_000
+    big = "transformer/diffusion_pytorch_model-00001-of-00002.safetensors"
+    repo = add_synth_repo(hub)
+    repo.add(big, PatternContent(size, seed=3), lfs=True)
+    hub.add_fault("drop", big, times=10_000, after_bytes=2_000_000)
+    store = hf_store(tmp_path, hub, part_size_bytes=32 * MIB, max_retries=2)
+    store.ensure(SYNTH_ID)
+    traffic = hub.bytes_sent(big)
+    print(f"traffic for a {size / 1e6:.0f} MB file cut every 2 MB: {traffic / 1e6:.1f} MB")
+    assert traffic <= 1.1 * size
+    content = repo.files[big].content
+    assert isinstance(content, PatternContent)
+    assert content.first_difference(store.status(SYNTH_ID).path / big) is None
+
+
+def test_each_shard_index_is_fetched_once(tmp_path: Path, hub: HubServer) -> None:
+    from tests.hubserver import PatternContent
+
+    repo = add_synth_repo(hub)
+    te_index = "tokenizer/model.safetensors.index.json"  # a second folder with an index
+    shard = "tokenizer/model-00001-of-00001.safetensors"
+    repo.add(shard, PatternContent(MIB + 99, seed=5), lfs=True)
+    repo.add(te_index, json.dumps({"weight_map": {"w": shard.rsplit("/", 1)[1]}}).encode())
+    indexes = [p for p in repo.files if p.endswith(".index.json")]
+    assert len(indexes) == 2
+    store = hf_store(tmp_path, hub)
+    path = store.ensure(SYNTH_ID)
+    for index in indexes:
+        assert len(hub.body_requests(index)) == 1, f"{index} was fetched more than once"
+        assert (path / index).read_bytes() == repo.files[index].content.read(0, 1 << 20)
+    # Every other file of the model is fetched once too.
+    for rel in expected_files(repo) - set(indexes):
+        assert hub.bytes_sent(rel) == repo.files[rel].content.size, rel
+    assert store.verify(SYNTH_ID).ok
+
+
+def test_a_missing_repository_is_told_from_a_missing_revision(
+    tmp_path: Path, hub: HubServer
+) -> None:
+    add_synth_repo(hub)
+    hub.tokens.add("hf_goodtoken1234567890")
+    missing_repo = hf_manifest(tmp_path / "a", repo_id="wan-test/No-Such-Repo")
+    store = hf_store(tmp_path / "a", hub, token="hf_goodtoken1234567890", manifest=missing_repo)
+    with pytest.raises(AllSourcesFailedError) as err:
+        store.ensure(SYNTH_ID)
+    (attempt,) = err.value.attempts
+    assert "the repository wan-test/No-Such-Repo does not exist" in attempt.message
+    assert "revision" not in attempt.message.split(" — ")[0]
+    assert "repository's name" in attempt.message
+    missing_rev = hf_manifest(tmp_path / "b", rev="v9")
+    store = hf_store(tmp_path / "b", hub, token="hf_goodtoken1234567890", manifest=missing_rev)
+    with pytest.raises(AllSourcesFailedError) as err:
+        store.ensure(SYNTH_ID)
+    (attempt,) = err.value.attempts
+    assert f"the repository {REPO} exists but has no revision 'v9'" in attempt.message
+    assert "@revision" in attempt.message
+    # Without a token the Hub does not say whether a repository exists: private is possible.
+    store = hf_store(tmp_path / "c", hub, manifest=missing_repo)
+    with pytest.raises(AllSourcesFailedError) as err:
+        store.ensure(SYNTH_ID)
+    assert err.value.code is ErrorCode.auth_fail
+    assert "does not exist, or it is private" in err.value.attempts[0].message

@@ -27,6 +27,7 @@ from .errors import (
     VariantNotFoundError,
 )
 from .manifest import ModelSpec
+from .paths import storage_error
 from .store import ModelStore, human_bytes
 from .types import DownloadProgress, ModelStatus, Phase
 
@@ -130,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         return out.error(exc, EXIT_USAGE)
     except ModelError as exc:
         return out.error(exc, EXIT_FAILED)
+    except OSError as exc:  # the models folder cannot be read or written
+        return out.error(storage_error(exc, config.models_root), EXIT_FAILED)
     except KeyboardInterrupt:
         out.err("interrupted; run the same command again to resume")
         return 130

@@ -163,12 +163,23 @@ class InUseError(ModelError, OSError):
 
 @dataclass(frozen=True)
 class SourceAttempt:
-    source: str
+    source: str  # resolved and readable: never a manifest template
     code: ErrorCode
     message: str
+    configured: bool = True  # False: skipped, the setting it needs is not set
 
-    def to_dict(self) -> dict[str, str]:
-        return {"source": self.source, "code": str(self.code), "message": self.message}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "code": str(self.code),
+            "message": self.message,
+            "configured": self.configured,
+        }
+
+    def line(self) -> str:
+        if not self.configured:
+            return f"{self.source}: {self.message}"
+        return f"{self.source}: [{self.code}] {self.message}"
 
 
 class AllSourcesFailedError(ModelError, ConnectionError):
@@ -177,7 +188,7 @@ class AllSourcesFailedError(ModelError, ConnectionError):
     code = ErrorCode.all_sources_failed
 
     def __init__(self, model: str, attempts: Sequence[SourceAttempt], **kw: Any) -> None:
-        lines = "; ".join(f"{a.source}: [{a.code}] {a.message}" for a in attempts)
+        lines = "; ".join(a.line() for a in attempts)
         super().__init__(
             f"could not get {model} from any source ({lines or 'no sources configured'})",
             details={"attempts": [a.to_dict() for a in attempts]},

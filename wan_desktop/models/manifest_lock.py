@@ -107,7 +107,7 @@ def lock_model(
         try:
             expanded = _sources.expand_uri(uri, model_dir=name)
         except _sources.SourceNotConfiguredError as exc:
-            attempts.append(SourceAttempt(uri, exc.code, exc.message))
+            attempts.append(exc.attempt())
             continue
         scratch = store.paths.staging_root() / f".lock-{uuid.uuid4().hex[:8]}.scratch"
         scratch.mkdir(parents=True, exist_ok=True)

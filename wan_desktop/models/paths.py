@@ -10,11 +10,12 @@ Layout under ``MODELS_ROOT``::
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
 from pathlib import Path, PurePosixPath
 
-from .errors import PathInvalidError
+from .errors import ModelError, NoSpaceError, PathInvalidError
 
 FAMILY_DIR = "wan22"
 STAGING_DIR = ".staging"
@@ -196,3 +197,61 @@ def windows_path_guidance(
         "HKLM\\SYSTEM\\CurrentControlSet\\Control\\FileSystem\\LongPathsEnabled=1) or choose a "
         "shorter models folder such as C:\\wan-models"
     )
+
+
+def storage_error(exc: OSError, root: Path) -> ModelError:
+    """The orchestrator's coded error for a failed read or write under the models folder ``root``.
+
+    A full disk is ``NO_SPACE``; a folder that cannot be written (read-only, no permission, a file
+    where a folder should be) is ``PATH_INVALID``. Each says what to do instead of a traceback.
+    """
+    if isinstance(exc, ModelError):
+        return exc
+    where = Path(exc.filename) if exc.filename else root
+    what = exc.strerror or type(exc).__name__
+    details = {"path": str(where), "models_root": str(root), "errno": exc.errno}
+    other_root = "set MODELS_ROOT (or --models-root) to a folder you can write"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpaceError(
+            f"the disk of {root} is full: writing {where} failed ({what})",
+            fix="free some space, run 'wan models gc', or set MODELS_ROOT to a larger disk; what "
+            "was downloaded is kept and ensure resumes from there",
+            details=details,
+        )
+    if exc.errno == errno.EROFS:
+        return PathInvalidError(
+            f"the models folder {root} is on a read-only filesystem"
+            + ("" if where == root else f" (writing {where} failed)"),
+            fix=f"{other_root}, or mount this disk read-write",
+            details=details,
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return PathInvalidError(
+            f"no permission to write {where} in the models folder {root}",
+            fix=f"{other_root}, or give your user write access to {root}",
+            details=details,
+        )
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = _first_file_on(where)
+        if blocker is not None:
+            return PathInvalidError(
+                f"the models folder {root} cannot be used: {blocker} is a file, not a folder",
+                fix=f"{other_root} (not under a file), or move {blocker} out of the way",
+                details={**details, "file": str(blocker)},
+            )
+    return PathInvalidError(
+        f"the models folder {root} cannot be used: {where}: {what}",
+        fix=f"check that folder, or {other_root}",
+        details=details,
+    )
+
+
+def _first_file_on(path: Path) -> Path | None:
+    """The nearest of ``path`` and its parents that exists and is not a folder."""
+    for p in (path, *path.parents):
+        try:
+            if p.exists():
+                return None if p.is_dir() else p
+        except OSError:
+            continue
+    return None

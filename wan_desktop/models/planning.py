@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import ErrorCode, SourceError
@@ -30,6 +30,8 @@ class PlannedFile:
     size: int | None
     sha256: str | None
     remote: RemoteFile
+    # The whole content when planning already read it (a shard index): not fetched again.
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 def plan_files(spec: ModelSpec, var: VariantSpec, source: Source) -> list[PlannedFile]:
@@ -112,6 +114,7 @@ def only_indexed_shards(planned: list[PlannedFile], source: Source) -> list[Plan
         by_dir.setdefault(p.path.rpartition("/")[0], []).append(p)
     keep: set[str] = set()
     drop: set[str] = set()
+    read: dict[str, bytes] = {}
     for folder, members in by_dir.items():
         indexes = [p for p in members if p.path.endswith(SHARD_INDEX_SUFFIX)]
         if not indexes:
@@ -119,11 +122,13 @@ def only_indexed_shards(planned: list[PlannedFile], source: Source) -> list[Plan
         named: set[str] = set()
         for idx in indexes:
             try:
-                doc = json.loads(source.read_bytes(idx.remote, limit=64 << 20))
+                read[idx.path] = source.read_bytes(idx.remote, limit=64 << 20)
+                doc = json.loads(read[idx.path])
                 weight_map = doc["weight_map"]
                 named |= {str(v) for v in weight_map.values()}
             except (ValueError, KeyError, TypeError, AttributeError):
-                return planned  # not an index we understand: take everything rather than guess
+                # Not an index we understand: take everything rather than guess.
+                return _with_data(planned, read)
         for p in members:
             base = p.path.rpartition("/")[2]
             if base.endswith(WEIGHT_SUFFIXES) and not p.path.endswith(SHARD_INDEX_SUFFIX):
@@ -138,4 +143,9 @@ def only_indexed_shards(planned: list[PlannedFile], source: Source) -> list[Plan
             )
     if drop:
         log.info("skipping %d weight file(s) no index names: %s", len(drop), sorted(drop)[:5])
-    return [p for p in planned if p.path not in drop]
+    return _with_data([p for p in planned if p.path not in drop], read)
+
+
+def _with_data(planned: list[PlannedFile], read: dict[str, bytes]) -> list[PlannedFile]:
+    """The index files read while planning carry their bytes, so they are fetched only once."""
+    return [replace(p, data=read[p.path]) if p.path in read else p for p in planned]

@@ -30,6 +30,7 @@ from .config import OrchestratorConfig
 from .errors import (
     AllSourcesFailedError,
     CancelledError,
+    ErrorCode,
     IntegrityError,
     InUseError,
     LockTimeoutError,
@@ -50,6 +51,7 @@ from .paths import (
     model_dir_name,
     path_guidance,
     safe_join,
+    storage_error,
 )
 from .planning import PlannedFile, integrity_problem, plan_files
 from .settings import format_size
@@ -171,7 +173,7 @@ class ModelStore:
             bytes_total=total,
             bytes_needed=needed,
             source=plan.get("source") if plan else None,
-            reason="download interrupted; ensure resumes it",
+            reason=_partial_reason(spec.id, (plan or {}).get("failed")),
         )
 
     def _installed_status(
@@ -351,7 +353,10 @@ class ModelStore:
                 force=force,
             )
             try:
-                path = self._ensure_locked(spec, var, name, final, force, reporter, cancel)
+                try:
+                    path = self._ensure_locked(spec, var, name, final, force, reporter, cancel)
+                except OSError as exc:  # the models folder: read-only, a file, the disk full
+                    raise storage_error(exc, self.config.models_root) from None
             except ModelError as exc:
                 log_event(
                     log,
@@ -403,7 +408,7 @@ class ModelStore:
                 try:
                     expanded = _sources.expand_uri(uri, model_dir=name)
                 except _sources.SourceNotConfiguredError as exc:
-                    attempts.append(SourceAttempt(uri, exc.code, exc.message))
+                    attempts.append(exc.attempt())
                     continue
                 shown = expanded.split("?", 1)[0]
                 skipped = health.recent_failure(expanded, self.config)
@@ -443,14 +448,26 @@ class ModelStore:
                     attempts.append(attempt)
                     health.remember_failure(expanded, self.config, attempt)
                     continue
+                except OSError as exc:
+                    # Writing the models folder failed (read-only, the disk full): no source helps.
+                    err = storage_error(exc, self.config.models_root)
+                    metrics.download_failed(shown, str(err.code), time.monotonic() - t0)
+                    raise err from None
                 metrics.download_completed(shown, time.monotonic() - t0)
                 reporter.phase(Phase.complete)
                 return final
-            raise AllSourcesFailedError(
+            failure = AllSourcesFailedError(
                 f"{spec.id} ({var.name})",
                 attempts,
                 fix="check the messages per source; set WAN_LOCAL_MIRROR or a token if needed",
             )
+            if failure.code is ErrorCode.checksum_fail:
+                failure.fix = (
+                    "a file's bytes did not match the manifest: if the manifest's size or sha256 "
+                    f"is wrong, write them from a source you trust with 'wan models lock {spec.id}'"
+                    "; if the source's copy is damaged, try another source"
+                )
+            raise failure
 
     @staticmethod
     def clear_source_failures() -> None:
@@ -693,7 +710,14 @@ class ModelStore:
         for attempt in range(1, MAX_FILE_ATTEMPTS + 1):
             cancel.raise_if_cancelled()
             file_progress = reporter.file_started(p.path, p.size)
-            if isinstance(source, RangedSource) and p.size is not None:
+            digest: str | None
+            if p.data is not None and attempt == 1:
+                # Read while planning (a shard index): its bytes are here already.
+                digest = transfer.write_known(dest, p.data)
+                size = len(p.data)
+                file_progress(size)
+                metrics.bytes_received(source.describe(), size)
+            elif isinstance(source, RangedSource) and p.size is not None:
                 digest = transfer.fetch_file(
                     source,
                     p.remote,
@@ -747,6 +771,7 @@ class ModelStore:
                 },
             )
         assert last_error is not None
+        state.mark_failed(p.path, last_error, source.describe())
         raise last_error
 
     def _swap_into_place(self, staging: Path, final: Path) -> None:
@@ -854,11 +879,14 @@ class _PlanState:
         source: str,
         files: dict[str, dict[str, Any]],
         done: dict[str, dict[str, Any]],
+        failed: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.path = path
         self.source = source
         self.files = files
         self.done = done
+        # Files whose bytes failed verification (what status tells until the entry changes).
+        self.failed = failed or {}
         self._lock = threading.Lock()
         self._saved_at = 0.0
         self._dirty = False
@@ -871,9 +899,11 @@ class _PlanState:
         old = _read_json(path) or {}
         old_files = {f["path"]: f for f in old.get("files", [])}
         old_done = old.get("done", {})
+        old_failed = old.get("failed", {})
         same_source = old.get("source") == source
         files = {p.path: {"path": p.path, "size": p.size, "sha256": p.sha256} for p in planned}
         done: dict[str, dict[str, Any]] = {}
+        failed: dict[str, dict[str, Any]] = {}
         for rel, new in files.items():
             dest = staging / rel
             prev = old_files.get(rel)
@@ -889,22 +919,36 @@ class _PlanState:
                 # Bytes staged for another version of this file are useless now.
                 transfer.discard(dest)
                 continue
+            if isinstance(old_failed, dict) and rel in old_failed:
+                failed[rel] = old_failed[rel]  # same file expected: the verdict still holds
             rec = old_done.get(rel)
             if rec and dest.is_file():
                 st = dest.stat()
                 if st.st_size == rec["size"] and st.st_mtime_ns == rec["mtime_ns"]:
                     done[rel] = rec
-        state = cls(path, source, files, done)
+        state = cls(path, source, files, done, failed)
         state._save()
         return state
 
     def mark_done(self, rel: str, size: int, sha256: str, dest: Path) -> None:
         with self._lock:
             self.done[rel] = {"size": size, "sha256": sha256, "mtime_ns": dest.stat().st_mtime_ns}
+            self.failed.pop(rel, None)
             self._dirty = True
             # Rewriting the whole plan per file costs O(files²): hundreds of small files add up.
             if time.monotonic() - self._saved_at >= PLAN_SAVE_INTERVAL_S:
                 self._save()
+
+    def mark_failed(self, rel: str, error: ModelError, source: str) -> None:
+        """``rel`` failed verification from ``source``: recorded at once, for status."""
+        with self._lock:
+            self.failed[rel] = {
+                "source": source,
+                "code": str(error.code),
+                "message": error.message,
+                "at": _now(),
+            }
+            self._save()
 
     def flush(self) -> None:
         with self._lock:
@@ -920,6 +964,7 @@ class _PlanState:
                 "source": self.source,
                 "files": list(self.files.values()),
                 "done": self.done,
+                "failed": self.failed,
             },
             durable=False,
         )
@@ -1053,6 +1098,23 @@ class _Reporter:
             self.callback(event)
         except Exception:  # a broken listener must not break a download
             log.exception("progress callback failed")
+
+
+def _partial_reason(model_id: str, failed: Any) -> str:
+    """Why a download stopped: interrupted (ensure resumes it), or a file that failed its
+    check, which a rerun from the same source would fail the same way."""
+    if not isinstance(failed, dict) or not failed:
+        return "download interrupted; ensure resumes it"
+    rel, rec = sorted(failed.items())[0]
+    more = f" (and {len(failed) - 1} more file(s))" if len(failed) > 1 else ""
+    source = rec.get("source")
+    detail = str(rec.get("message")).removeprefix(f"{rel} from {source} ")
+    return (
+        f"{rel} failed verification from {source}{more}: {detail}; "
+        "running ensure again will fail the same way. The manifest's size or sha256 may be "
+        f"wrong or the source's copy damaged: check the file's entry in the manifest, or write "
+        f"sizes and hashes from a source you trust with 'wan models lock {model_id}'"
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -212,6 +212,18 @@ def staged_part_bytes(folder: Path) -> int:
     return total
 
 
+def write_known(dest: Path, data: bytes) -> str:
+    """Install bytes already in memory (a file read while planning) as ``dest``; its sha256."""
+    partial = partial_path(dest)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with partial.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    partial.replace(dest)
+    return hashlib.sha256(data).hexdigest()
+
+
 def discard(dest: Path) -> None:
     for p in (dest, partial_path(dest), state_path(dest)):
         p.unlink(missing_ok=True)
@@ -514,21 +526,30 @@ class _Transfer:
         done: Callable[[], int],
         write: Callable[[memoryview], None],
         cancel: CancelToken,
+        failed: Callable[[], None] = lambda: None,
     ) -> None:
-        """Bytes ``[start + done(), end)`` into ``write``, asking again for what is missing."""
+        """Bytes ``[start + done(), end)`` into ``write``, asking again for what is missing.
+
+        ``failed`` runs after each failed request (the bytes it did deliver are written): the
+        part's record is saved there, so even a process killed during the backoff keeps them.
+        """
         before = done()
 
         def attempt() -> None:
             nonlocal before
             before = done()
-            got = self.source.read_range(self.remote, start + before, end, write)
-            if start + done() < end:
-                raise HttpError(
-                    f"{self.remote.path}: the body ended after {got} bytes, "
-                    f"{end - start - done()} short",
-                    transient=True,
-                    reason="truncated",
-                )
+            try:
+                got = self.source.read_range(self.remote, start + before, end, write)
+                if start + done() < end:
+                    raise HttpError(
+                        f"{self.remote.path}: the body ended after {got} bytes, "
+                        f"{end - start - done()} short",
+                        transient=True,
+                        reason="truncated",
+                    )
+            except HttpError:
+                failed()
+                raise
 
         with_retries(
             attempt,
@@ -616,7 +637,14 @@ class _Transfer:
                         flusher.wrote(len(data))
                     record.save()
 
-                self._fetch_range(part.start, part.end, lambda: part.done, write, batch)
+                self._fetch_range(
+                    part.start,
+                    part.end,
+                    lambda: part.done,
+                    write,
+                    batch,
+                    failed=lambda: record.save(force=True),
+                )
             record.save(force=True)
 
         try:

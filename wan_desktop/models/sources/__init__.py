@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 
-from ..errors import SourceError
+from ..errors import SourceAttempt, SourceError
 from .base import CancelToken, FileSink, RangedSource, RemoteFile, Source, SourceContext
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "expand_uri",
     "open_source",
     "register_scheme",
+    "source_kind",
 ]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -28,8 +29,41 @@ SourceFactory = Callable[[str, SourceContext], Source]
 _FACTORIES: dict[str, SourceFactory] = {}
 
 
+# What each kind of source is called in messages.
+_KINDS = {
+    "local": "local mirror",
+    "s3": "S3 bucket",
+    "hf": "Hugging Face Hub",
+    "http": "web server",
+    "https": "web server",
+    "builtin": "built on this machine",
+}
+
+
+def source_kind(uri: str) -> str:
+    """The kind of source a manifest URI names, as a person reads it ("local mirror")."""
+    scheme = uri.partition("://")[0]
+    return _KINDS.get(scheme, f"{scheme}:// source")
+
+
 class SourceNotConfiguredError(SourceError):
-    """The source needs a setting (an environment variable) that is not set: skip it quietly."""
+    """The source needs a setting (an environment variable) that is not set: skip it quietly.
+
+    Its text names the kind of source and the setting ("local mirror: not set
+    (WAN_LOCAL_MIRROR)"), never the manifest's template.
+    """
+
+    def __init__(self, kind: str, variable: str) -> None:
+        super().__init__(
+            f"{kind}: not set ({variable})",
+            fix=f"set {variable} to use the {kind}",
+            details={"source": kind, "variable": variable},
+        )
+        self.kind = kind
+        self.variable = variable
+
+    def attempt(self) -> SourceAttempt:
+        return SourceAttempt(self.kind, self.code, f"not set ({self.variable})", configured=False)
 
 
 def register_scheme(scheme: str, factory: SourceFactory) -> None:
@@ -42,10 +76,7 @@ def expand_uri(uri: str, *, model_dir: str, environ: Mapping[str, str] | None = 
     def sub(m: re.Match[str]) -> str:
         value = env.get(m.group(1), "").strip()
         if not value:
-            raise SourceNotConfiguredError(
-                f"{uri} needs {m.group(1)}, which is not set",
-                fix=f"set {m.group(1)} to use this source",
-            )
+            raise SourceNotConfiguredError(source_kind(uri), m.group(1))
         return value.rstrip("/")
 
     return _VAR.sub(sub, uri).replace("{model_dir}", model_dir)

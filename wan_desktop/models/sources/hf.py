@@ -134,9 +134,16 @@ class HfSource(RangedSource):
                 fix="wait a few minutes (or log in: tokens get higher limits) and run ensure again",
                 details=details,
             )
+        if exc.status == 404 and exc.error_code == "RepoNotFound":
+            return SourceError(
+                f"the repository {self.repo} does not exist on {self.endpoint}",
+                fix="check the repository's name in the manifest (hf://org/repo@revision, "
+                "spelt as on the Hub)",
+                details=details,
+            )
         if exc.status == 404 and exc.error_code == "RevisionNotFound":
             return SourceError(
-                f"{self.repo} has no revision {self.revision!r}",
+                f"the repository {self.repo} exists but has no revision {self.revision!r}",
                 fix="check the @revision in models.toml (a branch, tag or commit)",
                 details=details,
             )

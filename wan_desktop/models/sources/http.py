@@ -441,18 +441,25 @@ class HttpClient:
                 n = 0
                 cap = min(len(buf), want - delivered)
                 # Fill the buffer before writing: fewer, larger writes.
-                while n < cap:
-                    k = r.readinto(view[n:cap])
-                    if k == 0:
-                        break
-                    n += k
-                    window_bytes += k
-                    elapsed = time.monotonic() - window_t
-                    if elapsed >= self.read_timeout_s:
-                        if window_bytes < self.low_speed_bps * elapsed:
-                            crawling = True
+                try:
+                    while n < cap:
+                        k = r.readinto(view[n:cap])
+                        if k == 0:
                             break
-                        window_t, window_bytes = window_t + elapsed, 0
+                        n += k
+                        window_bytes += k
+                        elapsed = time.monotonic() - window_t
+                        if elapsed >= self.read_timeout_s:
+                            if window_bytes < self.low_speed_bps * elapsed:
+                                crawling = True
+                                break
+                            window_t, window_bytes = window_t + elapsed, 0
+                except HttpError:
+                    # The body ended early or stalled: what did arrive is kept, so the retry
+                    # asks only for the rest.
+                    if n:
+                        write(view[:n])
+                    raise
                 if n == 0:
                     break
                 write(view[:n])  # what did arrive is kept
