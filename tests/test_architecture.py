@@ -146,7 +146,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize("part", sorted(set(ALLOWED) - {"models"}))
+@pytest.mark.parametrize("part", sorted(ALLOWED))
 def test_no_import_cycle_inside_a_part(part: str) -> None:
     """Counting lazy and type-only imports: a cycle means two modules are really one."""
     files = [p for p in (PACKAGE / part).rglob("*.py") if p.name != "__init__.py"]

@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_write
-from .errors import ModelError
 from .paths import COMPLETE_MARKER, LEASE_SUFFIX, ModelPaths
 
 if TYPE_CHECKING:
-    from .store import ModelStore
+    from .config import OrchestratorConfig
 
 
 # ----------------------------------------------------------------------------------- pins
@@ -193,6 +192,22 @@ class ModelUsage:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """What disk accounting and garbage collection see of a store: its folders, its settings,
+    and which folder holds which model (from the manifest; ``manifest_error`` when it could not
+    be read, so every folder then counts as unknown)."""
+
+    paths: ModelPaths
+    config: OrchestratorConfig
+    known: dict[str, tuple[str, str, str]]  # dir name → (model id, variant, family)
+    manifest_error: str | None = None
+
+    def family_of(self, dir_name: str) -> str:
+        known = self.known.get(dir_name)
+        return known[2] if known else self.paths.family_dir().name
+
+
+@dataclass(frozen=True)
 class DiskUsage:
     models_root: Path
     total_bytes: int
@@ -231,10 +246,10 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def _lock_held(store: ModelStore, dir_name: str) -> bool:
+def _lock_held(paths: ModelPaths, dir_name: str) -> bool:
     from filelock import FileLock, Timeout
 
-    lock_path = store.paths.lock_file(dir_name)
+    lock_path = paths.lock_file(dir_name)
     if not lock_path.exists():
         return False
     lock = FileLock(str(lock_path))
@@ -246,18 +261,11 @@ def _lock_held(store: ModelStore, dir_name: str) -> bool:
     return False
 
 
-def disk_usage(store: ModelStore) -> DiskUsage:
-    names: dict[str, tuple[str, str, str]] = {}  # dir name → (model id, variant, family)
-    manifest_error = None
-    try:
-        for spec in store.manifest:
-            for var in spec.variants:
-                names[store.dir_name(spec, spec.variants[var])] = (spec.id, var, spec.family)
-    except ModelError as exc:  # a broken manifest must not hide what is on disk: say so beside it
-        manifest_error = str(exc)
+def disk_usage(layout: Layout) -> DiskUsage:
+    paths, names = layout.paths, layout.known
     models: list[ModelUsage] = []
     folders: list[tuple[Path, bool]] = []
-    for parent, complete in ((store.paths.family_dir(), True), (store.paths.staging_root(), False)):
+    for parent, complete in ((paths.family_dir(), True), (paths.staging_root(), False)):
         if parent.is_dir():
             folders += [(p, complete) for p in sorted(parent.iterdir()) if p.is_dir()]
     for folder, complete in folders:
@@ -267,9 +275,9 @@ def disk_usage(store: ModelStore) -> DiskUsage:
         model_id, variant, family = names.get(
             name, (name.split("+", 1)[0], name.split("+", 1)[1] if "+" in name else None, "")
         )
-        family = family or store.paths.family_dir().name
-        leases = live_leases(store.paths, name)
-        downloading = _lock_held(store, name)
+        family = family or paths.family_dir().name
+        leases = live_leases(paths, name)
+        downloading = _lock_held(paths, name)
         size = folder_bytes(folder)
         if not complete:
             scratch = folder.with_name(name + ".scratch")
@@ -284,8 +292,8 @@ def disk_usage(store: ModelStore) -> DiskUsage:
                 bytes=size,
                 complete=complete and (folder / COMPLETE_MARKER).is_file(),
                 known=name in names,
-                last_used=last_used(store.paths, name, folder),
-                pinned=is_pinned(store.paths, name),
+                last_used=last_used(paths, name, folder),
+                pinned=is_pinned(paths, name),
                 in_use=bool(leases) or downloading,
                 in_use_by=tuple(int(lease["pid"]) for lease in leases if "pid" in lease),
                 downloading=downloading,
@@ -294,17 +302,17 @@ def disk_usage(store: ModelStore) -> DiskUsage:
     fam_bytes: dict[str, int] = {}
     for m in models:
         fam_bytes[m.family] = fam_bytes.get(m.family, 0) + m.bytes
-    root = store.config.models_root
+    root = layout.config.models_root
     probe = root if root.exists() else _existing_parent(root)
     return DiskUsage(
         models_root=root,
         total_bytes=sum(m.bytes for m in models),
         free_bytes=shutil.disk_usage(probe).free,
-        quota_bytes=store.config.quota_bytes,
+        quota_bytes=layout.config.quota_bytes,
         family_bytes=fam_bytes,
-        family_quota_bytes=dict(store.config.family_quota_bytes),
+        family_quota_bytes=dict(layout.config.family_quota_bytes),
         models=tuple(models),
-        manifest_error=manifest_error,
+        manifest_error=layout.manifest_error,
     )
 
 

@@ -14,15 +14,12 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .disk import DiskUsage, ModelUsage, disk_usage, is_pinned, live_leases
+from .disk import DiskUsage, Layout, ModelUsage, disk_usage, is_pinned, live_leases
 from .errors import QuotaExceededError
 from .logs import LOGGER_NAME, log_event
 from .settings import format_size
-
-if TYPE_CHECKING:
-    from .store import ModelStore
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -147,7 +144,7 @@ def plan_gc(
 
 
 def run_gc(
-    store: ModelStore,
+    layout: Layout,
     *,
     max_size: int | None,
     max_age_s: float | None,
@@ -157,7 +154,7 @@ def run_gc(
 ) -> GcReport:
     from filelock import FileLock, Timeout
 
-    usage = disk_usage(store)
+    usage = disk_usage(layout)
     remove, kept = plan_gc(
         usage,
         max_size=max_size,
@@ -172,7 +169,7 @@ def run_gc(
             removed.append(d)
             continue
         m = by_name[d.dir_name]
-        lock_path = store.paths.lock_file(d.dir_name)
+        lock_path = layout.paths.lock_file(d.dir_name)
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(lock_path))
         try:
@@ -182,10 +179,10 @@ def run_gc(
             continue
         try:
             # Checked again under the lock: a lease taken since the plan wins.
-            if live_leases(store.paths, d.dir_name) or is_pinned(store.paths, d.dir_name):
+            if live_leases(layout.paths, d.dir_name) or is_pinned(layout.paths, d.dir_name):
                 kept.append(replace_reason(d, "in use or pinned since the plan was made"))
                 continue
-            trash = store.paths.trash_dir()
+            trash = layout.paths.trash_dir()
             trash.mkdir(parents=True, exist_ok=True)
             gone = trash / f"{m.path.name}.{uuid.uuid4().hex[:8]}"
             m.path.replace(gone)
@@ -195,7 +192,7 @@ def run_gc(
         finally:
             lock.release()
         shutil.rmtree(gone, ignore_errors=True)
-        store.paths.last_used_file(d.dir_name).unlink(missing_ok=True)
+        layout.paths.last_used_file(d.dir_name).unlink(missing_ok=True)
         removed.append(d)
     reclaimed = sum(d.bytes for d in removed)
     return GcReport(
@@ -217,14 +214,14 @@ def replace_reason(d: GcDecision, reason: str) -> GcDecision:
 # ----------------------------------------------------------------------------- quotas
 
 
-def enforce_quota(store: ModelStore, name: str, needed: int) -> None:
+def enforce_quota(layout: Layout, name: str, needed: int) -> None:
     """Keep the models folder within its quotas, collecting LRU models to make room."""
-    quota = store.config.quota_bytes
-    fam_quota = dict(store.config.family_quota_bytes)
+    quota = layout.config.quota_bytes
+    fam_quota = dict(layout.config.family_quota_bytes)
     if quota is None and not fam_quota:
         return
-    family = family_of(store, name)
-    usage = disk_usage(store)
+    family = layout.family_of(name)
+    usage = disk_usage(layout)
     over_total = quota is not None and usage.total_bytes + needed > quota
     fam_limit = fam_quota.get(family)
     fam_used = usage.family_bytes.get(family, 0)
@@ -232,9 +229,9 @@ def enforce_quota(store: ModelStore, name: str, needed: int) -> None:
     if not (over_total or over_family):
         return
     report = run_gc(
-        store,
+        layout,
         max_size=None if quota is None else max(0, quota - needed),
-        max_age_s=store.config.max_age_s,
+        max_age_s=layout.config.max_age_s,
         dry_run=False,
         family_quota=({family: max(0, fam_limit - needed)} if fam_limit is not None else None),
         protect=frozenset({name}),
@@ -250,7 +247,7 @@ def enforce_quota(store: ModelStore, name: str, needed: int) -> None:
             removed=[d.dir_name for d in report.removed],
             reclaimed_bytes=report.reclaimed_bytes,
         )
-    after = disk_usage(store)
+    after = disk_usage(layout)
     still_total = quota is not None and after.total_bytes + needed > quota
     still_family = fam_limit is not None and after.family_bytes.get(family, 0) + needed > fam_limit
     if still_total or still_family:
@@ -273,26 +270,18 @@ def enforce_quota(store: ModelStore, name: str, needed: int) -> None:
         )
 
 
-def family_of(store: ModelStore, name: str) -> str:
-    for spec in store.manifest:
-        for var in spec.variants.values():
-            if store.dir_name(spec, var) == name:
-                return spec.family
-    return store.paths.family_dir().name
-
-
-def make_room(store: ModelStore, needed: int, name: str | None = None) -> int:
+def make_room(layout: Layout, needed: int, name: str | None = None) -> int:
     """Short of space: with a quota set (the user allowed automatic collection), collect the
     least recently used models until ``needed`` bytes are free; returns the free bytes."""
-    free = shutil.disk_usage(store.config.models_root).free
-    if store.config.quota_bytes is None or free >= needed:
+    free = shutil.disk_usage(layout.config.models_root).free
+    if layout.config.quota_bytes is None or free >= needed:
         return free
-    usage = disk_usage(store)
+    usage = disk_usage(layout)
     run_gc(
-        store,
+        layout,
         max_size=max(0, usage.total_bytes - (needed - free)),
-        max_age_s=store.config.max_age_s,
+        max_age_s=layout.config.max_age_s,
         dry_run=False,
         protect=frozenset({name} if name else ()),
     )
-    return shutil.disk_usage(store.config.models_root).free
+    return shutil.disk_usage(layout.config.models_root).free

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import disk, gc, health, metrics, transfer
+from . import disk, gc, health, metrics, requests, transfer
 from . import sources as _sources
 from .config import OrchestratorConfig
 from .errors import (
@@ -593,7 +593,7 @@ class ModelStore:
             config=self.config,
             scratch=scratch,
             cancel=cancel or CancelToken(),
-            gate=transfer.SourceGate(),
+            gate=requests.SourceGate(),
         )
         return _sources.open_source(uri, ctx)
 
@@ -650,11 +650,11 @@ class ModelStore:
             )
 
     def _check_quota(self, name: str, needed: int) -> None:
-        gc.enforce_quota(self, name, needed)
+        gc.enforce_quota(self.layout(), name, needed)
 
     def _make_room(self, needed: int, name: str | None = None) -> int:
         """Hook for garbage collection when space is short; returns the free bytes afterwards."""
-        return gc.make_room(self, needed, name)
+        return gc.make_room(self.layout(), needed, name)
 
     def _fetch_all(
         self,
@@ -724,8 +724,8 @@ class ModelStore:
                     dest,
                     size=p.size,
                     expected_sha256=p.sha256,
-                    settings=transfer.transfer_settings(self.config),
-                    gate=source.ctx.gate or transfer.SourceGate(),
+                    settings=requests.transfer_settings(self.config),
+                    gate=source.ctx.gate or requests.SourceGate(),
                     cancel=cancel,
                     on_bytes=file_progress,
                     on_resumed=lambda n: reporter.resumed(p.path, n),
@@ -841,8 +841,19 @@ class ModelStore:
         spec, var = self.resolve(model_id, variant)
         return disk.is_pinned(self.paths, self.dir_name(spec, var))
 
+    def layout(self) -> disk.Layout:
+        """Which folder holds which model, for disk accounting and garbage collection."""
+        known: dict[str, tuple[str, str, str]] = {}
+        try:
+            for spec in self.manifest:
+                for name, var in spec.variants.items():
+                    known[self.dir_name(spec, var)] = (spec.id, name, spec.family)
+        except ModelError as exc:  # a broken manifest must not hide what is on disk: say so
+            return disk.Layout(self.paths, self.config, known, manifest_error=str(exc))
+        return disk.Layout(self.paths, self.config, known)
+
     def disk_usage(self) -> disk.DiskUsage:
-        return disk.disk_usage(self)
+        return disk.disk_usage(self.layout())
 
     def gc(
         self,
@@ -853,7 +864,7 @@ class ModelStore:
     ) -> gc.GcReport:
         """Collect least recently used and old models; the settings give the defaults."""
         return gc.run_gc(
-            self,
+            self.layout(),
             max_size=self.config.quota_bytes if max_size is None else max_size,
             max_age_s=self.config.max_age_s if max_age_s is None else max_age_s,
             family_quota=dict(self.config.family_quota_bytes),

@@ -6,11 +6,9 @@ the staging folder. ``.wan-partial.<name>.json`` records how far each part has g
 the bytes, so it never claims more than the file holds): a killed process, or another one later,
 resumes every part where the record says, and fetches nothing twice that the record counts.
 
-Retries: a failed request (connection lost, stalled or crawling, truncated, 5xx, 429) is asked
-again for what is still missing, after an exponential backoff with jitter that honours
-``Retry-After``. A request that moved at least ``PROGRESS_BYTES`` starts the count again. The
-backoff is shared by all requests to one source (:class:`SourceGate`), so one 429 slows every
-part, not just the one that got it.
+Retries (``requests.py``): a failed request is asked again for what is still missing, after a
+backoff shared by every request to the source. A request that moved at least ``PROGRESS_BYTES``
+starts the count again.
 
 Hashing: sha256 must see the bytes in order, so a reader thread follows the growing in-order
 prefix of the file and hashes it while the later parts are still arriving (from the page cache,
@@ -43,14 +41,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import metrics
+from .cancel import CancelToken
 from .errors import ModelError
 from .integrity import sha256_file
 from .logs import LOGGER_NAME, log_event
-from .sources.base import CancelToken, RangedSource, RemoteFile
+from .requests import SourceGate, TransferSettings, with_retries
+from .sources.base import RangedSource, RemoteFile
 from .sources.http import HttpError
 
 if TYPE_CHECKING:
-    from .config import OrchestratorConfig
+    pass
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -70,107 +70,6 @@ MIN_PART_BYTES = 1 << 20
 WRITEBACK_BYTES = 64 * 1024 * 1024
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    parts_per_file: int
-    part_size_bytes: int
-    max_retries: int
-    retry_base_s: float
-    retry_max_s: float
-    verify_sha256: bool = True
-
-
-def transfer_settings(config: OrchestratorConfig) -> TransferSettings:
-    return TransferSettings(
-        parts_per_file=config.parts_per_file,
-        part_size_bytes=config.part_size_bytes,
-        max_retries=config.max_retries,
-        retry_base_s=config.retry_base_s,
-        retry_max_s=config.retry_max_s,
-        verify_sha256=config.verify_sha256,
-    )
-
-
-# ------------------------------------------------------------------------------ retries
-
-
-class SourceGate:
-    """Backoff shared by every request to one source."""
-
-    def __init__(self) -> None:
-        self._not_before = 0.0
-        self._lock = threading.Lock()
-
-    def hold(self, seconds: float) -> None:
-        with self._lock:
-            self._not_before = max(self._not_before, time.monotonic() + seconds)
-
-    def wait(self, cancel: CancelToken) -> None:
-        with self._lock:
-            left = self._not_before - time.monotonic()
-        if left > 0:
-            cancel.sleep(left)
-
-
-def backoff_delay(attempt: int, settings: TransferSettings, retry_after: float | None) -> float:
-    """Exponential backoff with "equal jitter": between half and all of base·2ⁿ, capped."""
-    ceiling = min(settings.retry_max_s, settings.retry_base_s * 2 ** (attempt - 1))
-    import random  # only when a request failed
-
-    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-    if retry_after is not None:
-        # The server knows best, but a huge Retry-After must not hang a download for hours.
-        delay = max(delay, min(retry_after, settings.retry_max_s * 4))
-    return delay
-
-
-def with_retries(
-    call: Callable[[], T],
-    *,
-    source: RangedSource,
-    gate: SourceGate,
-    settings: TransferSettings,
-    cancel: CancelToken,
-    what: str,
-    progressed: Callable[[], bool] = lambda: False,
-) -> T:
-    """Run ``call`` until it succeeds, retrying transient :class:`HttpError` s.
-
-    ``progressed`` tells whether the last failed attempt moved bytes; if so, the count restarts.
-    A final failure is mapped to the source's :class:`ModelError`.
-    """
-    attempt = 0
-    while True:
-        cancel.raise_if_cancelled()
-        gate.wait(cancel)
-        try:
-            return call()
-        except HttpError as exc:
-            if not exc.transient:
-                raise source.map_error(exc, what=what) from None
-            attempt = 1 if progressed() else attempt + 1
-            if attempt > settings.max_retries:
-                raise source.map_error(exc, what=what) from None
-            delay = backoff_delay(attempt, settings, exc.retry_after)
-            if exc.status == 429:
-                gate.hold(delay)
-            metrics.retried(source.describe(), exc.reason)
-            log_event(
-                log,
-                logging.INFO,
-                "retry",
-                "retrying %s in %.1f s (attempt %d/%d): %s",
-                what,
-                delay,
-                attempt,
-                settings.max_retries,
-                exc,
-                source=source.describe(),
-                reason=exc.reason,
-            )
-            cancel.sleep(delay)
 
 
 # ------------------------------------------------------------------------- staging files

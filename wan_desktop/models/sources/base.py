@@ -15,7 +15,7 @@ from ..cancel import CancelToken
 if TYPE_CHECKING:
     from ..config import OrchestratorConfig
     from ..manifest import ModelSpec, VariantSpec
-    from ..transfer import SourceGate, TransferSettings
+    from ..requests import SourceGate, TransferSettings
 
 CHUNK_BYTES = 8 * 1024 * 1024
 T = TypeVar("T")
@@ -44,7 +44,7 @@ class SourceContext:
 
     @property
     def transfer(self) -> TransferSettings:
-        from ..transfer import transfer_settings
+        from ..requests import transfer_settings
 
         return transfer_settings(self.config)
 
@@ -213,7 +213,7 @@ class RangedSource(Source):
 
     def retrying(self, call: Callable[[], T], what: str) -> T:
         """``call`` with the engine's retries and this source's backoff gate and error mapping."""
-        from ..transfer import SourceGate, with_retries
+        from ..requests import SourceGate, with_retries
 
         return with_retries(
             call,

@@ -62,19 +62,9 @@ class HttpError(Exception):
 
     @property
     def retry_after(self) -> float | None:
-        raw = self.headers.get("retry-after")
-        if raw is None:
-            return None
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            from email.utils import parsedate_to_datetime
-            from time import time
+        from ..retry import parse_retry_after
 
-            try:
-                return max(0.0, parsedate_to_datetime(raw).timestamp() - time())
-            except (TypeError, ValueError):
-                return None
+        return parse_retry_after(self.headers.get("retry-after"))
 
     @property
     def error_code(self) -> str | None:
