@@ -23,6 +23,7 @@ class JobDescription:
     development: bool = False
     label: str | None = None
     estimate: Mapping[str, Any] = field(default_factory=dict)  # vram_gb, minutes, strategy
+    warnings: tuple[str, ...] = ()  # known before it runs (it will not fit this machine…)
 
 
 @dataclass(frozen=True)
