@@ -265,15 +265,11 @@ def plan(
     elif not candidates:
         raise ValueError(f"no strategy after {after!r}")
     else:
-        # Nothing fits by the estimate: take the most frugal one and say so (estimates can be
-        # pessimistic; if it really does not fit, the job fails with advice).
-        frugal = [c for c in candidates if c.strategy == allowed[-1].name]
-        chosen = min(frugal, key=lambda c: c.vram_gb if STRATEGIES[c.strategy].gpu else c.ram_gb)
-        notes = (
-            *notes,
-            f"no strategy fits by the estimate (needs about {chosen.vram_gb:.1f} GB VRAM, "
-            f"{chosen.ram_gb:.1f} GB RAM); trying {chosen.strategy}",
-        )
+        # Nothing fits by the estimate: take the one closest to fitting and say plainly that it
+        # will not fit (estimates can be pessimistic; if it really does not fit, the job fails
+        # with advice).
+        chosen, limit = _closest(candidates, allowed[-1].name)
+        notes = (*notes, _wont_fit(chosen, limit, vram_budget, ram_budget))
     minutes = estimate_minutes(facts, dtype, job, profile, STRATEGIES[chosen.strategy])
     return MemoryPlan(
         strategy=chosen.strategy,
@@ -290,6 +286,38 @@ def plan(
         candidates=tuple(candidates),
         notes=notes,
         ladder=tuple(names),
+    )
+
+
+def _closest(candidates: Sequence[Candidate], most_frugal: str) -> tuple[Candidate, str]:
+    """When nothing fits: the candidate to try, and what limits it ("ram" or "vram").
+
+    If some strategies fit the GPU and only RAM is short, RAM is the limit: the one needing the
+    least RAM (fp8 storage with group offload, 40 GB for an A14B model, rather than sequential
+    offload's 67 GB). Otherwise VRAM is: the most frugal strategy, at its least VRAM.
+    """
+    ram_short = [c for c in candidates if c.limit == "ram"]
+    if ram_short:
+        return min(ram_short, key=lambda c: (c.ram_gb, c.vram_gb)), "ram"
+    frugal = [c for c in candidates if c.strategy == most_frugal]
+    return min(frugal, key=lambda c: c.vram_gb if STRATEGIES[c.strategy].gpu else c.ram_gb), "vram"
+
+
+def _wont_fit(chosen: Candidate, limit: str, vram_budget: float, ram_budget: float) -> str:
+    gpu = STRATEGIES[chosen.strategy].gpu
+    if limit == "ram":
+        need = f"about {chosen.ram_gb:.1f} GB of {ram_budget:.1f} GB usable RAM"
+        where = "RAM is the limit"
+        fix = "close other programs, lower the resolution or frames, or use a machine with more RAM"
+    else:
+        need = f"about {chosen.vram_gb:.1f} GB of {vram_budget:.1f} GB usable VRAM"
+        where = "GPU memory is the limit"
+        fix = "lower the resolution or frames, or use a GPU with more memory"
+    least = "least RAM" if limit == "ram" or not gpu else "least VRAM"
+    return (
+        f"no strategy fits by the estimate: this job will not fit this machine. {where}: "
+        f"even {chosen.strategy}, the strategy needing the {least}, needs {need}; trying it "
+        f"anyway will likely run out of memory. To make it fit: {fix}"
     )
 
 
