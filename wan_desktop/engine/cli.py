@@ -240,6 +240,9 @@ def _generate(args: argparse.Namespace, params: dict[str, Any], tmp: Path, out: 
         job_id.append(job.id)
         if bar is not None:
             bar.start(job)
+        for w in job.warnings:  # known before it runs (it will not fit here…): said at once
+            out.err(f"warning: {w}")
+        out.said = set(job.warnings)
         try:
             while not done.wait(0.2):
                 if engine.get(job.id).finished:  # the event may have raced the subscription
@@ -348,6 +351,7 @@ class _Output:
         self.json_mode = json_mode
         self.stdout: TextIO = sys.stdout
         self.stderr: TextIO = sys.stderr
+        self.said: set[str] = set()  # warnings already written to stderr
 
     def doc(self, **fields: Any) -> None:
         json.dump({"schema": SCHEMA, **fields}, self.stdout, indent=2, default=str)
@@ -409,7 +413,8 @@ class _Output:
             if job.development:
                 self.stdout.write(f"note: {job.label}\n")
             for w in job.warnings:
-                self.err(f"warning: {w}")
+                if w not in self.said:
+                    self.err(f"warning: {w}")
         return EXIT_OK
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ from .params import FRAMES_MAX, STEPS_MAX, round_size
 
 if TYPE_CHECKING:
     from wan_desktop.models import ModelStore
+
+    from .jobs import Job
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int8": 1}
@@ -173,9 +176,10 @@ class MemoryPlan:
     def estimate(self) -> dict[str, Any]:
         """The short form stored on the job at submit time (and refined when it runs).
 
-        ``facts`` says where the figures came from: the model's files, or its manifest entry
-        while it is not on disk yet (for a development variant not built yet, that describes
-        the real weights: the figures shrink once it is built).
+        ``facts`` says where the figures came from: the model's files, its manifest entry while
+        it is not on disk yet, or the tiny architecture for a development variant not built
+        yet. ``minutes`` is the planner's throughput model, a guess (``guess``, ``basis``)
+        until runs on this machine measure it (``with_measured``).
         """
         return {
             "vram_gb": self.vram_gb,
@@ -183,6 +187,10 @@ class MemoryPlan:
             "minutes": self.minutes,
             "strategy": self.strategy,
             "facts": self.facts_source,
+            "fits": self.fits,
+            "guess": True,
+            "basis": f"a guess from the planner's model of this {self.device.split(':')[0]} "
+            f"({FACTS_WORDS.get(self.facts_source, self.facts_source)}), not yet measured here",
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,6 +207,57 @@ class MemoryPlan:
             return None
         i = self.ladder.index(self.strategy)
         return self.ladder[i + 1] if i + 1 < len(self.ladder) else None
+
+
+FACTS_WORDS = {
+    "files": "the model's files",
+    "manifest": "the manifest's figures",
+    "tiny": "the tiny development architecture",
+}
+MEASURED_RUNS = 5  # the latest runs of the same model and size that a measured estimate uses
+
+
+def measured_minutes(
+    history: Iterable[Job], model_id: str, variant: str, job: JobShape, device: str
+) -> tuple[float, int] | None:
+    """Minutes for ``job`` from finished runs of the same model, variant, size and frames on
+    this device (the median time per step, times the steps), and how many runs; None without.
+
+    A run's time includes loading the model when it was cold, so the median of the latest few
+    is used."""
+    per_step = []
+    for j in history:
+        p, mp = j.params, j.memory_plan
+        if (
+            j.model_id != model_id
+            or j.variant != variant
+            or j.started_at is None
+            or j.finished_at is None
+            or (p.get("width"), p.get("height"), p.get("frames"))
+            != (job.width, job.height, job.frames)
+            or mp.get("device") != device
+            or not p.get("steps")
+        ):
+            continue
+        per_step.append((j.finished_at - j.started_at) / int(p["steps"]))
+        if len(per_step) == MEASURED_RUNS:
+            break
+    if not per_step:
+        return None
+    return round(statistics.median(per_step) * job.steps / 60, 2), len(per_step)
+
+
+def with_measured(
+    estimate: Mapping[str, Any], measured: tuple[float, int] | None
+) -> dict[str, Any]:
+    """``estimate`` with its minutes from measured runs, when there are any."""
+    out = dict(estimate)
+    if measured is not None:
+        minutes, runs = measured
+        out["minutes"] = minutes
+        out["guess"] = False
+        out["basis"] = f"measured: {runs} run{'s' if runs > 1 else ''} of this model and size here"
+    return out
 
 
 def compute_dtype(variant_dtype: str, profile: HardwareProfile) -> tuple[str, tuple[str, ...]]:
@@ -603,7 +662,8 @@ def _describe_fit(
         need += "usable)"
     return (
         "does not fit",
-        f"{need}. Lower the resolution or frames, or use a machine with more memory.",
+        f"{need}. Lower the resolution or frames, or use a machine with more memory; "
+        "development mode runs tiny versions here.",
     )
 
 
