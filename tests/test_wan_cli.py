@@ -253,6 +253,36 @@ def test_stale_temp_folders_of_killed_runs_are_removed(tmp_path: Path) -> None:
         alive.wait()
 
 
+def test_a_killed_run_leaves_a_folder_that_the_next_run_removes(
+    tiny_models_root: Path, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "MODELS_ROOT": str(tiny_models_root), "PYTHONPATH": str(ROOT)}
+    env["TMPDIR"] = str(temp)
+    args = ["--dev", "generate", "--model", "T2V-A14B", "--prompt", "a fox", *SMALL]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wan_desktop.cli", *args, "--out", str(tmp_path / "fox.mp4")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(temp.glob(f"wan-generate-{proc.pid}-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no temporary folder"
+            time.sleep(0.05)
+        assert remove_stale_temp_dirs(temp) == []  # still running: kept
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (left,) = temp.glob(f"wan-generate-{proc.pid}-*")
+    assert remove_stale_temp_dirs(temp) == [left] and not left.exists()
+
+
 def test_lora_arguments() -> None:
     assert _lora("style.safetensors") == {"path": "style.safetensors"}
     assert _lora("style.safetensors:0.8") == {"path": "style.safetensors", "strength": 0.8}
