@@ -254,3 +254,17 @@ def test_memory_impact_levels_follow_the_free_gpu_memory() -> None:
     assert impact_level(5_000, 24_000) == "high"
     # With no GPU, by size alone.
     assert [impact_level(mb, 0.0) for mb in (100, 600, 2000)] == ["low", "medium", "high"]
+
+
+def test_a_tiny_image_is_refused_without_showing_server_paths(client: Any) -> None:
+    r = client.post(
+        "/api/v1/generation/submit",
+        data={"model_type": "I2V-A14B", "prompt": "x"},
+        files={"image": ("dot.png", image_bytes(size=(1, 1)), "image/png")},
+    )
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "image:" in detail and "1x1 pixels" in detail and "at least 32x32" in detail
+    assert str(client.engine.settings.data_dir) not in r.text
+    uploads = client.engine.settings.uploads_dir
+    assert not uploads.exists() or not list(uploads.iterdir()), "a refused upload is not kept"

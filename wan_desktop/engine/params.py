@@ -255,7 +255,7 @@ def _optional_path(value: Any, name: str, errors: dict[str, str]) -> str | None:
     size = _image_size(path)
     if size is not None and min(size) < IMAGE_SIDE_MIN:
         errors[name] = (
-            f"{value} is {size[0]}x{size[1]} pixels; use an image at least "
+            f"{path.name} is {size[0]}x{size[1]} pixels; use an image at least "
             f"{IMAGE_SIDE_MIN}x{IMAGE_SIDE_MIN} (it is scaled to the video's size)"
         )
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -259,16 +260,23 @@ async def submit(request: Request, ctx: Ctx) -> dict[str, Any]:
     if lora_file is not None:
         params["loras"] = [{"path": str(lora_file), "strength": strength}]
     engine_params = {k: v for k, v in params.items() if v is not None}
-    job = await run_in_threadpool(
-        ctx.engine.submit,
-        JobSpec(
-            kind=JobKind.wan,
-            params=engine_params,
-            priority=priority,
-            client=client_key(request),
-            warnings=tuple(warnings),
-        ),
-    )
+    try:
+        job = await run_in_threadpool(
+            ctx.engine.submit,
+            JobSpec(
+                kind=JobKind.wan,
+                params=engine_params,
+                priority=priority,
+                client=client_key(request),
+                warnings=tuple(warnings),
+            ),
+        )
+    except Exception:
+        # Refused (an image too small for the engine…): the uploads it would have used go.
+        for name in ("image", "end_image"):
+            if name in params:
+                Path(params[name]).unlink(missing_ok=True)
+        raise
     return submit_answer(ctx, job, lora_ref.strip() or None, strength)
 
 
