@@ -100,7 +100,7 @@ class Estimates:
         )
         facts = facts_for(spec, folder, development=var.development)
         mp = plan(facts, var.dtype, shape, profile)
-        history = self.engine.jobs(states=(JobState.completed,), kinds=(JobKind.wan,), limit=200)
+        history = self.engine.jobs(states=(JobState.completed,), kinds=(JobKind.wan,), limit=50)
         est = with_measured(
             mp.estimate(), measured_minutes(history, spec.id, var.name, shape, profile.device)
         )

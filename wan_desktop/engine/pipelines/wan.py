@@ -99,7 +99,7 @@ class WanPipeline(Pipeline):
         shape = _shape(p)
         profile = self.engine.hardware
         mp = plan(facts, var.dtype, shape, profile)
-        history = self.engine.jobs(states=(JobState.completed,), kinds=(JobKind.wan,), limit=200)
+        history = self.engine.jobs(states=(JobState.completed,), kinds=(JobKind.wan,), limit=50)
         measured = measured_minutes(history, spec.id, var.name, shape, profile.device)
         warnings: tuple[str, ...] = ()
         if not mp.fits:
