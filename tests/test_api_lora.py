@@ -136,7 +136,7 @@ def test_upload_list_status_memory_and_delete(client: Any) -> None:
         assert (
             entry["is_loaded"] is False
             and entry["is_applied"] is False
-            and entry["current_strength"] is None
+            and entry["current_strength"] == 0.0  # a number, never null
         )
     st = client.get("/api/v1/lora/Anime_v2/status").json()
     assert st["rank"] == 16 and st["target_modules"] == [
@@ -229,7 +229,7 @@ def test_a_lora_in_use_shows_applied_and_cannot_be_deleted(tmp_path: Path) -> No
         # The mock pipeline loads no model, so nothing is loaded or applied; the file is in use.
         assert entry["in_use"] is True
         assert entry["is_loaded"] is entry["is_applied"] is False
-        assert entry["current_strength"] is None
+        assert entry["current_strength"] == 0.0  # not applied: 0.0, never null
         assert c.delete("/api/v1/lora/inuse").status_code == 409
         c.post(f"/api/v1/queue/{jid}/cancel")
         wait_job(eng, jid, JobState.cancelled)
@@ -264,19 +264,19 @@ def test_lora_flags_follow_the_loaded_wan_model(tiny_models_root: Path, tmp_path
 
     try:
         with api_client(tmp_path, engine=eng) as (c, _):
-            assert flags() == {"style": (False, False, None), "other": (False, False, None)}
+            assert flags() == {"style": (False, False, 0.0), "other": (False, False, 0.0)}
             run(lora_path="loras/style.safetensors", lora_strength=0.7)
-            assert flags() == {"style": (True, True, 0.7), "other": (False, False, None)}
+            assert flags() == {"style": (True, True, 0.7), "other": (False, False, 0.0)}
             status = c.get("/api/v1/lora/style/status").json()
             assert status["current_strengths"] == {"transformer": 0.7, "transformer_2": 0.7}
             # A job without it switches it off; its adapter stays in the warm model.
             run()
-            assert flags() == {"style": (True, False, None), "other": (False, False, None)}
+            assert flags() == {"style": (True, False, 0.0), "other": (False, False, 0.0)}
             eng.unload()
             deadline = time.monotonic() + 60
             while eng.loaded_models():
                 assert time.monotonic() < deadline, "the model was not unloaded"
                 time.sleep(0.05)
-            assert flags() == {"style": (False, False, None), "other": (False, False, None)}
+            assert flags() == {"style": (False, False, 0.0), "other": (False, False, 0.0)}
     finally:
         eng.shutdown()

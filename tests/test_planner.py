@@ -36,10 +36,11 @@ A14B_720 = {
     "80GB": "model_offload",  # both experts + UMT5 in bf16 do not fit; one expert at a time does
     "24GB": "fp8_group_offload",  # bf16 group offload would need 67 GB of RAM; fp8 halves it
     "12GB": "fp8_group_offload",
-    "8GB": "sequential_offload",  # nothing fits 8 GB and 32 GB RAM: the most frugal, with a note
+    "8GB": "sequential_offload",  # nothing fits 8 GB VRAM even one layer at a time: least VRAM
     "no GPU": "cpu_fp8",
 }
-A14B_480 = {**A14B_720, "80GB": "gpu", "24GB": "fp8_model_offload"}
+# At 480p an 8 GB card holds the offloaded blocks, so RAM is the limit: the least RAM.
+A14B_480 = {**A14B_720, "80GB": "gpu", "24GB": "fp8_model_offload", "8GB": "fp8_group_offload"}
 TI2V = {
     "80GB": "gpu",
     "24GB": "model_offload",  # FACTS: TI2V-5B fits 24 GB with offloading
@@ -81,6 +82,26 @@ def test_the_cheapest_fitting_strategy_for_each_machine(model: str, resolution: 
             assert mp.fits and not mp.notes
         else:
             assert not mp.fits and "no strategy fits" in mp.notes[-1]
+
+
+def test_when_ram_is_the_limit_the_strategy_needing_least_ram_and_a_plain_no() -> None:
+    # Issue 17: a 24 GB GPU with 32 GB RAM fell back to sequential_offload (66.8 GB RAM) over
+    # fp8_group_offload (40.2 GB).
+    facts = facts_from_manifest(MANIFEST.get("T2V-A14B"))
+    profile = simulated_profile(24, 32, name="RTX 4090", compute_capability=(8, 9))
+    mp = plan(facts, "bfloat16", job_for("T2V-A14B", "1280x720"), profile)
+    assert not mp.fits
+    assert mp.strategy == "fp8_group_offload" and mp.ram_gb == pytest.approx(40.2, abs=0.1)
+    ram_needs = {c.strategy: c.ram_gb for c in mp.candidates}
+    assert ram_needs["sequential_offload"] == pytest.approx(66.8, abs=0.1)
+    assert mp.ram_gb == min(c.ram_gb for c in mp.candidates if c.limit == "ram")
+    note = mp.notes[-1]
+    assert "will not fit this machine" in note and "RAM is the limit" in note
+    assert "40.2 GB of 27.2 GB usable RAM" in note
+    # VRAM the limit everywhere: the least VRAM, said as plainly.
+    small = simulated_profile(8, 32, name="RTX 3070", compute_capability=(8, 6))
+    mp = plan(facts, "bfloat16", job_for("T2V-A14B", "1280x720"), small)
+    assert mp.strategy == "sequential_offload" and "GPU memory is the limit" in mp.notes[-1]
 
 
 def test_every_strategy_is_chosen_somewhere() -> None:

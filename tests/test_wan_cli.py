@@ -15,7 +15,13 @@ import pytest
 from tests.helpers import ROOT
 from wan_desktop.cli import main
 from wan_desktop.engine import JobStage, JobStep, JobWarning
-from wan_desktop.engine.cli import EXIT_INVALID, _lora, _Progress
+from wan_desktop.engine.cli import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    _lora,
+    _Progress,
+    remove_stale_temp_dirs,
+)
 from wan_desktop.engine.outputs import read_mp4
 from wan_desktop.models.manifest import DEV_LABEL
 
@@ -121,6 +127,160 @@ def test_failures_and_refusals_in_process(
         and "could not be read" in doc["error"]["message"]
     )
     assert not Path(out).exists()
+
+
+def _png(path: Path, size: tuple[int, int]) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", size, (10, 200, 30)).save(path)
+    return path
+
+
+def test_each_bad_image_size_and_output_place_is_named_before_anything_runs(
+    tiny_models_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("MODELS_ROOT", str(tiny_models_root))
+    monkeypatch.setenv("WAN_DEV_MODE", "1")
+    good = _png(tmp_path / "good.png", (96, 64))
+    tiny = _png(tmp_path / "tiny.png", (1, 1))
+    missing = tmp_path / "missing.png"
+    out = str(tmp_path / "x.mp4")
+    base = ["generate", "--prompt", "a fox", *SMALL, "--out", out]
+
+    def refused(*args: str) -> str:
+        code = main([*base, *args])
+        err = capsys.readouterr().err
+        assert code == EXIT_INVALID, err
+        return err
+
+    for args, field in (
+        (("--model", "I2V-A14B", "--image", str(missing)), "image"),
+        (("--model", "TI2V-5B", "--image", str(missing)), "image"),
+        (("--model", "I2V-A14B", "--image", str(good), "--end-image", str(missing)), "end_image"),
+    ):
+        err = refused(*args)
+        assert f"{field}: file {missing} does not exist" in err, err
+        assert "add an image" not in err
+    err = refused("--model", "I2V-A14B", "--image", str(tmp_path))
+    assert f"image: {tmp_path} is a folder" in err
+    err = refused("--model", "I2V-A14B", "--image", str(good), "--end-image", str(tmp_path))
+    assert f"end_image: {tmp_path} is a folder" in err
+    err = refused("--model", "I2V-A14B", "--image", str(tiny))
+    assert "is 1x1 pixels; use an image at least 32x32" in err
+    err = refused("--model", "I2V-A14B", "--image", str(good), "--end-image", str(tiny))
+    assert "end_image:" in err and "is 1x1 pixels" in err
+    err = refused("--model", "T2V-A14B", "--resolution", "100000x100000")
+    assert "100000x100000 is outside the limit: each side must be 64–4096 pixels" in err
+    assert "not WIDTHxHEIGHT" in refused("--model", "T2V-A14B", "--resolution", "big")
+    # Places the video could never be written to.
+    a_file = tmp_path / "a-file.txt"
+    a_file.write_text("x")
+    for place, why in (
+        ("/proc/x.mp4", "cannot write to /proc"),
+        (str(a_file / "x.mp4"), f"{a_file} is a file, not a folder"),
+        (str(a_file / "sub" / "x.mp4"), f"{a_file} is a file, not a folder"),
+    ):
+        code = main(["generate", "--prompt", "a fox", "--model", "T2V-A14B", "--out", place])
+        err = capsys.readouterr().err
+        assert code == EXIT_INVALID and f"out: {why}" in err, err
+    assert not list(tmp_path.glob("**/*.mp4"))
+
+
+def test_a_video_that_cannot_be_written_to_out_is_kept_in_the_outputs_folder(
+    tiny_models_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("diffusers")
+    monkeypatch.setenv("MODELS_ROOT", str(tiny_models_root))
+    monkeypatch.setenv("WAN_DEV_MODE", "1")
+    outputs = tmp_path / "outputs"
+    monkeypatch.setenv("WAN_OUTPUTS_DIR", str(outputs))
+    target = tmp_path / "videos"
+    target.mkdir()
+    # The place passes the check before the run; the final write then fails (the copy's
+    # temporary name is taken by a folder).
+    (target / f".fox.mp4.{os.getpid()}.tmp").mkdir()
+    out = str(target / "fox.mp4")
+    code = main(
+        ["generate", "--model", "T2V-A14B", "--prompt", "a fox", *SMALL, "--out", out, "--json"]
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert code == EXIT_FAILED and doc["error"]["category"] == "storage_failed"
+    (kept,) = outputs.glob("*.mp4")
+    assert f"it is kept at {kept}" in doc["error"]["message"]
+    assert read_mp4(kept).shape == (9, 64, 96, 3)
+    assert kept.with_suffix(".json").exists()
+    assert not (target / "fox.mp4").exists()
+
+
+def test_stale_temp_folders_of_killed_runs_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folders = {
+            name: tmp_path / name
+            for name in (
+                f"wan-generate-{dead.pid}-abc",
+                f"wan-generate-{alive.pid}-def",
+                f"wan-generate-{os.getpid()}-ghi",
+                "wan-generate-oldstyle",
+                "wan-generate-newstyle",
+            )
+        }
+        for folder in folders.values():
+            (folder / "outputs").mkdir(parents=True)
+            (folder / "outputs" / "v.mp4").write_bytes(b"x" * 1000)
+        old = folders["wan-generate-oldstyle"]
+        os.utime(old, (0, 0))
+        (tmp_path / "wan-generate-file").write_text("not a folder")
+        removed = remove_stale_temp_dirs(tmp_path)
+        assert set(removed) == {folders[f"wan-generate-{dead.pid}-abc"], old}
+        left = {p.name for p in tmp_path.iterdir()}
+        assert left == {
+            f"wan-generate-{alive.pid}-def",
+            f"wan-generate-{os.getpid()}-ghi",
+            "wan-generate-newstyle",
+            "wan-generate-file",
+        }
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_killed_run_leaves_a_folder_that_the_next_run_removes(
+    tiny_models_root: Path, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "MODELS_ROOT": str(tiny_models_root), "PYTHONPATH": str(ROOT)}
+    env["TMPDIR"] = str(temp)
+    args = ["--dev", "generate", "--model", "T2V-A14B", "--prompt", "a fox", *SMALL]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wan_desktop.cli", *args, "--out", str(tmp_path / "fox.mp4")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(temp.glob(f"wan-generate-{proc.pid}-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no temporary folder"
+            time.sleep(0.05)
+        assert remove_stale_temp_dirs(temp) == []  # still running: kept
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (left,) = temp.glob(f"wan-generate-{proc.pid}-*")
+    assert remove_stale_temp_dirs(temp) == [left] and not left.exists()
 
 
 def test_lora_arguments() -> None:

@@ -1,7 +1,12 @@
 """How failures become answers: one place maps engine and orchestrator errors to HTTP.
 
-422 validation (FastAPI's ``detail`` list naming each field), 404 unknown id, 400/409 a state that
-forbids the action, 429 too many submissions. Never a 500 for bad input.
+422 validation, 404 unknown id, 400/409 a state that forbids the action, 429 too many
+submissions. Never a 500 for bad input.
+
+A 422 on the React frontend's routes carries ``detail`` as ONE readable string naming every bad
+field (the frontend shows ``detail`` only when it is a string) and the structured list, FastAPI's
+shape, under ``errors``. The explainer routes (``/videos``, ``/jobs``) keep FastAPI's list in
+``detail``. Either way an echoed input is cut to a short excerpt: a 422 never repeats a large body.
 """
 
 from __future__ import annotations
@@ -13,12 +18,16 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wan_desktop.engine import EngineError, InvalidInputError, JobNotFoundError, JobStateError
 from wan_desktop.engine.lora_library import LoraExistsError, LoraNotFoundError
 from wan_desktop.models import ModelError
+
+from .settings import API_BASE
 
 log = logging.getLogger("wan_desktop.api")
 
@@ -57,14 +66,92 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+EXCERPT_CHARS = 80  # of an echoed input string
+# Routes of the explainer-video API: their clients read FastAPI's list in ``detail``.
+EXPLAINER_ROUTES = (f"{API_BASE}/videos", f"{API_BASE}/jobs")
+
+
+def excerpt(value: Any) -> Any:
+    """A short, JSON-safe stand-in for an echoed input: long text is cut, containers summarised."""
+    if isinstance(value, str):
+        if len(value) <= EXCERPT_CHARS:
+            return value
+        return f"{value[:EXCERPT_CHARS]}… ({len(value)} characters)"
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, Mapping):
+        return f"<object with {len(value)} fields>"
+    if isinstance(value, list | tuple):
+        return f"<list of {len(value)} items>"
+    return json_safe(value)
+
+
+def _short(error: Mapping[str, Any]) -> dict[str, Any]:
+    """One validation error with its echoed input cut to an excerpt."""
+    out = {k: v for k, v in error.items() if k not in ("input", "ctx", "url")}
+    if "input" in error:
+        out["input"] = excerpt(error["input"])
+    if "ctx" in error and isinstance(error["ctx"], Mapping):
+        out["ctx"] = {str(k): excerpt(v) for k, v in error["ctx"].items()}
+    return out
+
+
+def _field(loc: Any) -> str:
+    parts = [str(p) for p in (loc if isinstance(loc, list | tuple) else [loc])]
+    if len(parts) > 1 and parts[0] in ("body", "query", "path", "header", "form"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def summary(errors: list[Any]) -> str:
+    """Every bad field in one sentence: "Invalid request: prompt: …; steps: …"."""
+    lines = []
+    for e in errors:
+        if not isinstance(e, Mapping):
+            lines.append(str(e))
+            continue
+        field, msg = _field(e.get("loc", ())), str(e.get("msg", "invalid"))
+        lines.append(msg if msg.startswith(f"{field}:") else f"{field}: {msg}")
+    return "Invalid request: " + "; ".join(lines)
+
+
+def is_frontend_route(path: str) -> bool:
+    """The React frontend's routes: the API base except the explainer-video API."""
+    return path.startswith(API_BASE) and not any(
+        path == r or path.startswith(f"{r}/") for r in EXPLAINER_ROUTES
+    )
+
+
+def validation_response(
+    request: Request, errors: list[Any], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """A 422 in the route's shape: a string ``detail`` + ``errors`` list, or the list itself."""
+    short = json_safe(
+        jsonable_encoder([_short(e) if isinstance(e, Mapping) else e for e in errors])
+    )
+    body = (
+        {"detail": summary(short), "errors": short}
+        if is_frontend_route(request.url.path)
+        else {"detail": short}
+    )
+    return JSONResponse(body, status_code=422, headers=dict(headers) if headers else None)
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, 422)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_response(request, list(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
+        detail: Any = exc.detail  # typed str, but routes raise 422s with FastAPI's list
+        if exc.status_code == 422 and isinstance(detail, list):
+            return validation_response(request, detail, exc.headers)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(InvalidInputError)
-    async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
-        return JSONResponse({"detail": detail_list(exc.errors)}, status_code=422)
+    async def _invalid(request: Request, exc: InvalidInputError) -> JSONResponse:
+        return validation_response(request, detail_list(exc.errors))
 
     @app.exception_handler(JobNotFoundError)
     async def _job_missing(_: Request, exc: JobNotFoundError) -> JSONResponse:

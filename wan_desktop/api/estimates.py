@@ -2,9 +2,12 @@
 
 The planner is asked about the model's default job (the variant that would run: the tiny one in
 development mode) on the engine's hardware profile, with the same facts a submit uses (the model's
-files when it is on disk, else its manifest entry). Answers are cached per model, variant, facts
-and hardware, so a detect call costs a dictionary lookup after the first. When the planner cannot
-answer, the figures are ``None`` with a note saying why: never made-up numbers, never a 500.
+files when it is on disk, else its manifest entry; a development variant not built yet, its tiny
+architecture), or from measured runs of the same model and size when there are some
+(``estimate_is_guess`` says which). Answers are cached per model, variant, facts, hardware and
+number of finished jobs, so a detect call costs a dictionary lookup after the first. When the
+planner cannot answer, the figures are ``None`` with a note saying why: never made-up numbers,
+never a 500.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from wan_desktop.engine import Engine
+from wan_desktop.engine import Engine, JobKind, JobState
 from wan_desktop.engine.model_facts import facts_for
 from wan_desktop.engine.params import round_size
-from wan_desktop.engine.planner import JobShape, plan
+from wan_desktop.engine.planner import JobShape, measured_minutes, plan, with_measured
 from wan_desktop.models.manifest import parse_resolution
 
 log = logging.getLogger("wan_desktop.api")
@@ -37,6 +40,8 @@ class ModelEstimate:
     steps: int | None = None
     facts: str | None = None
     note: str | None = None
+    guess: bool | None = None  # the planner's model (True) or measured runs here (False)
+    basis: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +53,8 @@ class ModelEstimate:
             "for_job": {"resolution": self.resolution, "frames": self.frames, "steps": self.steps},
             "facts": self.facts,
             "estimate_note": self.note,
+            "estimate_is_guess": self.guess,
+            "estimate_basis": self.basis,
         }
 
 
@@ -74,7 +81,9 @@ class Estimates:
         status = store.status(spec.id, var.name)
         folder = status.path if status.complete else None
         profile = self.engine.hardware
-        key = (spec.id, var.name, image, str(folder), status.complete, profile)
+        # A finished job may have measured this model: a new count asks again.
+        finished = self.engine.counts().get(JobState.completed, 0)
+        key = (spec.id, var.name, image, str(folder), status.complete, profile, finished)
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None:
@@ -89,12 +98,18 @@ class Estimates:
             guidance=d.guidance_scale > 1.0,
             image=image,
         )
-        facts = facts_for(spec, folder)
+        facts = facts_for(spec, folder, development=var.development)
         mp = plan(facts, var.dtype, shape, profile)
+        history = self.engine.jobs(states=(JobState.completed,), kinds=(JobKind.wan,), limit=50)
+        est = with_measured(
+            mp.estimate(), measured_minutes(history, spec.id, var.name, shape, profile.device)
+        )
         estimate = ModelEstimate(
             vram_gb=mp.vram_gb,
-            seconds_per_frame=round(mp.minutes * 60 / max(1, d.frames), 2),
-            minutes=mp.minutes,
+            seconds_per_frame=round(est["minutes"] * 60 / max(1, d.frames), 2),
+            minutes=est["minutes"],
+            guess=est["guess"],
+            basis=est["basis"],
             ram_gb=mp.ram_gb,
             strategy=mp.strategy,
             fits=mp.fits,

@@ -143,6 +143,16 @@ def suggestions(prompt: str) -> list[str]:
     return out
 
 
+def quality_score(prompt: str) -> float:
+    """0–100: how much of what a good video prompt says this one says (the same checks as
+    ``suggestions``: a full sentence, the camera, the light, room under the limit)."""
+    text = prompt.strip()
+    if not text:
+        return 0.0
+    checks = 4
+    return round(100.0 * (checks - len(suggestions(text))) / checks, 1)
+
+
 class RuleEnhancer:
     """Adds terms by fixed rules; never goes over the prompt limit, never repeats a term."""
 

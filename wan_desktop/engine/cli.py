@@ -4,7 +4,9 @@ It runs a private engine in this process (its own temporary job database, so it 
 from the app's queue), waits for the one job, and copies the MP4 and its JSON sidecar to
 ``--out``. Exit codes: 0 done, 1 the job failed (the error says why and what to do), 2 invalid
 input (every bad field is named; also an image that turns out unreadable), 130 interrupted (the
-job is cancelled first).
+job is cancelled first). The output place, images and size are checked before anything runs; a
+video that still cannot be written to ``--out`` is kept in the outputs folder. Temporary folders
+of killed runs are removed by the next run.
 """
 
 from __future__ import annotations
@@ -64,17 +66,61 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+TEMP_PREFIX = "wan-generate-"
+# A run's temporary folder: wan-generate-<pid>-<random>, so a later run can tell it is stale.
+_TEMP_NAME = re.compile(rf"^{TEMP_PREFIX}(\d+)-")
+LEGACY_TEMP_AGE_S = 24 * 3600  # folders of older versions (no pid in the name)
+
+
 def run(args: argparse.Namespace) -> int:
     out = _Output(json_mode=args.json)
     params, errors = _params(args)
     if errors:
         return out.invalid({**errors, **_validation_errors(params)})
+    remove_stale_temp_dirs()
     try:
-        with tempfile.TemporaryDirectory(prefix="wan-generate-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
             return _generate(args, params, Path(tmp), out)
     except KeyboardInterrupt:  # before the job was submitted, or while the engine stopped
         out.err("interrupted")
         return EXIT_INTERRUPTED
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or a platform that cannot tell: keep it
+    return True
+
+
+def remove_stale_temp_dirs(root: Path | None = None) -> list[Path]:
+    """Remove the temporary folders of killed ``wan generate`` runs (their pid is gone);
+    returns what was removed. Folders of running processes are never touched."""
+    root = Path(tempfile.gettempdir()) if root is None else root
+    removed: list[Path] = []
+    try:
+        candidates = list(root.glob(f"{TEMP_PREFIX}*"))
+    except OSError:
+        return removed
+    for folder in candidates:
+        m = _TEMP_NAME.match(folder.name)
+        try:
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            if m:
+                pid = int(m.group(1))
+                if pid == os.getpid() or _pid_alive(pid):
+                    continue
+            elif time.time() - folder.stat().st_mtime < LEGACY_TEMP_AGE_S:
+                continue
+            shutil.rmtree(folder)
+            removed.append(folder)
+        except OSError:
+            continue  # another run removing it at the same time, or not ours to remove
+    return removed
 
 
 def _validation_errors(params: dict[str, Any]) -> dict[str, str]:
@@ -96,12 +142,9 @@ def _validation_errors(params: dict[str, Any]) -> dict[str, str]:
 
 def _params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
     errors: dict[str, str] = {}
-    if args.out.suffix.lower() != ".mp4":
-        errors["out"] = f"{args.out} must end in .mp4"
-    elif args.out.is_dir():
-        errors["out"] = f"{args.out} is a folder; give a file name ending in .mp4"
-    elif not os.access(_existing_parent(args.out), os.W_OK):
-        errors["out"] = f"cannot write to {_existing_parent(args.out)}; choose another place"
+    problem = _out_problem(args.out)
+    if problem:
+        errors["out"] = problem
     loras = []
     for i, text in enumerate(args.lora):
         try:
@@ -197,6 +240,9 @@ def _generate(args: argparse.Namespace, params: dict[str, Any], tmp: Path, out: 
         job_id.append(job.id)
         if bar is not None:
             bar.start(job)
+        for w in job.warnings:  # known before it runs (it will not fit here…): said at once
+            out.err(f"warning: {w}")
+        out.said = set(job.warnings)
         try:
             while not done.wait(0.2):
                 if engine.get(job.id).finished:  # the event may have raced the subscription
@@ -226,10 +272,16 @@ def _generate(args: argparse.Namespace, params: dict[str, Any], tmp: Path, out: 
                 else None
             )
         except OSError as exc:
+            src_sidecar = Path(job.output.sidecar) if job.output.sidecar else None
+            kept = _keep(Path(job.output.video), src_sidecar)
             return out.failed(
                 "storage_failed",
-                f"the video was made but could not be written to {args.out}: {exc}",
-                ("check the free space and permissions there, or choose another --out",),
+                f"the video was made but could not be written to {args.out} "
+                f"({exc.strerror or exc}); it is kept at {kept}",
+                (
+                    f"copy it from {kept}",
+                    "check the free space and permissions, or choose another --out",
+                ),
             )
         return out.done(job, video, sidecar, time.monotonic() - started)
 
@@ -239,6 +291,48 @@ def _existing_parent(path: Path) -> Path:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     return parent
+
+
+def _out_problem(out: Path) -> str | None:
+    """Why the video could not be written to ``out``, found before anything runs (or None).
+
+    The folder (or the nearest one that exists, where the rest will be created) is tried with a
+    real file: permissions alone miss read-only and virtual filesystems (``/proc``)."""
+    if out.suffix.lower() != ".mp4":
+        return f"{out} must end in .mp4"
+    if out.is_dir():
+        return f"{out} is a folder; give a file name ending in .mp4"
+    parent = _existing_parent(out)
+    if not parent.is_dir():
+        return f"{parent} is a file, not a folder; choose another place for the video"
+    try:
+        with tempfile.NamedTemporaryFile(prefix=".wan-write-check-", dir=parent):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return f"cannot write to {parent} ({reason}); choose another place for the video"
+    return None
+
+
+def _keep(video: Path, sidecar: Path | None) -> Path:
+    """Move a finished video (and its sidecar) out of the temporary folder into the outputs
+    folder, or a kept temporary folder when that fails too; return where the video is now."""
+    from .settings import EngineSettings
+
+    for make in (
+        lambda: EngineSettings.from_env().outputs_dir,
+        lambda: Path(tempfile.mkdtemp(prefix="wan-generate-kept-")),
+    ):
+        try:
+            folder = make()
+            folder.mkdir(parents=True, exist_ok=True)
+            kept = shutil.move(str(video), str(folder / video.name))
+            if sidecar is not None and sidecar.exists():
+                shutil.move(str(sidecar), str(folder / sidecar.name))
+            return Path(kept)
+        except OSError:
+            continue
+    return video
 
 
 def _copy(src: Path, dest: Path) -> Path:
@@ -257,6 +351,7 @@ class _Output:
         self.json_mode = json_mode
         self.stdout: TextIO = sys.stdout
         self.stderr: TextIO = sys.stderr
+        self.said: set[str] = set()  # warnings already written to stderr
 
     def doc(self, **fields: Any) -> None:
         json.dump({"schema": SCHEMA, **fields}, self.stdout, indent=2, default=str)
@@ -318,7 +413,8 @@ class _Output:
             if job.development:
                 self.stdout.write(f"note: {job.label}\n")
             for w in job.warnings:
-                self.err(f"warning: {w}")
+                if w not in self.said:
+                    self.err(f"warning: {w}")
         return EXIT_OK
 
 

@@ -226,6 +226,7 @@ class Engine:
                 development=desc.development,
                 label=desc.label,
                 estimate=dict(desc.estimate),
+                warnings=(*spec.warnings, *desc.warnings),
                 client=spec.client,
             )
             self.store.insert(job)

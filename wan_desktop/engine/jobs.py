@@ -149,6 +149,7 @@ class JobSpec:
     params: Mapping[str, Any]
     priority: Priority = Priority.normal
     client: str | None = None  # who asked (GUI, API client id), for rate limits and logs
+    warnings: tuple[str, ...] = ()  # what the caller already knows (an input it will not use)
 
 
 @dataclass(frozen=True)

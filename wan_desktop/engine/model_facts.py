@@ -37,7 +37,7 @@ class ModelFacts:
     patch_size: tuple[int, int, int]
     text_len: int
     vae_base_dim: int
-    source: str  # "files" or "manifest"
+    source: str  # "files", "manifest" or "tiny" (a development variant not built yet)
 
     @property
     def experts(self) -> tuple[str, ...]:
@@ -64,13 +64,35 @@ def facts_from_manifest(spec: ModelSpec) -> ModelFacts:
     )
 
 
+# The development ("tiny") variants as ``models/tiny.py`` builds them: two blocks 24 wide, a VAE
+# 3 channels wide, tens of thousands of parameters per component. Known before the first build,
+# so a first development job is not estimated with the real model's billions of parameters
+# (once built, its files give the exact figures; a test keeps the two in step).
+TINY_ARCH = {"hidden_size": 24, "num_layers": 2, "ffn_dim": 32, "vae_base_dim": 3}
+TINY_PARAMS = 35_000.0  # per component
+
+
+def tiny_facts(spec: ModelSpec) -> ModelFacts:
+    base = facts_from_manifest(spec)
+    return replace(
+        base,
+        params={c: TINY_PARAMS for c in base.params if c != "image_encoder"},
+        hidden_size=TINY_ARCH["hidden_size"],
+        num_layers=TINY_ARCH["num_layers"],
+        ffn_dim=TINY_ARCH["ffn_dim"],
+        vae_base_dim=TINY_ARCH["vae_base_dim"],
+        source="tiny",
+    )
+
+
 _FACTS_CACHE: dict[tuple[str, float], ModelFacts] = {}
 
 
-def facts_for(spec: ModelSpec, folder: Path | None) -> ModelFacts:
-    """Facts from the model folder when it is on disk (exact, any variant), else the manifest's."""
+def facts_for(spec: ModelSpec, folder: Path | None, *, development: bool = False) -> ModelFacts:
+    """Facts from the model folder when it is on disk (exact, any variant), else the manifest's
+    (for a development variant not built yet: the tiny architecture's)."""
     if folder is None or not (folder / "model_index.json").is_file():
-        return facts_from_manifest(spec)
+        return tiny_facts(spec) if development else facts_from_manifest(spec)
     key = (str(folder), (folder / "model_index.json").stat().st_mtime)
     if key not in _FACTS_CACHE:
         _FACTS_CACHE[key] = _facts_from_folder(spec, folder)

@@ -8,6 +8,7 @@ recorded when none was given.
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,9 @@ STEPS_MAX = 100
 FRAMES_MAX = 241
 SEED_MAX = 2**32 - 1
 CONTRACT_RESOLUTIONS = ("854x480", "1024x576", "1280x720", "1920x1080")
+SIDE_MIN, SIDE_MAX = 64, 4096  # of a requested resolution, before it is fitted to the model
+# A smaller start or end image would be stretched into a blur: refused.
+IMAGE_SIDE_MIN = 32
 
 
 @dataclass(frozen=True)
@@ -159,19 +163,16 @@ def validate_wan_params(
         resolution = f"{raw['width']}x{raw['height']}"
     size: tuple[int, int] | None = None
     if resolution:
-        try:
-            size = parse_resolution(str(resolution))
-            if not (64 <= size[0] <= 4096 and 64 <= size[1] <= 4096):
-                errors["resolution"] = "each side must be 64–4096 pixels"
-        except ValueError as exc:
-            errors["resolution"] = str(exc)
+        size, problem = _resolution(str(resolution))
+        if problem:
+            errors["resolution"] = problem
 
     image = _optional_path(raw.get("image"), "image", errors)
     end_image = _optional_path(raw.get("end_image"), "end_image", errors)
     loras = _loras(raw.get("loras"), errors)
 
     if spec is not None:
-        if spec.requires_image and not image:
+        if spec.requires_image and not image and "image" not in errors:
             errors["image"] = f"{spec.model_type} turns an image into a video: add an image"
         if image and not spec.accepts_image:
             errors["image"] = (
@@ -227,14 +228,51 @@ def validate_wan_params(
     )
 
 
+def _resolution(text: str) -> tuple[tuple[int, int] | None, str | None]:
+    """(width, height) and None, or None and what is wrong, with the limits."""
+    m = re.match(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$", text)
+    if not m:
+        return None, f"resolution {text!r} is not WIDTHxHEIGHT, for example 1280x720"
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (SIDE_MIN <= w <= SIDE_MAX and SIDE_MIN <= h <= SIDE_MAX):
+        return None, (
+            f"{w}x{h} is outside the limit: each side must be {SIDE_MIN}–{SIDE_MAX} pixels "
+            "(larger sizes are scaled down to the model's maximum, e.g. 1280x720)"
+        )
+    return (w, h), None
+
+
 def _optional_path(value: Any, name: str, errors: dict[str, str]) -> str | None:
     if value in (None, ""):
         return None
     path = Path(str(value)).expanduser()
+    if path.is_dir():
+        errors[name] = f"{value} is a folder; give an image file (JPEG, PNG or WebP)"
+        return None
     if not path.is_file():
         errors[name] = f"file {value} does not exist"
         return None
+    size = _image_size(path)
+    if size is not None and min(size) < IMAGE_SIDE_MIN:
+        errors[name] = (
+            f"{path.name} is {size[0]}x{size[1]} pixels; use an image at least "
+            f"{IMAGE_SIDE_MIN}x{IMAGE_SIDE_MIN} (it is scaled to the video's size)"
+        )
+        return None
     return str(path.resolve())
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """The picture's size from its header, or None when it is not a readable image (the job
+    then fails with the decoder's own message, where the image is opened)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            w, h = img.size
+            return int(w), int(h)
+    except Exception:
+        return None
 
 
 def _loras(value: Any, errors: dict[str, str]) -> tuple[LoraSpec, ...]:

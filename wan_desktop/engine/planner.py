@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ from .params import FRAMES_MAX, STEPS_MAX, round_size
 
 if TYPE_CHECKING:
     from wan_desktop.models import ModelStore
+
+    from .jobs import Job
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int8": 1}
@@ -173,9 +176,10 @@ class MemoryPlan:
     def estimate(self) -> dict[str, Any]:
         """The short form stored on the job at submit time (and refined when it runs).
 
-        ``facts`` says where the figures came from: the model's files, or its manifest entry
-        while it is not on disk yet (for a development variant not built yet, that describes
-        the real weights: the figures shrink once it is built).
+        ``facts`` says where the figures came from: the model's files, its manifest entry while
+        it is not on disk yet, or the tiny architecture for a development variant not built
+        yet. ``minutes`` is the planner's throughput model, a guess (``guess``, ``basis``)
+        until runs on this machine measure it (``with_measured``).
         """
         return {
             "vram_gb": self.vram_gb,
@@ -183,6 +187,10 @@ class MemoryPlan:
             "minutes": self.minutes,
             "strategy": self.strategy,
             "facts": self.facts_source,
+            "fits": self.fits,
+            "guess": True,
+            "basis": f"a guess from the planner's model of this {self.device.split(':')[0]} "
+            f"({FACTS_WORDS.get(self.facts_source, self.facts_source)}), not yet measured here",
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,6 +207,57 @@ class MemoryPlan:
             return None
         i = self.ladder.index(self.strategy)
         return self.ladder[i + 1] if i + 1 < len(self.ladder) else None
+
+
+FACTS_WORDS = {
+    "files": "the model's files",
+    "manifest": "the manifest's figures",
+    "tiny": "the tiny development architecture",
+}
+MEASURED_RUNS = 5  # the latest runs of the same model and size that a measured estimate uses
+
+
+def measured_minutes(
+    history: Iterable[Job], model_id: str, variant: str, job: JobShape, device: str
+) -> tuple[float, int] | None:
+    """Minutes for ``job`` from finished runs of the same model, variant, size and frames on
+    this device (the median time per step, times the steps), and how many runs; None without.
+
+    A run's time includes loading the model when it was cold, so the median of the latest few
+    is used."""
+    per_step = []
+    for j in history:
+        p, mp = j.params, j.memory_plan
+        if (
+            j.model_id != model_id
+            or j.variant != variant
+            or j.started_at is None
+            or j.finished_at is None
+            or (p.get("width"), p.get("height"), p.get("frames"))
+            != (job.width, job.height, job.frames)
+            or mp.get("device") != device
+            or not p.get("steps")
+        ):
+            continue
+        per_step.append((j.finished_at - j.started_at) / int(p["steps"]))
+        if len(per_step) == MEASURED_RUNS:
+            break
+    if not per_step:
+        return None
+    return round(statistics.median(per_step) * job.steps / 60, 2), len(per_step)
+
+
+def with_measured(
+    estimate: Mapping[str, Any], measured: tuple[float, int] | None
+) -> dict[str, Any]:
+    """``estimate`` with its minutes from measured runs, when there are any."""
+    out = dict(estimate)
+    if measured is not None:
+        minutes, runs = measured
+        out["minutes"] = minutes
+        out["guess"] = False
+        out["basis"] = f"measured: {runs} run{'s' if runs > 1 else ''} of this model and size here"
+    return out
 
 
 def compute_dtype(variant_dtype: str, profile: HardwareProfile) -> tuple[str, tuple[str, ...]]:
@@ -265,15 +324,11 @@ def plan(
     elif not candidates:
         raise ValueError(f"no strategy after {after!r}")
     else:
-        # Nothing fits by the estimate: take the most frugal one and say so (estimates can be
-        # pessimistic; if it really does not fit, the job fails with advice).
-        frugal = [c for c in candidates if c.strategy == allowed[-1].name]
-        chosen = min(frugal, key=lambda c: c.vram_gb if STRATEGIES[c.strategy].gpu else c.ram_gb)
-        notes = (
-            *notes,
-            f"no strategy fits by the estimate (needs about {chosen.vram_gb:.1f} GB VRAM, "
-            f"{chosen.ram_gb:.1f} GB RAM); trying {chosen.strategy}",
-        )
+        # Nothing fits by the estimate: take the one closest to fitting and say plainly that it
+        # will not fit (estimates can be pessimistic; if it really does not fit, the job fails
+        # with advice).
+        chosen, limit = _closest(candidates, allowed[-1].name)
+        notes = (*notes, _wont_fit(chosen, limit, vram_budget, ram_budget))
     minutes = estimate_minutes(facts, dtype, job, profile, STRATEGIES[chosen.strategy])
     return MemoryPlan(
         strategy=chosen.strategy,
@@ -290,6 +345,38 @@ def plan(
         candidates=tuple(candidates),
         notes=notes,
         ladder=tuple(names),
+    )
+
+
+def _closest(candidates: Sequence[Candidate], most_frugal: str) -> tuple[Candidate, str]:
+    """When nothing fits: the candidate to try, and what limits it ("ram" or "vram").
+
+    If some strategies fit the GPU and only RAM is short, RAM is the limit: the one needing the
+    least RAM (fp8 storage with group offload, 40 GB for an A14B model, rather than sequential
+    offload's 67 GB). Otherwise VRAM is: the most frugal strategy, at its least VRAM.
+    """
+    ram_short = [c for c in candidates if c.limit == "ram"]
+    if ram_short:
+        return min(ram_short, key=lambda c: (c.ram_gb, c.vram_gb)), "ram"
+    frugal = [c for c in candidates if c.strategy == most_frugal]
+    return min(frugal, key=lambda c: c.vram_gb if STRATEGIES[c.strategy].gpu else c.ram_gb), "vram"
+
+
+def _wont_fit(chosen: Candidate, limit: str, vram_budget: float, ram_budget: float) -> str:
+    gpu = STRATEGIES[chosen.strategy].gpu
+    if limit == "ram":
+        need = f"about {chosen.ram_gb:.1f} GB of {ram_budget:.1f} GB usable RAM"
+        where = "RAM is the limit"
+        fix = "close other programs, lower the resolution or frames, or use a machine with more RAM"
+    else:
+        need = f"about {chosen.vram_gb:.1f} GB of {vram_budget:.1f} GB usable VRAM"
+        where = "GPU memory is the limit"
+        fix = "lower the resolution or frames, or use a GPU with more memory"
+    least = "least RAM" if limit == "ram" or not gpu else "least VRAM"
+    return (
+        f"no strategy fits by the estimate: this job will not fit this machine. {where}: "
+        f"even {chosen.strategy}, the strategy needing the {least}, needs {need}; trying it "
+        f"anyway will likely run out of memory. To make it fit: {fix}"
     )
 
 
@@ -575,7 +662,8 @@ def _describe_fit(
         need += "usable)"
     return (
         "does not fit",
-        f"{need}. Lower the resolution or frames, or use a machine with more memory.",
+        f"{need}. Lower the resolution or frames, or use a machine with more memory; "
+        "development mode runs tiny versions here.",
     )
 
 

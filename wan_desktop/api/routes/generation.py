@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -13,7 +14,7 @@ from wan_desktop.engine import JobKind, JobSpec, Priority
 from wan_desktop.engine.params import CONTRACT_RESOLUTIONS, PROMPT_MAX, SEED_MAX, STEPS_MAX
 
 from ..context import ApiContext, Ctx
-from ..errors import detail_list
+from ..errors import detail_list, excerpt
 from ..mapping import STATUS
 from ..ratelimit import client_key, refuse_if_limited
 from ..uploads import MULTIPART_SLACK, read_form, save_image
@@ -21,7 +22,8 @@ from ..uploads import MULTIPART_SLACK, read_form, save_image
 router = APIRouter(tags=["generation"])
 
 MODEL_TYPES = ("T2V-A14B", "I2V-A14B", "TI2V-5B")
-# The contract asks an image of both (TI2V-5B could run text-only, but not through this route).
+# The contract asks an image of both (TI2V-5B could run text-only, but not through this route);
+# detect's requirements.requires_image says the same.
 IMAGE_REQUIRED = ("I2V-A14B", "TI2V-5B")
 DEFAULT_RESOLUTION = "1280x720"
 DEFAULT_STEPS = 50
@@ -47,6 +49,9 @@ _FIELDS = {
     "guidance_scale": {"type": "number"},
     "priority": {"type": "string", "enum": ["low", "normal", "high"]},
 }
+# Every field submit takes (images as file parts); anything else is refused, not ignored.
+KNOWN_FIELDS = (*_FIELDS, "image", "end_image")
+MAX_UNKNOWN_REPORTED = 10
 _OPENAPI = {
     "requestBody": {
         "required": True,
@@ -80,6 +85,14 @@ class _Fields:
     def __init__(self, raw: dict[str, Any]) -> None:
         self.raw = {ALIASES.get(k, k): v for k, v in raw.items()}
         self.errors: dict[str, str] = {}
+        unknown = [k for k in self.raw if k not in KNOWN_FIELDS]
+        for name in unknown[:MAX_UNKNOWN_REPORTED]:
+            self.errors[excerpt(name)] = (
+                f"unknown field; send only {', '.join(KNOWN_FIELDS)} (camelCase aliases: "
+                f"{', '.join(ALIASES)})"
+            )
+        if len(unknown) > MAX_UNKNOWN_REPORTED:
+            self.errors["body"] = f"{len(unknown)} unknown fields; remove them"
 
     def text(self, name: str) -> str | None:
         v = self.raw.get(name)
@@ -195,10 +208,17 @@ async def submit(request: Request, ctx: Ctx) -> dict[str, Any]:
         raise HTTPException(
             415, detail="send application/json, or multipart/form-data when there is an image"
         )
-    fields = _Fields(raw)
+    # An empty text part where a file goes (a form's empty file input) means no file.
+    for name in ("image", "end_image"):
+        if raw.get(name) == "" and name not in files:
+            del raw[name]
+    fields = _Fields({**raw, **dict.fromkeys(files, "")})
+    for name in files:
+        fields.raw.pop(name)
     params = _parse(fields)
     spec = ctx.engine.models.manifest
     model_type = params["model"]
+    warnings: list[str] = []
     if model_type in MODEL_TYPES:
         model = spec.get(model_type)
         if model_type in IMAGE_REQUIRED and "image" not in files:
@@ -208,7 +228,13 @@ async def submit(request: Request, ctx: Ctx) -> dict[str, Any]:
         if "image" in files and not model.accepts_image:
             fields.errors["image"] = f"{model_type} takes no image; use I2V-A14B or TI2V-5B"
         if "end_image" in files and not model.supports_end_image:
-            fields.errors["end_image"] = f"{model_type} takes no end image; use I2V-A14B"
+            if model.accepts_image:
+                # The original backend took an end image for every image model: accept it, say
+                # it is not used, and do not keep the file.
+                files.pop("end_image")
+                warnings.append(end_image_unused(model_type))
+            else:
+                fields.errors["end_image"] = f"{model_type} takes no end image; use I2V-A14B"
     lora_ref = fields.text("lora_path") or ""
     lora_file = None
     if lora_ref.strip():
@@ -234,13 +260,31 @@ async def submit(request: Request, ctx: Ctx) -> dict[str, Any]:
     if lora_file is not None:
         params["loras"] = [{"path": str(lora_file), "strength": strength}]
     engine_params = {k: v for k, v in params.items() if v is not None}
-    job = await run_in_threadpool(
-        ctx.engine.submit,
-        JobSpec(
-            kind=JobKind.wan, params=engine_params, priority=priority, client=client_key(request)
-        ),
-    )
+    try:
+        job = await run_in_threadpool(
+            ctx.engine.submit,
+            JobSpec(
+                kind=JobKind.wan,
+                params=engine_params,
+                priority=priority,
+                client=client_key(request),
+                warnings=tuple(warnings),
+            ),
+        )
+    except Exception:
+        # Refused (an image too small for the engine…): the uploads it would have used go.
+        for name in ("image", "end_image"):
+            if name in params:
+                Path(params[name]).unlink(missing_ok=True)
+        raise
     return submit_answer(ctx, job, lora_ref.strip() or None, strength)
+
+
+def end_image_unused(model_type: str) -> str:
+    return (
+        f"the end image is not used: {model_type} makes a video from the start image only; "
+        "choose I2V-A14B for a first-last-frame video"
+    )
 
 
 def submit_answer(
@@ -254,6 +298,8 @@ def submit_answer(
         message = f"Generation task queued [{job.label}]"
     else:
         message = "Generation task queued"
+    if job.warnings:
+        message += "; warning: " + "; ".join(job.warnings)
     strategy = job.estimate.get("strategy")
     return {
         "task_id": job.id,
@@ -266,6 +312,7 @@ def submit_answer(
         "mock": job.mock,
         "development": job.development,
         "model_label": job.label,
+        "warnings": list(job.warnings),
         "parameters": {
             "model_type": t["model_type"],
             "prompt": job.prompt,
@@ -295,13 +342,10 @@ def detect(
 ) -> dict[str, Any]:
     explanation: list[str] = []
     if has_end_image:
-        # The contract's rule; but TI2V-5B's pipeline ignores an end image, so say which model
-        # does use it and offer it first.
-        chosen, confidence = "TI2V-5B", 0.6
-        explanation.append("a start and an end image: the rule picks TI2V-5B")
+        chosen, confidence = "I2V-A14B", 0.9
         explanation.append(
-            "only I2V-A14B uses the end image (first-last-frame video); TI2V-5B refuses it, "
-            "so choose I2V-A14B to keep it"
+            "a start and an end image: I2V-A14B, the only model that uses an end image "
+            "(first-last-frame video)"
         )
         if not has_image:
             explanation.append("an end image needs a start image too: add one")
@@ -321,7 +365,8 @@ def detect(
     # The VRAM planner's answer for the model's default job on this machine (cached).
     est = ctx.estimates.for_model(chosen, image=has_image)
     requirements = {
-        "requires_image": spec.requires_image,
+        # What submit enforces for this model (the two must never disagree).
+        "requires_image": chosen in IMAGE_REQUIRED,
         "supports_end_image": spec.supports_end_image,
         "estimated_vram_gb": est.vram_gb,
         "estimated_time_per_frame": est.seconds_per_frame,  # seconds per output frame
@@ -330,8 +375,6 @@ def detect(
         **est.to_dict(),
     }
     others = [m for m in MODEL_TYPES if m != chosen]
-    if has_end_image:
-        others.sort(key=lambda m: m != "I2V-A14B")
     alternatives = [{"model_type": m, "reason": _why(m)} for m in others]
     return {
         "detected_model_type": chosen,

@@ -64,7 +64,8 @@ def _entry(f: LoraFile, usage: _Usage) -> dict[str, Any]:
         "is_loaded": path in usage.loaded,
         "is_applied": strengths is not None,
         # The strength on the (first, high-noise) transformer; per expert below.
-        "current_strength": next(iter(strengths.values()), None) if strengths else None,
+        # A number always (the frontend formats it): 0.0 when not applied.
+        "current_strength": next(iter(strengths.values()), 0.0) if strengths else 0.0,
         "current_strengths": strengths,
         "in_use": path in usage.in_use,  # named by the running job
     }
@@ -214,20 +215,53 @@ async def preview(name: str, request: Request, ctx: Ctx) -> dict[str, Any]:
     }
 
 
+# Share of the free GPU memory (or, with no GPU, the adapter's size) that marks each level.
+IMPACT_SHARE = {"low": 0.02, "medium": 0.10}
+IMPACT_MB_NO_GPU = {"low": 256.0, "medium": 1024.0}
+
+
+def impact_level(memory_mb: float, available_mb: float) -> str:
+    """low / medium / high: against the free VRAM on a GPU, by size alone without one."""
+    if available_mb > 0:
+        share = memory_mb / available_mb
+        levels = IMPACT_SHARE
+    else:
+        share, levels = memory_mb, IMPACT_MB_NO_GPU
+    return next((name for name, limit in levels.items() if share <= limit), "high")
+
+
 @router.get("/lora/{name}/memory-impact", summary="Memory the LoRA adds when applied")
 def memory_impact(name: str, ctx: Ctx) -> dict[str, Any]:
     info = ctx.loras.inspect(name)
     impact = info.memory_impact()
+    # The larger case: an A14B model holds the adapter on both experts.
+    memory_mb = float(impact["two_expert_mb"])
+    sample = ctx.stats.latest or ctx.stats.sample()
+    available_mb = round(max(0.0, sample.vram_free_mb), 1) if sample.vram_total_mb else 0.0
+    level = impact_level(memory_mb, available_mb)
+    can_load = available_mb == 0.0 or memory_mb <= available_mb
+    if not can_load:
+        recommendation = (
+            f"needs {memory_mb:.0f} MB but {available_mb:.0f} MB of GPU memory is free: "
+            "unload the model or free GPU memory first"
+        )
+    elif level == "low":
+        recommendation = "small: apply freely"
+    elif level == "medium":
+        recommendation = "moderate: fine on most cards; on cards under 24 GB expect more offloading"
+    else:
+        recommendation = "large: on cards under 24 GB expect more offloading"
+    if not available_mb:
+        recommendation += " (no GPU: the adapter lives in system memory)"
     return {
         "lora_name": info.file.name,
         **impact,
         "file_size_mb": round(info.file.size_mb, 3),
-        "can_load": True,
-        "recommendation": (
-            "small: apply freely"
-            if impact["adapter_mb"] < 256
-            else "large: on cards under 24 GB expect more offloading"
-        ),
+        "estimated_memory_mb": round(memory_mb, 2),
+        "vram_available_mb": available_mb,
+        "memory_impact": level,
+        "can_load": can_load,
+        "recommendation": recommendation,
     }
 
 

@@ -42,10 +42,15 @@ def enhance(body: EnhanceRequest, ctx: Ctx) -> dict[str, Any]:
 @router.post("/prompt/preview", summary="What enhance would do, with advice")
 def preview(body: EnhanceRequest, ctx: Ctx) -> dict[str, Any]:
     result = _enhance(ctx, body)
+    preview_text = result["enhanced_prompt"]
     return {
         **result,
-        "preview_enhanced": result["enhanced_prompt"],
-        "would_change": result["enhanced_prompt"] != result["original_prompt"],
+        "preview_enhanced": preview_text,
+        # What enhance would add, then advice only the writer can follow.
+        "suggested_enhancements": [*result["enhancements_applied"], *result["suggestions"]],
+        "character_count": {**result["character_count"], "preview": len(preview_text)},
+        "quality_score": rules.quality_score(body.prompt),
+        "would_change": preview_text != result["original_prompt"],
     }
 
 

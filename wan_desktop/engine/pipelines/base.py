@@ -9,11 +9,11 @@ factories in ``registry.py``, so the engine needs to know no pipeline's module.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..jobs import JobKind, JobOutput
+from ..jobs import Job, JobKind, JobOutput, JobState
 
 if TYPE_CHECKING:
     from wan_desktop.models import ModelStore
@@ -42,6 +42,17 @@ class PipelineHost(Protocol):
     def publish(self, event: Event) -> None:
         """Hand an event to every subscriber of the engine."""
 
+    def jobs(
+        self,
+        *,
+        states: Iterable[JobState] | None = None,
+        kinds: Iterable[JobKind] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Jobs, newest first (finished ones give measured figures for estimates)."""
+        ...
+
 
 @dataclass(frozen=True)
 class JobDescription:
@@ -52,6 +63,7 @@ class JobDescription:
     development: bool = False
     label: str | None = None
     estimate: Mapping[str, Any] = field(default_factory=dict)  # vram_gb, minutes, strategy
+    warnings: tuple[str, ...] = ()  # known before it runs (it will not fit this machine…)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from ..jobs import FailureCategory, JobKind, JobOutput, JobState
 from ..lora import LoraSet, LoraState
 from ..model_facts import facts_for
 from ..params import WanParams, validate_wan_params
-from ..planner import STRATEGIES, JobShape, MemoryPlan, plan
+from ..planner import STRATEGIES, JobShape, MemoryPlan, measured_minutes, plan, with_measured
 from .base import JobDescription, LoadedModel, Pipeline, PipelineHost
 from .common import save_video
 
@@ -93,14 +93,29 @@ class WanPipeline(Pipeline):
         p = WanParams.from_dict(params)
         spec, var = self.host.models.resolve(p.model, p.variant)
         status = self.host.models.status(spec.id, var.name)
-        facts = facts_for(spec, status.path if status.complete else None)
-        estimate = plan(facts, var.dtype, _shape(p), self.host.hardware).estimate()
+        facts = facts_for(
+            spec, status.path if status.complete else None, development=var.development
+        )
+        shape = _shape(p)
+        profile = self.host.hardware
+        mp = plan(facts, var.dtype, shape, profile)
+        history = self.host.jobs(states=(JobState.completed,), kinds=(JobKind.wan,), limit=50)
+        measured = measured_minutes(history, spec.id, var.name, shape, profile.device)
+        warnings: tuple[str, ...] = ()
+        if not mp.fits:
+            # Queued anyway (the estimate may be pessimistic), but never silently.
+            warnings = (
+                f"{spec.model_type} will likely not run on this machine: {mp.notes[-1]}. "
+                "Development mode (wan --dev, WAN_DEV_MODE=1) runs tiny versions of the "
+                "models here",
+            )
         return JobDescription(
             model_id=spec.id,
             variant=var.name,
             development=var.development,
             label=var.label,
-            estimate=estimate,
+            estimate=with_measured(mp.estimate(), measured),
+            warnings=warnings,
         )
 
     # ---------------------------------------------------------------------------- warm model
@@ -168,7 +183,7 @@ class WanPipeline(Pipeline):
                 str(exc),
                 ("run on the CPU: WAN_DEVICE=cpu", "install a torch build for this GPU"),
             ) from exc
-        facts = facts_for(spec, folder)
+        facts = facts_for(spec, folder, development=var.development)
         shape = _shape(p)
         mp = plan(facts, var.dtype, shape, profile, keep=self._strategy_of(folder))
         self._record_plan(ctx, mp)
@@ -212,10 +227,14 @@ class WanPipeline(Pipeline):
         return save_video(ctx, frames, p.fps, self._sidecar(p, spec, var, model, details, timings))
 
     def _record_plan(self, ctx: JobContext, mp: MemoryPlan) -> None:
-        ctx.update(memory_plan=mp.to_dict(), estimate={**dict(ctx.job.estimate), **mp.estimate()})
+        estimate = mp.estimate()
+        if ctx.job.estimate.get("guess") is False:  # measured at submit: better than the model
+            estimate = {k: v for k, v in estimate.items() if k not in ("minutes", "guess", "basis")}
+        ctx.update(memory_plan=mp.to_dict(), estimate={**dict(ctx.job.estimate), **estimate})
         ctx.log("info", f"memory plan: {mp.summary}")
         for note in mp.notes:
-            ctx.warn(note, code="memory_plan")
+            if not any(note in w for w in ctx.job.warnings):  # said at submit already
+                ctx.warn(note, code="memory_plan")
 
     def _strategy_of(self, folder: Path) -> str | None:
         """The memory strategy of the loaded model if it is this folder's."""
