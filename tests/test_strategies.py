@@ -71,7 +71,11 @@ def test_strategy_runs_on_the_cpu(folder: Path, plain: Any, strategy: str) -> No
         assert not np.array_equal(frames, plain)
         assert np.abs(frames - plain).mean() < 0.1  # lossy, not broken
     else:
-        assert np.array_equal(frames, plain), "moving weights must not change the result"
+        # Moving weights must not change the result. To the last bit on most CPUs; under model
+        # offload accelerate's hooks hand each component fresh input tensors, and on some CPUs
+        # (an AMD EPYC with MKL here) a matrix product then rounds its last bit differently:
+        # 1.5e-7 at most, measured. A real change (a wrong weight, a missed layer) is far larger.
+        np.testing.assert_allclose(frames, plain, rtol=0, atol=1e-6)
 
 
 def test_vae_tiling_is_switched_by_the_plan(folder: Path) -> None:
