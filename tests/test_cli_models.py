@@ -341,6 +341,8 @@ def test_models_root_under_a_regular_file_is_a_coded_error(tmp_path: Path) -> No
     assert "Traceback" not in out.stderr and out.returncode == 1
     assert json.loads(out.stdout)["error"]["code"] == "PATH_INVALID"
     assert blocker.read_text() == "not a folder", "the file is left alone"
+    check = json.loads(wan("--dev", "models", "check", "--json", env=env).stdout)
+    assert not next(c for c in check["checks"] if c["name"] == "models_root")["ok"]
 
 
 def test_read_only_models_root_is_a_coded_error(
