@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -11,10 +12,12 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import tomlkit
 
 from wan_desktop.models.config import OrchestratorConfig
@@ -25,6 +28,27 @@ from wan_desktop.models.store import ModelStore
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MANIFEST = ROOT / "models.toml"
 SYNTH_ID = "synth@1.0.0"
+
+
+@contextlib.contextmanager
+def small_filesystem(point: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
+    """A real tmpfs of ``size`` at ``point`` (read-only if asked) for the block: a disk that
+    fills up, or one nobody can write, root included. Skips the test where mounting is not
+    allowed."""
+    point.mkdir(parents=True, exist_ok=True)
+    opts = f"size={size}" + (",ro" if read_only else "")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def real_manifest_data() -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import pty
@@ -16,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, SYNTH_ID, make_synth_folder, synth_model_entry, write_manifest
+from tests.helpers import (
+    ROOT,
+    SYNTH_ID,
+    make_synth_folder,
+    small_filesystem,
+    synth_model_entry,
+    write_manifest,
+)
 from tests.hfrepo import MIB, add_synth_repo, expected_files, hf_manifest, hub_env
 from tests.hubserver import HubServer
 from wan_desktop.models.transfer import staged_part_bytes
@@ -299,27 +307,14 @@ def test_disk_commands_json(env: dict[str, str], tmp_path: Path) -> None:
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
-    """Mounts a real tmpfs of a given size (read-only if asked); unmounted after the test."""
-    mounted: list[Path] = []
+    """Mounts real tmpfs filesystems of a given size (read-only if asked) for the test."""
+    names = (tmp_path / f"fs{i}" for i in itertools.count())
+    with contextlib.ExitStack() as stack:
 
-    def mount(size: str, *, read_only: bool = False) -> Path:
-        point = tmp_path / f"fs{len(mounted)}"
-        point.mkdir()
-        opts = f"size={size}" + (",ro" if read_only else "")
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(point)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-        mounted.append(point)
-        return point
+        def mount(size: str, *, read_only: bool = False) -> Path:
+            return stack.enter_context(small_filesystem(next(names), size, read_only=read_only))
 
-    yield mount
-    for point in reversed(mounted):
-        subprocess.run(["umount", "-l", str(point)], check=False)
+        yield mount
 
 
 def ensure_error(out: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -346,6 +341,8 @@ def test_models_root_under_a_regular_file_is_a_coded_error(tmp_path: Path) -> No
     assert "Traceback" not in out.stderr and out.returncode == 1
     assert json.loads(out.stdout)["error"]["code"] == "PATH_INVALID"
     assert blocker.read_text() == "not a folder", "the file is left alone"
+    check = json.loads(wan("--dev", "models", "check", "--json", env=env).stdout)
+    assert not next(c for c in check["checks"] if c["name"] == "models_root")["ok"]
 
 
 def test_read_only_models_root_is_a_coded_error(

@@ -13,6 +13,7 @@ from wan_desktop.models.paths import (
     check_relative_path,
     model_dir_name,
     safe_join,
+    storage_error,
     windows_path_guidance,
 )
 
@@ -124,3 +125,14 @@ def test_windows_reserved_names_are_refused_on_every_platform(name: str) -> None
     with pytest.raises(PathInvalidError) as err:
         check_relative_path(name)
     assert "reserved" in err.value.message and "rename" in (err.value.fix or "")
+
+
+def test_a_storage_error_outside_the_models_folder_blames_only_that_path(tmp_path: Path) -> None:
+    mirror_file = tmp_path / "mirror"
+    mirror_file.write_text("a file where a mirror folder was expected")
+    with pytest.raises(OSError) as raised:
+        (mirror_file / "model_index.json").open("rb")
+    err = storage_error(raised.value, tmp_path / "models")
+    assert isinstance(err, PathInvalidError)
+    assert str(mirror_file / "model_index.json") in err.message
+    assert "models folder" not in err.message and "MODELS_ROOT" not in (err.fix or "")

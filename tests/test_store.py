@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from tests.helpers import (
     make_store,
     make_synth_folder,
     sha256,
+    small_filesystem,
     synth_model_entry,
     write_manifest,
 )
@@ -338,6 +340,32 @@ def test_not_enough_space_fails_before_any_byte_moves(
     assert "MODELS_ROOT" in (exc.fix or "") and "gc" in (exc.fix or "")
     staging = tmp_path / "models" / ".staging" / SYNTH_ID
     assert not any(p.is_file() and not p.name.startswith(".wan-") for p in staging.rglob("*"))
+
+
+def test_disk_filling_up_while_copying_from_a_local_mirror_is_no_space(
+    tmp_path: Path, synth: Any
+) -> None:
+    with small_filesystem(tmp_path / "fs", "16m") as fs:
+        manifest = write_manifest(
+            tmp_path / "models.toml",
+            {SYNTH_ID: synth_model_entry([f"local://{synth.path}"], synth.manifest_files())},
+        )
+        store = make_store(fs / "models", manifest, free_space_reserve_bytes=0)
+        filler = fs / "filler"
+
+        def fill_the_disk(p: DownloadProgress) -> None:
+            # Something else takes the rest of the disk as the copy begins.
+            if p.phase is Phase.downloading and not filler.exists():
+                with filler.open("wb", buffering=0) as fh, contextlib.suppress(OSError):
+                    while True:
+                        fh.write(b"\0" * (256 << 10))
+
+        with pytest.raises(NoSpaceError) as err:
+            store.ensure(SYNTH_ID, progress=fill_the_disk)
+        assert "full" in err.value.message and "gc" in (err.value.fix or "")
+        filler.unlink()
+        store.ensure(SYNTH_ID)
+        assert store.verify(SYNTH_ID).ok
 
 
 def _hold_lock(lock: Path) -> subprocess.Popen[str]:

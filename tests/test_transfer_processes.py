@@ -253,3 +253,39 @@ def test_four_processes_fetch_each_byte_range_once(tmp_path: Path, hub: HubServe
     assert sorted((r.start, r.end) for r in hub.body_requests(big)) == parts
     total = sum(f.content.size for f in repo.files.values())
     assert sum(r["bytes_transferred"] for r in results) == total, "one process moved the bytes"
+
+
+def test_a_failed_request_records_its_bytes_before_the_retry(
+    tmp_path: Path, hub: HubServer
+) -> None:
+    """The part record counts what a cut answer delivered while the retry is still under way,
+    so a process killed then (here: during a retry the server never answers) resumes after it."""
+    big = "transformer/diffusion_pytorch_model.safetensors"
+    add_repo(hub, big, 3 * MIB + 5)  # three 1 MiB parts, fetched one after another
+    hub.add_fault("drop", big, after_bytes=500_000)  # the first answer ends after 500 kB
+    hub.add_fault("stall", big, after_bytes=0, seconds=60)  # the retry hangs
+    root = tmp_path / "models"
+    env = hub_env(
+        hub,
+        root,
+        hf_manifest(tmp_path),
+        WAN_PART_SIZE="1MiB",
+        WAN_PARTS_PER_FILE="1",
+        WAN_STALL_TIMEOUT="60",
+    )
+    proc = wan_ensure(env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(file_requests(hub.log, big)) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the retry never came"
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    first, retry = file_requests(hub.log, big)
+    assert (first.start, first.sent) == (0, 500_000) and retry.start == 500_000
+    assert left_to_fetch(root, hub.repos[REPO])[big] == [(500_000, 3 * MIB + 5)]

@@ -575,7 +575,7 @@ class _ProgressBar:
 
 def _writable(root: Path) -> bool:
     target = _existing_parent(root)
-    return os.access(target, os.W_OK)
+    return target.is_dir() and os.access(target, os.W_OK)  # not a file where a folder must be
 
 
 def _existing_parent(path: Path) -> Path:

@@ -218,6 +218,11 @@ def storage_error(exc: OSError, root: Path) -> ModelError:
             "was downloaded is kept and ensure resumes from there",
             details=details,
         )
+    if where != root and not where.is_relative_to(root):
+        # Not the models folder (a mirror's file, say): say what failed, blame nothing else.
+        return PathInvalidError(
+            f"{where}: {what}", fix="check that path and its permissions", details=details
+        )
     if exc.errno == errno.EROFS:
         return PathInvalidError(
             f"the models folder {root} is on a read-only filesystem"

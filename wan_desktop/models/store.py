@@ -355,8 +355,10 @@ class ModelStore:
             try:
                 try:
                     path = self._ensure_locked(spec, var, name, final, force, reporter, cancel)
+                except ModelError:
+                    raise
                 except OSError as exc:  # the models folder: read-only, a file, the disk full
-                    raise storage_error(exc, self.config.models_root) from None
+                    raise storage_error(exc, self.config.models_root) from exc
             except ModelError as exc:
                 log_event(
                     log,

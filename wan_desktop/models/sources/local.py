@@ -55,19 +55,29 @@ class LocalSource(Source):
 
     def fetch(self, file: RemoteFile, sink: FileSink) -> None:
         src = Path(file.ref)
-        try:
-            with src.open("rb") as fh:
-                fh.seek(sink.offset)
-                while True:
-                    chunk = fh.read(CHUNK_BYTES)
-                    if not chunk:
-                        break
-                    sink.write(chunk)
-        except OSError as exc:
-            raise SourceError(
+
+        def read_failed(exc: OSError) -> SourceError:
+            return SourceError(
                 f"reading {src} failed: {exc.strerror or exc}",
                 fix="check the disk or share and try again",
-            ) from exc
+            )
+
+        try:
+            fh = src.open("rb")
+        except OSError as exc:
+            raise read_failed(exc) from exc
+        with fh:
+            while True:
+                try:
+                    fh.seek(sink.offset)
+                    chunk = fh.read(CHUNK_BYTES)
+                except OSError as exc:
+                    raise read_failed(exc) from exc
+                if not chunk:
+                    break
+                # A failed write (the models folder's disk is full) is not this source's fault:
+                # it goes up as it is, for the store to tell.
+                sink.write(chunk)
 
 
 def _marker_hashes(folder: Path) -> dict[str, tuple[int | None, str]]:
