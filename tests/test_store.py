@@ -93,6 +93,10 @@ def test_tiny_variant_goes_through_ensure_and_is_labelled(tiny_store: ModelStore
         assert sha256(st.path / f["path"]) == f["sha256"]
     # Sharded like the real repositories.
     assert any(f["path"].endswith(".safetensors.index.json") for f in marker["files"])
+    # The typed record the engine asks for says the same as the file.
+    typed = tiny_store.completion("T2V-A14B")
+    assert typed is not None and typed.to_dict() == marker
+    assert typed.total_bytes == st.bytes_total
 
 
 def test_ensure_of_a_complete_model_moves_nothing(tiny_store: ModelStore) -> None:

@@ -28,7 +28,8 @@ from .errors import (
 )
 from .manifest import ModelSpec
 from .paths import storage_error
-from .store import ModelStore, human_bytes
+from .settings import format_size
+from .store import ModelStore
 from .types import DownloadProgress, ModelStatus, Phase
 
 NAME = "models"
@@ -210,7 +211,7 @@ def _cmd_list(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
         out.line(f"{m['id']}  {m['title']}  ({', '.join(m['aliases'])}; {m['task']})")
         for v in m["variants"]:
             mark = "*" if v["selected"] else " "
-            size = human_bytes(v["approx_size_bytes"])
+            size = format_size(v["approx_size_bytes"])
             out.line(
                 f"  {mark} {v['name']:<6} {v['dtype']:<9} {size:>10}  {v['state']:<11} {v['label']}"
             )
@@ -244,7 +245,7 @@ def _cmd_check(store: ModelStore, args: argparse.Namespace, out: _Output) -> int
     check(
         "free_space",
         free > cfg.free_space_reserve_bytes,
-        f"{human_bytes(free)} free on {existing}",
+        f"{format_size(free)} free on {existing}",
         "free some space or set MODELS_ROOT to a larger disk",
     )
     engine = all(
@@ -298,7 +299,7 @@ def _cmd_status(store: ModelStore, args: argparse.Namespace, out: _Output) -> in
 
 
 def _status_line(s: ModelStatus) -> str:
-    size = human_bytes(s.bytes_total if s.bytes_total is not None else s.approx_size_bytes)
+    size = format_size(s.bytes_total if s.bytes_total is not None else s.approx_size_bytes)
     extra = f"  [{s.label}]" if s.development else ""
     return f"{s.model_id:<16} {s.variant:<6} {s.state:<11} {size:>10}  {s.reason}{extra}"
 
@@ -368,7 +369,7 @@ def _cmd_verify(store: ModelStore, args: argparse.Namespace, out: _Output) -> in
         verdict = "OK" if report.ok else "CORRUPT"
         out.line(
             f"{report.model_id} ({report.variant}): {verdict} — {len(report.checked)} files, "
-            f"{human_bytes(report.bytes_hashed)} hashed in {report.seconds:.2f} s"
+            f"{format_size(report.bytes_hashed)} hashed in {report.seconds:.2f} s"
         )
         for m in report.mismatches:
             out.line(
@@ -408,7 +409,7 @@ def _cmd_delete(store: ModelStore, args: argparse.Namespace, out: _Output) -> in
     if out.json_mode:
         out.doc("wan.models.delete/1", model_id=spec.id, variant=var.name, bytes_freed=freed)
     else:
-        out.line(f"{spec.id} ({var.name}): deleted, {human_bytes(freed)} freed")
+        out.line(f"{spec.id} ({var.name}): deleted, {format_size(freed)} freed")
     return EXIT_OK
 
 
@@ -431,12 +432,12 @@ def _cmd_gc(store: ModelStore, args: argparse.Namespace, out: _Output) -> int:
             "no limit given (--max-size, --max-age, or a quota in the settings): nothing to do"
         )
     for d in report.removed:
-        out.line(f"  {verb}: {d.dir_name} ({human_bytes(d.bytes)}): {d.reason}")
+        out.line(f"  {verb}: {d.dir_name} ({format_size(d.bytes)}): {d.reason}")
     for d in report.kept:
-        out.line(f"  kept: {d.dir_name} ({human_bytes(d.bytes)}): {d.reason}")
+        out.line(f"  kept: {d.dir_name} ({format_size(d.bytes)}): {d.reason}")
     out.line(
-        f"{verb} {len(report.removed)} model(s), {human_bytes(report.reclaimed_bytes)}; "
-        f"{human_bytes(report.total_after)} in use by models now"
+        f"{verb} {len(report.removed)} model(s), {format_size(report.reclaimed_bytes)}; "
+        f"{format_size(report.total_after)} in use by models now"
     )
     return EXIT_OK
 
@@ -464,10 +465,10 @@ def _cmd_disk_usage(store: ModelStore, args: argparse.Namespace, out: _Output) -
     if out.json_mode:
         out.doc("wan.models.disk_usage/1", **usage.to_dict())
         return EXIT_OK
-    quota = human_bytes(usage.quota_bytes) if usage.quota_bytes is not None else "none"
+    quota = format_size(usage.quota_bytes) if usage.quota_bytes is not None else "none"
     out.line(
-        f"{usage.models_root}: {human_bytes(usage.total_bytes)} in models, "
-        f"{human_bytes(usage.free_bytes)} free, quota {quota}"
+        f"{usage.models_root}: {format_size(usage.total_bytes)} in models, "
+        f"{format_size(usage.free_bytes)} free, quota {quota}"
     )
     if usage.manifest_error:
         out.line(
@@ -486,7 +487,7 @@ def _cmd_disk_usage(store: ModelStore, args: argparse.Namespace, out: _Output) -
         ]
         last = m.to_dict()["last_used"] or "never"
         out.line(
-            f"  {m.dir_name:<32} {human_bytes(m.bytes):>10}  last used {last}"
+            f"  {m.dir_name:<32} {format_size(m.bytes):>10}  last used {last}"
             + (f"  [{', '.join(flags)}]" if flags else "")
         )
     return EXIT_OK
@@ -553,14 +554,14 @@ class _ProgressBar:
         if p.phase is Phase.waiting:
             text = f"{p.model_id}: waiting for another process that is downloading it…"
         elif frac is None:
-            text = f"{p.model_id}: {p.phase} {human_bytes(p.bytes_done)}"
+            text = f"{p.model_id}: {p.phase} {format_size(p.bytes_done)}"
         else:
             filled = int(frac * self.WIDTH)
             eta = "" if p.eta_s is None else f" ETA {int(p.eta_s) // 60}:{int(p.eta_s) % 60:02d}"
             text = (
                 f"{p.model_id} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {frac:4.0%} "
-                f"{human_bytes(p.bytes_done)}/{human_bytes(p.bytes_total)} "
-                f"{human_bytes(p.speed_bps)}/s{eta} {p.files_done}/{p.files_total} files"
+                f"{format_size(p.bytes_done)}/{format_size(p.bytes_total)} "
+                f"{format_size(p.speed_bps)}/s{eta} {p.files_done}/{p.files_total} files"
             )
         cols = shutil.get_terminal_size((100, 20)).columns
         self.stream.write("\r" + text[: cols - 1].ljust(cols - 1))

@@ -55,8 +55,11 @@ def parse_size(text: str | int) -> int:
     return int(number * (1024 if unit.endswith("I") else 1000) ** power)
 
 
-def format_size(n: float) -> str:
-    """Bytes for people: ``1.5 GiB``."""
+def format_size(n: float | None) -> str:
+    """Bytes for people, the one way the app writes a size: binary units with their IEC names
+    (``1.5 GiB``, ``420 KiB``), as the CLI, the API's messages and the desktop app show them."""
+    if n is None:
+        return "unknown size"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

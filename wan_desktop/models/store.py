@@ -11,21 +11,18 @@ only written after verification.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from . import disk, gc, health, metrics, requests, transfer
 from . import sources as _sources
+from .atomic import atomic_write_json, fsync_dir
 from .config import OrchestratorConfig
 from .errors import (
     AllSourcesFailedError,
@@ -44,6 +41,7 @@ from .errors import (
 from .integrity import sha256_file
 from .logs import LOGGER_NAME, correlation, install_redaction, log_event
 from .manifest import Manifest, ModelSpec, VariantSpec, load_manifest
+from .marker import CompletionMarker, MarkedFile, read_marker, write_marker
 from .paths import (
     COMPLETE_MARKER,
     CORRUPT_MARKER,
@@ -54,10 +52,18 @@ from .paths import (
     storage_error,
 )
 from .planning import PlannedFile, integrity_problem, plan_files
+from .progress import ProgressCallback, Reporter
 from .settings import format_size
 from .sources import CancelToken, FileSink, RangedSource, Source, SourceContext
+from .staging import (
+    PLAN_FILE,
+    PlanState,
+    folder_bytes,
+    partial_reason,
+    read_json,
+    utc_now,
+)
 from .types import (
-    DownloadProgress,
     Mismatch,
     ModelState,
     ModelStatus,
@@ -69,20 +75,11 @@ from .types import (
 log = logging.getLogger(LOGGER_NAME)
 install_redaction(log)
 
-MARKER_FORMAT = 1
-PLAN_FILE = ".wan-plan.json"
 SCRATCH_SUFFIX = ".scratch"
 MAX_FILE_ATTEMPTS = (
     3  # a file whose bytes fail verification is fetched again, this many times in all
 )
-PROGRESS_INTERVAL_S = 0.1
-PLAN_SAVE_INTERVAL_S = 0.5
 LOCK_POLL_S = 0.25
-ProgressCallback = Callable[[DownloadProgress], None]
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class ModelStore:
@@ -142,17 +139,17 @@ class ModelStore:
             approx_size_bytes=var.approx_size_bytes,
             bytes_needed=_known_total(var),
         )
-        marker = _read_json(final / COMPLETE_MARKER)
+        marker = read_marker(final)
         if marker is not None:
             return self._installed_status(base, final, marker)
         staging = self.paths.staging_dir(name)
-        plan = _read_json(staging / PLAN_FILE)
-        staged = _folder_bytes(staging) + transfer.staged_part_bytes(staging)
+        plan = read_json(staging / PLAN_FILE)
+        staged = folder_bytes(staging) + transfer.staged_part_bytes(staging)
         if final.is_dir():
             return replace(
                 base,
                 state=ModelState.partial,
-                bytes_present=_folder_bytes(final),
+                bytes_present=folder_bytes(final),
                 bytes_needed=None,
                 reason="folder exists without a completion marker; run ensure",
             )
@@ -173,37 +170,37 @@ class ModelStore:
             bytes_total=total,
             bytes_needed=needed,
             source=plan.get("source") if plan else None,
-            reason=_partial_reason(spec.id, (plan or {}).get("failed")),
+            reason=partial_reason(spec.id, (plan or {}).get("failed")),
         )
 
     def _installed_status(
-        self, base: ModelStatus, final: Path, marker: dict[str, Any]
+        self, base: ModelStatus, final: Path, marker: CompletionMarker
     ) -> ModelStatus:
-        files = marker.get("files", [])
+        files = marker.files
         missing: list[str] = []
         wrong_size: list[str] = []
         present = 0
         for f in files:
             try:
-                size = (final / f["path"]).stat().st_size
+                size = (final / f.path).stat().st_size
             except OSError:
-                missing.append(f["path"])
+                missing.append(f.path)
                 continue
             present += size
-            if size != f["size"]:
-                wrong_size.append(f["path"])
+            if size != f.size:
+                wrong_size.append(f.path)
         st = replace(
             base,
             files_total=len(files),
             files_present=len(files) - len(missing),
             missing=tuple(missing),
             bytes_present=present,
-            bytes_total=sum(int(f["size"]) for f in files),
-            source=marker.get("source"),
-            completed_at=marker.get("completed_at"),
-            verified_at=marker.get("verified_at"),
+            bytes_total=marker.total_bytes,
+            source=marker.source,
+            completed_at=marker.completed_at,
+            verified_at=marker.verified_at,
         )
-        corrupt = _read_json(final / CORRUPT_MARKER)
+        corrupt = read_json(final / CORRUPT_MARKER)
         if corrupt is None and not missing and not wrong_size:
             return replace(
                 st, state=ModelState.complete, bytes_needed=0, reason="complete and verified"
@@ -219,9 +216,15 @@ class ModelStore:
             st,
             state=ModelState.corrupt,
             corrupt_files=bad,
-            bytes_needed=sum(int(f["size"]) for f in files if f["path"] in damaged),
+            bytes_needed=sum(f.size for f in files if f.path in damaged),
             reason=f"{why}; run ensure to repair",
         )
+
+    def completion(self, model_id: str, variant: str | None = None) -> CompletionMarker | None:
+        """The installed model's completion record (files, hashes, source, dates); None when
+        it is not installed."""
+        spec, var = self.resolve(model_id, variant)
+        return read_marker(self.paths.model_dir(spec.id, var.name, spec.default_variant))
 
     def list_status(self) -> list[ModelStatus]:
         out: list[ModelStatus] = []
@@ -236,7 +239,7 @@ class ModelStore:
         """Re-hash every file against the completion marker; record the verdict for ``status``."""
         spec, var = self.resolve(model_id, variant)
         final = self.paths.model_dir(spec.id, var.name, spec.default_variant)
-        marker = _read_json(final / COMPLETE_MARKER)
+        marker = read_marker(final)
         if marker is None:
             st = self.status(spec.id, var.name)
             raise ModelNotPresentError(
@@ -245,7 +248,7 @@ class ModelStore:
                 details={"model": spec.id, "variant": var.name, "state": str(st.state)},
             )
         t0 = time.monotonic()
-        listed = {f["path"]: f for f in marker["files"]}
+        listed = {f.path: f for f in marker.files}
         mismatches: list[Mismatch] = []
         missing: list[str] = []
         hashed = 0
@@ -256,8 +259,8 @@ class ModelStore:
                 continue
             digest, size = sha256_file(p)
             hashed += size
-            if size != f["size"] or digest != f["sha256"]:
-                mismatches.append(Mismatch(rel, f["size"], size, f["sha256"], digest))
+            if size != f.size or digest != f.sha256:
+                mismatches.append(Mismatch(rel, f.size, size, f.sha256, digest))
         extra = sorted(
             p.relative_to(final).as_posix()
             for p in final.rglob("*")
@@ -278,13 +281,12 @@ class ModelStore:
         )
         if report.ok:
             (final / CORRUPT_MARKER).unlink(missing_ok=True)
-            marker["verified_at"] = _now()
-            _write_json_atomic(final / COMPLETE_MARKER, marker)
+            write_marker(final, marker.verified(utc_now()))
         else:
-            _write_json_atomic(
+            atomic_write_json(
                 final / CORRUPT_MARKER,
                 {
-                    "detected_at": _now(),
+                    "detected_at": utc_now(),
                     "files": sorted([m.path for m in mismatches] + missing),
                     "mismatches": [m.to_dict() for m in mismatches],
                 },
@@ -339,7 +341,7 @@ class ModelStore:
         if not force and self.status(spec.id, var.name).complete:
             return final
         cancel = cancel or CancelToken()
-        reporter = _Reporter(spec.id, var.name, progress)
+        reporter = Reporter(spec.id, var.name, progress)
         with correlation() as cid:
             log_event(
                 log,
@@ -396,7 +398,7 @@ class ModelStore:
         name: str,
         final: Path,
         force: bool,
-        reporter: _Reporter,
+        reporter: Reporter,
         cancel: CancelToken,
     ) -> Path:
         with self._lock(name, reporter, cancel):
@@ -477,7 +479,7 @@ class ModelStore:
         health.clear()
 
     @contextlib.contextmanager
-    def _lock(self, name: str, reporter: _Reporter, cancel: CancelToken) -> Iterator[None]:
+    def _lock(self, name: str, reporter: Reporter, cancel: CancelToken) -> Iterator[None]:
         from filelock import FileLock, Timeout
 
         lock_path = self.paths.lock_file(name)
@@ -525,7 +527,7 @@ class ModelStore:
         name: str,
         final: Path,
         uri: str,
-        reporter: _Reporter,
+        reporter: Reporter,
         cancel: CancelToken,
     ) -> None:
         staging = self.paths.staging_dir(name)
@@ -542,36 +544,32 @@ class ModelStore:
                 raise PathInvalidError(
                     "; ".join(problems), fix="follow the advice above, then run ensure again"
                 )
-            state = _PlanState.open(staging, source.describe(), planned)
+            state = PlanState.open(staging, source.describe(), planned)
             self._reuse_final_files(final, staging, planned, state)
             self._preflight(planned, state, staging, name)
             self._fetch_all(source, planned, staging, state, reporter, cancel)
             reporter.phase(Phase.finalizing)
-            marker = {
-                "format": MARKER_FORMAT,
-                "model_id": spec.id,
-                "variant": var.name,
-                "dtype": var.dtype,
-                "development": var.development,
-                "label": var.label,
-                "source": source.describe(),
-                "completed_at": _now(),
-                "verified_at": _now(),
-                "files": [
-                    {
-                        "path": p.path,
-                        "size": state.done[p.path]["size"],
-                        "sha256": state.done[p.path]["sha256"],
-                    }
+            now = utc_now()
+            marker = CompletionMarker(
+                model_id=spec.id,
+                variant=var.name,
+                dtype=var.dtype,
+                development=var.development,
+                label=var.label,
+                source=source.describe(),
+                completed_at=now,
+                verified_at=now,
+                files=tuple(
+                    MarkedFile(p.path, state.done[p.path]["size"], state.done[p.path]["sha256"])
                     for p in planned
-                ],
-            }
+                ),
+            )
             # Stray files from an older plan must not ride along into the model folder.
             keep = {p.path for p in planned} | {PLAN_FILE}
             for p in list(staging.rglob("*")):
                 if p.is_file() and p.relative_to(staging).as_posix() not in keep:
                     p.unlink()
-            _write_json_atomic(staging / COMPLETE_MARKER, marker)
+            write_marker(staging, marker)
             (staging / PLAN_FILE).unlink(missing_ok=True)
             self._swap_into_place(staging, final)
         finally:
@@ -603,7 +601,7 @@ class ModelStore:
         return plan_files(spec, var, source)
 
     def _reuse_final_files(
-        self, final: Path, staging: Path, planned: list[PlannedFile], state: _PlanState
+        self, final: Path, staging: Path, planned: list[PlannedFile], state: PlanState
     ) -> None:
         """Repair: files of an existing model folder that still verify are linked, not fetched."""
         if not final.is_dir():
@@ -627,7 +625,7 @@ class ModelStore:
             state.mark_done(p.path, size, digest, dest)
 
     def _preflight(
-        self, planned: list[PlannedFile], state: _PlanState, staging: Path, name: str
+        self, planned: list[PlannedFile], state: PlanState, staging: Path, name: str
     ) -> None:
         needed = 0
         for p in planned:
@@ -663,8 +661,8 @@ class ModelStore:
         source: Source,
         planned: list[PlannedFile],
         staging: Path,
-        state: _PlanState,
-        reporter: _Reporter,
+        state: PlanState,
+        reporter: Reporter,
         cancel: CancelToken,
     ) -> None:
         todo = [p for p in planned if p.path not in state.done]
@@ -702,8 +700,8 @@ class ModelStore:
         source: Source,
         p: PlannedFile,
         staging: Path,
-        state: _PlanState,
-        reporter: _Reporter,
+        state: PlanState,
+        reporter: Reporter,
         cancel: CancelToken,
     ) -> None:
         dest = safe_join(staging, p.path)
@@ -785,7 +783,7 @@ class ModelStore:
             old = trash / f"{final.name}.{uuid.uuid4().hex[:8]}"
             final.replace(old)
         staging.replace(final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -806,10 +804,10 @@ class ModelStore:
                 fix="finish or cancel the job that uses it (or unload the model), then delete it",
                 details={"model": spec.id, "variant": var.name, "pids": pids},
             )
-        with self._lock(name, _Reporter(spec.id, var.name, None), CancelToken()):
+        with self._lock(name, Reporter(spec.id, var.name, None), CancelToken()):
             for folder in (final, staging, staging.with_name(staging.name + SCRATCH_SUFFIX)):
                 if folder.exists():
-                    freed += _folder_bytes(folder)
+                    freed += folder_bytes(folder)
                     trash = self.paths.trash_dir()
                     trash.mkdir(parents=True, exist_ok=True)
                     gone = trash / f"{folder.name}.{uuid.uuid4().hex[:8]}"
@@ -877,310 +875,10 @@ class ModelStore:
 # --------------------------------------------------------------------------------- internals
 
 
-class _PlanState:
-    """The staging folder's record of the plan and of the files already verified.
-
-    Written as files finish (at most every ``PLAN_SAVE_INTERVAL_S``, and when the fetching
-    stops), so a restarted ensure skips them without re-hashing (their size and modification
-    time must still match). A kill loses at most the last interval's entries: those files are
-    hashed again, never fetched again.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        source: str,
-        files: dict[str, dict[str, Any]],
-        done: dict[str, dict[str, Any]],
-        failed: dict[str, dict[str, Any]] | None = None,
-    ) -> None:
-        self.path = path
-        self.source = source
-        self.files = files
-        self.done = done
-        # Files whose bytes failed verification (what status tells until the entry changes).
-        self.failed = failed or {}
-        self._lock = threading.Lock()
-        self._saved_at = 0.0
-        self._dirty = False
-
-    @classmethod
-    def open(cls, staging: Path, source: str, planned: list[PlannedFile]) -> _PlanState:
-        path = staging / PLAN_FILE
-        for stale in staging.glob(f"{TMP_PREFIX}*"):
-            stale.unlink(missing_ok=True)  # left by a process killed mid-write
-        old = _read_json(path) or {}
-        old_files = {f["path"]: f for f in old.get("files", [])}
-        old_done = old.get("done", {})
-        old_failed = old.get("failed", {})
-        same_source = old.get("source") == source
-        files = {p.path: {"path": p.path, "size": p.size, "sha256": p.sha256} for p in planned}
-        done: dict[str, dict[str, Any]] = {}
-        failed: dict[str, dict[str, Any]] = {}
-        for rel, new in files.items():
-            dest = staging / rel
-            prev = old_files.get(rel)
-            compatible = (
-                prev is not None
-                and prev.get("size") == new["size"]
-                and (
-                    (new["sha256"] is not None and prev.get("sha256") == new["sha256"])
-                    or (new["sha256"] is None and same_source)
-                )
-            )
-            if not compatible:
-                # Bytes staged for another version of this file are useless now.
-                transfer.discard(dest)
-                continue
-            if isinstance(old_failed, dict) and rel in old_failed:
-                failed[rel] = old_failed[rel]  # same file expected: the verdict still holds
-            rec = old_done.get(rel)
-            if rec and dest.is_file():
-                st = dest.stat()
-                if st.st_size == rec["size"] and st.st_mtime_ns == rec["mtime_ns"]:
-                    done[rel] = rec
-        state = cls(path, source, files, done, failed)
-        state._save()
-        return state
-
-    def mark_done(self, rel: str, size: int, sha256: str, dest: Path) -> None:
-        with self._lock:
-            self.done[rel] = {"size": size, "sha256": sha256, "mtime_ns": dest.stat().st_mtime_ns}
-            self.failed.pop(rel, None)
-            self._dirty = True
-            # Rewriting the whole plan per file costs O(files²): hundreds of small files add up.
-            if time.monotonic() - self._saved_at >= PLAN_SAVE_INTERVAL_S:
-                self._save()
-
-    def mark_failed(self, rel: str, error: ModelError, source: str) -> None:
-        """``rel`` failed verification from ``source``: recorded at once, for status."""
-        with self._lock:
-            self.failed[rel] = {
-                "source": source,
-                "code": str(error.code),
-                "message": error.message,
-                "at": _now(),
-            }
-            self._save()
-
-    def flush(self) -> None:
-        with self._lock:
-            if self._dirty:
-                self._save()
-
-    def _save(self) -> None:
-        self._saved_at, self._dirty = time.monotonic(), False
-        # Not fsynced: the files it lists were, and a lost or older record only means re-checking.
-        _write_json_atomic(
-            self.path,
-            {
-                "source": self.source,
-                "files": list(self.files.values()),
-                "done": self.done,
-                "failed": self.failed,
-            },
-            durable=False,
-        )
-
-
-class _Reporter:
-    """Turns byte counts from many threads into rate-limited :class:`DownloadProgress` events."""
-
-    def __init__(self, model_id: str, variant: str, callback: ProgressCallback | None) -> None:
-        self.model_id = model_id
-        self.variant = variant
-        self.callback = callback
-        self.source: str | None = None
-        self._lock = threading.Lock()
-        self._phase = Phase.planning
-        self._files_total = 0
-        self._files_done = 0
-        self._bytes_total: int | None = None
-        self._bytes_done = 0
-        self._transferred = 0
-        self._file: str | None = None
-        self._file_done: dict[str, int] = {}
-        self._file_total: dict[str, int | None] = {}
-        self._file_started: dict[str, tuple[float, int]] = {}  # when, bytes done then
-        self._last_emit = 0.0
-        self._speed = 0.0
-        self._speed_t = time.monotonic()
-        self._speed_bytes = 0
-
-    @property
-    def transferred(self) -> int:
-        return self._transferred
-
-    def begin(
-        self, *, files_total: int, files_done: int, bytes_total: int | None, bytes_done: int
-    ) -> None:
-        with self._lock:
-            self._files_total = files_total
-            self._files_done = files_done
-            self._bytes_total = bytes_total
-            self._bytes_done = bytes_done
-            self._phase = Phase.downloading
-        self._emit(force=True)
-
-    def phase(self, phase: Phase) -> None:
-        with self._lock:
-            self._phase = phase
-            if phase is Phase.complete and self._bytes_total is not None:
-                self._bytes_done = self._bytes_total
-        self._emit(force=True)
-
-    def file_started(self, rel: str, size: int | None) -> Callable[[int], None]:
-        with self._lock:
-            self._file = rel
-            self._file_done[rel] = 0
-            self._file_total[rel] = size
-            self._file_started[rel] = (time.monotonic(), 0)
-
-        def on_bytes(n: int) -> None:
-            with self._lock:
-                self._file_done[rel] += n
-                self._bytes_done += n
-                self._transferred += n
-                self._speed_bytes += n
-                self._file = rel
-            self._emit()
-
-        return on_bytes
-
-    def resumed(self, rel: str, offset: int) -> None:
-        if offset:
-            with self._lock:
-                self._file_done[rel] = offset
-                self._file_started[rel] = (
-                    self._file_started.get(rel, (time.monotonic(), 0))[0],
-                    offset,
-                )
-                self._bytes_done += offset
-
-    def discard(self, size: int) -> None:
-        with self._lock:
-            self._bytes_done -= size
-
-    def file_finished(self, rel: str) -> None:
-        with self._lock:
-            self._files_done += 1
-        self._emit(force=True)
-
-    def _emit(self, *, force: bool = False) -> None:
-        if self.callback is None:
-            return
-        now = time.monotonic()
-        with self._lock:
-            if not force and now - self._last_emit < PROGRESS_INTERVAL_S:
-                return
-            self._last_emit = now
-            window = now - self._speed_t
-            if window >= 0.5:
-                inst = self._speed_bytes / window
-                self._speed = inst if self._speed == 0 else 0.7 * self._speed + 0.3 * inst
-                self._speed_t, self._speed_bytes = now, 0
-            eta = None
-            if self._bytes_total is not None and self._speed > 0:
-                eta = max(0.0, (self._bytes_total - self._bytes_done) / self._speed)
-            rel = self._file
-            file_eta = None
-            if rel is not None and self._file_total.get(rel) is not None:
-                t0, base = self._file_started.get(rel, (now, 0))
-                got = self._file_done.get(rel, 0) - base
-                if got > 0 and now > t0:
-                    left = (self._file_total[rel] or 0) - self._file_done.get(rel, 0)
-                    file_eta = max(0.0, left / (got / (now - t0)))
-            event = DownloadProgress(
-                model_id=self.model_id,
-                variant=self.variant,
-                phase=self._phase,
-                bytes_done=self._bytes_done,
-                bytes_total=self._bytes_total,
-                speed_bps=self._speed,
-                eta_s=eta,
-                files_done=self._files_done,
-                files_total=self._files_total,
-                file=rel,
-                file_bytes_done=self._file_done.get(rel, 0) if rel else 0,
-                file_bytes_total=self._file_total.get(rel) if rel else None,
-                file_eta_s=file_eta,
-                source=self.source,
-                bytes_transferred=self._transferred,
-            )
-        try:
-            self.callback(event)
-        except Exception:  # a broken listener must not break a download
-            log.exception("progress callback failed")
-
-
-def _partial_reason(model_id: str, failed: Any) -> str:
-    """Why a download stopped: interrupted (ensure resumes it), or a file that failed its
-    check, which a rerun from the same source would fail the same way."""
-    if not isinstance(failed, dict) or not failed:
-        return "download interrupted; ensure resumes it"
-    rel, rec = sorted(failed.items())[0]
-    more = f" (and {len(failed) - 1} more file(s))" if len(failed) > 1 else ""
-    source = rec.get("source")
-    detail = str(rec.get("message")).removeprefix(f"{rel} from {source} ")
-    return (
-        f"{rel} failed verification from {source}{more}: {detail}; "
-        "running ensure again will fail the same way. The manifest's size or sha256 may be "
-        f"wrong or the source's copy damaged: check the file's entry in the manifest, or write "
-        f"sizes and hashes from a source you trust with 'wan models lock {model_id}'"
-    )
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-TMP_PREFIX = ".wan-tmp-"
-
-
-def _write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
-    # Hidden and prefixed: a temp file left by a kill is never mistaken for model data.
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{threading.get_ident()}")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _folder_bytes(folder: Path) -> int:
-    """Bytes of model data in a folder: hidden files (markers, plans, temp files) excluded."""
-    if not folder.is_dir():
-        return 0
-    total = 0
-    for p in folder.rglob("*"):
-        if p.is_file() and not p.name.startswith("."):
-            with contextlib.suppress(OSError):
-                total += p.stat().st_size
-    return total
-
-
 def _known_total(var: VariantSpec) -> int | None:
     if var.files and all(f.size is not None for f in var.files):
         return sum(f.size or 0 for f in var.files if not f.optional)
     return None
-
-
-def human_bytes(n: float | None) -> str:
-    return "?" if n is None else format_size(n)
 
 
 def with_dev_mode(store: ModelStore, dev_mode: bool) -> ModelStore:

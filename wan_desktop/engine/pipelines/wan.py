@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import statistics
 import threading
 import time
@@ -24,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from wan_desktop.models.errors import CancelledError
 from wan_desktop.models.manifest import ModelSpec, VariantSpec
-from wan_desktop.models.paths import COMPLETE_MARKER
 
 from ..errors import JobFailedError
 from ..events import ModelLoaded, ModelUnloaded
@@ -465,7 +463,7 @@ class WanPipeline(Pipeline):
         details: dict[str, Any],
         timings: dict[str, float],
     ) -> dict[str, Any]:
-        marker = _read_marker(model.folder)
+        marker = self.host.models.completion(model.model_id, model.variant)
         return {
             "seed": p.seed,
             "model": {
@@ -473,9 +471,9 @@ class WanPipeline(Pipeline):
                 "dtype": var.dtype,
                 "compute_dtype": model.plan.compute_dtype,
                 "label": var.label,
-                "source": marker.get("source"),
-                "completed_at": marker.get("completed_at"),
-                "files": marker.get("files", []),
+                "source": marker.source if marker else None,
+                "completed_at": marker.completed_at if marker else None,
+                "files": [f.to_dict() for f in marker.files] if marker else [],
             },
             "timings_s": {**timings, "warm": timings.get("load") == 0.0},
             "memory": {
@@ -578,14 +576,6 @@ def _sha256(path: str) -> str | None:
     except OSError:
         return None
     return h.hexdigest()
-
-
-def _read_marker(folder: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((folder / COMPLETE_MARKER).read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _oom_failure(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SourceError
+from ..marker import file_hashes
 from ..paths import COMPLETE_MARKER, check_relative_path
 from .base import CHUNK_BYTES, FileSink, RemoteFile, Source
 
@@ -81,11 +82,9 @@ class LocalSource(Source):
 
 
 def _marker_hashes(folder: Path) -> dict[str, tuple[int | None, str]]:
-    marker = folder / COMPLETE_MARKER
     try:
-        data = json.loads(marker.read_text("utf-8"))
-        return {f["path"]: (int(f["size"]), str(f["sha256"])) for f in data["files"]}
-    except (OSError, ValueError, KeyError, TypeError):
+        return file_hashes(json.loads((folder / COMPLETE_MARKER).read_text("utf-8")))
+    except (OSError, ValueError):
         return {}
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..config import S3Config
 from ..errors import AuthError, ErrorCode, MissingDependencyError, RateLimitError, SourceError
+from ..marker import file_hashes
 from ..paths import COMPLETE_MARKER
 from ..redact import register_secret
 from .base import RangedSource, RemoteFile
@@ -239,13 +240,8 @@ class S3Source(RangedSource):
             return {}
         body = self.client().get_object(Bucket=self.bucket, Key=objects[COMPLETE_MARKER][0])
         try:
-            data = json.loads(body["Body"].read(16 << 20))
-            return {
-                str(f["path"]): (int(f["size"]), str(f["sha256"]))
-                for f in data["files"]
-                if _SHA256.match(str(f.get("sha256", "")))
-            }
-        except (ValueError, KeyError, TypeError):
+            return file_hashes(json.loads(body["Body"].read(16 << 20)))
+        except ValueError:
             return {}
 
     def _metadata_hashes(self, keys: dict[str, str]) -> dict[str, tuple[int | None, str]]:
