@@ -103,12 +103,7 @@ def lock_model(
     unlocked = replace(var, files=())  # plan from the source, as if nothing were recorded
     uris = [source_uri] if source_uri else list(var.sources)
     attempts: list[SourceAttempt] = []
-    for uri in uris:
-        try:
-            expanded = _sources.expand_uri(uri, model_dir=name)
-        except _sources.SourceNotConfiguredError as exc:
-            attempts.append(exc.attempt())
-            continue
+    for expanded, shown in _sources.configured(uris, model_dir=name, attempts=attempts):
         scratch = store.paths.staging_root() / f".lock-{uuid.uuid4().hex[:8]}.scratch"
         scratch.mkdir(parents=True, exist_ok=True)
         try:
@@ -130,7 +125,7 @@ def lock_model(
             finally:
                 source.close()
         except ModelError as exc:
-            attempts.append(SourceAttempt(expanded.split("?", 1)[0], exc.code, str(exc)))
+            attempts.append(SourceAttempt(shown, exc.code, str(exc)))
             continue
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -140,7 +135,7 @@ def lock_model(
         return LockResult(
             model_id=spec.id,
             variant=var.name,
-            source=expanded.split("?", 1)[0],
+            source=shown,
             manifest=manifest,
             files=tuple(files),
             written=not dry_run,

@@ -407,14 +407,10 @@ class ModelStore:
                 reporter.phase(Phase.complete)
                 return final
             attempts: list[SourceAttempt] = []
-            for uri in var.sources:
+            for expanded, shown in _sources.configured(
+                var.sources, model_dir=name, attempts=attempts
+            ):
                 cancel.raise_if_cancelled()
-                try:
-                    expanded = _sources.expand_uri(uri, model_dir=name)
-                except _sources.SourceNotConfiguredError as exc:
-                    attempts.append(exc.attempt())
-                    continue
-                shown = expanded.split("?", 1)[0]
                 skipped = health.recent_failure(expanded, self.config)
                 if skipped is not None:
                     attempts.append(skipped)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from ..errors import SourceAttempt, SourceError
 from .base import CancelToken, FileSink, RangedSource, RemoteFile, Source, SourceContext
@@ -17,6 +17,7 @@ __all__ = [
     "Source",
     "SourceContext",
     "SourceNotConfiguredError",
+    "configured",
     "expand_uri",
     "open_source",
     "register_scheme",
@@ -64,6 +65,21 @@ class SourceNotConfiguredError(SourceError):
 
     def attempt(self) -> SourceAttempt:
         return SourceAttempt(self.kind, self.code, f"not set ({self.variable})", configured=False)
+
+
+def configured(
+    uris: Iterable[str], *, model_dir: str, attempts: list[SourceAttempt]
+) -> Iterator[tuple[str, str]]:
+    """The manifest's sources in order, as ``(uri, shown)``: the URI with its settings filled
+    in, and the same without a query (what logs and messages show). A source whose setting is
+    not set is recorded in ``attempts`` and passed over; the caller records the rest."""
+    for uri in uris:
+        try:
+            expanded = expand_uri(uri, model_dir=model_dir)
+        except SourceNotConfiguredError as exc:
+            attempts.append(exc.attempt())
+            continue
+        yield expanded, expanded.split("?", 1)[0]
 
 
 def register_scheme(scheme: str, factory: SourceFactory) -> None:
