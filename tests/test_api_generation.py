@@ -340,3 +340,25 @@ def test_detect_without_a_planner_answer_says_so_and_never_fails(
     assert r["estimated_vram_gb"] is None and r["estimated_time_per_frame"] is None
     assert "could not estimate T2V-A14B" in r["estimate_note"]
     assert r["requires_image"] is False and r["recommended_steps"] > 0
+
+
+def test_every_input_limit_is_the_engines() -> None:
+    """Declared once (engine/params.py): the negative prompt was 2000 in the API and unlimited
+    in the engine; the API's schema and checks now map their names onto the engine's limits."""
+    from tests.helpers import REAL_MANIFEST
+    from wan_desktop.api.routes.generation import _FIELDS
+    from wan_desktop.engine.errors import InvalidInputError
+    from wan_desktop.engine.params import LIMITS, TEXT_MAX, validate_wan_params
+    from wan_desktop.models import load_manifest
+
+    manifest = load_manifest(REAL_MANIFEST)
+    too_long = "n" * (TEXT_MAX["negative_prompt"] + 1)
+    with pytest.raises(InvalidInputError) as err:
+        validate_wan_params(
+            {"model": "T2V-A14B", "prompt": "a fox", "negative_prompt": too_long}, manifest
+        )
+    assert set(err.value.errors) == {"negative_prompt"}
+    assert _FIELDS["negative_prompt"]["maxLength"] == TEXT_MAX["negative_prompt"]
+    assert (_FIELDS["num_frames"]["minimum"], _FIELDS["num_frames"]["maximum"]) == LIMITS["frames"]
+    assert (_FIELDS["steps"]["minimum"], _FIELDS["steps"]["maximum"]) == LIMITS["steps"]
+    assert (_FIELDS["fps"]["minimum"], _FIELDS["fps"]["maximum"]) == LIMITS["fps"]

@@ -9,8 +9,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-PROMPT_MIN = 3
-PROMPT_MAX = 500
+from wan_desktop.engine.params import PROMPT_MAX
+
+PROMPT_MIN = 3  # what the prompt checker calls too short to describe a video (advice only)
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,25 @@ from wan_desktop.models.manifest import Manifest, ModelSpec, parse_resolution
 
 from .errors import InvalidInputError
 
-PROMPT_MAX = 500
-STEPS_MAX = 100
-FRAMES_MAX = 241
-SEED_MAX = 2**32 - 1
+# Every limit on a Wan job's input, declared here once: the engine checks them, the API's
+# routes and schema map their field names onto them, and the desktop app's fields and counters
+# show them.
+TEXT_MAX = {"prompt": 500, "negative_prompt": 2000}  # characters, after trimming
+LIMITS: dict[str, tuple[float, float]] = {
+    "steps": (1, 100),
+    "frames": (1, 241),
+    "fps": (1, 60),
+    "seed": (0, 2**32 - 1),
+    "guidance_scale": (0.0, 30.0),
+    "guidance_scale_2": (0.0, 30.0),
+    "flow_shift": (0.0, 50.0),
+    "lora_strength": (0.0, 2.0),
+}
+PROMPT_MAX = TEXT_MAX["prompt"]
+NEGATIVE_PROMPT_MAX = TEXT_MAX["negative_prompt"]
+STEPS_MAX = int(LIMITS["steps"][1])
+FRAMES_MAX = int(LIMITS["frames"][1])
+SEED_MAX = int(LIMITS["seed"][1])
 CONTRACT_RESOLUTIONS = ("854x480", "1024x576", "1280x720", "1920x1080")
 SIDE_MIN, SIDE_MAX = 64, 4096  # of a requested resolution, before it is fitted to the model
 # A smaller start or end image would be stretched into a blur: refused.
@@ -113,11 +128,17 @@ def validate_wan_params(
 
     prompt = str(raw.get("prompt") or "").strip()
     if not prompt:
-        errors["prompt"] = "write a prompt (1–500 characters)"
+        errors["prompt"] = f"write a prompt (1–{PROMPT_MAX} characters)"
     elif len(prompt) > PROMPT_MAX:
         errors["prompt"] = f"is {len(prompt)} characters; shorten it to {PROMPT_MAX} or fewer"
+    negative = str(raw.get("negative_prompt") or "").strip()
+    if len(negative) > NEGATIVE_PROMPT_MAX:
+        errors["negative_prompt"] = (
+            f"is {len(negative)} characters; shorten it to {NEGATIVE_PROMPT_MAX} or fewer"
+        )
 
-    def integer(name: str, lo: int, hi: int) -> int | None:
+    def integer(name: str) -> int | None:
+        lo, hi = (int(b) for b in LIMITS[name])
         value = raw.get(name)
         if value is None or value == "":
             return None
@@ -133,7 +154,8 @@ def validate_wan_params(
             return None
         return number
 
-    def number(name: str, lo: float, hi: float) -> float | None:
+    def number(name: str) -> float | None:
+        lo, hi = LIMITS[name]
         value = raw.get(name)
         if value is None or value == "":
             return None
@@ -147,15 +169,15 @@ def validate_wan_params(
             return None
         return f
 
-    steps = integer("steps", 1, STEPS_MAX)
-    frames = integer("frames", 1, FRAMES_MAX)
+    steps = integer("steps")
+    frames = integer("frames")
     if frames is not None and (frames - 1) % 4:
         errors["frames"] = f"is {frames}; Wan needs 4k+1 frames, e.g. {(frames - 1) // 4 * 4 + 1}"
-    fps = integer("fps", 1, 60)
-    seed = integer("seed", 0, SEED_MAX)
-    guidance = number("guidance_scale", 0.0, 30.0)
-    guidance_2 = number("guidance_scale_2", 0.0, 30.0)
-    flow_shift = number("flow_shift", 0.0, 50.0)
+    fps = integer("fps")
+    seed = integer("seed")
+    guidance = number("guidance_scale")
+    guidance_2 = number("guidance_scale_2")
+    flow_shift = number("flow_shift")
 
     # "resolution" from a request, or width/height from already normalised parameters (retry).
     resolution = raw.get("resolution")
@@ -278,6 +300,7 @@ def _image_size(path: Path) -> tuple[int, int] | None:
 def _loras(value: Any, errors: dict[str, str]) -> tuple[LoraSpec, ...]:
     if not value:
         return ()
+    lo, hi = LIMITS["lora_strength"]
     out = []
     for i, item in enumerate(value):
         try:
@@ -285,11 +308,11 @@ def _loras(value: Any, errors: dict[str, str]) -> tuple[LoraSpec, ...]:
             strength = float(spec.strength)
             strength_2 = None if spec.strength_2 is None else float(spec.strength_2)
         except (TypeError, ValueError):
-            errors[f"loras[{i}]"] = "give a path and a strength between 0 and 2"
+            errors[f"loras[{i}]"] = f"give a path and a strength between {lo:g} and {hi:g}"
             continue
         for s in (strength, strength_2):
-            if s is not None and not 0.0 <= s <= 2.0:
-                errors[f"loras[{i}]"] = f"strength {s} is outside 0–2"
+            if s is not None and not lo <= s <= hi:
+                errors[f"loras[{i}]"] = f"strength {s} is outside {lo:g}–{hi:g}"
         if not Path(spec.path).is_file():
             errors[f"loras[{i}]"] = f"LoRA file {spec.path} does not exist"
         out.append(LoraSpec(str(Path(spec.path).resolve()), strength, strength_2))

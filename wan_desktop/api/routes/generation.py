@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from wan_desktop.engine import JobKind, JobSpec, Priority
-from wan_desktop.engine.params import CONTRACT_RESOLUTIONS, PROMPT_MAX, SEED_MAX, STEPS_MAX
+from wan_desktop.engine.params import CONTRACT_RESOLUTIONS, LIMITS, PROMPT_MAX, TEXT_MAX
 
 from ..context import ApiContext, Ctx
 from ..errors import detail_list, excerpt
@@ -35,18 +35,29 @@ _TRANSFORM = re.compile(
     re.IGNORECASE,
 )
 
-_FIELDS = {
+# The contract's names for the engine's parameters; the limits are the engine's (params.LIMITS).
+ENGINE_NAMES = {"num_frames": "frames"}
+
+
+def _range(field: str, kind: str) -> dict[str, Any]:
+    lo, hi = LIMITS[ENGINE_NAMES.get(field, field)]
+    if kind == "integer":
+        return {"type": kind, "minimum": int(lo), "maximum": int(hi)}
+    return {"type": kind, "minimum": lo, "maximum": hi}
+
+
+_FIELDS: dict[str, dict[str, Any]] = {
     "model_type": {"type": "string", "enum": list(MODEL_TYPES)},
     "prompt": {"type": "string", "minLength": 1, "maxLength": PROMPT_MAX},
     "resolution": {"type": "string", "enum": list(CONTRACT_RESOLUTIONS)},
-    "steps": {"type": "integer", "minimum": 1, "maximum": STEPS_MAX},
+    "steps": _range("steps", "integer"),
     "lora_path": {"type": "string"},
-    "lora_strength": {"type": "number", "minimum": 0, "maximum": 2},
-    "negative_prompt": {"type": "string"},
-    "seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX},
-    "num_frames": {"type": "integer"},
-    "fps": {"type": "integer"},
-    "guidance_scale": {"type": "number"},
+    "lora_strength": _range("lora_strength", "number"),
+    "negative_prompt": {"type": "string", "maxLength": TEXT_MAX["negative_prompt"]},
+    "seed": _range("seed", "integer"),
+    "num_frames": _range("num_frames", "integer"),
+    "fps": _range("fps", "integer"),
+    "guidance_scale": _range("guidance_scale", "number"),
     "priority": {"type": "string", "enum": ["low", "normal", "high"]},
 }
 # Every field submit takes (images as file parts); anything else is refused, not ignored.
@@ -103,7 +114,8 @@ class _Fields:
             return None
         return v
 
-    def integer(self, name: str, lo: int, hi: int) -> int | None:
+    def integer(self, name: str) -> int | None:
+        lo, hi = (int(b) for b in LIMITS[ENGINE_NAMES.get(name, name)])
         v = self.raw.get(name)
         if v is None or v == "":
             return None
@@ -119,7 +131,8 @@ class _Fields:
             return None
         return n
 
-    def number(self, name: str, lo: float, hi: float) -> float | None:
+    def number(self, name: str) -> float | None:
+        lo, hi = LIMITS[ENGINE_NAMES.get(name, name)]
         v = self.raw.get(name)
         if v is None or v == "":
             return None
@@ -154,23 +167,23 @@ def _parse(f: _Fields) -> dict[str, Any]:
     resolution = f.text("resolution") or DEFAULT_RESOLUTION
     if "resolution" not in f.errors and resolution not in CONTRACT_RESOLUTIONS:
         f.errors["resolution"] = f"{resolution!r} is not one of {', '.join(CONTRACT_RESOLUTIONS)}"
-    steps = f.integer("steps", 1, STEPS_MAX)
-    strength = f.number("lora_strength", 0.0, 2.0)
+    steps = f.integer("steps")
+    strength = f.number("lora_strength")
     priority = f.text("priority")
     if priority is not None and priority not in ("low", "normal", "high"):
         f.errors["priority"] = f"{priority!r} is not one of low, normal, high"
     negative = f.text("negative_prompt")
-    if negative is not None and len(negative) > 2000:
-        f.errors["negative_prompt"] = "shorten it to 2000 characters"
+    if negative is not None and len(negative.strip()) > TEXT_MAX["negative_prompt"]:
+        f.errors["negative_prompt"] = f"shorten it to {TEXT_MAX['negative_prompt']} characters"
     params: dict[str, Any] = {
         "model": model_type,
         "prompt": prompt,
         "resolution": resolution,
         "steps": DEFAULT_STEPS if steps is None else steps,
-        "seed": f.integer("seed", 0, SEED_MAX),
-        "frames": f.integer("num_frames", 1, 241),
-        "fps": f.integer("fps", 1, 60),
-        "guidance_scale": f.number("guidance_scale", 0.0, 30.0),
+        "seed": f.integer("seed"),
+        "frames": f.integer("num_frames"),
+        "fps": f.integer("fps"),
+        "guidance_scale": f.number("guidance_scale"),
         "negative_prompt": negative,
         "lora_strength": 1.0 if strength is None else strength,  # an explicit 0 stays 0
         "priority": priority or "normal",
