@@ -236,6 +236,45 @@ def test_a_lora_in_use_shows_applied_and_cannot_be_deleted(tmp_path: Path) -> No
         assert c.delete("/api/v1/lora/inuse").status_code == 200
 
 
+def test_a_lora_is_not_deleted_when_the_running_job_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job store that fails while the running job is read used to count as "nothing in use",
+    so the LoRA under a running job could be deleted; now the failure answers, the file stays."""
+    import sqlite3
+
+    from tests.engine_helpers import wait_job
+    from wan_desktop.engine import JobState
+
+    with api_client(tmp_path, step_s=0.2) as (c, eng):
+        upload(c, "busy.safetensors", lora_bytes())
+        r = c.post(
+            "/api/v1/generation/submit",
+            json={
+                "model_type": "T2V-A14B",
+                "prompt": "x",
+                "steps": 100,
+                "lora_path": "loras/busy.safetensors",
+            },
+        )
+        jid = r.json()["task_id"]
+        wait_job(eng, jid, JobState.running)
+
+        def broken(job_id: str) -> None:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+        with monkeypatch.context() as m:
+            m.setattr(eng, "get", broken)
+            try:
+                status = c.delete("/api/v1/lora/busy").status_code
+            except sqlite3.DatabaseError:
+                status = 500  # raised through the test client: not turned into "not in use"
+            assert status >= 500
+        assert (eng.settings.loras_dir / "busy.safetensors").is_file()
+        c.post(f"/api/v1/queue/{jid}/cancel")
+        wait_job(eng, jid, JobState.cancelled)
+
+
 @pytest.mark.slow
 def test_lora_flags_follow_the_loaded_wan_model(tiny_models_root: Path, tmp_path: Path) -> None:
     """is_loaded / is_applied / current_strength read the real pipeline's adapters."""

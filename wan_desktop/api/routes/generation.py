@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from wan_desktop.engine import JobKind, JobSpec, Priority
+from wan_desktop.engine import InvalidInputError, JobKind, JobSpec, Priority
 from wan_desktop.engine.params import CONTRACT_RESOLUTIONS, LIMITS, PROMPT_MAX, TEXT_MAX
 
 from ..context import ApiContext, Ctx
@@ -253,8 +253,8 @@ async def submit(request: Request, ctx: Ctx) -> dict[str, Any]:
     if lora_ref.strip():
         try:
             lora_file = ctx.loras.resolve(lora_ref)
-        except Exception as exc:  # InvalidInputError naming lora_path
-            fields.errors.update(getattr(exc, "errors", {"lora_path": str(exc)}))
+        except InvalidInputError as exc:  # naming lora_path
+            fields.errors.update(exc.errors)
     if fields.errors:
         raise HTTPException(422, detail=detail_list(fields.errors))
     refuse_if_limited(ctx.limiter, request)

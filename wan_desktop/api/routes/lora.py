@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from wan_desktop.engine import JobNotFoundError
 from wan_desktop.engine.lora_library import NAME_MAX, LoraFile, LoraLibrary
 
 from ..context import ApiContext, Ctx
@@ -28,7 +29,7 @@ def _in_use(ctx: ApiContext) -> set[str]:
         return set()
     try:
         job = ctx.engine.get(running)
-    except Exception:
+    except JobNotFoundError:  # it finished and was deleted meanwhile
         return set()
     return {str(x.get("path")) for x in job.params.get("loras") or ()}
 
