@@ -17,6 +17,7 @@ from wan_desktop.engine import Engine
 from wan_desktop.engine.lora_library import LoraLibrary
 
 from .context import ApiContext
+from .edge import EdgeGuard
 from .errors import install_handlers
 from .estimates import Estimates
 from .mapping import Mapper
@@ -84,7 +85,11 @@ def create_app(
     async def websocket(ws: WebSocket) -> None:
         await hub.serve(ws)
 
-    # Added last = outermost: metrics see every answer, CORS answers preflights first.
+    # Added last = outermost: metrics see every answer, CORS answers preflights first, the
+    # token is checked before a body is read.
+    app.add_middleware(
+        EdgeGuard, max_json_bytes=settings.max_json_bytes, max_headers=settings.max_headers
+    )
     app.add_middleware(AccessGuard, token=settings.token, origins=settings.origins)
     app.add_middleware(
         CORSMiddleware,

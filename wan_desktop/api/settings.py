@@ -37,6 +37,15 @@ class ApiSettings:
     origins: tuple[str, ...] = DEFAULT_ORIGINS
     max_image_bytes: int = 10 * MB
     max_lora_bytes: int = 500 * MB
+    # Any other request body (JSON, urlencoded): refused with 413 past this.
+    max_json_bytes: int = 512 * 1024
+    # Request headers: their count (431 past it) and their total size (400 past it).
+    max_headers: int = 100
+    max_header_bytes: int = 16 * 1024
+    # A request must arrive whole within this many seconds, plus one second per
+    # ``min_body_rate`` bytes of body (slow or stalled clients are disconnected).
+    request_timeout_s: float = 10.0
+    min_body_rate: int = 16 * 1024
     # Submissions per client: a burst, then a steady rate (token bucket).
     submit_burst: int = 30
     submit_per_s: float = 2.0
