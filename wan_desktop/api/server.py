@@ -53,6 +53,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def make_server(app: Any, *, capture_signals: bool, log_level: str = "warning") -> Any:
     import uvicorn
 
+    settings: ApiSettings = app.state.ctx.settings
+
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -66,11 +68,87 @@ def make_server(app: Any, *, capture_signals: bool, log_level: str = "warning") 
         app,
         log_level=log_level,
         lifespan="on",
+        http=guarded_h11(settings),
         ws="websockets-sansio",
+        # Client messages are small JSON commands.
+        ws_max_size=64 * 1024,
         timeout_graceful_shutdown=GRACEFUL_S,
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         access_log=False,
     )
     return Server(config)
+
+
+def guarded_h11(settings: ApiSettings) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol with a deadline on every request.
+
+    h11 bounds the request line and headers (``max_header_bytes``: 400 past it). uvicorn itself
+    times out only idle keep-alive sockets, and only until their first byte: a client that never
+    sends, trickles its headers or stalls its body would hold a socket forever. Here a request
+    must arrive whole within ``request_timeout_s`` of the connection (or of the previous answer),
+    plus one second per ``min_body_rate`` bytes of body received; otherwise the socket is closed.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    timeout = settings.request_timeout_s
+    rate = max(1, settings.min_body_rate)
+    incomplete = (h11.IDLE, h11.SEND_BODY)
+
+    class GuardedH11Protocol(H11Protocol):
+        _since = 0.0
+        _received = 0
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._deadline is not None:
+                self._received += len(data)
+            super().data_received(data)
+            if self.conn.their_state not in incomplete:
+                self._disarm()  # the request is whole; answering it may take as long as it takes
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request on this connection gets its own deadline
+
+        def handle_websocket_upgrade(self, event: h11.Request) -> None:
+            self._disarm()
+            super().handle_websocket_upgrade(event)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._since = self.loop.time()
+            self._received = 0
+            self._deadline = self.loop.call_later(timeout, self._check)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _check(self) -> None:
+            self._deadline = None
+            if self.transport.is_closing() or self.conn.their_state not in incomplete:
+                return
+            due = self._since + timeout + self._received / rate
+            now = self.loop.time()
+            if now < due:
+                self._deadline = self.loop.call_later(due - now, self._check)
+                return
+            log.info("closed a connection whose request did not arrive within %.0f s", timeout)
+            self.transport.close()
+
+    return GuardedH11Protocol
 
 
 class EmbeddedServer:
