@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.api_helpers import api_client
-from tests.engine_helpers import mock_engine
+from tests.engine_helpers import mock_engine, wan_spec
 from wan_desktop.api.server import EmbeddedServer
 from wan_desktop.api.settings import ApiSettings
 
@@ -317,3 +317,56 @@ def test_a_slow_but_steady_upload_is_not_cut_off(server: EmbeddedServer) -> None
     assert time.monotonic() - t0 > timeout, "the upload must outlast the plain timeout"
     assert read_answer(s).startswith(b"HTTP/1.1 200")
     s.close()
+
+
+def test_a_websocket_flood_does_not_slow_other_clients(server: EmbeddedServer) -> None:
+    """A client that sends get_status as fast as it can and never reads is closed (1008) once
+    over its rate, and a second client's /health stays quick meanwhile."""
+    import threading
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect as ws_connect
+
+    eng = server.engine
+    for _ in range(200):  # a store to count
+        eng.submit(wan_spec())
+    url = server.url.replace("http://", "ws://") + "/ws"
+    stop = threading.Event()
+    outcome: dict[str, Any] = {"sent": 0}
+
+    def flood() -> None:
+        frame = json.dumps({"type": "get_status", "data": {}})
+        with ws_connect(url, max_size=None) as ws:
+            t0 = time.monotonic()
+            try:
+                while not stop.is_set() and time.monotonic() - t0 < 6:
+                    ws.send(frame)
+                    outcome["sent"] += 1
+            except ConnectionClosed as exc:
+                outcome["closed"] = exc.rcvd.code if exc.rcvd else None
+                return
+            # Still open: read what came back to see how it ends.
+            try:
+                while True:
+                    ws.recv(timeout=10)
+            except ConnectionClosed as exc:
+                outcome["closed"] = exc.rcvd.code if exc.rcvd else None
+            except TimeoutError:
+                outcome["closed"] = "still open"
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    latencies = []
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        http.get("/health")
+        flooder.start()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 4:
+            s = time.perf_counter()
+            assert http.get("/health").status_code == 200
+            latencies.append(time.perf_counter() - s)
+    stop.set()
+    flooder.join(30)
+    latencies.sort()
+    p90, worst = latencies[len(latencies) * 9 // 10], latencies[-1]
+    assert p90 < 0.1 and worst < 1.0, f"p90 {p90 * 1000:.0f} ms, max {worst * 1000:.0f} ms"
+    assert outcome.get("closed") == 1008, outcome

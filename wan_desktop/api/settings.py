@@ -52,6 +52,9 @@ class ApiSettings:
     stats_interval_s: float = 0.5
     # Messages waiting for one WebSocket client; a client this far behind is disconnected.
     client_queue: int = 512
+    # Messages one WebSocket client may send: a burst, then a steady rate; past it, it is closed.
+    ws_message_burst: int = 40
+    ws_messages_per_s: float = 20.0
     history_every_s: float = 5.0
     history_hours: float = 24.0
 
