@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
@@ -50,6 +51,29 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+_SECRET = re.compile(r"((?:^|[?&;\s])(?:token|access_token)=)[^&\s\"']*", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Writes ``token=…`` in a log line (uvicorn logs each WebSocket path with its query, and
+    browsers send the access token there) as ``token=[redacted]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message.lower():
+            record.msg = _SECRET.sub(r"\1[redacted]", message)
+            record.args = None
+        return True
+
+
+def redact_server_logs() -> None:
+    """Install ``RedactSecrets`` on uvicorn's loggers (once)."""
+    for name in ("uvicorn.error", "uvicorn.access", "uvicorn"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
+
+
 def make_server(app: Any, *, capture_signals: bool, log_level: str = "warning") -> Any:
     import uvicorn
 
@@ -77,6 +101,7 @@ def make_server(app: Any, *, capture_signals: bool, log_level: str = "warning") 
         h11_max_incomplete_event_size=settings.max_header_bytes,
         access_log=False,
     )
+    redact_server_logs()  # after Config, which (re)configures uvicorn's logging
     return Server(config)
 
 
