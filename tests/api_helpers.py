@@ -120,10 +120,16 @@ def torch_zip_lora_bytes() -> bytes:
 class WanServe:
     """A real ``wan serve --mock`` subprocess on a free port of 127.0.0.1; ``url`` once it listens.
 
-    Stopped (SIGINT, then kill) by ``stop()`` or on leaving the ``with`` block.
+    Stopped (SIGINT, then kill) by ``stop()``, killed on leaving the ``with`` block.
     """
 
-    def __init__(self, tmp_path: Path, *args: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        ignore_sigint: bool = False,
+    ) -> None:
         import os
         import subprocess
         import sys
@@ -140,8 +146,12 @@ class WanServe:
             ),
             **(env or {}),
         }
+        command = [sys.executable, "-m", "wan_desktop.cli", "serve", "--port", "0", "--mock", *args]
+        if ignore_sigint:
+            # As a script's background job ("wan serve &") starts: SIGINT ignored, inherited.
+            command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wan_desktop.cli", "serve", "--port", "0", "--mock", *args],
+            command,
             cwd=ROOT,
             env=full_env,
             stderr=subprocess.PIPE,
@@ -157,12 +167,10 @@ class WanServe:
         else:
             raise AssertionError("wan serve did not start:\n" + "".join(self.lines))
 
-    def stop(self, timeout: float = 30) -> tuple[int, str]:
-        """SIGINT (as Ctrl-C); its exit code and the rest of its stderr."""
-        import signal
-
+    def stop(self, timeout: float = 30, sig: int = 2) -> tuple[int, str]:
+        """SIGINT (as Ctrl-C) or ``sig``; its exit code and the rest of its stderr."""
         try:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(sig)
             code = self.proc.wait(timeout=timeout)
         finally:
             if self.proc.poll() is None:

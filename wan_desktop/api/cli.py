@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     except ApiConfigError as exc:
         print(f"wan serve: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+    except KeyboardInterrupt:  # Ctrl-C before the server took over the signals
         print("wan serve: stopped", file=sys.stderr)
         return 130
 
@@ -109,4 +109,7 @@ async def _serve(args: argparse.Namespace, token: str | None, origins: tuple[str
         await server.serve(sockets=[sock])
     finally:
         engine.shutdown()
+    if server.stopped_by is not None:
+        print("wan serve: stopped", file=sys.stderr)
+        return 128 + int(server.stopped_by)  # the shell's code: 130 for Ctrl-C, 143 for TERM
     return 0

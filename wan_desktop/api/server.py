@@ -13,9 +13,12 @@ import asyncio
 import contextlib
 import logging
 import re
+import signal
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .settings import DEFAULT_ORIGINS, ApiConfigError, ApiSettings
@@ -80,13 +83,34 @@ def make_server(app: Any, *, capture_signals: bool, log_level: str = "warning") 
     settings: ApiSettings = app.state.ctx.settings
 
     class Server(uvicorn.Server):
+        # The signal that stopped the server (wan serve exits with 128 + it), or None.
+        stopped_by: int | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.stopped_by is None:
+                self.stopped_by = sig
+            super().handle_exit(sig, frame)
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            if capture_signals:
-                with super().capture_signals():
-                    yield
-            else:
+            """Stop on SIGINT/SIGTERM while serving, then restore the previous handlers.
+
+            uvicorn's own version re-raises the signal afterwards for the caller to act on: with
+            SIGINT ignored (a server started in the background by a script inherits that) the
+            re-raised signal vanished and ``wan serve`` exited 0 after Ctrl-C; with SIGTERM the
+            process died before the engine was shut down. The caller reads ``stopped_by``.
+            """
+            if not capture_signals or threading.current_thread() is not threading.main_thread():
                 yield
+                return
+            from uvicorn.server import HANDLED_SIGNALS
+
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
     config = uvicorn.Config(
         app,
