@@ -343,14 +343,14 @@ def test_a_websocket_flood_does_not_slow_other_clients(server: EmbeddedServer) -
                     ws.send(frame)
                     outcome["sent"] += 1
             except ConnectionClosed as exc:
-                outcome["closed"] = exc.rcvd.code if exc.rcvd else None
+                outcome["closed"] = exc.rcvd.code if exc.rcvd else "dropped"
                 return
             # Still open: read what came back to see how it ends.
             try:
                 while True:
                     ws.recv(timeout=10)
             except ConnectionClosed as exc:
-                outcome["closed"] = exc.rcvd.code if exc.rcvd else None
+                outcome["closed"] = exc.rcvd.code if exc.rcvd else "dropped"
             except TimeoutError:
                 outcome["closed"] = "still open"
 
@@ -369,4 +369,5 @@ def test_a_websocket_flood_does_not_slow_other_clients(server: EmbeddedServer) -
     latencies.sort()
     p90, worst = latencies[len(latencies) * 9 // 10], latencies[-1]
     assert p90 < 0.1 and worst < 1.0, f"p90 {p90 * 1000:.0f} ms, max {worst * 1000:.0f} ms"
-    assert outcome.get("closed") == 1008, outcome
+    # Closed with 1008, or dropped when it did not read the close frame within a second.
+    assert outcome.get("closed") in (1008, "dropped"), outcome

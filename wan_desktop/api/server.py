@@ -31,6 +31,7 @@ log = logging.getLogger("wan_desktop.api.server")
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 GRACEFUL_S = 3
+WS_CLOSE_TIMEOUT_S = 1.0
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -117,7 +118,7 @@ def make_server(app: Any, *, capture_signals: bool, log_level: str = "warning") 
         log_level=log_level,
         lifespan="on",
         http=guarded_h11(settings),
-        ws="websockets-sansio",
+        ws=quick_close_ws(),
         # Client messages are small JSON commands.
         ws_max_size=64 * 1024,
         timeout_graceful_shutdown=GRACEFUL_S,
@@ -127,6 +128,34 @@ def make_server(app: Any, *, capture_signals: bool, log_level: str = "warning") 
     )
     redact_server_logs()  # after Config, which (re)configures uvicorn's logging
     return Server(config)
+
+
+def quick_close_ws() -> type[asyncio.Protocol]:
+    """uvicorn's websockets (sans-I/O) protocol, waiting ``WS_CLOSE_TIMEOUT_S`` instead of 10 s
+    for a client to answer our close frame, then dropping the connection. Until then every frame
+    it sends is still read and parsed (then dropped): a flooding client closed for its rate kept
+    the loop busy for 10 s."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    class QuickCloseProtocol(WebSocketsSansIOProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.close_timeout = WS_CLOSE_TIMEOUT_S
+
+        async def send(self, message: Any) -> None:
+            timer = self.close_timer
+            await super().send(message)
+            if message.get("type") == "websocket.close" and message.get("code") == 1008:
+                # Closed for what it sent (a flood): read nothing more from it.
+                with contextlib.suppress(Exception):
+                    self.transport.pause_reading()
+            if self.close_timer is not None and self.close_timer is not timer:
+                # Abort rather than close: a client that never reads would keep a plain close
+                # waiting on the unsent bytes.
+                self.close_timer.cancel()
+                self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    return QuickCloseProtocol
 
 
 def guarded_h11(settings: ApiSettings) -> type[asyncio.Protocol]:
