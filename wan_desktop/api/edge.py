@@ -24,10 +24,13 @@ from urllib.parse import unquote_to_bytes
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import detail_list
+from .settings import API_BASE
 
 MAX_DEPTH = 64
 # Routes that take multipart/form-data files; their bodies are capped by the route itself.
-FORM_ROUTES = re.compile(r"^/api/v1/(generation/submit|lora/upload|lora/[^/]+/preview)/?$")
+FORM_ROUTES = re.compile(
+    rf"^{re.escape(API_BASE)}/(generation/submit|lora/upload|lora/[^/]+/preview)/?$"
+)
 
 
 class RefusedError(Exception):
