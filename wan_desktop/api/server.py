@@ -137,6 +137,8 @@ def quick_close_ws() -> type[asyncio.Protocol]:
     the loop busy for 10 s."""
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+    from .ws import CLOSE_POLICY
+
     class QuickCloseProtocol(WebSocketsSansIOProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -145,7 +147,7 @@ def quick_close_ws() -> type[asyncio.Protocol]:
         async def send(self, message: Any) -> None:
             timer = self.close_timer
             await super().send(message)
-            if message.get("type") == "websocket.close" and message.get("code") == 1008:
+            if message.get("type") == "websocket.close" and message.get("code") == CLOSE_POLICY:
                 # Closed for what it sent (a flood): read nothing more from it.
                 with contextlib.suppress(Exception):
                     self.transport.pause_reading()
