@@ -71,6 +71,8 @@ DYNAMIC_MODULES = (
     "wan_desktop.models.sources.s3",
     "wan_desktop.models.sources.http",
 )
+# Packages whose data files the app reads (not only their modules).
+DATA_PACKAGES = ("fastapi_offline",)  # the API's /docs assets (Swagger UI, ReDoc)
 # Never used by the app, but reachable through optional imports of its libraries.
 EXCLUDES = (
     "tkinter",
@@ -166,6 +168,9 @@ def pyinstaller_args(dist: Path, work: Path, probe: dict[str, list[str]]) -> lis
     for module in DYNAMIC_MODULES:
         if _exists(module):
             args += ["--hidden-import", module]
+    for package in DATA_PACKAGES:
+        if _exists(package):
+            args += ["--collect-data", package]
     for module in probe["stdlib"]:
         args += ["--hidden-import", module]
     for module in (*EXCLUDES, *probe["third_party"]):

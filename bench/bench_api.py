@@ -1,6 +1,7 @@
 """API benchmark: GET /api/v1/queue with a long history, and WebSocket step latency.
 
     .venv/bin/python bench/bench_api.py [--jobs 1000] [--requests 300] [--clients 20]
+                                        [--slow 100] [--seconds 15] [--only-attack]
 
 A real uvicorn on 127.0.0.1 (the embedded server, on its own loop thread) over a mock engine.
   * GET /api/v1/queue with N finished jobs in the history: p50/p99 over keep-alive requests,
@@ -9,13 +10,20 @@ A real uvicorn on 127.0.0.1 (the embedded server, on its own loop thread) over a
   * WebSocket: from a JobStep event's creation on the engine's worker thread to its
     generation_progress message arriving at each client, with 1 client (baseline) and with 20,
     while a job runs.
+  * Under attack: p50/p99 of GET /health and GET /api/v1/queue while, from other processes, one
+    client floods the WebSocket with get_status frames and never reads (reconnecting each time it
+    is closed) and 100 slow clients hold sockets (half trickle header bytes, half stay idle; each
+    reconnects when the server closes it). Target p99 < 50 ms.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
+import socket
 import sys
 import tempfile
 import threading
@@ -177,14 +185,130 @@ def bench_ws(root: Path, clients: int, steps: int) -> dict[str, list[float]]:
     return {"one": one, "many": many}
 
 
+def flood(url: str, stop: Any, counts: Any) -> None:
+    """Another process: get_status frames as fast as it can, never reading; reconnects when
+    closed."""
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+    from websockets.sync.client import connect as ws_connect
+
+    frame = json.dumps({"type": "get_status", "data": {}})
+    while not stop.is_set():
+        try:
+            with ws_connect(url, open_timeout=10) as ws:
+                while not stop.is_set():
+                    ws.send(frame)
+                    counts[0] += 1
+        except (ConnectionClosed, InvalidHandshake, OSError):
+            counts[1] += 1  # closed by the server
+
+
+def hold_slow_sockets(port: int, n: int, stop: Any, counts: Any) -> None:
+    """Another process: ``n`` sockets, half trickling header bytes, half idle; reopened when the
+    server closes one."""
+
+    def open_one(i: int) -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setblocking(False)
+        if i % 2 == 0:
+            s.send(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        return s
+
+    socks = [open_one(i) for i in range(n)]
+    while not stop.is_set():
+        for i, s in enumerate(socks):
+            try:
+                if s.recv(4096) == b"":
+                    raise ConnectionResetError
+            except BlockingIOError:
+                pass  # still open
+            except OSError:
+                s.close()
+                counts[2] += 1
+                socks[i] = open_one(i)
+                continue
+            if i % 2 == 0:
+                with contextlib.suppress(OSError):
+                    s.send(b"a")
+        stop.wait(0.5)
+    for s in socks:
+        s.close()
+
+
+def bench_attack(root: Path, jobs: int, requests: int, slow: int, seconds: float) -> dict[str, Any]:
+    engine = mock_engine(root, start=False)
+    fill_history(engine, jobs)
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    counts = ctx.Array("l", 3)  # frames sent, flood disconnects, slow sockets closed
+    try:
+        with ServerThread(engine) as server, httpx.Client(base_url=server.url) as http:
+
+            def measure(seconds: float = 0.0) -> dict[str, list[float]]:
+                out: dict[str, list[float]] = {"health": [], "queue": []}
+                t_end = time.monotonic() + seconds
+                while len(out["health"]) < requests or time.monotonic() < t_end:
+                    for name, url in (("health", "/health"), ("queue", "/api/v1/queue")):
+                        t0 = time.perf_counter()
+                        r = http.get(url)
+                        out[name].append(time.perf_counter() - t0)
+                        assert r.status_code == 200
+                return out
+
+            for _ in range(20):
+                http.get("/api/v1/queue")
+            quiet = measure()
+            ws_url = server.url.replace("http://", "ws://") + "/ws"
+            procs = [
+                ctx.Process(target=flood, args=(ws_url, stop, counts), daemon=True),
+                ctx.Process(
+                    target=hold_slow_sockets, args=(server.port, slow, stop, counts), daemon=True
+                ),
+            ]
+            for p in procs:
+                p.start()
+            time.sleep(3.0)  # both at work
+            started = time.monotonic()
+            loaded = measure(seconds)
+            took = time.monotonic() - started
+            stop.set()
+            for p in procs:
+                p.join(15)
+                if p.is_alive():
+                    p.kill()
+    finally:
+        engine.shutdown()
+    return {
+        "quiet": quiet,
+        "loaded": loaded,
+        "frames": counts[0],
+        "flood_closed": counts[1],
+        "slow_closed": counts[2],
+        "seconds": took,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--jobs", type=int, default=1000)
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--slow", type=int, default=100, help="slow sockets held during the attack")
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=15.0,
+        help="how long to measure under attack (past the 10 s request timeout)",
+    )
+    ap.add_argument(
+        "--only-attack", action="store_true", help="run only the under-attack measurement"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        a = bench_attack(Path(tmp) / "a", args.jobs, args.requests, args.slow, args.seconds)
+        print_attack(a, args)
+        if args.only_attack:
+            return 0
         q = bench_queue(Path(tmp) / "q", args.jobs, args.requests)
         w = bench_ws(Path(tmp) / "w", args.clients, args.steps)
     print(f"GET /api/v1/queue, {args.jobs} jobs in history: {ms(q['queue'])} (target p99 < 20 ms)")
@@ -201,6 +325,19 @@ def main() -> int:
         "client; target p99 < 20 ms)"
     )
     return 0
+
+
+def print_attack(a: dict[str, Any], args: argparse.Namespace) -> None:
+    for name, url in (("health", "/health"), ("queue", "/api/v1/queue")):
+        print(
+            f"GET {url} under attack: {ms(a['loaded'][name])} (quiet: {ms(a['quiet'][name])}; "
+            "target p99 < 50 ms)"
+        )
+    print(
+        f"  attack over {a['seconds']:.1f} s of measuring: 1 WebSocket flooder sent "
+        f"{a['frames']} frames and was closed {a['flood_closed']} times; {args.slow} slow "
+        f"sockets, {a['slow_closed']} closed by the request timeout; {args.jobs} jobs in history"
+    )
 
 
 if __name__ == "__main__":

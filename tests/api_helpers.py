@@ -115,3 +115,83 @@ def torch_zip_lora_bytes() -> bytes:
     data = buf.getvalue()
     assert zipfile.is_zipfile(io.BytesIO(data))
     return data
+
+
+class WanServe:
+    """A real ``wan serve --mock`` subprocess on a free port of 127.0.0.1; ``url`` once it listens.
+
+    Stopped (SIGINT, then kill) by ``stop()``, killed on leaving the ``with`` block.
+    """
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        ignore_sigint: bool = False,
+    ) -> None:
+        import os
+        import subprocess
+        import sys
+
+        from tests.helpers import REAL_MANIFEST, ROOT
+
+        full_env = {
+            **os.environ,
+            "WAN_DATA_DIR": str(tmp_path / "data"),
+            "MODELS_ROOT": str(tmp_path / "models"),
+            "WAN_MODELS_MANIFEST": str(REAL_MANIFEST),
+            "WAN_HARDWARE_PROFILE": json.dumps(
+                {"device": "cpu", "gpu_name": None, "vram_total_mb": 0, "ram_total_mb": 8192}
+            ),
+            **(env or {}),
+        }
+        command = [sys.executable, "-m", "wan_desktop.cli", "serve", "--port", "0", "--mock", *args]
+        if ignore_sigint:
+            # As a script's background job ("wan serve &") starts: SIGINT ignored, inherited.
+            command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
+        self.proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=full_env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []  # stderr read so far
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if "Wan Desktop API at http://" in line:
+                self.url = line.split(" at ", 1)[1].split(" ", 1)[0].rstrip(";")
+                break
+        else:
+            raise AssertionError("wan serve did not start:\n" + "".join(self.lines))
+
+    def stop(self, timeout: float = 30, sig: int = 2) -> tuple[int, str]:
+        """SIGINT (as Ctrl-C) or ``sig``; its exit code and the rest of its stderr."""
+        try:
+            self.proc.send_signal(sig)
+            code = self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        assert self.proc.stderr is not None
+        rest = self.proc.stderr.read()
+        self.proc.stderr.close()
+        self.lines.append(rest)
+        return code, rest
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def __enter__(self) -> WanServe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None and not self.proc.stderr.closed:
+            self.proc.stderr.close()

@@ -285,3 +285,22 @@ def test_openapi_docs(client: Any) -> None:
         "application/json",
         "multipart/form-data",
     }
+
+
+def test_the_docs_pages_load_nothing_from_other_hosts(client: Any) -> None:
+    import re
+
+    for page in ("/docs", "/redoc"):
+        r = client.get(page)
+        assert r.status_code == 200
+        refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", r.text)
+        refs += re.findall(r"""url\s*:\s*["']([^"']+)""", r.text)
+        assert refs, r.text
+        for ref in refs:
+            assert "//" not in ref, f"{page} loads {ref} from another host"
+        assets = [ref for ref in refs if ref.endswith((".js", ".css"))]
+        assert assets, r.text
+        for ref in assets:
+            asset = client.get(ref)
+            assert asset.status_code == 200 and len(asset.content) > 10_000, ref
+        assert "https://" not in r.text, r.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,52 @@ def test_non_finite_numbers_in_a_bad_body_get_a_422_not_a_500(tmp_path: Path) ->
         )
         assert r.status_code == 422
         assert "apply_cinematic" in r.text and "inf" in r.text
+
+
+@pytest.mark.parametrize("how", ["env", "file"])
+def test_the_token_stays_off_the_command_line_and_out_of_every_log_line(
+    tmp_path: Path, how: str
+) -> None:
+    import httpx
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect as ws_connect
+
+    from tests.api_helpers import WanServe
+
+    secret = "s3cret-token-" + "x" * 20
+    wrong = "wr0ng-token-" + "y" * 20
+    token_file = tmp_path / "token"
+    token_file.write_text(secret + "\n")
+    args, env = (
+        (["--token-file", str(token_file)], {})
+        if how == "file"
+        else ([], {"WAN_API_TOKEN": secret})
+    )
+    with WanServe(tmp_path, "--log-level", "info", *args, env=env) as server:
+        assert secret.encode() not in Path(f"/proc/{server.proc.pid}/cmdline").read_bytes()
+        ws_url = server.url.replace("http://", "ws://") + "/ws"
+        with ws_connect(f"{ws_url}?token={secret}") as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "connection_established"
+        with pytest.raises(InvalidStatus):
+            ws_connect(f"{ws_url}?token={wrong}").close()
+        with pytest.raises(InvalidStatus):
+            ws_connect(f"{ws_url}?x=1&token={wrong}&y=2").close()
+        assert httpx.get(f"{server.url}/api/v1/queue?token={wrong}").status_code == 401
+        assert (
+            httpx.get(
+                f"{server.url}/api/v1/queue", headers={"Authorization": f"Bearer {secret}"}
+            ).status_code
+            == 200
+        )
+        server.stop()
+    logs = server.stderr
+    assert "WebSocket /ws?token=[redacted]" in logs, logs  # the lines are there, redacted
+    assert secret not in logs and wrong not in logs, logs
+
+
+def test_a_missing_or_empty_token_file_is_a_clear_error(tmp_path: Path) -> None:
+    from wan_desktop.cli import main
+
+    assert main(["serve", "--token-file", str(tmp_path / "nope")]) == 2
+    (tmp_path / "empty").write_text("\n")
+    assert main(["serve", "--token-file", str(tmp_path / "empty")]) == 2

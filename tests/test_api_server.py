@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -187,6 +188,29 @@ def test_wan_serve_runs_headless_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("how", "sig", "code"),
+    [("background", signal.SIGINT, 130), ("foreground", signal.SIGTERM, 143)],
+)
+def test_wan_serve_reports_the_signal_that_stopped_it(
+    tmp_path: Path, how: str, sig: int, code: int
+) -> None:
+    """Started by a script in the background, SIGINT is ignored on entry; uvicorn re-raised the
+    captured SIGINT into that and wan serve exited 0. SIGTERM killed it before the engine was shut
+    down. Both now stop cleanly and exit 128 + the signal."""
+    from tests.api_helpers import WanServe
+
+    with WanServe(tmp_path, "--log-level", "warning", ignore_sigint=how == "background") as s:
+        r = httpx.post(
+            f"{s.url}/api/v1/generation/submit",
+            json={"model_type": "T2V-A14B", "prompt": "x", "steps": 1, "num_frames": 5},
+        )
+        assert r.status_code == 200
+        got, rest = s.stop(sig=sig)
+    assert got == code, rest
+    assert "Traceback" not in rest and "stopped" in rest, rest
 
 
 def test_wan_serve_refuses_bad_settings(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Shared by the API server and the desktop app, which never import each other (the app's entry
 point starts both). The token is generated on first start and kept in one file for the desktop
 app and ``wan serve``: ``WAN_API_TOKEN_FILE`` moves it; otherwise it is ``api-token`` in the config
-folder (``WAN_CONFIG_DIR`` moves that). Readable by its owner only.
+folder (``WAN_CONFIG_DIR`` moves that). Readable by its owner only. ``wan serve`` also takes a
+token from ``--token-file`` or ``WAN_API_TOKEN``, which keep it off the command line.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def is_loopback(host: str) -> bool:
 
 
 ENV_TOKEN_FILE = "WAN_API_TOKEN_FILE"
+# The token for ``wan serve`` itself, kept off the command line (``/proc/PID/cmdline`` is readable
+# by every user of the machine).
+ENV_TOKEN = "WAN_API_TOKEN"
 TOKEN_BYTES = 32
 MIN_TOKEN_CHARS = 16
 
@@ -54,6 +58,19 @@ def load_token(path: Path | None = None) -> str | None:
     except FileNotFoundError:
         return None
     return token or None
+
+
+def read_token_file(path: Path) -> str:
+    """The token kept in ``path`` (``wan serve --token-file``); ValueError saying what to fix."""
+    try:
+        token = path.expanduser().read_text("utf-8").strip()
+    except FileNotFoundError:
+        raise ValueError(f"the token file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the token file {path}: {exc}") from None
+    if not token:
+        raise ValueError(f"the token file {path} is empty; write the access token in it")
+    return token
 
 
 def load_or_create_token(path: Path | None = None) -> str:

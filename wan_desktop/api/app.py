@@ -1,7 +1,8 @@
 """``create_app(engine, settings)``: the FastAPI app over one engine.
 
 Routes follow CONTRACT.md (``/api/v1``, ``/ws``, ``/health``, ``/metrics``); OpenAPI docs at
-``/docs``. The app does not own the engine: whoever made the engine shuts it down.
+``/docs`` (Swagger UI) and ``/redoc``, their assets served locally under ``/docs-assets``. The
+app does not own the engine: whoever made the engine shuts it down.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from wan_desktop import __version__, explainer
@@ -17,6 +19,7 @@ from wan_desktop.engine import Engine
 from wan_desktop.engine.lora_library import LoraLibrary
 
 from .context import ApiContext
+from .edge import EdgeGuard
 from .errors import install_handlers
 from .estimates import Estimates
 from .mapping import Mapper
@@ -30,6 +33,8 @@ from .security import AccessGuard
 from .settings import API_BASE, ApiSettings
 from .stats import SystemStats
 from .ws import Hub
+
+DOCS_ASSETS = "/docs-assets"
 
 
 def create_app(
@@ -67,7 +72,10 @@ def create_app(
         finally:
             await hub.stop()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts served from here, not a CDN: the docs page is
+    # same-origin for the API, so a script it loads could call every route.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="Wan Desktop API",
         version=__version__,
         description="Local API of Wan Desktop: Wan2.2 generation queue, outputs, LoRAs, "
@@ -85,7 +93,11 @@ def create_app(
     async def websocket(ws: WebSocket) -> None:
         await hub.serve(ws)
 
-    # Added last = outermost: metrics see every answer, CORS answers preflights first.
+    # Added last = outermost: metrics see every answer, CORS answers preflights first, the
+    # token is checked before a body is read.
+    app.add_middleware(
+        EdgeGuard, max_json_bytes=settings.max_json_bytes, max_headers=settings.max_headers
+    )
     app.add_middleware(AccessGuard, token=settings.token, origins=settings.origins)
     app.add_middleware(
         CORSMiddleware,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wan_desktop.access import ENV_TOKEN
+
 from .settings import DEFAULT_HOST, DEFAULT_ORIGINS, DEFAULT_PORT, ApiConfigError, is_loopback
 
 NAME = "serve"
@@ -25,10 +27,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = free)"
     )
-    p.add_argument(
+    given = p.add_mutually_exclusive_group()
+    given.add_argument(
         "--token",
-        help="access token to require; on a non-loopback address the saved token is used when "
-        "this is not given (generated on first start)",
+        help="access token to require (visible to other users in the process list: prefer "
+        f"--token-file or {ENV_TOKEN}); on a non-loopback address the saved token is used when "
+        "none is given (generated on first start)",
+    )
+    given.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help=f"read the access token from this file (or set {ENV_TOKEN})",
     )
     p.add_argument(
         "--origins",
@@ -41,10 +50,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import os
+    from pathlib import Path
 
-    from wan_desktop.access import load_or_create_token, token_path
+    from wan_desktop.access import load_or_create_token, read_token_file, token_path
 
     token = args.token
+    if args.token_file:
+        try:
+            token = read_token_file(Path(args.token_file))
+        except ValueError as exc:
+            print(f"wan serve: {exc}", file=sys.stderr)
+            return 2
+    if token is None:
+        token = os.environ.get(ENV_TOKEN, "").strip() or None
     if token is None and not is_loopback(args.host):
         token = load_or_create_token()
         print(f"access token (saved in {token_path()}): {token}", file=sys.stderr)
@@ -54,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     except ApiConfigError as exc:
         print(f"wan serve: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+    except KeyboardInterrupt:  # Ctrl-C before the server took over the signals
         print("wan serve: stopped", file=sys.stderr)
         return 130
 
@@ -90,4 +109,7 @@ async def _serve(args: argparse.Namespace, token: str | None, origins: tuple[str
         await server.serve(sockets=[sock])
     finally:
         engine.shutdown()
+    if server.stopped_by is not None:
+        print("wan serve: stopped", file=sys.stderr)
+        return 128 + int(server.stopped_by)  # the shell's code: 130 for Ctrl-C, 143 for TERM
     return 0

@@ -1,4 +1,5 @@
-"""A per-client token bucket for submissions: a burst, then a steady rate; over it is 429."""
+"""A per-client token bucket (submissions, WebSocket messages): a burst, then a steady rate;
+over it is 429 for submissions."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ class RateLimiter:
                 return 0.0
             self._buckets[client] = (tokens, now)
             return (1.0 - tokens) / self.per_s if self.per_s > 0 else 60.0
+
+    def forget(self, client: str) -> None:
+        with self._lock:
+            self._buckets.pop(client, None)
 
 
 def client_key(request: Request) -> str:

@@ -100,6 +100,7 @@ class AccessGuard:
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),  # rather than read a refused request's body
         ]
         if status == 401:
             headers.append((b"www-authenticate", b"Bearer"))

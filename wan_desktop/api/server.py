@@ -12,9 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import signal
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .settings import DEFAULT_ORIGINS, ApiConfigError, ApiSettings
@@ -27,6 +31,7 @@ log = logging.getLogger("wan_desktop.api.server")
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 GRACEFUL_S = 3
+WS_CLOSE_TIMEOUT_S = 1.0
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -50,27 +55,180 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+_SECRET = re.compile(r"((?:^|[?&;\s])(?:token|access_token)=)[^&\s\"']*", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Writes ``token=…`` in a log line (uvicorn logs each WebSocket path with its query, and
+    browsers send the access token there) as ``token=[redacted]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message.lower():
+            record.msg = _SECRET.sub(r"\1[redacted]", message)
+            record.args = None
+        return True
+
+
+def redact_server_logs() -> None:
+    """Install ``RedactSecrets`` on uvicorn's loggers (once)."""
+    for name in ("uvicorn.error", "uvicorn.access", "uvicorn"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
+
+
 def make_server(app: Any, *, capture_signals: bool, log_level: str = "warning") -> Any:
     import uvicorn
 
+    settings: ApiSettings = app.state.ctx.settings
+
     class Server(uvicorn.Server):
+        # The signal that stopped the server (wan serve exits with 128 + it), or None.
+        stopped_by: int | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.stopped_by is None:
+                self.stopped_by = sig
+            super().handle_exit(sig, frame)
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            if capture_signals:
-                with super().capture_signals():
-                    yield
-            else:
+            """Stop on SIGINT/SIGTERM while serving, then restore the previous handlers.
+
+            uvicorn's own version re-raises the signal afterwards for the caller to act on: with
+            SIGINT ignored (a server started in the background by a script inherits that) the
+            re-raised signal vanished and ``wan serve`` exited 0 after Ctrl-C; with SIGTERM the
+            process died before the engine was shut down. The caller reads ``stopped_by``.
+            """
+            if not capture_signals or threading.current_thread() is not threading.main_thread():
                 yield
+                return
+            from uvicorn.server import HANDLED_SIGNALS
+
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
     config = uvicorn.Config(
         app,
         log_level=log_level,
         lifespan="on",
-        ws="websockets-sansio",
+        http=guarded_h11(settings),
+        ws=quick_close_ws(),
+        # Client messages are small JSON commands.
+        ws_max_size=64 * 1024,
         timeout_graceful_shutdown=GRACEFUL_S,
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         access_log=False,
     )
+    redact_server_logs()  # after Config, which (re)configures uvicorn's logging
     return Server(config)
+
+
+def quick_close_ws() -> type[asyncio.Protocol]:
+    """uvicorn's websockets (sans-I/O) protocol, waiting ``WS_CLOSE_TIMEOUT_S`` instead of 10 s
+    for a client to answer our close frame, then dropping the connection. Until then every frame
+    it sends is still read and parsed (then dropped): a flooding client closed for its rate kept
+    the loop busy for 10 s."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    from .ws import CLOSE_POLICY
+
+    class QuickCloseProtocol(WebSocketsSansIOProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.close_timeout = WS_CLOSE_TIMEOUT_S
+
+        async def send(self, message: Any) -> None:
+            timer = self.close_timer
+            await super().send(message)
+            if message.get("type") == "websocket.close" and message.get("code") == CLOSE_POLICY:
+                # Closed for what it sent (a flood): read nothing more from it.
+                with contextlib.suppress(Exception):
+                    self.transport.pause_reading()
+            if self.close_timer is not None and self.close_timer is not timer:
+                # Abort rather than close: a client that never reads would keep a plain close
+                # waiting on the unsent bytes.
+                self.close_timer.cancel()
+                self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    return QuickCloseProtocol
+
+
+def guarded_h11(settings: ApiSettings) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol with a deadline on every request.
+
+    h11 bounds the request line and headers (``max_header_bytes``: 400 past it). uvicorn itself
+    times out only idle keep-alive sockets, and only until their first byte: a client that never
+    sends, trickles its headers or stalls its body would hold a socket forever. Here a request
+    must arrive whole within ``request_timeout_s`` of the connection (or of the previous answer),
+    plus one second per ``min_body_rate`` bytes of body received; otherwise the socket is closed.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    timeout = settings.request_timeout_s
+    rate = max(1, settings.min_body_rate)
+    incomplete = (h11.IDLE, h11.SEND_BODY)
+
+    class GuardedH11Protocol(H11Protocol):
+        _since = 0.0
+        _received = 0
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._deadline is not None:
+                self._received += len(data)
+            super().data_received(data)
+            if self.conn.their_state not in incomplete:
+                self._disarm()  # the request is whole; answering it may take as long as it takes
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request on this connection gets its own deadline
+
+        def handle_websocket_upgrade(self, event: h11.Request) -> None:
+            self._disarm()
+            super().handle_websocket_upgrade(event)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._since = self.loop.time()
+            self._received = 0
+            self._deadline = self.loop.call_later(timeout, self._check)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _check(self) -> None:
+            self._deadline = None
+            if self.transport.is_closing() or self.conn.their_state not in incomplete:
+                return
+            due = self._since + timeout + self._received / rate
+            now = self.loop.time()
+            if now < due:
+                self._deadline = self.loop.call_later(due - now, self._check)
+                return
+            log.info("closed a connection whose request did not arrive within %.0f s", timeout)
+            self.transport.close()
+
+    return GuardedH11Protocol
 
 
 class EmbeddedServer:

@@ -37,12 +37,24 @@ class ApiSettings:
     origins: tuple[str, ...] = DEFAULT_ORIGINS
     max_image_bytes: int = 10 * MB
     max_lora_bytes: int = 500 * MB
+    # Any other request body (JSON, urlencoded): refused with 413 past this.
+    max_json_bytes: int = 512 * 1024
+    # Request headers: their count (431 past it) and their total size (400 past it).
+    max_headers: int = 100
+    max_header_bytes: int = 16 * 1024
+    # A request must arrive whole within this many seconds, plus one second per
+    # ``min_body_rate`` bytes of body (slow or stalled clients are disconnected).
+    request_timeout_s: float = 10.0
+    min_body_rate: int = 16 * 1024
     # Submissions per client: a burst, then a steady rate (token bucket).
     submit_burst: int = 30
     submit_per_s: float = 2.0
     stats_interval_s: float = 0.5
     # Messages waiting for one WebSocket client; a client this far behind is disconnected.
     client_queue: int = 512
+    # Messages one WebSocket client may send: a burst, then a steady rate; past it, it is closed.
+    ws_message_burst: int = 40
+    ws_messages_per_s: float = 20.0
     history_every_s: float = 5.0
     history_hours: float = 24.0
 

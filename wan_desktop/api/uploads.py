@@ -17,6 +17,7 @@ from fastapi import HTTPException, Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
+from .edge import encodes, not_utf8, unencodable
 from .errors import detail_list
 
 MB = 1024 * 1024
@@ -69,7 +70,7 @@ async def read_form(request: Request, *, max_body: int, field: str) -> FormData:
 
     limited_request = Request(request.scope, limited)
     try:
-        return await limited_request.form(max_files=4, max_fields=64)
+        form = await limited_request.form(max_files=4, max_fields=64)
     except BodyTooLargeError:
         raise too_large(field, max_body - MULTIPART_SLACK) from None
     except HTTPException:
@@ -78,6 +79,12 @@ async def read_form(request: Request, *, max_body: int, field: str) -> FormData:
         raise HTTPException(
             422, detail=detail_list({"body": f"the form data could not be read ({exc})"})
         ) from None
+    # A declared charset (unicode_escape, say) can decode to text no file or database can hold.
+    for key, value in form.multi_items():
+        text = value if isinstance(value, str) else getattr(value, "filename", None) or ""
+        if unencodable([key, text]) is not None:
+            raise HTTPException(422, detail=not_utf8(key if encodes(key) else "body").detail)
+    return form
 
 
 def file_size(upload: UploadFile) -> int:

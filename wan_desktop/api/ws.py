@@ -5,6 +5,10 @@ then handed to the asyncio loop with ``call_soon_threadsafe``. Each client has a
 and its own sender task, so a slow client never slows the engine or the others: when its queue
 fills past three quarters, progress messages are dropped for it; when it is full, it is
 disconnected (it reconnects and refetches). Handlers end on disconnect and on shutdown.
+
+What clients send is rate-limited per client (a burst, then a steady rate; past it the client is
+closed with 1008), and no message is answered with blocking work on the loop: ``get_status`` reads
+the store's counts in a worker thread.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from wan_desktop.engine.events import ModelDownloadFinished
 
 from .mapping import STATES_OF, Mapper, now_iso, percent, stage_name, step_message
 from .metrics import metrics
+from .ratelimit import RateLimiter
 from .settings import ApiSettings
 from .stats import SystemStats
 
@@ -65,8 +70,10 @@ _QUEUE_REASONS = {
     "output_deleted": "Video deleted",
 }
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 
+STATUS = "\0status"  # handle()'s marker for a get_status, answered off the loop
 Outgoing = tuple[str | None, str, str, bool]  # topic (None = all), type, text, droppable
 
 
@@ -119,6 +126,7 @@ class Hub:
         self._closing = False
         self._closers: set[asyncio.Future[None]] = set()
         self._m = metrics()
+        self._limiter = RateLimiter(settings.ws_message_burst, settings.ws_messages_per_s)
         # Test and benchmark hook: called on the loop with each batch just queued.
         self.on_fanout: Callable[[list[Outgoing]], None] | None = None
 
@@ -406,14 +414,25 @@ class Hub:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
                     break
+                if self._limiter.take(client.id):
+                    await self._close(
+                        client,
+                        CLOSE_POLICY,
+                        f"over {self.settings.ws_messages_per_s:g} messages a second; slow down",
+                    )
+                    break
                 raw = message.get("text")
                 if raw is None:
                     raw = (message.get("bytes") or b"").decode("utf-8", "replace")
-                client.offer(self.handle(client, raw))
+                reply = self.handle(client, raw)
+                if reply == STATUS:
+                    reply = await self._status(client)
+                client.offer(reply)
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
             self.clients.pop(client.id, None)
+            self._limiter.forget(client.id)
             self._m.ws_clients.set(len(self.clients))
             with contextlib.suppress(asyncio.QueueFull):
                 client.queue.put_nowait(None)
@@ -441,7 +460,8 @@ class Hub:
     # -------------------------------------------------------------------------- messages
 
     def handle(self, client: Client, raw: str) -> str:
-        """One client message to its reply (always an envelope, never an echo)."""
+        """One client message to its reply (always an envelope, never an echo); ``STATUS`` for
+        ``get_status``, whose answer needs the store (``_status``)."""
         try:
             msg = json.loads(raw)
         except ValueError:
@@ -473,24 +493,27 @@ class Hub:
         if kind == "ping":
             return envelope("pong", {"connection_id": client.id})
         if kind == "get_status":
-            counts = self.engine.counts()
-            return envelope(
-                "status_response",
-                {
-                    "connection_id": client.id,
-                    "subscribed_topics": sorted(client.topics),
-                    "available_topics": list(TOPICS),
-                    "connected_clients": len(self.clients),
-                    "queue_paused": self.engine.paused,
-                    "running_task_id": self.engine.running_job_id,
-                    "pending_tasks": sum(counts[s] for s in STATES_OF["pending"]),
-                    "processing_tasks": sum(counts[s] for s in STATES_OF["processing"]),
-                },
-            )
+            return STATUS  # answered by _status, which reads the store off the loop
         return envelope(
             "error",
             {
                 "message": f"unknown message type {kind!r}; use subscribe, unsubscribe, ping "
                 "or get_status"
+            },
+        )
+
+    async def _status(self, client: Client) -> str:
+        counts = await asyncio.to_thread(self.engine.counts)
+        return envelope(
+            "status_response",
+            {
+                "connection_id": client.id,
+                "subscribed_topics": sorted(client.topics),
+                "available_topics": list(TOPICS),
+                "connected_clients": len(self.clients),
+                "queue_paused": self.engine.paused,
+                "running_task_id": self.engine.running_job_id,
+                "pending_tasks": sum(counts[s] for s in STATES_OF["pending"]),
+                "processing_tasks": sum(counts[s] for s in STATES_OF["processing"]),
             },
         )
