@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from wan_desktop.access import load_or_create_token, token_path
+    from wan_desktop.engine.errors import JobStoreError
 
     token = args.token
     if token is None and not is_loopback(args.host):
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     except ApiConfigError as exc:
         print(f"wan serve: {exc}", file=sys.stderr)
         return 2
+    except JobStoreError as exc:  # a job store that cannot be opened or recovered
+        print(f"wan serve: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
         print("wan serve: stopped", file=sys.stderr)
         return 130

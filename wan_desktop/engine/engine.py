@@ -43,11 +43,12 @@ from .events import (
 from .failures import classify
 from .hardware import HardwareProfile, MemoryMonitor, read_profile
 from .jobs import FailureCategory, Job, JobFailure, JobKind, JobSpec, JobState, Priority
-from .jobstore import JobStore
+from .jobstore import JobStore, UnreadableJobError
 from .lora import AppliedLora, LoraState
 from .outputs import OutputStore
 from .pipelines.base import LoadedModel, Pipeline
 from .settings import EngineSettings
+from .store_recovery import BACKUP_INTERVAL_S, StoreHealth
 
 log = logging.getLogger("wan_desktop.engine")
 
@@ -74,7 +75,7 @@ class Engine:
     ) -> None:
         self.settings = settings or EngineSettings.from_env()
         self.bus = EventBus()
-        self.store = JobStore(self.settings.db_path)
+        self.store = JobStore(self.settings.db_path, backups_dir=self.settings.db_backups_dir)
         self.models = ModelStore(self.settings.models)
         self.outputs = OutputStore(self.settings.outputs_dir)
         self._pipelines: dict[tuple[JobKind, bool], Pipeline] = {}
@@ -92,7 +93,12 @@ class Engine:
         self._downloads: dict[tuple[str, str], tuple[Future[Path], CancelToken]] = {}
         self._download_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wan-download")
         self._last_vram_alert = 0.0
-        self.recovered = self.store.recover_after_crash(requeue=self.settings.retry_interrupted)
+        self.recovered = (
+            []
+            if self.store.read_only
+            else self.store.recover_after_crash(requeue=self.settings.retry_interrupted)
+        )
+        self.store.backup_if_changed()
         self._worker = threading.Thread(target=self._work, name="wan-engine", daemon=True)
         self._sampler = threading.Thread(target=self._sample, name="wan-memory", daemon=True)
         self._started = False
@@ -103,8 +109,28 @@ class Engine:
         if self._started:
             return
         self._started = True
+        health = self.store.health
+        if not health.ok:
+            # Said once listeners are attached (the app subscribes before it starts the engine).
+            self._publish(
+                Alert(
+                    kind="job_store",
+                    severity="critical",
+                    message=health.message,
+                    suggestions=(
+                        "check the disk that holds the data folder",
+                        "the damaged file is kept beside the store: keep it for a repair",
+                    )
+                    if health.moved_to is not None
+                    else (),
+                )
+            )
         self._worker.start()
         self._sampler.start()
+
+    @property
+    def store_health(self) -> StoreHealth:
+        return self.store.health
 
     # ------------------------------------------------------------------------------- events
 
@@ -296,9 +322,13 @@ class Engine:
 
     def delete(self, job_id: str, *, delete_outputs: bool = False) -> None:
         with self._cond:
-            job = self.get(job_id)
-            if not job.finished:
-                raise JobStateError(job_id, job.state, "delete", "cancel it first")
+            try:
+                job = self.get(job_id)
+            except UnreadableJobError:
+                pass  # a record that cannot be read can always be deleted
+            else:
+                if not job.finished:
+                    raise JobStateError(job_id, job.state, "delete", "cancel it first")
             self.store.delete(job_id)
         if delete_outputs:
             self.outputs.delete(job_id)
@@ -434,7 +464,7 @@ class Engine:
                 if self._stopping:
                     return
                 reason, self._unload_requested = self._unload_requested, None
-                job = None if self._paused else self.store.next_queued()
+                job = None if self._paused else self._next_job()
                 if job is not None:
                     self._running = _Running(job.id, CancelToken())
                 elif reason is None:
@@ -450,6 +480,16 @@ class Engine:
                         self._running = None
             elif reason is None:
                 self._unload_idle()
+                self.store.backup_if_changed(min_interval_s=BACKUP_INTERVAL_S)
+
+    def _next_job(self) -> Job | None:
+        if self.store.read_only:
+            return None  # a job could not record its progress
+        try:
+            return self.store.next_queued()
+        except EngineError as exc:
+            log.warning("cannot read the queue: %s", exc)
+            return None
 
     def _execute(self, job: Job) -> None:
         running = self._running
@@ -602,6 +642,7 @@ class Engine:
                 with contextlib.suppress(Exception):
                     p.unload("shutdown")
         self.bus.close()
+        self.store.backup_if_changed()
         self.store.close()
 
     def __enter__(self) -> Engine:
