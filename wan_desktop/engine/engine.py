@@ -507,6 +507,7 @@ class Engine:
         ctx.update(started_at=time.time(), progress=0.0, failure=None)
         ctx.set_state(JobState.preparing)
         try:
+            self.outputs.check_space(pipeline.output_bytes(job.params))
             output = pipeline.run(ctx)
         except JobCancelledError:
             ctx.finish_stages()
