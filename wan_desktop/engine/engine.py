@@ -315,6 +315,7 @@ class Engine:
             if job.state.active:
                 running = self._running
                 if running is not None and running.job_id == job_id:
+                    self.store.request_cancel(job_id)  # kept if the app dies before the job stops
                     running.reason = "cancelled"
                     running.cancel.cancel()
                 return job
@@ -560,6 +561,7 @@ class Engine:
                 message=failure.message if failure else "",
             )
         )
+        self.store.forget_cancel(ctx.job_id)
         self._publish(JobStateChanged(job=ctx.job, previous=previous))
         self._publish(QueueChanged(reason=str(state), job_ids=(ctx.job_id,), paused=self._paused))
 

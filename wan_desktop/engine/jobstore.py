@@ -106,6 +106,7 @@ _BOOL_FIELDS = {"mock", "development"}
 _STATE_VALUES = {s.value for s in JobState}
 _COLUMNS = [f.name for f in fields(Job)]
 MAX_LOG_LINES_PER_JOB = 2000
+CANCEL_KEY = "cancel_requested:"  # meta key prefix: a running job the user cancelled
 
 
 class UnreadableJobError(EngineError):
@@ -439,7 +440,19 @@ class JobStore:
             for (job_id,) in rows:
                 if job_id in self.unreadable or self.get_or_skip(job_id) is None:
                     continue
-                if requeue:
+                if self.get_meta(CANCEL_KEY + job_id) is not None:
+                    # Cancelled by the user, who must not find it back as "interrupted".
+                    out.append(
+                        self.update(
+                            job_id,
+                            state=JobState.cancelled,
+                            finished_at=time.time(),
+                            eta_s=None,
+                            stage="cancelled",
+                            stage_message="cancelled (the app stopped before the job did)",
+                        )
+                    )
+                elif requeue:
                     out.append(
                         self.update(
                             job_id,
@@ -465,7 +478,16 @@ class JobStore:
                             ),
                         )
                     )
+            self._db.execute("DELETE FROM meta WHERE key LIKE ?", (CANCEL_KEY + "%",))
             return out
+
+    def request_cancel(self, job_id: str) -> None:
+        """Remember that the user cancelled this running job, in case the app stops first."""
+        self.set_meta(CANCEL_KEY + job_id, str(time.time()))
+
+    def forget_cancel(self, job_id: str) -> None:
+        with self._access():
+            self._db.execute("DELETE FROM meta WHERE key = ?", (CANCEL_KEY + job_id,))
 
     # ----------------------------------------------------------------------------------- reads
 
