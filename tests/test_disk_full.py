@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,9 +143,10 @@ def submit_body() -> dict[str, Any]:
 
 
 def test_a_full_data_folder_answers_507_with_what_to_free(tmp_path: Path) -> None:
-    with small_disk(tmp_path / "data", 4) as data, api_client(tmp_path) as (c, eng):
+    with small_disk(tmp_path / "data", 16) as data, api_client(tmp_path) as (c, eng):
         eng.pause()  # the jobs stay queued: only the store is written
-        assert c.post("/api/v1/generation/submit", json=submit_body()).status_code == 200
+        queued = c.post("/api/v1/generation/submit", json=submit_body())
+        assert queued.status_code == 200, queued.text
         fill(data, 0)
         for _ in range(5):  # SQLite may still have room in pages it holds
             r = c.post("/api/v1/generation/submit", json=submit_body())
@@ -154,7 +156,12 @@ def test_a_full_data_folder_answers_507_with_what_to_free(tmp_path: Path) -> Non
         body = r.json()
         assert body["code"] == "storage_full" and "full" in body["detail"]
         assert any("free space" in s for s in body["suggestions"])
-        # Still serving, and room again makes submits work.
+        # The worker meets the full disk too: it waits instead of dying.
+        eng.resume()
+        time.sleep(2.0)
+        assert eng._worker.is_alive()
+        # Still serving, and room again makes submits and the waiting job work.
         (data / "filler.bin").unlink()
         assert c.get("/api/v1/jobs").status_code == 200
         assert c.post("/api/v1/generation/submit", json=submit_body()).status_code == 200
+        wait_job(eng, queued.json()["task_id"], JobState.completed, timeout=120)

@@ -25,7 +25,13 @@ from wan_desktop.models.store import with_dev_mode
 from wan_desktop.models.types import DownloadProgress
 
 from .context import JobContext
-from .errors import EngineError, JobCancelledError, JobNotFoundError, JobStateError
+from .errors import (
+    EngineError,
+    JobCancelledError,
+    JobNotFoundError,
+    JobStateError,
+    StoreUnavailableError,
+)
 from .events import (
     Alert,
     Event,
@@ -53,6 +59,7 @@ from .store_recovery import BACKUP_INTERVAL_S, StoreHealth
 log = logging.getLogger("wan_desktop.engine")
 
 HOUSEKEEPING_S = 1.0
+STORE_RETRY_S = 5.0
 VRAM_ALERT_INTERVAL_S = 60.0
 META_PAUSED = "queue_paused"
 
@@ -386,15 +393,21 @@ class Engine:
         """The running job finishes; queued jobs wait until resume()."""
         with self._cond:
             self._paused = True
-            self.store.set_meta(META_PAUSED, "1")
+            self._save_paused("1")
         self._publish(QueueChanged(reason="paused", paused=True))
 
     def resume(self) -> None:
         with self._cond:
             self._paused = False
-            self.store.set_meta(META_PAUSED, "0")
+            self._save_paused("0")
             self._cond.notify_all()
         self._publish(QueueChanged(reason="resumed", paused=False))
+
+    def _save_paused(self, value: str) -> None:
+        try:
+            self.store.set_meta(META_PAUSED, value)
+        except StoreUnavailableError as exc:  # a full or read-only store: it holds until a restart
+            log.warning("the queue's pause state is not saved: %s", exc)
 
     def set_dev_mode(self, on: bool) -> None:
         """Switch development mode (tiny random-weight variants) for jobs submitted from now on.
@@ -476,12 +489,18 @@ class Engine:
             if job is not None:
                 try:
                     self._execute(job)
+                except StoreUnavailableError as exc:
+                    # The job's state cannot be recorded (a full or damaged data folder): wait
+                    # rather than spin; it runs again once the store takes writes.
+                    log.error("job %s could not run: %s", job.id, exc)
+                    with self._cond:
+                        self._cond.wait_for(lambda: self._stopping, STORE_RETRY_S)
                 finally:
                     with self._cond:
                         self._running = None
             elif reason is None:
                 self._unload_idle()
-                self.store.backup_if_changed(min_interval_s=BACKUP_INTERVAL_S)
+            self.store.backup_if_changed(min_interval_s=BACKUP_INTERVAL_S)
 
     def _next_job(self) -> Job | None:
         if self.store.read_only:
