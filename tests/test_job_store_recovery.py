@@ -339,3 +339,22 @@ def test_the_store_never_takes_text_it_could_not_give_back(tmp_path: Path) -> No
         assert eng.jobs() == [] and not eng.store.unreadable
     finally:
         eng.shutdown()
+
+
+def test_a_read_only_data_folder_is_read_and_refuses_changes_with_503(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(data)], check=True)
+    try:
+        ids = make_history(tmp_path)
+        subprocess.run(["mount", "-o", "remount,ro", str(data)], check=True)
+        with api_client(tmp_path) as (client, eng):
+            health = client.get("/health").json()
+            assert health["status"] == "degraded" and health["job_store"]["read_only"] is True
+            listed = client.get("/api/v1/jobs").json()
+            assert sorted(j["job_id"] for j in listed["jobs"]) == sorted(ids)
+            r = client.post("/api/v1/generation/submit", json=submit_body())
+            assert r.status_code == 503 and r.json()["code"] == "read_only", r.text
+            assert eng.store_health.moved_to is None  # nothing was moved: it is not damaged
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=True)

@@ -35,11 +35,13 @@ from .store_recovery import (
     StoreHealth,
     backups,
     check,
+    folder_is_read_only,
     is_damage,
     make_backup,
     mark_damaged,
     primary_code,
     recover,
+    store_uri,
 )
 
 __all__ = ["JobStore", "JobStoreError", "UnreadableJobError"]
@@ -159,8 +161,13 @@ class JobStore:
         problem = check(path)
         if problem is not None:
             self.health = recover(path, self.backups_dir, problem)
+        frozen = folder_is_read_only(path)
         self._db = sqlite3.connect(
-            str(path), check_same_thread=False, isolation_level=None, timeout=10.0
+            store_uri(path, frozen=frozen) if frozen else str(path),
+            uri=frozen,
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=10.0,
         )
         self._db.row_factory = sqlite3.Row
         self._db.text_factory = _text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -75,9 +76,20 @@ class StoreHealth:
         return "; ".join([self.summary, *where])
 
 
-def _connect_existing(path: Path) -> sqlite3.Connection:
-    # mode=rw: never create the file; a write-protected file opens read-only.
-    return sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=10.0)
+def store_uri(path: Path, *, frozen: bool = False) -> str:
+    """How to open an existing store: ``mode=rw`` never creates the file (a write-protected one
+    opens read-only); ``frozen`` for a folder that cannot be written (a read-only disk), where
+    SQLite could not make its shared-memory file and must read the file as it is."""
+    mode = "mode=ro&immutable=1" if frozen else "mode=rw"
+    return f"file:{quote(str(path))}?{mode}"
+
+
+def folder_is_read_only(path: Path) -> bool:
+    return path.exists() and not os.access(path.parent, os.W_OK)
+
+
+def _connect_existing(path: Path, *, frozen: bool = False) -> sqlite3.Connection:
+    return sqlite3.connect(store_uri(path, frozen=frozen), uri=True, timeout=10.0)
 
 
 def check(path: Path) -> str | None:
@@ -94,7 +106,7 @@ def check(path: Path) -> str | None:
     if path.stat().st_size == 0:
         return "the job store file was empty (0 bytes): it had been truncated"
     try:
-        db = _connect_existing(path)
+        db = _connect_existing(path, frozen=folder_is_read_only(path))
         try:
             rows = db.execute("PRAGMA quick_check").fetchall()
             db.execute("SELECT COUNT(*) FROM jobs").fetchone()
@@ -103,7 +115,7 @@ def check(path: Path) -> str | None:
     except sqlite3.DatabaseError as exc:
         if is_damage(exc) or "no such table" in str(exc):
             return f"the job store could not be read ({exc})"
-        raise
+        raise JobStoreError(f"cannot open the job store {path}: {exc}") from exc
     if rows != [("ok",)]:
         found = "; ".join(str(r[0]) for r in rows[:3])
         return f"the job store failed its integrity check ({found})"
