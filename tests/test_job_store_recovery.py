@@ -358,3 +358,20 @@ def test_a_read_only_data_folder_is_read_and_refuses_changes_with_503(tmp_path: 
             assert eng.store_health.moved_to is None  # nothing was moved: it is not damaged
     finally:
         subprocess.run(["umount", "-l", str(data)], check=True)
+
+
+def test_the_app_shows_that_the_history_was_restored(qtbot: Any, tmp_path: Path) -> None:
+    from tests.ui_helpers import make_window, private_config, studio_for, wait_until
+
+    make_history(tmp_path)
+    random_bytes(db_path(tmp_path))
+    # As the app does: the engine starts once the window listens to it.
+    engine = private_config(mock_engine(tmp_path, start=False), tmp_path / "config")
+    with studio_for(engine, tmp_path / "config") as studio:
+        window = make_window(qtbot, studio)
+        engine.start()
+        wait_until(
+            qtbot, lambda: any(t.notice.title == "Job history" for t in window.toasts.toasts)
+        )
+        toast = next(t for t in window.toasts.toasts if t.notice.title == "Job history")
+        assert toast.notice.kind == "error" and "restored" in toast.notice.message
