@@ -12,6 +12,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -160,8 +161,12 @@ def test_without_a_backup_the_store_starts_empty_and_says_so(tmp_path: Path) -> 
         assert not health.ok and "starts empty" in health.summary
         assert health.moved_to is not None and health.moved_to.exists()
         assert eng.jobs() == []
-        # The app is told (the desktop app shows engine alerts as notices).
-        assert any(getattr(a, "kind", None) == "job_store" for a in alerts)
+        # The app is told (the desktop app shows engine alerts as notices; events arrive on the
+        # bus's own thread).
+        deadline = time.monotonic() + 30
+        while not any(getattr(a, "kind", None) == "job_store" for a in alerts):
+            assert time.monotonic() < deadline, alerts
+            time.sleep(0.02)
     finally:
         eng.shutdown()
 
@@ -375,3 +380,15 @@ def test_the_app_shows_that_the_history_was_restored(qtbot: Any, tmp_path: Path)
         )
         toast = next(t for t in window.toasts.toasts if t.notice.title == "Job history")
         assert toast.notice.kind == "error" and "restored" in toast.notice.message
+
+
+def test_an_empty_new_store_is_not_mistaken_for_a_truncated_one(tmp_path: Path) -> None:
+    settings = engine_settings(tmp_path)
+    settings.db_path.parent.mkdir(parents=True)
+    settings.db_path.touch()  # what SQLite leaves for an instant when it creates the file
+    store = JobStore(settings.db_path, backups_dir=settings.db_backups_dir)
+    try:
+        assert store.health.ok and store.list_jobs() == []
+        assert list(settings.db_path.parent.glob("*.damaged-*")) == []
+    finally:
+        store.close()

@@ -158,7 +158,7 @@ class JobStore:
         # Jobs whose stored record cannot be read: id -> why (listings skip them).
         self.unreadable: dict[str, str] = {}
         self.health = StoreHealth()
-        problem = check(path)
+        problem = check(path, empty_is_damage=bool(backups(self.backups_dir)))
         if problem is not None:
             self.health = recover(path, self.backups_dir, problem)
         frozen = folder_is_read_only(path)

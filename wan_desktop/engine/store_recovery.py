@@ -92,8 +92,12 @@ def _connect_existing(path: Path, *, frozen: bool = False) -> sqlite3.Connection
     return sqlite3.connect(store_uri(path, frozen=frozen), uri=True, timeout=10.0)
 
 
-def check(path: Path) -> str | None:
-    """What is wrong with the store file at ``path`` (None: sound, or not there yet)."""
+def check(path: Path, *, empty_is_damage: bool = True) -> str | None:
+    """What is wrong with the store file at ``path`` (None: sound, or not there yet).
+
+    ``empty_is_damage``: whether a 0-byte file means lost history. SQLite creates the file empty
+    an instant before it writes the first page, so a store with no backup yet may be new.
+    """
     mark = damage_mark(path)
     if mark.exists():
         try:
@@ -104,6 +108,8 @@ def check(path: Path) -> str | None:
     if not path.exists():
         return None
     if path.stat().st_size == 0:
+        if not empty_is_damage:
+            return None
         return "the job store file was empty (0 bytes): it had been truncated"
     try:
         db = _connect_existing(path, frozen=folder_is_read_only(path))
