@@ -392,3 +392,18 @@ def test_an_empty_new_store_is_not_mistaken_for_a_truncated_one(tmp_path: Path) 
         assert list(settings.db_path.parent.glob("*.damaged-*")) == []
     finally:
         store.close()
+
+
+def test_engine_text_with_odd_characters_is_stored_readably(tmp_path: Path) -> None:
+    eng = mock_engine(tmp_path)
+    try:
+        job = eng.submit(wan_spec(steps=1, frames=5))
+        wait_job(eng, job.id, JobState.completed)
+        # An error message that quotes something odd (a file name from another tool…).
+        eng.store.update(job.id, stage_message="could not read 'a\udc80b'")
+        eng.store.add_log(job.id, "error", "odd \ud800 text")
+        assert eng.get(job.id).stage_message == "could not read 'a?b'"
+        assert eng.logs(job.id)[-1]["message"] == "odd ? text"
+        assert not eng.store.unreadable
+    finally:
+        eng.shutdown()

@@ -139,6 +139,10 @@ def _encodable(value: str) -> bool:
     return True
 
 
+def _replace_bad(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _json(value: Any) -> str:
     # ensure_ascii=False: text that is not valid Unicode fails here, not when it is read back.
     return json.dumps(value, ensure_ascii=False)
@@ -331,13 +335,19 @@ class JobStore:
             elif name == "priority":
                 value = int(value)
             if isinstance(value, str) and not _encodable(value):
-                # Never store a row that cannot be read back (or sent) as UTF-8.
-                bad = name
-                if name == "params":
+                # Never store a row that cannot be read back (or sent) as UTF-8: a request's
+                # parameters are refused; the engine's own text (an error message quoting
+                # something odd) has the offending characters replaced.
+                if name != "params":
+                    value = _replace_bad(value)
+                else:
                     bad = next((k for k, v in job.params.items() if not _encodable(_json(v))), name)
-                raise InvalidInputError(
-                    {bad: "contains text that is not valid Unicode (a lone surrogate); remove it"}
-                )
+                    raise InvalidInputError(
+                        {
+                            bad: "contains text that is not valid Unicode (a lone "
+                            "surrogate); remove it"
+                        }
+                    )
             row[name] = value
         return row
 
@@ -620,7 +630,7 @@ class JobStore:
         with self._access():
             self._db.execute(
                 "INSERT INTO job_logs (job_id, at, level, message) VALUES (?,?,?,?)",
-                (job_id, time.time(), level, message),
+                (job_id, time.time(), level, _replace_bad(message)),
             )
 
     def logs(self, job_id: str, *, limit: int = MAX_LOG_LINES_PER_JOB) -> list[dict[str, Any]]:
