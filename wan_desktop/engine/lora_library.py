@@ -520,6 +520,8 @@ def _torch_zip_tensors(path: Path) -> dict[str, tuple[str, list[int]]]:
                 raw = entry.read(MAX_PICKLE_BYTES + 1)
             if len(raw) > MAX_PICKLE_BYTES:
                 raise too_big
+    except InvalidInputError:
+        raise
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
