@@ -106,6 +106,18 @@ _JSON_FIELDS = {
 }
 _BOOL_FIELDS = {"mock", "development"}
 _STATE_VALUES = {s.value for s in JobState}
+# What the disk or the file does to SQLite (full, read-only, damaged, busy), as opposed to bugs.
+_UNAVAILABLE_CODES = {
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CORRUPT,
+    sqlite3.SQLITE_NOTADB,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_PERM,
+}
 _COLUMNS = [f.name for f in fields(Job)]
 MAX_LOG_LINES_PER_JOB = 2000
 CANCEL_KEY = "cancel_requested:"  # meta key prefix: a running job the user cancelled
@@ -231,6 +243,8 @@ class JobStore:
                 if self._db.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         self._db.execute("ROLLBACK")
+                if primary_code(exc) not in _UNAVAILABLE_CODES:
+                    raise  # a bug (a constraint, a closed store), not the disk: as it is
                 raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: sqlite3.DatabaseError) -> StoreUnavailableError:
