@@ -399,3 +399,27 @@ def test_a_zip_bomb_is_refused_by_its_declared_size_with_bounded_memory(client: 
         "file: bomb.pt: not a loadable LoRA: its data.pkl unpacks to more than 16 MB, which no "
         "LoRA's does (a zip bomb?)"
     )
+
+
+def test_a_zip_that_lies_about_its_size_is_read_through_a_bounded_reader(client: Any) -> None:
+    import tracemalloc
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", bytes(64 << 20))  # 64 MB of zeros in ~64 KB
+    data = bytearray(buf.getvalue())
+    # Declare 1000 bytes in both headers: the entry must not be believed, nor inflated whole.
+    for sig, at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        i = data.index(sig)
+        data[i + at : i + at + 4] = struct.pack("<I", 1000)
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        assert zf.infolist()[0].file_size == 1000
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        r = upload(client, "liar.pt", bytes(data))
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MB"
+    assert r.status_code == 422 and "liar.pt" in r.text, r.text

@@ -516,10 +516,16 @@ def _torch_zip_tensors(path: Path) -> dict[str, tuple[str, list[int]]]:
             )
             if zf.getinfo(names[0]).file_size > MAX_PICKLE_BYTES:
                 raise too_big
+            chunks: list[bytes] = []
+            size = 0
             with zf.open(names[0]) as entry:
-                raw = entry.read(MAX_PICKLE_BYTES + 1)
-            if len(raw) > MAX_PICKLE_BYTES:
-                raise too_big
+                # In small reads: the inflater never makes more than one chunk past the limit.
+                while chunk := entry.read(MB):
+                    size += len(chunk)
+                    if size > MAX_PICKLE_BYTES:
+                        raise too_big
+                    chunks.append(chunk)
+            raw = b"".join(chunks)
     except InvalidInputError:
         raise
     except (
