@@ -322,7 +322,10 @@ class Engine:
             if job.state.active:
                 running = self._running
                 if running is not None and running.job_id == job_id:
-                    self.store.request_cancel(job_id)  # kept if the app dies before the job stops
+                    # Kept in case the app dies before the job stops (best effort: a full
+                    # disk must not stop a cancel).
+                    with contextlib.suppress(StoreUnavailableError):
+                        self.store.request_cancel(job_id)
                     running.reason = "cancelled"
                     running.cancel.cancel()
                 return job
@@ -580,7 +583,8 @@ class Engine:
                 message=failure.message if failure else "",
             )
         )
-        self.store.forget_cancel(ctx.job_id)
+        with contextlib.suppress(StoreUnavailableError):
+            self.store.forget_cancel(ctx.job_id)
         self._publish(JobStateChanged(job=ctx.job, previous=previous))
         self._publish(QueueChanged(reason=str(state), job_ids=(ctx.job_id,), paused=self._paused))
 
