@@ -165,3 +165,20 @@ def test_a_full_data_folder_answers_507_with_what_to_free(tmp_path: Path) -> Non
         assert c.get("/api/v1/jobs").status_code == 200
         assert c.post("/api/v1/generation/submit", json=submit_body()).status_code == 200
         wait_job(eng, queued.json()["task_id"], JobState.completed, timeout=120)
+
+
+def test_a_running_job_can_be_cancelled_while_the_data_folder_is_full(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "data", 16) as data:
+        eng = mock_engine(tmp_path, step_s=0.2)
+        try:
+            job = eng.submit(wan_spec(steps=100, frames=5))
+            wait_job(eng, job.id, JobState.running)
+            fill(data, 0)
+            eng.cancel(job.id)  # the disk is full: the cancel still reaches the job
+            time.sleep(1.0)
+            (data / "filler.bin").unlink()
+            # Once the disk has room the job's end is recorded: not left "running" for ever.
+            done = wait_job(eng, job.id, JobState.cancelled, JobState.failed, timeout=60)
+            assert done.state is JobState.cancelled and done.failure is None, done
+        finally:
+            eng.shutdown()

@@ -493,17 +493,58 @@ class Engine:
                 try:
                     self._execute(job)
                 except StoreUnavailableError as exc:
-                    # The job's state cannot be recorded (a full or damaged data folder): wait
-                    # rather than spin; it runs again once the store takes writes.
-                    log.error("job %s could not run: %s", job.id, exc)
-                    with self._cond:
-                        self._cond.wait_for(lambda: self._stopping, STORE_RETRY_S)
+                    # The job's state cannot be recorded (a full or damaged data folder).
+                    log.error("job %s could not be recorded: %s", job.id, exc)
+                    self._settle(job.id)
                 finally:
                     with self._cond:
                         self._running = None
             elif reason is None:
                 self._unload_idle()
             self.store.backup_if_changed(min_interval_s=BACKUP_INTERVAL_S)
+
+    def _settle(self, job_id: str) -> None:
+        """After the store refused a job's write: once it takes writes again, end the job (a
+        job that never started is simply run then). Waits, never spins; a stop leaves it for
+        the next start's recovery."""
+        running = self._running
+        while True:
+            with self._cond:
+                if self._cond.wait_for(lambda: self._stopping, STORE_RETRY_S):
+                    return
+            try:
+                current = self.store.get(job_id)
+                if current is None or not current.state.active:
+                    return
+                if running is not None and running.cancel.cancelled:
+                    state, failure = JobState.cancelled, None
+                else:
+                    state = JobState.failed
+                    failure = JobFailure(
+                        FailureCategory.storage_full,
+                        "the data folder filled up while this job ran: its progress could not "
+                        "be recorded",
+                        (
+                            "free space on the disk of the data folder (old videos, unused models)",
+                            "then retry the job",
+                        ),
+                        stage=current.stage,
+                    )
+                ended = self.store.update(
+                    job_id,
+                    state=state,
+                    finished_at=time.time(),
+                    eta_s=None,
+                    failure=failure,
+                    stage=str(state),
+                    stage_message=failure.message if failure else str(state),
+                )
+                self.store.forget_cancel(job_id)
+            except StoreUnavailableError:
+                continue
+            self._publish(JobStateChanged(job=ended, previous=current.state))
+            self._publish(QueueChanged(reason=str(state), job_ids=(job_id,), paused=self._paused))
+            return
 
     def _next_job(self) -> Job | None:
         if self.store.read_only:
