@@ -407,3 +407,34 @@ def test_engine_text_with_odd_characters_is_stored_readably(tmp_path: Path) -> N
         assert not eng.store.unreadable
     finally:
         eng.shutdown()
+
+
+def test_wan_serve_explains_a_store_it_cannot_recover_without_a_traceback(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(data)], check=True)
+    try:
+        make_history(tmp_path)
+        random_bytes(db_path(tmp_path))
+        # Damaged, on a disk that cannot be written: it cannot be moved aside.
+        subprocess.run(["mount", "-o", "remount,ro", str(data)], check=True)
+        env = {
+            **os.environ,
+            "WAN_DATA_DIR": str(data),
+            "MODELS_ROOT": str(tmp_path / "models"),
+            "WAN_MODELS_MANIFEST": str(REAL_MANIFEST),
+        }
+        out = subprocess.run(
+            [sys.executable, "-m", "wan_desktop.cli", "serve", "--port", "0", "--mock"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert out.returncode == 1, out.stderr
+        assert "Traceback" not in out.stderr, out.stderr
+        assert "could not be moved aside" in out.stderr and "move" in out.stderr, out.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=True)
