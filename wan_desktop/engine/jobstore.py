@@ -253,11 +253,13 @@ class JobStore:
         if code == sqlite3.SQLITE_FULL or (
             code == sqlite3.SQLITE_IOERR and shutil.disk_usage(folder).free < 1 << 20
         ):
+            log.error("job store %s: the disk is full (%s)", self.path, exc)
             return StoreUnavailableError(
                 f"the data folder is full: the job store could not be written ({exc})",
                 reason="storage_full",
                 suggestions=(
-                    f"free space on the disk that holds the data folder ({folder})",
+                    # No paths: the answer may go to a remote client (the log has the path).
+                    "free space on the disk that holds the data folder (WAN_DATA_DIR)",
                     "delete old videos (Gallery → delete) or unused models (Models → delete)",
                     "or set WAN_DATA_DIR to a folder on a disk with free space and restart",
                 ),
@@ -267,8 +269,8 @@ class JobStore:
                 "the job store is read-only: no job can be added or changed",
                 reason="read_only",
                 suggestions=(
-                    f"make {self.path} and its folder writable (or remount the disk "
-                    "read-write), then restart the app",
+                    f"make {self.path.name} and the data folder writable (or remount the "
+                    "disk read-write), then restart the app",
                 ),
             )
         if is_damage(exc):
