@@ -174,3 +174,22 @@ def engine_child_main() -> None:
     ids = [engine.submit(wan_spec(prompt=f"job {i}", steps=100)).id for i in range(n_jobs)]
     (root / "ids.json").write_text(json.dumps({"first": first.id, "queued": ids}))
     time.sleep(3600)
+
+
+def cancel_while_loading_child_main() -> None:
+    """``python -c ... root``: a job whose model load never checks for cancel; the user cancels it
+    during the load, then the test kills this process."""
+    root = Path(sys.argv[1])
+
+    def slow_load(ctx: JobContext) -> JobOutput:
+        ctx.set_state(JobState.loading)
+        ctx.stage("loading_model", 0.05, "a model that takes its time")
+        time.sleep(3600)  # e.g. a 60 GB checkpoint being read
+        raise AssertionError("killed before")
+
+    engine = mock_engine(root, pipelines=[ScriptedPipeline(slow_load)], mock=False)
+    job = engine.submit(JobSpec(kind=JobKind.wan, params={}))
+    wait_job(engine, job.id, JobState.loading)
+    engine.cancel(job.id)
+    (root / "cancelled.json").write_text(json.dumps({"job": job.id}))
+    time.sleep(3600)

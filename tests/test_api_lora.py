@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
+import pickle
+import struct
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +324,141 @@ def test_lora_flags_follow_the_loaded_wan_model(tiny_models_root: Path, tmp_path
             assert flags() == {"style": (False, False, 0.0), "other": (False, False, 0.0)}
     finally:
         eng.shutdown()
+
+
+def raw_safetensors(header_json: str, data_bytes: int = 64) -> bytes:
+    """A safetensors file with this exact header text (crafted: json.dumps could not write it)."""
+    raw = header_json.encode()
+    return struct.pack("<Q", len(raw)) + raw + bytes(data_bytes)
+
+
+def torch_zip(pickled: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("archive/data.pkl", pickled)
+        zf.writestr("archive/data/0", bytes(64))
+    return buf.getvalue()
+
+
+def crafted_pickle(size: tuple[Any, ...], storage: Any = "storage") -> bytes:
+    """What torch.save writes for one tensor, with the size (and storage) chosen by the test."""
+    import torch
+
+    class Storage:
+        pass
+
+    class Tensor:
+        def __reduce__(self) -> Any:
+            return (
+                torch._utils._rebuild_tensor_v2,
+                (Storage() if storage == "storage" else storage, 0, size, (1,), False, {}),
+            )
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            if isinstance(obj, Storage):
+                return ("storage", torch.FloatStorage, "0", "cpu", 16)
+            return None
+
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump(
+        {"blocks.0.q.lora_A.weight": Tensor(), "blocks.0.q.lora_B.weight": Tensor()}
+    )
+    return buf.getvalue()
+
+
+def crafted_loras() -> dict[str, bytes]:
+    entry = '"dtype":"F32","data_offsets":[0,16]'
+    good = zipfile.ZipFile(io.BytesIO(torch_zip_lora_bytes()))
+    pkl = next(n for n in good.namelist() if n.endswith("data.pkl"))
+    return {
+        "shape_1e999.safetensors": raw_safetensors(
+            '{"a.lora_A.weight":{' + entry + ',"shape":[1e999,4]}}'
+        ),
+        "shape_infinity.safetensors": raw_safetensors(
+            '{"a.lora_A.weight":{' + entry + ',"shape":[Infinity,4]}}'
+        ),
+        "offsets_inf.safetensors": raw_safetensors(
+            '{"a.lora_A.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,Infinity]}}'
+        ),
+        "nested.safetensors": raw_safetensors(
+            '{"a":' + "[" * 100_000 + "]" * 100_000 + "}", data_bytes=8
+        ),
+        "truncated_pickle.pt": torch_zip(good.read(pkl)[: len(good.read(pkl)) // 2]),
+        "bad_rebuild_args.pt": torch_zip(crafted_pickle((2, 2), storage="not a storage")),
+        "rebuild_no_size.pt": torch_zip(crafted_pickle(None)),  # type: ignore[arg-type]
+        "size_inf.pt": torch_zip(crafted_pickle((float("inf"), 4))),
+        "surrogate_key.safetensors": raw_safetensors(
+            '{"\\ud800.lora_A.weight":{' + entry + ',"shape":[2,"x"]}}'
+        ),
+    }
+
+
+def test_crafted_lora_files_are_refused_with_422_naming_the_file(client: Any) -> None:
+    for filename, data in crafted_loras().items():
+        r = upload(client, filename, data)
+        assert r.status_code == 422, (filename, r.status_code, r.text[:300])
+        detail = r.json()["detail"]
+        assert Path(filename).stem in json.dumps(detail), (filename, detail)
+        assert len(r.content) < 2000, filename
+    assert client.get("/api/v1/lora/list").status_code == 200
+    # Nothing kept, not even the uploads' temporary files.
+    assert [p for p in client.engine.settings.loras_dir.rglob("*") if p.is_file()] == []
+
+
+def zip_bomb(declared: int = 1 << 30) -> bytes:
+    """A torch-like zip of ~1 MB whose data.pkl inflates to 1 GiB (made in chunks: never held)."""
+    buf = io.BytesIO()
+    with (
+        zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf,
+        zf.open("archive/data.pkl", "w", force_zip64=True) as entry,
+    ):
+        chunk = bytes(1 << 20)
+        for _ in range(declared >> 20):
+            entry.write(chunk)
+    return buf.getvalue()
+
+
+def test_a_zip_bomb_is_refused_by_its_declared_size_with_bounded_memory(client: Any) -> None:
+    import tracemalloc
+
+    bomb = zip_bomb()
+    assert len(bomb) < 2 * 2**20
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        r = upload(client, "bomb.pt", bomb)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    # The upload itself is held once or twice (1 MB each); the 1 GiB is never inflated.
+    assert peak < 32 * 2**20, f"peak {peak / 2**20:.1f} MB"
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["msg"] == (
+        "file: bomb.pt: not a loadable LoRA: its data.pkl unpacks to more than 16 MB, which no "
+        "LoRA's does (a zip bomb?)"
+    )
+
+
+def test_a_zip_that_lies_about_its_size_is_read_through_a_bounded_reader(client: Any) -> None:
+    import tracemalloc
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", bytes(64 << 20))  # 64 MB of zeros in ~64 KB
+    data = bytearray(buf.getvalue())
+    # Declare 1000 bytes in both headers: the entry must not be believed, nor inflated whole.
+    for sig, at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        i = data.index(sig)
+        data[i + at : i + at + 4] = struct.pack("<I", 1000)
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        assert zf.infolist()[0].file_size == 1000
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        r = upload(client, "liar.pt", bytes(data))
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MB"
+    assert r.status_code == 422 and "liar.pt" in r.text, r.text

@@ -407,3 +407,32 @@ def test_a_job_kind_without_a_registered_pipeline_is_refused_with_what_to_instal
         assert engine.jobs() == []
     finally:
         engine.shutdown()
+
+
+def test_a_job_cancelled_while_its_model_loads_comes_back_cancelled_after_kill_9(
+    tmp_path: Path,
+) -> None:
+    code = "import tests.engine_helpers as h; h.cancel_while_loading_child_main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "cancelled.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        job_id = json.loads((tmp_path / "cancelled.json").read_text())["job"]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    engine = mock_engine(tmp_path, start=False)
+    try:
+        job = engine.get(job_id)
+        assert job.state is JobState.cancelled and job.failure is None, job
+        assert job.finished_at is not None
+        # Said once: a later start finds nothing left to recover.
+        assert engine.store.get_meta(f"cancel_requested:{job_id}") is None
+    finally:
+        engine.shutdown()

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from wan_desktop.access import load_or_create_token, read_token_file, token_path
+    from wan_desktop.engine.errors import JobStoreError
 
     token = args.token
     if args.token_file:
@@ -73,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     except ApiConfigError as exc:
         print(f"wan serve: {exc}", file=sys.stderr)
         return 2
+    except JobStoreError as exc:  # a job store that cannot be opened or recovered
+        print(f"wan serve: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # Ctrl-C before the server took over the signals
         print("wan serve: stopped", file=sys.stderr)
         return 130

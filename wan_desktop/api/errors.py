@@ -1,7 +1,8 @@
 """How failures become answers: one place maps engine and orchestrator errors to HTTP.
 
 422 validation, 404 unknown id, 400/409 a state that forbids the action, 429 too many
-submissions. Never a 500 for bad input.
+submissions, 507 a full data folder, 503 a read-only or damaged job store. Never a 500 for bad
+input.
 
 A 422 on the React frontend's routes carries ``detail`` as ONE readable string naming every bad
 field (the frontend shows ``detail`` only when it is a string) and the structured list, FastAPI's
@@ -24,6 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wan_desktop.engine import EngineError, InvalidInputError, JobNotFoundError, JobStateError
+from wan_desktop.engine.errors import StoreUnavailableError
 from wan_desktop.engine.lora_library import LoraExistsError, LoraNotFoundError
 from wan_desktop.models import ModelError
 
@@ -168,6 +170,13 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(JobStateError)
     async def _state(_: Request, exc: JobStateError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(StoreUnavailableError)
+    async def _store(_: Request, exc: StoreUnavailableError) -> JSONResponse:
+        # 507 Insufficient Storage: the data folder is full; 503: read-only or damaged store.
+        status = 507 if exc.reason == "storage_full" else 503
+        body = {"detail": str(exc), "code": exc.reason, "suggestions": list(exc.suggestions)}
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(EngineError)
     async def _engine(_: Request, exc: EngineError) -> JSONResponse:

@@ -25,7 +25,7 @@ from wan_desktop.models.store import with_dev_mode
 from wan_desktop.models.types import DownloadProgress
 
 from .context import JobContext
-from .errors import EngineError, JobNotFoundError, JobStateError
+from .errors import EngineError, JobNotFoundError, JobStateError, StoreUnavailableError
 from .events import (
     Alert,
     Event,
@@ -43,16 +43,18 @@ from .events import (
 from .failures import classify
 from .hardware import HardwareProfile, MemoryMonitor, read_profile
 from .jobs import FailureCategory, Job, JobFailure, JobKind, JobSpec, JobState, Priority
-from .jobstore import JobStore
+from .jobstore import JobStore, UnreadableJobError
 from .lora import AppliedLora, LoraState
 from .outputs import OutputStore
 from .pipelines import registry
 from .pipelines.base import LoadedModel, Pipeline
 from .settings import EngineSettings
+from .store_recovery import BACKUP_INTERVAL_S, StoreHealth
 
 log = logging.getLogger("wan_desktop.engine")
 
 HOUSEKEEPING_S = 1.0
+STORE_RETRY_S = 5.0
 VRAM_ALERT_INTERVAL_S = 60.0
 META_PAUSED = "queue_paused"
 
@@ -75,7 +77,7 @@ class Engine:
     ) -> None:
         self.settings = settings or EngineSettings.from_env()
         self.bus = EventBus()
-        self.store = JobStore(self.settings.db_path)
+        self.store = JobStore(self.settings.db_path, backups_dir=self.settings.db_backups_dir)
         self.models = ModelStore(self.settings.models)
         self.outputs = OutputStore(self.settings.outputs_dir)
         self._pipelines: dict[tuple[JobKind, bool], Pipeline] = {}
@@ -93,7 +95,12 @@ class Engine:
         self._downloads: dict[tuple[str, str], tuple[Future[Path], CancelToken]] = {}
         self._download_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wan-download")
         self._last_vram_alert = 0.0
-        self.recovered = self.store.recover_after_crash(requeue=self.settings.retry_interrupted)
+        self.recovered = (
+            []
+            if self.store.read_only
+            else self.store.recover_after_crash(requeue=self.settings.retry_interrupted)
+        )
+        self.store.backup_if_changed()
         self._worker = threading.Thread(target=self._work, name="wan-engine", daemon=True)
         self._sampler = threading.Thread(target=self._sample, name="wan-memory", daemon=True)
         self._started = False
@@ -104,8 +111,28 @@ class Engine:
         if self._started:
             return
         self._started = True
+        health = self.store.health
+        if not health.ok:
+            # Said once listeners are attached (the app subscribes before it starts the engine).
+            self.publish(
+                Alert(
+                    kind="job_store",
+                    severity="critical",
+                    message=health.message,
+                    suggestions=(
+                        "check the disk that holds the data folder",
+                        "the damaged file is kept beside the store: keep it for a repair",
+                    )
+                    if health.moved_to is not None
+                    else (),
+                )
+            )
         self._worker.start()
         self._sampler.start()
+
+    @property
+    def store_health(self) -> StoreHealth:
+        return self.store.health
 
     # ------------------------------------------------------------------------------- events
 
@@ -271,6 +298,10 @@ class Engine:
             if job.state.active:
                 running = self._running
                 if running is not None and running.job_id == job_id:
+                    # Kept in case the app dies before the job stops (best effort: a full
+                    # disk must not stop a cancel).
+                    with contextlib.suppress(StoreUnavailableError):
+                        self.store.request_cancel(job_id)
                     running.reason = "cancelled"
                     running.cancel.cancel()
                 return job
@@ -278,9 +309,13 @@ class Engine:
 
     def delete(self, job_id: str, *, delete_outputs: bool = False) -> None:
         with self._cond:
-            job = self.get(job_id)
-            if not job.finished:
-                raise JobStateError(job_id, job.state, "delete", "cancel it first")
+            try:
+                job = self.get(job_id)
+            except UnreadableJobError:
+                pass  # a record that cannot be read can always be deleted
+            else:
+                if not job.finished:
+                    raise JobStateError(job_id, job.state, "delete", "cancel it first")
             self.store.delete(job_id)
         if delete_outputs:
             self.outputs.delete(job_id)
@@ -337,15 +372,21 @@ class Engine:
         """The running job finishes; queued jobs wait until resume()."""
         with self._cond:
             self._paused = True
-            self.store.set_meta(META_PAUSED, "1")
+            self._save_paused("1")
         self.publish(QueueChanged(reason="paused", paused=True))
 
     def resume(self) -> None:
         with self._cond:
             self._paused = False
-            self.store.set_meta(META_PAUSED, "0")
+            self._save_paused("0")
             self._cond.notify_all()
         self.publish(QueueChanged(reason="resumed", paused=False))
+
+    def _save_paused(self, value: str) -> None:
+        try:
+            self.store.set_meta(META_PAUSED, value)
+        except StoreUnavailableError as exc:  # a full or read-only store: it holds until a restart
+            log.warning("the queue's pause state is not saved: %s", exc)
 
     def set_dev_mode(self, on: bool) -> None:
         """Switch development mode (tiny random-weight variants) for jobs submitted from now on.
@@ -416,7 +457,7 @@ class Engine:
                 if self._stopping:
                     return
                 reason, self._unload_requested = self._unload_requested, None
-                job = None if self._paused else self.store.next_queued()
+                job = None if self._paused else self._next_job()
                 if job is not None:
                     self._running = _Running(job.id, CancelToken(message="job cancelled"))
                 elif reason is None:
@@ -427,11 +468,68 @@ class Engine:
             if job is not None:
                 try:
                     self._execute(job)
+                except StoreUnavailableError as exc:
+                    # The job's state cannot be recorded (a full or damaged data folder).
+                    log.error("job %s could not be recorded: %s", job.id, exc)
+                    self._settle(job.id)
                 finally:
                     with self._cond:
                         self._running = None
             elif reason is None:
                 self._unload_idle()
+            self.store.backup_if_changed(min_interval_s=BACKUP_INTERVAL_S)
+
+    def _settle(self, job_id: str) -> None:
+        """After the store refused a job's write: once it takes writes again, end the job (a
+        job that never started is simply run then). Waits, never spins; a stop leaves it for
+        the next start's recovery."""
+        running = self._running
+        while True:
+            with self._cond:
+                if self._cond.wait_for(lambda: self._stopping, STORE_RETRY_S):
+                    return
+            try:
+                current = self.store.get(job_id)
+                if current is None or not current.state.active:
+                    return
+                if running is not None and running.cancel.cancelled:
+                    state, failure = JobState.cancelled, None
+                else:
+                    state = JobState.failed
+                    failure = JobFailure(
+                        FailureCategory.storage_full,
+                        "the data folder filled up while this job ran: its progress could not "
+                        "be recorded",
+                        (
+                            "free space on the disk of the data folder (old videos, unused models)",
+                            "then retry the job",
+                        ),
+                        stage=current.stage,
+                    )
+                ended = self.store.update(
+                    job_id,
+                    state=state,
+                    finished_at=time.time(),
+                    eta_s=None,
+                    failure=failure,
+                    stage=str(state),
+                    stage_message=failure.message if failure else str(state),
+                )
+                self.store.forget_cancel(job_id)
+            except StoreUnavailableError:
+                continue
+            self.publish(JobStateChanged(job=ended, previous=current.state))
+            self.publish(QueueChanged(reason=str(state), job_ids=(job_id,), paused=self._paused))
+            return
+
+    def _next_job(self) -> Job | None:
+        if self.store.read_only:
+            return None  # a job could not record its progress
+        try:
+            return self.store.next_queued()
+        except EngineError as exc:
+            log.warning("cannot read the queue: %s", exc)
+            return None
 
     def _execute(self, job: Job) -> None:
         running = self._running
@@ -449,6 +547,7 @@ class Engine:
         ctx.update(started_at=time.time(), progress=0.0, failure=None)
         ctx.set_state(JobState.preparing)
         try:
+            self.outputs.check_space(pipeline.output_bytes(job.params))
             output = pipeline.run(ctx)
         except CancelledError:
             ctx.finish_stages()
@@ -501,6 +600,8 @@ class Engine:
                 message=failure.message if failure else "",
             )
         )
+        with contextlib.suppress(StoreUnavailableError):
+            self.store.forget_cancel(ctx.job_id)
         self.publish(JobStateChanged(job=ctx.job, previous=previous))
         self.publish(QueueChanged(reason=str(state), job_ids=(ctx.job_id,), paused=self._paused))
 
@@ -584,6 +685,7 @@ class Engine:
                 with contextlib.suppress(Exception):
                     p.unload("shutdown")
         self.bus.close()
+        self.store.backup_if_changed()
         self.store.close()
 
     def __enter__(self) -> Engine:

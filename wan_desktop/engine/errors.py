@@ -50,3 +50,20 @@ class JobFailedError(Exception):
     ) -> None:
         super().__init__(message)
         self.failure = JobFailure(category, message, suggestions, code=code, detail=detail)
+
+
+class JobStoreError(EngineError, RuntimeError):
+    """The job store cannot be opened (written by a newer app, damaged beyond recovery…)."""
+
+
+class StoreUnavailableError(EngineError):
+    """The job store cannot take this change now; ``reason`` says why, ``suggestions`` what to do.
+
+    Reasons: ``storage_full`` (the data folder's disk is full), ``read_only`` (the file or folder
+    is write-protected), ``damaged`` (damage found while running), ``busy`` (anything else).
+    """
+
+    def __init__(self, message: str, *, reason: str, suggestions: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.suggestions = suggestions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import traceback
 
 from .errors import JobFailedError
@@ -19,6 +20,18 @@ CUDA_SUGGESTIONS = (
     "check the GPU is not overheating or overclocked (nvidia-smi -q -d TEMPERATURE,CLOCK)",
     "if it repeats, run with WAN_DEVICE=cpu to confirm the model itself works",
 )
+
+STORAGE_FULL_SUGGESTIONS = (
+    "free space on the disk of the outputs folder (delete old videos in the Gallery)",
+    "or choose an outputs folder on a disk with room (Settings → folders, or WAN_OUTPUTS_DIR)",
+    "then retry the job",
+)
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(exc)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -48,6 +61,15 @@ def classify(exc: BaseException, *, stage: str | None = None) -> JobFailure:
             code=f.code,
             stage=stage,
             detail=f.detail or detail,
+        )
+    if is_storage_full(exc):
+        # No traceback in what the API shows: it would name install paths.
+        return JobFailure(
+            FailureCategory.storage_full,
+            "the disk is full: the job's files could not be written",
+            STORAGE_FULL_SUGGESTIONS,
+            stage=stage,
+            detail=f"{type(exc).__name__}: errno {getattr(exc, 'errno', None)} (no space left)",
         )
     if is_out_of_memory(exc):
         return JobFailure(

@@ -71,6 +71,7 @@ class FailureCategory(enum.StrEnum):
     interrupted = "interrupted"
     render_failed = "render_failed"
     storage_failed = "storage_failed"
+    storage_full = "storage_full"
     internal = "internal"
 
 

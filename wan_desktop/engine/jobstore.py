@@ -7,15 +7,20 @@ interrupted (or queued again, by setting), and outputs stay linked to their job.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import EngineError, InvalidInputError, JobStoreError, StoreUnavailableError
 from .jobs import (
     ACTIVE_STATES,
     FailureCategory,
@@ -26,6 +31,22 @@ from .jobs import (
     JobState,
     Priority,
 )
+from .store_recovery import (
+    StoreHealth,
+    backups,
+    check,
+    folder_is_read_only,
+    is_damage,
+    make_backup,
+    mark_damaged,
+    primary_code,
+    recover,
+    store_uri,
+)
+
+__all__ = ["JobStore", "JobStoreError", "UnreadableJobError"]
+
+log = logging.getLogger("wan_desktop.engine.store")
 
 SCHEMA_VERSION = 1
 
@@ -84,43 +105,231 @@ _JSON_FIELDS = {
     "stages_completed",
 }
 _BOOL_FIELDS = {"mock", "development"}
+_STATE_VALUES = {s.value for s in JobState}
+# What the disk or the file does to SQLite (full, read-only, damaged, busy), as opposed to bugs.
+_UNAVAILABLE_CODES = {
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CORRUPT,
+    sqlite3.SQLITE_NOTADB,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_PERM,
+}
 _COLUMNS = [f.name for f in fields(Job)]
 MAX_LOG_LINES_PER_JOB = 2000
+CANCEL_KEY = "cancel_requested:"  # meta key prefix: a running job the user cancelled
 
 
-class JobStoreError(RuntimeError):
-    pass
+class UnreadableJobError(EngineError):
+    """A stored job cannot be read back (a record written by an old version, or damaged)."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(
+            f"job {job_id} cannot be read: its stored record is damaged ({reason}); delete it"
+        )
+        self.job_id = job_id
+        self.reason = reason
+
+
+def _text(raw: bytes) -> str:
+    # A TEXT value that is not UTF-8 (written by another tool) must not fail a whole listing:
+    # decode it with escapes, and _from_row refuses that one row.
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "surrogateescape")
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _replace_bad(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _json(value: Any) -> str:
+    # ensure_ascii=False: text that is not valid Unicode fails here, not when it is read back.
+    return json.dumps(value, ensure_ascii=False)
 
 
 class JobStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, backups_dir: Path | None = None) -> None:
         self.path = path
+        self.backups_dir = backups_dir if backups_dir is not None else path.parent / "backups"
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         # Bumped by every write of this store: readers that cache (the API's queue view) can tell
         # in O(1) that nothing changed. Writes by other processes are not counted.
         self.generation = 0
+        self._backed_up_generation = -1
+        self.last_backup_at = 0.0
+        # Jobs whose stored record cannot be read: id -> why (listings skip them).
+        self.unreadable: dict[str, str] = {}
+        self.health = StoreHealth()
+        problem = check(path, empty_is_damage=bool(backups(self.backups_dir)))
+        if problem is not None:
+            self.health = recover(path, self.backups_dir, problem)
+        frozen = folder_is_read_only(path)
         self._db = sqlite3.connect(
-            str(path), check_same_thread=False, isolation_level=None, timeout=10.0
+            store_uri(path, frozen=frozen) if frozen else str(path),
+            uri=frozen,
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=10.0,
         )
         self._db.row_factory = sqlite3.Row
+        self._db.text_factory = _text
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a committed job survives a crash of the app or a kill -9.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
+                self._db.close()
                 raise JobStoreError(
                     f"{path} was written by a newer Wan Desktop (schema {version}); update the "
                     "app, or move the file away to start a new job history"
                 )
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a committed job survives a crash of the app or a kill -9.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._db.executescript(_SCHEMA)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                # A write, rolled back: a write-protected file or folder shows here, not at the
+                # first job (and the file is left untouched).
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute("DELETE FROM meta WHERE key = ''")
+                finally:
+                    self._db.execute("ROLLBACK")
+            except sqlite3.OperationalError as exc:
+                if primary_code(exc) != sqlite3.SQLITE_READONLY:
+                    self._db.close()
+                    raise JobStoreError(f"cannot open the job store {path}: {exc}") from exc
+                self.health = replace(
+                    self.health,
+                    problem=_join(self.health.problem, "the job store is read-only"),
+                    action=_join(
+                        self.health.action,
+                        "history can be read but no job can be added or run until the file "
+                        "and its folder are writable again and the app restarts",
+                    ),
+                    read_only=True,
+                )
+                log.error("job store %s: %s", path, self.health.message)
+
+    @property
+    def read_only(self) -> bool:
+        return self.health.read_only
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def _access(self) -> Iterator[None]:
+        """Hold the lock; SQLite errors become StoreUnavailableError saying what to do."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.DatabaseError as exc:
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                if primary_code(exc) not in _UNAVAILABLE_CODES:
+                    raise  # a bug (a constraint, a closed store), not the disk: as it is
+                raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: sqlite3.DatabaseError) -> StoreUnavailableError:
+        code = primary_code(exc)
+        folder = self.path.parent
+        if code == sqlite3.SQLITE_FULL or (
+            code == sqlite3.SQLITE_IOERR and shutil.disk_usage(folder).free < 1 << 20
+        ):
+            log.error("job store %s: the disk is full (%s)", self.path, exc)
+            return StoreUnavailableError(
+                f"the data folder is full: the job store could not be written ({exc})",
+                reason="storage_full",
+                suggestions=(
+                    # No paths: the answer may go to a remote client (the log has the path).
+                    "free space on the disk that holds the data folder (WAN_DATA_DIR)",
+                    "delete old videos (Gallery → delete) or unused models (Models → delete)",
+                    "or set WAN_DATA_DIR to a folder on a disk with free space and restart",
+                ),
+            )
+        if code == sqlite3.SQLITE_READONLY:
+            return StoreUnavailableError(
+                "the job store is read-only: no job can be added or changed",
+                reason="read_only",
+                suggestions=(
+                    f"make {self.path.name} and the data folder writable (or remount the "
+                    "disk read-write), then restart the app",
+                ),
+            )
+        if is_damage(exc):
+            reason = f"{type(exc).__name__}: {exc}"
+            if self.health.ok:
+                self.health = replace(
+                    self.health,
+                    problem=f"the job store is damaged ({exc})",
+                    action="restart the app to move it aside and restore the newest backup",
+                )
+                log.error("job store %s: %s", self.path, self.health.message)
+            mark_damaged(self.path, reason)
+            return StoreUnavailableError(
+                f"the job store is damaged ({exc})",
+                reason="damaged",
+                suggestions=(
+                    "restart the app: it moves the damaged file aside and restores the newest "
+                    "backup",
+                ),
+            )
+        return StoreUnavailableError(
+            f"the job store cannot be used now ({exc})",
+            reason="busy",
+            suggestions=("try again in a moment",),
+        )
+
+    # ----------------------------------------------------------------------------- backups
+
+    def backup_if_changed(self, *, min_interval_s: float = 0.0) -> Path | None:
+        """Copy the store into ``backups_dir`` when it changed since the last copy."""
+        if not self.health.ok and self.health.read_only:
+            return None
+        now = time.time()
+        if now - self.last_backup_at < min_interval_s:
+            return None
+        with self._lock:
+            if self.generation == self._backed_up_generation:
+                return None
+            newest = backups(self.backups_dir)
+            if self._backed_up_generation < 0 and newest and self.generation == 0:
+                # Just opened and unchanged: back up only if the file is newer than its copy.
+                mtime = max(
+                    (p.stat().st_mtime for p in (self.path, self._wal()) if p.exists()),
+                    default=0.0,
+                )
+                if mtime <= newest[0].stat().st_mtime:
+                    self._backed_up_generation = self.generation
+                    return None
+            try:
+                made = make_backup(self._db, self.backups_dir)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("job store backup failed: %s", exc)
+                return None
+            self._backed_up_generation = self.generation
+            self.last_backup_at = now
+            return made
+
+    def _wal(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
 
     # ---------------------------------------------------------------------------- conversion
 
@@ -130,28 +339,46 @@ class JobStore:
         for name in _COLUMNS:
             value = getattr(job, name)
             if name in {"failure", "output"}:
-                value = None if value is None else json.dumps(value.to_dict())
+                value = None if value is None else _json(value.to_dict())
             elif name in ("warnings", "stages_completed"):
-                value = json.dumps(list(value))
+                value = _json(list(value))
             elif name in _JSON_FIELDS:
-                value = json.dumps(dict(value))
+                value = _json(dict(value))
             elif name in _BOOL_FIELDS:
                 value = int(bool(value))
             elif name in ("kind", "state"):
                 value = str(value)
             elif name == "priority":
                 value = int(value)
+            if isinstance(value, str) and not _encodable(value):
+                # Never store a row that cannot be read back (or sent) as UTF-8: a request's
+                # parameters are refused; the engine's own text (an error message quoting
+                # something odd) has the offending characters replaced.
+                if name != "params":
+                    value = _replace_bad(value)
+                else:
+                    bad = next((k for k, v in job.params.items() if not _encodable(_json(v))), name)
+                    raise InvalidInputError(
+                        {
+                            bad: "contains text that is not valid Unicode (a lone "
+                            "surrogate); remove it"
+                        }
+                    )
             row[name] = value
         return row
 
     @staticmethod
     def _from_row(row: sqlite3.Row) -> Job:
         d = dict(row)
+        for name, value in d.items():
+            if isinstance(value, str) and not _encodable(value):
+                raise ValueError(f"the {name} field is not valid UTF-8")
         d["kind"] = JobKind(d["kind"])
         d["state"] = JobState(d["state"])
         d["priority"] = Priority(d["priority"])
         for name in _BOOL_FIELDS:
             d[name] = bool(d[name])
+        raw = {name: d[name] for name in _JSON_FIELDS}
         d["params"] = json.loads(d["params"])
         d["estimate"] = json.loads(d["estimate"] or "{}")
         d["memory_plan"] = json.loads(d["memory_plan"] or "{}")
@@ -159,7 +386,33 @@ class JobStore:
         d["stages_completed"] = tuple(json.loads(d["stages_completed"] or "[]"))
         d["failure"] = JobFailure.from_dict(json.loads(d["failure"])) if d["failure"] else None
         d["output"] = JobOutput.from_dict(json.loads(d["output"])) if d["output"] else None
+        for name, text in raw.items():
+            # Older versions wrote JSON with \u escapes, which can hide a lone surrogate.
+            hidden = text and ("\\ud" in text or "\\uD" in text)
+            if hidden and not _encodable(_json(json.loads(text))):
+                raise ValueError(f"the {name} field holds text that is not valid Unicode")
         return Job(**d)
+
+    def _job(self, row: sqlite3.Row) -> Job:
+        job_id = str(row["id"])
+        try:
+            return self._from_row(row)
+        except (ValueError, TypeError, KeyError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")
+            raise UnreadableJobError(job_id.encode("utf-8", "replace").decode(), reason) from exc
+
+    def _jobs(self, rows: Iterable[sqlite3.Row]) -> list[Job]:
+        """Rows as jobs; a row that cannot be read is skipped, logged and kept in ``unreadable``."""
+        out: list[Job] = []
+        for row in rows:
+            try:
+                out.append(self._job(row))
+            except UnreadableJobError as exc:
+                if exc.job_id not in self.unreadable:
+                    log.warning("job store: skipping job %s: %s", exc.job_id, exc.reason)
+                self.unreadable[exc.job_id] = exc.reason
+        return out
 
     # ---------------------------------------------------------------------------------- writes
 
@@ -167,14 +420,14 @@ class JobStore:
         row = self._to_row(job)
         cols = ", ".join(row)
         marks = ", ".join(f":{c}" for c in row)
-        with self._lock:
+        with self._access():
             self._db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", row)
             self.generation += 1
         return job
 
     def update(self, job_id: str, **changes: Any) -> Job:
         """Apply ``changes`` to a job and return the new snapshot (atomically)."""
-        with self._lock:
+        with self._access():
             current = self.get(job_id)
             if current is None:
                 raise KeyError(job_id)
@@ -190,15 +443,16 @@ class JobStore:
             return new
 
     def delete(self, job_id: str) -> None:
-        with self._lock:
+        with self._access():
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM job_logs WHERE job_id = ?", (job_id,))
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             self._db.execute("COMMIT")
             self.generation += 1
+            self.unreadable.pop(job_id, None)
 
     def set_positions(self, positions: Mapping[str, float]) -> None:
-        with self._lock:
+        with self._access():
             self._db.execute("BEGIN")
             self._db.executemany(
                 "UPDATE jobs SET position = ? WHERE id = ?", [(p, j) for j, p in positions.items()]
@@ -208,7 +462,7 @@ class JobStore:
 
     def recover_after_crash(self, *, requeue: bool) -> list[Job]:
         """Jobs left active by a crash become interrupted (or queued again)."""
-        with self._lock:
+        with self._access():
             active = [s.value for s in ACTIVE_STATES]
             marks = ",".join("?" * len(active))
             rows = self._db.execute(
@@ -217,7 +471,21 @@ class JobStore:
             ).fetchall()
             out = []
             for (job_id,) in rows:
-                if requeue:
+                if job_id in self.unreadable or self.get_or_skip(job_id) is None:
+                    continue
+                if self.get_meta(CANCEL_KEY + job_id) is not None:
+                    # Cancelled by the user, who must not find it back as "interrupted".
+                    out.append(
+                        self.update(
+                            job_id,
+                            state=JobState.cancelled,
+                            finished_at=time.time(),
+                            eta_s=None,
+                            stage="cancelled",
+                            stage_message="cancelled (the app stopped before the job did)",
+                        )
+                    )
+                elif requeue:
                     out.append(
                         self.update(
                             job_id,
@@ -243,14 +511,30 @@ class JobStore:
                             ),
                         )
                     )
+            self._db.execute("DELETE FROM meta WHERE key LIKE ?", (CANCEL_KEY + "%",))
             return out
+
+    def request_cancel(self, job_id: str) -> None:
+        """Remember that the user cancelled this running job, in case the app stops first."""
+        self.set_meta(CANCEL_KEY + job_id, str(time.time()))
+
+    def forget_cancel(self, job_id: str) -> None:
+        with self._access():
+            self._db.execute("DELETE FROM meta WHERE key = ?", (CANCEL_KEY + job_id,))
 
     # ----------------------------------------------------------------------------------- reads
 
     def get(self, job_id: str) -> Job | None:
-        with self._lock:
+        with self._access():
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else self._from_row(row)
+        return None if row is None else self._job(row)
+
+    def get_or_skip(self, job_id: str) -> Job | None:
+        """Like get, but a job that cannot be read is reported in ``unreadable`` (and None)."""
+        with self._access():
+            rows = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchall()
+        jobs = self._jobs(rows)
+        return jobs[0] if jobs else None
 
     def list_jobs(
         self,
@@ -267,9 +551,9 @@ class JobStore:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args += [limit, offset]
-        with self._lock:
+        with self._access():
             rows = self._db.execute(sql, args).fetchall()
-        return [self._from_row(r) for r in rows]
+        return self._jobs(rows)
 
     def versions(
         self,
@@ -284,25 +568,25 @@ class JobStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        with self._lock:
+        with self._access():
             return [(r[0], r[1]) for r in self._db.execute(sql, args).fetchall()]
 
     def get_many(self, job_ids: Sequence[str]) -> list[Job]:
         out: list[Job] = []
         for i in range(0, len(job_ids), 500):  # SQLite's bound-parameter limit
             chunk = list(job_ids[i : i + 500])
-            with self._lock:
+            with self._access():
                 rows = self._db.execute(
                     f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk
                 ).fetchall()
-            out += [self._from_row(r) for r in rows]
+            out += self._jobs(rows)
         return out
 
     def count(
         self, *, states: Iterable[JobState] | None = None, kinds: Iterable[JobKind] | None = None
     ) -> int:
         where, args = self._filters(states, kinds)
-        with self._lock:
+        with self._access():
             return int(
                 self._db.execute(
                     f"SELECT COUNT(*) FROM jobs {where}",
@@ -312,31 +596,33 @@ class JobStore:
 
     def counts_by_state(self, *, kinds: Iterable[JobKind] | None = None) -> dict[JobState, int]:
         where, args = self._filters(None, kinds)
-        with self._lock:
+        with self._access():
             rows = self._db.execute(
                 f"SELECT state, COUNT(*) FROM jobs {where} GROUP BY state", args
             ).fetchall()
         counts = dict.fromkeys(JobState, 0)
         for state, n in rows:
-            counts[JobState(state)] = n
+            if state in _STATE_VALUES:
+                counts[JobState(state)] = n
         return counts
 
     def queued(self) -> list[Job]:
         """Queued jobs in the order they will run."""
-        with self._lock:
+        with self._access():
             rows = self._db.execute(
                 "SELECT * FROM jobs WHERE state = ? ORDER BY position, created_at",
                 (JobState.queued.value,),
             ).fetchall()
-        return [self._from_row(r) for r in rows]
+        return self._jobs(rows)
 
     def next_queued(self) -> Job | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM jobs WHERE state = ? ORDER BY position, created_at LIMIT 1",
-                (JobState.queued.value,),
-            ).fetchone()
-        return None if row is None else self._from_row(row)
+        with self._access():
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE state = ? ORDER BY position, created_at LIMIT ?",
+                (JobState.queued.value, len(self.unreadable) + 1),
+            ).fetchall()
+        jobs = self._jobs(rows)
+        return jobs[0] if jobs else None
 
     @staticmethod
     def _filters(
@@ -357,14 +643,14 @@ class JobStore:
     # ------------------------------------------------------------------------------ logs, meta
 
     def add_log(self, job_id: str, level: str, message: str) -> None:
-        with self._lock:
+        with self._access():
             self._db.execute(
                 "INSERT INTO job_logs (job_id, at, level, message) VALUES (?,?,?,?)",
-                (job_id, time.time(), level, message),
+                (job_id, time.time(), level, _replace_bad(message)),
             )
 
     def logs(self, job_id: str, *, limit: int = MAX_LOG_LINES_PER_JOB) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._access():
             rows = self._db.execute(
                 "SELECT at, level, message FROM job_logs WHERE job_id = ? ORDER BY id LIMIT ?",
                 (job_id, limit),
@@ -372,12 +658,12 @@ class JobStore:
         return [dict(r) for r in rows]
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
-        with self._lock:
+        with self._access():
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._lock:
+        with self._access():
             self._db.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -387,9 +673,13 @@ class JobStore:
     def positions(self, job_ids: Sequence[str]) -> dict[str, float]:
         if not job_ids:
             return {}
-        with self._lock:
+        with self._access():
             rows = self._db.execute(
                 f"SELECT id, position FROM jobs WHERE id IN ({','.join('?' * len(job_ids))})",
                 list(job_ids),
             ).fetchall()
         return {r[0]: r[1] for r in rows}
+
+
+def _join(first: str | None, second: str) -> str:
+    return second if not first else f"{first}; {second}"

@@ -34,6 +34,10 @@ INCOMING = ".incoming"
 MB = 1024 * 1024
 # A safetensors header larger than this is not a LoRA (and not worth parsing).
 MAX_HEADER_BYTES = 64 * MB
+# A torch archive's pickle (names and shapes only) larger than this is not a LoRA's: refused by
+# its declared size, and read through a bounded reader in case the declaration lies.
+MAX_PICKLE_BYTES = 16 * MB
+MAX_DIMS = 8
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _LORA_KEY = re.compile(
@@ -277,7 +281,33 @@ class LoraLibrary:
 
 
 def inspect_file(f: LoraFile) -> LoraInfo:
-    """Tensor names and shapes of a LoRA file; InvalidInputError when it is not one."""
+    """Tensor names and shapes of a LoRA file; InvalidInputError naming the file if not one."""
+    try:
+        return _inspect(f)
+    except InvalidInputError as exc:
+        raise InvalidInputError({k: f"{f.filename}: {v}" for k, v in exc.errors.items()}) from None
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        RecursionError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        struct.error,
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+    ) as exc:
+        # Whatever a crafted file does to the readers below, it is the file's fault: a 422.
+        raise InvalidInputError(
+            {
+                "file": f"{f.filename}: not a loadable LoRA: the file is damaged or crafted "
+                f"({type(exc).__name__})"
+            }
+        ) from None
+
+
+def _inspect(f: LoraFile) -> LoraInfo:
     # The bytes decide, not the extension (.bin and .pt files are sometimes safetensors).
     metadata: dict[str, str] = {}
     if zipfile.is_zipfile(f.path):
@@ -294,6 +324,17 @@ def inspect_file(f: LoraFile) -> LoraInfo:
     return _summarise(f, fmt, tensors, metadata)
 
 
+def _dims(value: Any, *, length: int | None = None) -> list[int] | None:
+    """A list of non-negative integers (JSON numbers like 1e999 or Infinity are not), else None."""
+    if not isinstance(value, list | tuple) or len(value) > MAX_DIMS:
+        return None
+    if length is not None and len(value) != length:
+        return None
+    if not all(type(d) is int and d >= 0 for d in value):
+        return None
+    return list(value)
+
+
 def _summarise(
     f: LoraFile,
     fmt: str,
@@ -303,7 +344,7 @@ def _summarise(
     lora_keys = [k for k in tensors if _LORA_KEY.search(k)]
     downs = [k for k in lora_keys if _DOWN_KEY.search(k)]
     if not lora_keys or not downs:
-        sample = ", ".join(list(tensors)[:3]) or "none"
+        sample = ", ".join(_name(k) for k in list(tensors)[:3]) or "none"
         raise InvalidInputError(
             {
                 "file": "this is not a LoRA: no lora_A/lora_B (or lora_down/lora_up) weights "
@@ -340,6 +381,17 @@ def _not_loadable(why: str) -> InvalidInputError:
     return InvalidInputError({"file": f"not a loadable LoRA: {why}"})
 
 
+def _name(key: str) -> str:
+    """A tensor name as it can be shown: quoted, escaped, at most 80 characters."""
+    return repr(key if len(key) <= 80 else key[:79] + "…")
+
+
+def _excerpt(text: str) -> str:
+    """Text from the file, short and always valid to send (no lone surrogates)."""
+    text = text if len(text) <= 200 else text[:199] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _looks_like_safetensors(path: Path) -> bool:
     with path.open("rb") as fh:
         head = fh.read(9)
@@ -360,21 +412,28 @@ def _safetensors_header(path: Path) -> tuple[dict[str, tuple[str, list[int]]], d
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise _not_loadable("the safetensors header is not JSON") from None
+    except RecursionError:
+        raise _not_loadable("the safetensors header is nested too deep") from None
     if not isinstance(header, dict):
         raise _not_loadable("the safetensors header is not a table of tensors")
     data_size = size - 8 - n
     meta = header.pop("__metadata__", None) or {}
     tensors: dict[str, tuple[str, list[int]]] = {}
     for key, entry in header.items():
-        try:
-            dtype, shape = str(entry["dtype"]), [int(d) for d in entry["shape"]]
-            start, end = (int(x) for x in entry["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise _not_loadable(f"tensor {key!r} has a malformed entry") from None
+        shape = offsets = None
+        if isinstance(entry, dict):
+            shape = _dims(entry.get("shape"))
+            offsets = _dims(entry.get("data_offsets"), length=2)
+        if shape is None or offsets is None or not isinstance(entry.get("dtype"), str):
+            raise _not_loadable(f"tensor {_name(key)} has a malformed entry")
+        dtype = str(entry["dtype"])
+        start, end = offsets
         numel = _tensor_info(key, shape)[1]
         width = _DTYPE_BYTES.get(dtype)
         if width is None or not 0 <= start <= end <= data_size or end - start != numel * width:
-            raise _not_loadable(f"tensor {key!r} does not fit the file (truncated or damaged?)")
+            raise _not_loadable(
+                f"tensor {_name(key)} does not fit the file (truncated or damaged?)"
+            )
         tensors[key] = (dtype, shape)
     metadata = {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
     return tensors, metadata
@@ -399,8 +458,11 @@ class _Tensor:
     shape: tuple[int, ...]
 
 
-def _rebuild_tensor(storage: _Storage, _offset: int, size: Any, *_rest: Any) -> _Tensor:
-    return _Tensor(storage.dtype, tuple(int(d) for d in size))
+def _rebuild_tensor(storage: Any, _offset: Any = 0, size: Any = None, *_rest: Any) -> _Tensor:
+    shape = _dims(size)
+    if not isinstance(storage, _Storage) or shape is None:
+        raise pickle.UnpicklingError("a tensor with a malformed storage or size")
+    return _Tensor(storage.dtype, tuple(shape))
 
 
 def _rebuild_parameter(data: _Tensor, *_rest: Any) -> _Tensor:
@@ -448,10 +510,50 @@ def _torch_zip_tensors(path: Path) -> dict[str, tuple[str, list[int]]]:
             names = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
             if not names:
                 raise _not_loadable("the archive has no data.pkl: it is not a torch file")
-            raw = zf.read(names[0])
+            too_big = _not_loadable(
+                f"its data.pkl unpacks to more than {MAX_PICKLE_BYTES // MB} MB, which no LoRA's "
+                "does (a zip bomb?)"
+            )
+            if zf.getinfo(names[0]).file_size > MAX_PICKLE_BYTES:
+                raise too_big
+            chunks: list[bytes] = []
+            size = 0
+            with zf.open(names[0]) as entry:
+                # In small reads: the inflater never makes more than one chunk past the limit.
+                while chunk := entry.read(MB):
+                    size += len(chunk)
+                    if size > MAX_PICKLE_BYTES:
+                        raise too_big
+                    chunks.append(chunk)
+            raw = b"".join(chunks)
+    except InvalidInputError:
+        raise
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+    ) as exc:
+        raise _not_loadable(f"the torch archive is damaged ({_excerpt(str(exc))})") from None
+    try:
         obj = _ShapesUnpickler(io.BytesIO(raw)).load()
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError) as exc:
-        raise _not_loadable(f"the torch file holds more than tensors ({exc})") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        OverflowError,
+        RecursionError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        struct.error,
+    ) as exc:
+        raise _not_loadable(
+            "the torch file holds more than tensors, or is damaged "
+            f"({type(exc).__name__}: {_excerpt(str(exc))})"
+        ) from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):

@@ -46,6 +46,10 @@ class EngineSettings:
         return self.data_dir / "jobs.sqlite3"
 
     @property
+    def db_backups_dir(self) -> Path:
+        return self.data_dir / "backups"
+
+    @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
 

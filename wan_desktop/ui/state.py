@@ -411,7 +411,8 @@ class Studio(QObject):
     @Slot(object)
     def _on_alert(self, alert: Alert) -> None:
         kind = "error" if alert.severity == "critical" else "warning"
-        self.post(Notice(kind, "Memory", alert.message, alert.suggestions))
+        title = "Job history" if alert.kind == "job_store" else "Memory"
+        self.post(Notice(kind, title, alert.message, alert.suggestions))
 
 
 def _phase(state: JobState) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 
 from wan_desktop.engine import JobKind, JobStateError
-from wan_desktop.engine.jobstore import MAX_LOG_LINES_PER_JOB
+from wan_desktop.engine.jobstore import MAX_LOG_LINES_PER_JOB, UnreadableJobError
 
 from .. import job_status
 from ..context import Ctx
@@ -121,10 +121,14 @@ def delete_job(
     ctx: Ctx,
     delete_output: bool = Query(False, description="also delete its video and files"),
 ) -> dict[str, Any]:
-    job = find_job(ctx, job_id)
+    try:
+        job = find_job(ctx, job_id)
+    except UnreadableJobError:  # a damaged record: nothing to check, it can always go
+        job = None
     try:
         ctx.engine.delete(job_id, delete_outputs=delete_output)
     except JobStateError:
+        assert job is not None
         raise HTTPException(
             409,
             detail=f"job {job_id} is {job_status.STATUS[job.state]}: cancel it first, then delete",

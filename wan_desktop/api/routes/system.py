@@ -37,12 +37,28 @@ def history(
 def _health(request: Request, ctx: ApiContext) -> dict[str, Any]:
     server = request.scope.get("server")
     port = server[1] if server else ctx.settings.port
+    store = ctx.engine.store_health
+    unreadable = sorted(ctx.engine.store.unreadable)
+    healthy = store.ok and not unreadable
+    problems = [] if store.ok else [store.summary]
+    if unreadable:
+        problems.append(
+            f"{len(unreadable)} stored job(s) cannot be read and are left out of listings; "
+            "delete them (DELETE /api/v1/jobs/{id})"
+        )
     return {
-        "status": "ok",
+        "status": "ok" if healthy else "degraded",
         "port": port,
         "timestamp": now_iso(),
         "api_version": API_VERSION,
-        "system": "operational",
+        "system": "operational" if healthy else "degraded",
+        "problems": problems,
+        "job_store": {
+            "ok": store.ok,
+            "read_only": store.read_only,
+            "message": store.summary,
+            "unreadable_jobs": unreadable,
+        },
         "service": "wan-desktop",
         "endpoints": {
             "health": f"{API_BASE}/system/health",

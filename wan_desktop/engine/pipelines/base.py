@@ -91,6 +91,10 @@ class Pipeline(ABC):
     def run(self, ctx: JobContext) -> JobOutput:
         """Do the job on the worker thread; report through ``ctx``; return what it made."""
 
+    def output_bytes(self, params: Mapping[str, Any]) -> int:
+        """About how much disk the job's output takes (0: unknown); checked before it runs."""
+        return 0
+
     def loaded(self) -> LoadedModel | None:
         return None
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from wan_desktop.models import Manifest
 
 from ..jobs import JobKind, JobOutput, JobState
+from ..outputs import expected_video_bytes
 from ..params import WanParams, validate_wan_params
 from .base import JobDescription, Pipeline
 from .common import save_video
@@ -45,6 +46,10 @@ class MockPipeline(Pipeline):
             estimate={"vram_gb": 0.0, "minutes": p.steps * self.step_s / 60, "strategy": "mock"},
         )
 
+    def output_bytes(self, params: Mapping[str, Any]) -> int:
+        p = WanParams.from_dict(params)
+        return expected_video_bytes(*_mock_size(p), p.frames)
+
     def run(self, ctx: JobContext) -> JobOutput:
         p = WanParams.from_dict(ctx.params)
         ctx.stage("initializing", 0.01, "mock run: no model is loaded")
@@ -52,8 +57,7 @@ class MockPipeline(Pipeline):
         ctx.stage("loading_model", 0.05, "mock model")
         ctx.set_state(JobState.running)
         ctx.stage("generating", 0.10, f"{p.steps} steps")
-        scale = min(1.0, MAX_MOCK_SIDE / max(p.width, p.height))
-        w, h = max(16, int(p.width * scale) // 2 * 2), max(16, int(p.height * scale) // 2 * 2)
+        w, h = _mock_size(p)
         every = ctx.settings.preview_every
         ctx.timer.start()
         for i in range(1, p.steps + 1):
@@ -66,6 +70,11 @@ class MockPipeline(Pipeline):
         frames = _test_pattern(p.frames, w, h, p.prompt, p.seed)
         ctx.stage("saving", 0.95)
         return save_video(ctx, frames, p.fps, {"mock": True, "seed": p.seed})
+
+
+def _mock_size(p: WanParams) -> tuple[int, int]:
+    scale = min(1.0, MAX_MOCK_SIDE / max(p.width, p.height))
+    return max(16, int(p.width * scale) // 2 * 2), max(16, int(p.height * scale) // 2 * 2)
 
 
 def _preview_frame(w: int, h: int, prompt: str, seed: int, done: float) -> Any:

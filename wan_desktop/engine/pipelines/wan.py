@@ -30,6 +30,7 @@ from ..failures import OOM_SUGGESTIONS, is_out_of_memory
 from ..jobs import FailureCategory, JobKind, JobOutput, JobState
 from ..lora import LoraSet, LoraState
 from ..model_facts import facts_for
+from ..outputs import expected_video_bytes
 from ..params import WanParams, validate_wan_params
 from ..planner import STRATEGIES, JobShape, MemoryPlan, measured_minutes, plan, with_measured
 from .base import JobDescription, LoadedModel, Pipeline, PipelineHost
@@ -151,6 +152,10 @@ class WanPipeline(Pipeline):
         self.host.publish(
             ModelUnloaded(model_id=info.model_id, variant=info.variant, reason=reason)
         )
+
+    def output_bytes(self, params: Mapping[str, Any]) -> int:
+        p = WanParams.from_dict(params)
+        return expected_video_bytes(p.width, p.height, p.frames)
 
     # ----------------------------------------------------------------------------------- run
 
