@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, small_filesystem
 from wan_desktop.cli import main
 from wan_desktop.engine import JobStage, JobStep, JobWarning
 from wan_desktop.engine.cli import (
@@ -200,22 +200,23 @@ def test_a_video_that_cannot_be_written_to_out_is_kept_in_the_outputs_folder(
     monkeypatch.setenv("WAN_DEV_MODE", "1")
     outputs = tmp_path / "outputs"
     monkeypatch.setenv("WAN_OUTPUTS_DIR", str(outputs))
-    target = tmp_path / "videos"
-    target.mkdir()
-    # The place passes the check before the run; the final write then fails (the copy's
-    # temporary name is taken by a folder).
-    (target / f".fox.mp4.{os.getpid()}.tmp").mkdir()
-    out = str(target / "fox.mp4")
-    code = main(
-        ["generate", "--model", "T2V-A14B", "--prompt", "a fox", *SMALL, "--out", out, "--json"]
-    )
-    doc = json.loads(capsys.readouterr().out)
+    # The place passes the check before the run (an empty file fits); the final write then
+    # fails: a real filesystem of one 4 KiB page, already full.
+    with small_filesystem(tmp_path / "videos", "4k") as target:
+        filler = target / "filler"
+        filler.write_bytes(b"x" * 4096)
+        out = str(target / "fox.mp4")
+        code = main(
+            ["generate", "--model", "T2V-A14B", "--prompt", "a fox", *SMALL, "--out", out, "--json"]
+        )
+        doc = json.loads(capsys.readouterr().out)
+        assert not (target / "fox.mp4").exists()
+        assert list(target.iterdir()) == [filler], "no partial file left behind"
     assert code == EXIT_FAILED and doc["error"]["category"] == "storage_failed"
     (kept,) = outputs.glob("*.mp4")
     assert f"it is kept at {kept}" in doc["error"]["message"]
     assert read_mp4(kept).shape == (9, 64, 96, 3)
     assert kept.with_suffix(".json").exists()
-    assert not (target / "fox.mp4").exists()
 
 
 def test_stale_temp_folders_of_killed_runs_are_removed(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
+from wan_desktop.models.atomic import atomic_write
 from wan_desktop.models.config import config_dir
 
 DEFAULT_HOST = "127.0.0.1"
@@ -97,10 +98,4 @@ def save_token(token: str, path: Path | None = None) -> None:
     """Keep ``token`` (one the user typed, or a generated one) for the next starts."""
     if len(token) < MIN_TOKEN_CHARS:
         raise ValueError(f"an access token needs at least {MIN_TOKEN_CHARS} characters")
-    p = path or token_path()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(token + "\n")
-    tmp.replace(p)
+    atomic_write(path or token_path(), token + "\n", mode=0o600)

@@ -17,6 +17,8 @@ from fastapi import HTTPException, Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
+from wan_desktop.models.atomic import atomic_path
+
 from .edge import encodes, not_utf8, unencodable
 from .errors import detail_list
 
@@ -144,9 +146,7 @@ def save_image(upload: Any, folder: Path, *, field: str, max_bytes: int) -> Path
         raise bad from None
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / f"{uuid.uuid4().hex}_{sanitize_stem(upload.filename or '')}{IMAGE_FORMATS[fmt]}"
-    tmp = dest.with_name(f".{dest.name}.tmp")
     upload.file.seek(0)
-    with tmp.open("wb") as out:
+    with atomic_path(dest) as tmp, tmp.open("wb") as out:
         shutil.copyfileobj(upload.file, out, 1024 * 1024)
-    tmp.replace(dest)
     return dest

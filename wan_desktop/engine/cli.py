@@ -336,13 +336,10 @@ def _keep(video: Path, sidecar: Path | None) -> Path:
 
 
 def _copy(src: Path, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
+    from wan_desktop.models.atomic import atomic_path
+
+    with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

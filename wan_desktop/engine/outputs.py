@@ -10,15 +10,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import os
 import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from wan_desktop.models.atomic import atomic_path
 
 from .errors import JobFailedError
 from .failures import STORAGE_FULL_SUGGESTIONS
@@ -88,18 +89,6 @@ class OutputStore:
                 freed += path.stat().st_size
                 path.unlink()
         return freed
-
-
-@contextlib.contextmanager
-def atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``dest``; rename it into place if the block succeeds."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.stem}.{os.getpid()}.tmp{dest.suffix}")
-    try:
-        yield tmp
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def frames_to_uint8(frames: Any) -> Any:
