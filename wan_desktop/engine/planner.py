@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from wan_desktop.models.manifest import ModelSpec, parse_resolution
+from wan_desktop.models.manifest import DEV_VARIANT, ModelSpec, parse_resolution
 
 from .hardware import HardwareProfile
 from .model_facts import EXPERTS, ModelFacts, facts_for
@@ -487,9 +487,9 @@ def fit_verdict(
     shape = job_shape(spec, var.name, params)
     status = store.status(spec.id, var.name)
     where = "GPU" if profile.has_gpu else "CPU"
-    if var.development and not status.complete:
+    if var.name == DEV_VARIANT and not status.complete:
         # Its memory facts come from its files; until it is built, the manifest's describe
-        # the real weights. A tiny model fits anywhere.
+        # the real weights. A tiny model fits anywhere. (The random variant is full size.)
         return FitVerdict(
             spec.id,
             var.name,

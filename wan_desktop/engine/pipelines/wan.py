@@ -276,7 +276,9 @@ class WanPipeline(Pipeline):
             self._unload_for(why)
         ctx.stage("loading_model", 0.05, mp.summary)
         t0 = time.monotonic()
-        pipe = wan_load.load_pipeline(folder, mp.compute_dtype)
+        pipe = wan_load.load_pipeline(
+            folder, mp.compute_dtype, device=wan_load.weights_device(mp, device)
+        )
         preview = None
         if self.host.settings.preview_every > 0:
             preview = LatentPreview.fit(pipe.vae, int(pipe.vae_scale_factor_spatial))
