@@ -69,6 +69,7 @@ CPU_FLOPS_PER_CORE = 15e9
 VAE_THROUGHPUT_SHARE = 0.1  # the VAE runs in fp32 convolutions: about a tenth of the bf16 rate
 PCIE_BYTES_PER_S = 20e9  # host→GPU copies (PCIe 4.0 x16 in practice)
 STEP_OVERHEAD_S = {"gpu": 0.01, "cpu": 0.05}  # per forward: kernel launches, hooks, Python
+PREDICTED = "predicted"  # the basis of an estimate no measurement replaced (engine/measurements)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class MemoryPlan:
     candidates: tuple[Candidate, ...] = ()
     notes: tuple[str, ...] = ()
     ladder: tuple[str, ...] = ()
+    basis: str = PREDICTED  # or "measured on this GPU": see engine/measurements.py
 
     @property
     def description(self) -> str:
@@ -183,6 +185,7 @@ class MemoryPlan:
             "minutes": self.minutes,
             "strategy": self.strategy,
             "facts": self.facts_source,
+            "basis": self.basis,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from ..events import ModelLoaded, ModelUnloaded
 from ..failures import OOM_SUGGESTIONS, is_out_of_memory
 from ..jobs import FailureCategory, JobKind, JobOutput, JobState
 from ..lora import LoraSet, LoraState
+from ..measurements import measured_plan, record_job
 from ..model_facts import facts_for
 from ..params import WanParams, validate_wan_params
 from ..planner import STRATEGIES, JobShape, MemoryPlan, plan
@@ -94,7 +95,10 @@ class WanPipeline(Pipeline):
         spec, var = self.host.models.resolve(p.model, p.variant)
         status = self.host.models.status(spec.id, var.name)
         facts = facts_for(spec, status.path if status.complete else None)
-        estimate = plan(facts, var.dtype, _shape(p), self.host.hardware).estimate()
+        shape, profile = _shape(p), self.host.hardware
+        mp = plan(facts, var.dtype, shape, profile)
+        data_dir = self.host.settings.data_dir
+        estimate = measured_plan(data_dir, spec.id, var.name, mp, facts, shape, profile).estimate()
         return JobDescription(
             model_id=spec.id,
             variant=var.name,
@@ -171,6 +175,8 @@ class WanPipeline(Pipeline):
         facts = facts_for(spec, folder)
         shape = _shape(p)
         mp = plan(facts, var.dtype, shape, profile, keep=self._strategy_of(folder))
+        data_dir = self.host.settings.data_dir
+        mp = measured_plan(data_dir, spec.id, var.name, mp, facts, shape, profile)
         self._record_plan(ctx, mp)
 
         timings: dict[str, float] = {}
@@ -207,6 +213,7 @@ class WanPipeline(Pipeline):
             self._record_plan(ctx, mp)
             ctx.timer.times.clear()
 
+        record_job(data_dir, spec.id, var.name, mp, shape, profile, details)
         ctx.set_state(JobState.encoding)
         ctx.stage("saving", 0.95, "writing the MP4, thumbnail and sidecar")
         return save_video(ctx, frames, p.fps, self._sidecar(p, spec, var, model, details, timings))
