@@ -62,6 +62,7 @@ def check_result(result: dict[str, Any], experts: set[str]) -> None:
     # No GPU: no VRAM figures, measured or predicted.
     assert m["peak_vram_allocated_gb"] is None and m["peak_vram_nvml_gb"] is None
     assert p["vram_gb"] is None and p["s_per_step"] > 0 and p["ram_gb"] > 0
+    assert p["vae_decode_s"] > 0
     assert result["ratio"]["s_per_step"] == pytest.approx(
         p["s_per_step"] / m["s_per_step_mean"], rel=0.01
     )

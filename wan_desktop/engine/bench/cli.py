@@ -132,7 +132,7 @@ def table(doc: dict[str, Any]) -> str:
         f"{doc['model']} ({doc['variant']}: {doc['label']}) on {doc['device_name']}, "
         f"{job['width']}x{job['height']}x{job['frames']}, {job['steps']} steps; "
         "measured [predicted]",
-        f"{'strategy':<20} {'load s':>7} {'s/step':>16} {'per expert':<34} {'decode s':>8} "
+        f"{'strategy':<20} {'load s':>7} {'s/step':>16} {'per expert':<34} {'decode s':>16} "
         f"{'VRAM GB':>15} {'RAM GB':>15}",
     ]
     for r in doc["results"]:
@@ -146,7 +146,8 @@ def table(doc: dict[str, Any]) -> str:
         lines.append(
             f"{r['strategy']:<20} {_num(m['load_s'], '{:.1f}'):>7} "
             f"{_num(m['s_per_step_mean']) + ' [' + _num(p['s_per_step']) + ']':>16} "
-            f"{experts:<34} {_num(m['vae_decode_s']):>8} "
+            f"{experts:<34} "
+            f"{_num(m['vae_decode_s']) + ' [' + _num(p['vae_decode_s']) + ']':>16} "
             f"{_num(vram, '{:.1f}') + ' [' + _num(p['vram_gb'], '{:.1f}') + ']':>15} "
             f"{_num(m['peak_ram_gb'], '{:.1f}') + ' [' + _num(p['ram_gb'], '{:.1f}') + ']':>15}"
         )

@@ -232,8 +232,16 @@ def predicted(setup: Setup, mp: MemoryPlan, profile: HardwareProfile) -> dict[st
         profile,
         strategy,
     )
+    # The VAE's share is the only part that grows with the frames (and none of it at zero
+    # frames): the decode alone, without an I2V encode.
+    decode_only = replace(setup.job, steps=0, image=False)
+    vae = estimate_minutes(setup.facts, mp.compute_dtype, decode_only, profile, strategy)
+    none = estimate_minutes(
+        setup.facts, mp.compute_dtype, replace(decode_only, frames=0), profile, strategy
+    )
     return {
         "s_per_step": round((one_more - minutes) * 60, 4),
+        "vae_decode_s": round((vae - none) * 60, 3),
         "vram_gb": mp.vram_gb if strategy.gpu else None,
         "ram_gb": mp.ram_gb,
         "total_s": round(minutes * 60, 2),
@@ -245,6 +253,7 @@ def ratios(pred: dict[str, Any], meas: dict[str, Any]) -> dict[str, float | None
     vram = meas.get("peak_vram_nvml_gb") or meas.get("peak_vram_reserved_gb")
     pairs = {
         "s_per_step": (pred["s_per_step"], meas["s_per_step_mean"]),
+        "vae_decode": (pred["vae_decode_s"], meas["vae_decode_s"]),
         "vram": (pred["vram_gb"], vram),
         "ram": (pred["ram_gb"], meas["peak_ram_gb"]),
     }
