@@ -36,7 +36,7 @@ while [[ $# -gt 0 ]]; do
 done
 if [[ ${#CASES[@]} -eq 0 ]]; then
     CASES=(TI2V-5B:1280x704x121:all T2V-A14B:832x480x81:all T2V-A14B:1280x720x81:best)
-    BUDGETS=(150 180 "")  # seconds per case after which no further strategy starts
+    BUDGETS=(100 120 "")  # seconds per case after which no further strategy starts
 fi
 
 mkdir -p "$OUT"
