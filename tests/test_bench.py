@@ -112,9 +112,12 @@ def test_wan_bench_tiny_runs_every_cpu_strategy_and_the_planner_learns_from_it(
 
 
 def test_wan_bench_tiny_single_expert_model_and_image_model(models: Path, tmp_path: Path) -> None:
-    for model, experts in (("TI2V-5B", {"transformer"}), ("I2V-A14B", {"high_noise", "low_noise"})):
+    for model, experts, strategy in (
+        ("TI2V-5B", {"transformer"}, ["--strategy", "all", "--time-budget", "0"]),
+        ("I2V-A14B", {"high_noise", "low_noise"}, ["--strategy", "best"]),
+    ):
         proc = wan_bench(
-            "--tiny", "--model", model, *SMALL, "--strategy", "best", "--json", "--no-record",
+            "--tiny", "--model", model, *SMALL, *strategy, "--json", "--no-record",
             models=models, data=tmp_path / "data",
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
@@ -122,6 +125,9 @@ def test_wan_bench_tiny_single_expert_model_and_image_model(models: Path, tmp_pa
         assert [r["strategy"] for r in doc["results"]] == [doc["planner_choice"]] == ["cpu"]
         check_result(doc["results"][0], experts)
         assert doc["recorded"] is False
+        if "--time-budget" in strategy:  # the first strategy runs, no later one starts
+            assert [s["strategy"] for s in doc["skipped"]] == ["cpu_fp8"]
+            assert doc["skipped"][0]["reason"].startswith("time budget spent")
     assert not (tmp_path / "data" / "measurements.json").exists()
 
 

@@ -51,7 +51,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--time-budget",
         type=float,
         metavar="SECONDS",
-        help="start no further strategy after this long (the slowest strategies come last)",
+        help="start no strategy after the first once this long has passed (the slowest come last)",
     )
     p.add_argument("--no-record", action="store_true", help="do not record for the planner")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")

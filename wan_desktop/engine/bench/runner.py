@@ -58,7 +58,8 @@ class BenchRequest:
     decode_each: bool = True  # False: decode only after the first strategy (saves time)
     prompt: str = DEFAULT_PROMPT
     record: bool = True
-    # Start no further strategy once this many seconds have passed (the slowest come last).
+    # Start no strategy after the first once this many seconds have passed (the slowest come
+    # last in the ladder).
     time_budget_s: float | None = None
 
 
@@ -97,7 +98,7 @@ def run_bench(
     started = time.monotonic()
     for cand in chosen:
         spent = time.monotonic() - started
-        if req.time_budget_s is not None and spent >= req.time_budget_s:
+        if req.time_budget_s is not None and results and spent >= req.time_budget_s:
             reason = f"time budget spent ({spent:.0f} s of {req.time_budget_s:.0f} s)"
             skipped.append({"strategy": cand.strategy, "reason": reason})
             continue
