@@ -124,7 +124,7 @@ def test_unknown_model_is_a_usage_error(env: dict[str, str]) -> None:
     out = wan("models", "status", "T2V-A14B", "--variant", "fp4", "--json", env=env)
     assert out.returncode == 2
     err = json.loads(out.stdout)["error"]
-    assert err["code"] == "VARIANT_NOT_FOUND" and "bf16, tiny" in err["fix"]
+    assert err["code"] == "VARIANT_NOT_FOUND" and "bf16, random, tiny" in err["fix"]
 
 
 def test_ensure_verify_path_and_repair_round_trip(env: dict[str, str]) -> None:

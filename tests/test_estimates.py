@@ -85,9 +85,11 @@ def test_measured_runs_replace_the_guess(tiny_models_root: Path, tmp_path: Path)
         engine.pause()
         again = engine.submit(small_spec(seed=2))
         e = again.estimate
-        assert e["guess"] is False and e["basis"].startswith("measured: 1 run")
+        assert e["guess"] is False and e["basis"] == "measured on this computer"
         took = done.finished_at - done.started_at
-        assert e["minutes"] == pytest.approx(took / 60, abs=0.01)
+        # The measured steps (and the predicted encoders and decode) of a run that took `took`.
+        assert e["minutes"] <= took / 60 + 0.01
+        assert e["minutes"] != done.estimate["minutes"] or done.estimate["minutes"] < 0.01
         # Another size has no measured run: a guess again.
         other = engine.submit(small_spec(seed=3, frames=5))
         assert other.estimate["guess"] is True

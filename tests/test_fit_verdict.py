@@ -11,9 +11,10 @@ import pytest
 from tests.engine_helpers import engine_settings
 from tests.helpers import REAL_MANIFEST, make_store
 from wan_desktop.engine import Engine, JobKind, JobSpec
+from wan_desktop.engine.estimate import FitKind, fit_verdict
 from wan_desktop.engine.hardware import HardwareProfile, simulated_profile
 from wan_desktop.engine.model_facts import facts_for
-from wan_desktop.engine.planner import FitKind, JobShape, fit_verdict, plan
+from wan_desktop.engine.planner import JobShape, plan
 from wan_desktop.models import ModelStore
 
 H100 = simulated_profile(80, 256, name="H100", compute_capability=(9, 0))

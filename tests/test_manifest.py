@@ -90,7 +90,7 @@ def test_unknown_variant_lists_the_available_ones(manifest: Any) -> None:
         manifest.resolve(T2V, "fp4")
     assert err.value.code is ErrorCode.variant_not_found
     assert "fp4" in err.value.message and T2V in err.value.message
-    assert err.value.fix == "choose one of: bf16, tiny"
+    assert err.value.fix == "choose one of: bf16, random, tiny"
 
 
 def test_malformed_id_is_invalid_not_unknown(manifest: Any) -> None:

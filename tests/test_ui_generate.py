@@ -15,8 +15,8 @@ from tests.engine_helpers import engine_settings, mock_engine
 from tests.helpers import REAL_MANIFEST
 from tests.ui_helpers import make_window, mock_studio, studio_for, wait_until
 from wan_desktop.engine import Engine, JobState, simulated_profile
+from wan_desktop.engine.estimate import fit_verdict
 from wan_desktop.engine.pipelines.mock import MOCK_LABEL, MockPipeline
-from wan_desktop.engine.planner import fit_verdict
 from wan_desktop.models import DEV_LABEL, load_manifest
 from wan_desktop.ui.panels.generate import GeneratePanel
 from wan_desktop.ui.panels.queue import QueuePanel

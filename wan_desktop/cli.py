@@ -21,6 +21,7 @@ from .models.env import SettingError
 COMMAND_MODULES = (
     "wan_desktop.models.cli",
     "wan_desktop.engine.cli",
+    "wan_desktop.engine.bench.cli",
     "wan_desktop.api.cli",
     "wan_desktop.explainer.cli",
 )

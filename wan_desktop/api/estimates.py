@@ -17,10 +17,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from wan_desktop.engine import Engine, JobKind, JobState
-from wan_desktop.engine.model_facts import facts_for
+from wan_desktop.engine import Engine, JobState
+from wan_desktop.engine.estimate import estimate_plan
 from wan_desktop.engine.params import round_size
-from wan_desktop.engine.planner import JobShape, measured_minutes, plan, with_measured
+from wan_desktop.engine.planner import JobShape
 from wan_desktop.models.manifest import parse_resolution
 
 log = logging.getLogger("wan_desktop.api")
@@ -98,12 +98,8 @@ class Estimates:
             guidance=d.guidance_scale > 1.0,
             image=image,
         )
-        facts = facts_for(spec, folder, development=var.development)
-        mp = plan(facts, var.dtype, shape, profile)
-        history = self.engine.jobs(states=(JobState.completed,), kinds=(JobKind.wan,), limit=50)
-        est = with_measured(
-            mp.estimate(), measured_minutes(history, spec.id, var.name, shape, profile.device)
-        )
+        mp = estimate_plan(store, profile, self.engine.settings.data_dir, spec, var, shape)
+        est = mp.estimate()
         estimate = ModelEstimate(
             vram_gb=mp.vram_gb,
             seconds_per_frame=round(est["minutes"] * 60 / max(1, d.frames), 2),

@@ -88,11 +88,12 @@ def tiny_facts(spec: ModelSpec) -> ModelFacts:
 _FACTS_CACHE: dict[tuple[str, float], ModelFacts] = {}
 
 
-def facts_for(spec: ModelSpec, folder: Path | None, *, development: bool = False) -> ModelFacts:
+def facts_for(spec: ModelSpec, folder: Path | None, *, tiny: bool = False) -> ModelFacts:
     """Facts from the model folder when it is on disk (exact, any variant), else the manifest's
-    (for a development variant not built yet: the tiny architecture's)."""
+    (for the tiny variant not built yet: the tiny architecture's; the random variant is the real
+    architecture, so the manifest's figures are its own)."""
     if folder is None or not (folder / "model_index.json").is_file():
-        return tiny_facts(spec) if development else facts_from_manifest(spec)
+        return tiny_facts(spec) if tiny else facts_from_manifest(spec)
     key = (str(folder), (folder / "model_index.json").stat().st_mtime)
     if key not in _FACTS_CACHE:
         _FACTS_CACHE[key] = _facts_from_folder(spec, folder)

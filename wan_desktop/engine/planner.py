@@ -19,23 +19,15 @@ choose well and to warn early; an out-of-memory error still triggers a retry one
 
 from __future__ import annotations
 
-import contextlib
-import enum
-import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from wan_desktop.models.manifest import ModelSpec, parse_resolution
-
 from .hardware import HardwareProfile
-from .model_facts import EXPERTS, ModelFacts, facts_for
-from .params import FRAMES_MAX, STEPS_MAX, round_size
+from .model_facts import EXPERTS, ModelFacts
 
 if TYPE_CHECKING:
-    from wan_desktop.models import ModelStore
-
-    from .jobs import Job
+    pass
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int8": 1}
@@ -72,6 +64,7 @@ CPU_FLOPS_PER_CORE = 15e9
 VAE_THROUGHPUT_SHARE = 0.1  # the VAE runs in fp32 convolutions: about a tenth of the bf16 rate
 PCIE_BYTES_PER_S = 20e9  # host→GPU copies (PCIe 4.0 x16 in practice)
 STEP_OVERHEAD_S = {"gpu": 0.01, "cpu": 0.05}  # per forward: kernel launches, hooks, Python
+PREDICTED = "predicted"  # the basis of an estimate no measurement replaced (engine/measurements)
 
 
 @dataclass(frozen=True)
@@ -157,6 +150,7 @@ class MemoryPlan:
     candidates: tuple[Candidate, ...] = ()
     notes: tuple[str, ...] = ()
     ladder: tuple[str, ...] = ()
+    basis: str = PREDICTED  # or "measured on this GPU": see engine/measurements.py
 
     @property
     def description(self) -> str:
@@ -179,7 +173,7 @@ class MemoryPlan:
         ``facts`` says where the figures came from: the model's files, its manifest entry while
         it is not on disk yet, or the tiny architecture for a development variant not built
         yet. ``minutes`` is the planner's throughput model, a guess (``guess``, ``basis``)
-        until runs on this machine measure it (``with_measured``).
+        until a run or ``wan bench`` on this machine measures it (``engine/measurements.py``).
         """
         return {
             "vram_gb": self.vram_gb,
@@ -188,9 +182,13 @@ class MemoryPlan:
             "strategy": self.strategy,
             "facts": self.facts_source,
             "fits": self.fits,
-            "guess": True,
-            "basis": f"a guess from the planner's model of this {self.device.split(':')[0]} "
-            f"({FACTS_WORDS.get(self.facts_source, self.facts_source)}), not yet measured here",
+            "guess": self.basis == PREDICTED,
+            "basis": (
+                f"a guess from the planner's model of this {self.device.split(':')[0]} "
+                f"({FACTS_WORDS.get(self.facts_source, self.facts_source)}), not yet measured here"
+                if self.basis == PREDICTED
+                else self.basis
+            ),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,50 +212,6 @@ FACTS_WORDS = {
     "manifest": "the manifest's figures",
     "tiny": "the tiny development architecture",
 }
-MEASURED_RUNS = 5  # the latest runs of the same model and size that a measured estimate uses
-
-
-def measured_minutes(
-    history: Iterable[Job], model_id: str, variant: str, job: JobShape, device: str
-) -> tuple[float, int] | None:
-    """Minutes for ``job`` from finished runs of the same model, variant, size and frames on
-    this device (the median time per step, times the steps), and how many runs; None without.
-
-    A run's time includes loading the model when it was cold, so the median of the latest few
-    is used."""
-    per_step = []
-    for j in history:
-        p, mp = j.params, j.memory_plan
-        if (
-            j.model_id != model_id
-            or j.variant != variant
-            or j.started_at is None
-            or j.finished_at is None
-            or (p.get("width"), p.get("height"), p.get("frames"))
-            != (job.width, job.height, job.frames)
-            or mp.get("device") != device
-            or not p.get("steps")
-        ):
-            continue
-        per_step.append((j.finished_at - j.started_at) / int(p["steps"]))
-        if len(per_step) == MEASURED_RUNS:
-            break
-    if not per_step:
-        return None
-    return round(statistics.median(per_step) * job.steps / 60, 2), len(per_step)
-
-
-def with_measured(
-    estimate: Mapping[str, Any], measured: tuple[float, int] | None
-) -> dict[str, Any]:
-    """``estimate`` with its minutes from measured runs, when there are any."""
-    out = dict(estimate)
-    if measured is not None:
-        minutes, runs = measured
-        out["minutes"] = minutes
-        out["guess"] = False
-        out["basis"] = f"measured: {runs} run{'s' if runs > 1 else ''} of this model and size here"
-    return out
 
 
 def compute_dtype(variant_dtype: str, profile: HardwareProfile) -> tuple[str, tuple[str, ...]]:
@@ -497,181 +451,3 @@ def estimate_minutes(
         + once
     )
     return seconds / 60
-
-
-# ------------------------------------------------------------------------- fit, for people
-
-
-class FitKind(enum.StrEnum):
-    gpu = "gpu"  # everything on the GPU
-    offload = "offload"  # on the GPU, weights streamed from RAM
-    fp8 = "fp8"  # on the GPU only with fp8 weight storage (and offloading)
-    cpu = "cpu"  # no usable GPU: computed on the CPU, in RAM
-    none = "none"  # does not fit this machine at these settings
-
-
-@dataclass(frozen=True)
-class FitVerdict:
-    """Whether and how a model fits this machine at a job's size, for the model picker.
-
-    Figures are None for a development variant that is not built yet (its files give them).
-    """
-
-    model_id: str
-    variant: str
-    kind: FitKind
-    strategy: str | None
-    vram_gb: float | None
-    ram_gb: float | None
-    minutes: float | None
-    shape: JobShape
-    text: str  # a few words for a badge
-    detail: str  # what it means, in a sentence or three
-
-    @property
-    def fits(self) -> bool:
-        return self.kind is not FitKind.none
-
-
-def job_shape(spec: ModelSpec, variant: str, params: Mapping[str, Any]) -> JobShape:
-    """The job's size as submit would normalise it; unreadable values fall back to defaults
-    (the check is advisory while the user types: submit names bad fields)."""
-    d = spec.defaults_for(variant)
-    size = parse_resolution(d.resolution)
-    raw = params.get("resolution") or (
-        f"{params['width']}x{params['height']}" if params.get("width") else None
-    )
-    if raw:
-        with contextlib.suppress(ValueError):
-            size = parse_resolution(str(raw))
-    w, h = round_size(*size, spec, variant)
-    frames = min(FRAMES_MAX, max(1, int(_number(params.get("frames"), d.frames))))
-    steps = min(STEPS_MAX, max(1, int(_number(params.get("steps"), d.steps))))
-    guidance = _number(params.get("guidance_scale"), d.guidance_scale)
-    image = bool(params.get("image")) or spec.requires_image
-    return JobShape(w, h, (frames - 1) // 4 * 4 + 1, steps, guidance=guidance > 1.0, image=image)
-
-
-def _number(value: Any, default: float) -> float:
-    try:
-        return default if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def fit_verdict(
-    store: ModelStore,
-    profile: HardwareProfile,
-    model: str,
-    params: Mapping[str, Any] | None = None,
-) -> FitVerdict:
-    """The planner's verdict for ``model`` (the variant a job would run) at ``params``' size.
-
-    Blocking but cheap (a status read and arithmetic); ``profile`` is the engine's hardware.
-    """
-    params = params or {}
-    spec, var = store.resolve(model, params.get("variant") or None)
-    shape = job_shape(spec, var.name, params)
-    status = store.status(spec.id, var.name)
-    where = "GPU" if profile.has_gpu else "CPU"
-    if var.development and not status.complete:
-        # Its memory facts come from its files; until it is built, the manifest's describe
-        # the real weights. A tiny model fits anywhere.
-        return FitVerdict(
-            spec.id,
-            var.name,
-            FitKind.gpu if profile.has_gpu else FitKind.cpu,
-            None,
-            None,
-            None,
-            None,
-            shape,
-            f"tiny · fits ({where})",
-            "Development variant: tiny random weights, built on first use in seconds; it fits "
-            "any machine. The output is noise.",
-        )
-    facts = facts_for(spec, status.path if status.complete else None)
-    mp = plan(facts, var.dtype, shape, profile)
-    strategy = STRATEGIES[mp.strategy]
-    if not mp.fits:
-        kind = FitKind.none
-    elif not strategy.gpu:
-        kind = FitKind.cpu
-    elif strategy.fp8:
-        kind = FitKind.fp8
-    elif strategy.offload != "none":
-        kind = FitKind.offload
-    else:
-        kind = FitKind.gpu
-    text, detail = _describe_fit(kind, mp, profile, var.development)
-    return FitVerdict(
-        spec.id, var.name, kind, mp.strategy, mp.vram_gb, mp.ram_gb, mp.minutes, shape, text, detail
-    )
-
-
-def _describe_fit(
-    kind: FitKind, mp: MemoryPlan, profile: HardwareProfile, development: bool
-) -> tuple[str, str]:
-    gpu = profile.gpu_name or "the GPU"
-    took = f"{_duration(mp.minutes)} per video at these settings"
-    vram = f"about {mp.vram_gb:.0f} GB of {mp.vram_budget_gb:.0f} GB usable VRAM"
-    ram = f"{mp.ram_gb:.0f} GB of {mp.ram_budget_gb:.0f} GB usable RAM"
-    if kind is FitKind.gpu:
-        return (
-            f"fits on the GPU · {_duration(mp.minutes)}",
-            f"Everything on {gpu}: {vram}; {took}.",
-        )
-    if kind is FitKind.offload:
-        return (
-            f"fits with offloading · {_duration(mp.minutes)}",
-            f"Too big to keep whole on {gpu}: {mp.description} ({vram}, {ram}); slower than "
-            f"all on the GPU, same output; {took}.",
-        )
-    if kind is FitKind.fp8:
-        return (
-            f"fits in fp8 · {_duration(mp.minutes)}",
-            f"Fits {gpu} only with the experts stored in fp8: {mp.description} ({vram}, {ram}). "
-            f"The output differs slightly from bf16; {took}.",
-        )
-    if kind is FitKind.cpu:
-        fp8 = " with fp8 weights" if STRATEGIES[mp.strategy].fp8 else ""
-        use = (
-            "Fine for a development model."
-            if development
-            else "Usable only to try it: a real model wants an NVIDIA GPU with 24 GB or more."
-        )
-        return (
-            f"CPU only · {_duration(mp.minutes)}",
-            f"No GPU here: it would run on the CPU{fp8}, in RAM ({ram}), {took}. {use}",
-        )
-    frugal = next(
-        c for c in mp.candidates if (c.strategy, c.vae_tiling) == (mp.strategy, mp.vae_tiling)
-    )
-    if not profile.has_gpu:
-        return (
-            "does not fit",
-            f"No GPU here, and on the CPU it needs about {frugal.ram_gb:.0f} GB RAM "
-            f"({mp.ram_budget_gb:.0f} GB usable). A real model wants an NVIDIA GPU with 24 GB or "
-            "more; development mode runs tiny versions here.",
-        )
-    if frugal.limit == "vram":
-        need = f"About {frugal.vram_gb:.0f} GB VRAM even one layer at a time ({gpu} has "
-        need += f"{mp.vram_budget_gb:.0f} GB usable)"
-    else:
-        need = f"About {frugal.ram_gb:.0f} GB RAM to hold the weights ({mp.ram_budget_gb:.0f} GB "
-        need += "usable)"
-    return (
-        "does not fit",
-        f"{need}. Lower the resolution or frames, or use a machine with more memory; "
-        "development mode runs tiny versions here.",
-    )
-
-
-def _duration(minutes: float) -> str:
-    if minutes < 1:
-        return "< 1 min"
-    if minutes < 90:
-        return f"≈ {minutes:.0f} min"
-    if minutes < 48 * 60:
-        return f"≈ {minutes / 60:.1f} h"
-    return f"≈ {minutes / 1440:.0f} days"

@@ -1,4 +1,4 @@
-"""Does a model fit this machine? The planner's verdict (``engine.planner.fit_verdict``) for the
+"""Does a model fit this machine? The engine's verdict (``engine.estimate.fit_verdict``) for the
 model picker, with a badge colour, cached per model and job size.
 
 A verdict needs the hardware profile (whose first read imports torch) and a model status read:
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wan_desktop.engine import Engine
-from wan_desktop.engine.planner import FitKind, fit_verdict
+from wan_desktop.engine.estimate import FitKind, fit_verdict
 
 from . import format as fmt
 
@@ -66,7 +66,13 @@ class FitCache:
         if hit is not None:
             return hit
         try:
-            v = fit_verdict(self.engine.models, self.engine.hardware, model_id, params)
+            v = fit_verdict(
+                self.engine.models,
+                self.engine.hardware,
+                model_id,
+                params,
+                data_dir=self.engine.settings.data_dir,
+            )
             fit = Fit(BADGE[v.kind], v.text, v.detail, v.fits)
         except Exception as exc:  # a planner bug must not take the panel down
             log.warning("fit check for %s failed: %s", model_id, exc)

@@ -9,11 +9,11 @@ factories in ``registry.py``, so the engine needs to know no pipeline's module.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..jobs import Job, JobKind, JobOutput, JobState
+from ..jobs import JobKind, JobOutput
 
 if TYPE_CHECKING:
     from wan_desktop.models import ModelStore
@@ -41,17 +41,6 @@ class PipelineHost(Protocol):
 
     def publish(self, event: Event) -> None:
         """Hand an event to every subscriber of the engine."""
-
-    def jobs(
-        self,
-        *,
-        states: Iterable[JobState] | None = None,
-        kinds: Iterable[JobKind] | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[Job]:
-        """Jobs, newest first (finished ones give measured figures for estimates)."""
-        ...
 
 
 @dataclass(frozen=True)

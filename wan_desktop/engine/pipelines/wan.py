@@ -25,14 +25,15 @@ from wan_desktop.models.errors import CancelledError
 from wan_desktop.models.manifest import ModelSpec, VariantSpec
 
 from ..errors import JobFailedError
+from ..estimate import estimate_plan
 from ..events import ModelLoaded, ModelUnloaded
 from ..failures import OOM_SUGGESTIONS, is_out_of_memory
 from ..jobs import FailureCategory, JobKind, JobOutput, JobState
 from ..lora import LoraSet, LoraState
-from ..model_facts import facts_for
+from ..measurements import record_job
 from ..outputs import expected_video_bytes
 from ..params import WanParams, validate_wan_params
-from ..planner import STRATEGIES, JobShape, MemoryPlan, measured_minutes, plan, with_measured
+from ..planner import STRATEGIES, JobShape, MemoryPlan
 from .base import JobDescription, LoadedModel, Pipeline, PipelineHost
 from .common import save_video
 
@@ -91,15 +92,10 @@ class WanPipeline(Pipeline):
     def describe(self, params: Mapping[str, Any]) -> JobDescription:
         p = WanParams.from_dict(params)
         spec, var = self.host.models.resolve(p.model, p.variant)
-        status = self.host.models.status(spec.id, var.name)
-        facts = facts_for(
-            spec, status.path if status.complete else None, development=var.development
-        )
         shape = _shape(p)
-        profile = self.host.hardware
-        mp = plan(facts, var.dtype, shape, profile)
-        history = self.host.jobs(states=(JobState.completed,), kinds=(JobKind.wan,), limit=50)
-        measured = measured_minutes(history, spec.id, var.name, shape, profile.device)
+        mp = estimate_plan(
+            self.host.models, self.host.hardware, self.host.settings.data_dir, spec, var, shape
+        )
         warnings: tuple[str, ...] = ()
         if not mp.fits:
             # Queued anyway (the estimate may be pessimistic), but never silently.
@@ -113,7 +109,7 @@ class WanPipeline(Pipeline):
             variant=var.name,
             development=var.development,
             label=var.label,
-            estimate=with_measured(mp.estimate(), measured),
+            estimate=mp.estimate(),
             warnings=warnings,
         )
 
@@ -186,9 +182,11 @@ class WanPipeline(Pipeline):
                 str(exc),
                 ("run on the CPU: WAN_DEVICE=cpu", "install a torch build for this GPU"),
             ) from exc
-        facts = facts_for(spec, folder, development=var.development)
         shape = _shape(p)
-        mp = plan(facts, var.dtype, shape, profile, keep=self._strategy_of(folder))
+        data_dir = self.host.settings.data_dir
+        mp = estimate_plan(
+            self.host.models, profile, data_dir, spec, var, shape, keep=self._strategy_of(folder)
+        )
         self._record_plan(ctx, mp)
 
         timings: dict[str, float] = {}
@@ -215,7 +213,9 @@ class WanPipeline(Pipeline):
             # tensors and the pipeline) of the failed call, is gone, so freeing frees.
             self._after_failure(keep_model=False)
             previous = mp
-            mp = plan(facts, var.dtype, shape, profile, after=previous.strategy)
+            mp = estimate_plan(
+                self.host.models, profile, data_dir, spec, var, shape, after=previous.strategy
+            )
             ctx.log("warning", f"out of memory with {previous.strategy}: {oom}")
             ctx.warn(
                 f"ran out of memory with {previous.strategy}; retrying once with "
@@ -225,15 +225,13 @@ class WanPipeline(Pipeline):
             self._record_plan(ctx, mp)
             ctx.timer.times.clear()
 
+        record_job(data_dir, spec.id, var.name, mp, shape, profile, details)
         ctx.set_state(JobState.encoding)
         ctx.stage("saving", 0.95, "writing the MP4, thumbnail and sidecar")
         return save_video(ctx, frames, p.fps, self._sidecar(p, spec, var, model, details, timings))
 
     def _record_plan(self, ctx: JobContext, mp: MemoryPlan) -> None:
-        estimate = mp.estimate()
-        if ctx.job.estimate.get("guess") is False:  # measured at submit: better than the model
-            estimate = {k: v for k, v in estimate.items() if k not in ("minutes", "guess", "basis")}
-        ctx.update(memory_plan=mp.to_dict(), estimate={**dict(ctx.job.estimate), **estimate})
+        ctx.update(memory_plan=mp.to_dict(), estimate={**dict(ctx.job.estimate), **mp.estimate()})
         ctx.log("info", f"memory plan: {mp.summary}")
         for note in mp.notes:
             if not any(note in w for w in ctx.job.warnings):  # said at submit already
@@ -298,7 +296,9 @@ class WanPipeline(Pipeline):
             self._unload_for(why)
         ctx.stage("loading_model", 0.05, mp.summary)
         t0 = time.monotonic()
-        pipe = wan_load.load_pipeline(folder, mp.compute_dtype)
+        pipe = wan_load.load_pipeline(
+            folder, mp.compute_dtype, device=wan_load.weights_device(mp, device)
+        )
         preview = None
         if self.host.settings.preview_every > 0:
             preview = LatentPreview.fit(pipe.vae, int(pipe.vae_scale_factor_spatial))

@@ -52,21 +52,32 @@ def quiet_diffusers() -> contextlib.AbstractContextManager[None]:
     return _quiet_libraries()
 
 
-def load_pipeline(folder: Path, dtype: str) -> Any:
+def load_pipeline(folder: Path, dtype: str, *, device: Any = None) -> Any:
     """The folder's diffusers pipeline (the class its model_index.json names), on the CPU.
 
     Transformers and text encoder in ``dtype``; the VAE in float32, as the Wan authors run it
-    (its decode is sensitive to precision and it is small).
+    (its decode is sensitive to precision and it is small). A random-weight variant's folder
+    holds only configs: its weights are made on ``device`` (see ``weights_device``), not read.
     """
     import torch
     from diffusers import DiffusionPipeline
 
+    from wan_desktop.models import random_weights
+
+    if random_weights.is_random(folder):
+        return random_weights.load_pipeline(folder, torch_dtype(dtype), device or "cpu")
     with quiet_diffusers():
         pipe = DiffusionPipeline.from_pretrained(
             str(folder), dtype={"default": torch_dtype(dtype), "vae": torch.float32}
         )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def weights_device(plan: MemoryPlan, device: Any) -> Any:
+    """Where weights that are made rather than read belong: on the compute device when the plan
+    keeps everything there, else in RAM, from where the offload hooks stream them."""
+    return device if STRATEGIES[plan.strategy].offload == "none" else "cpu"
 
 
 def image_pipeline(pipe: Any) -> Any:

@@ -1,4 +1,6 @@
-"""``builtin://tiny/<model>``: a development model built on this machine from code.
+"""``builtin://tiny/<model>`` and ``builtin://random/<model>``: a development model built on
+this machine from code (the tiny ones with their weights; the full-size random ones as configs
+only, their weights made on the device when they load).
 
 The build goes into the source's scratch folder; the files then travel the same path as any
 download (sink, sha256, staging, atomic rename, completion marker).
@@ -24,18 +26,22 @@ class BuiltinSource(Source):
         return self.uri.removeprefix("builtin://").strip("/")
 
     def list_files(self) -> list[RemoteFile]:
-        from .. import tiny
+        from .. import random_weights, tiny
 
-        if self.name not in tiny.BUILDERS:
+        builders = {
+            **dict.fromkeys(tiny.BUILDERS, tiny.build),
+            **dict.fromkeys(random_weights.MODELS, random_weights.write_folder),
+        }
+        if self.name not in builders:
             raise SourceError(
                 f"no built-in model named {self.name!r}",
-                fix=f"use one of: {', '.join('builtin://' + n for n in tiny.BUILDERS)}",
+                fix=f"use one of: {', '.join('builtin://' + n for n in builders)}",
             )
         dest = self.ctx.scratch / "build"
         if not dest.is_dir():
             tmp = self.ctx.scratch / "build.tmp"
             _rmtree(tmp)
-            tiny.build(self.name, tmp)
+            builders[self.name](self.name, tmp)
             tmp.rename(dest)
         self._built = dest
         files = []

@@ -1,0 +1,4 @@
+"""``wan bench``: measured load time, step time and peak memory of each memory strategy.
+
+``runner`` measures (torch, lazily); ``cli`` is the command.
+"""
