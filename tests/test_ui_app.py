@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -17,8 +18,11 @@ import pytest
 from tests.engine_helpers import wan_spec
 from tests.helpers import ROOT
 from tests.ui_helpers import app_env, make_window, mock_studio, wait_until
+from tests.wan_helpers import real_engine, small_spec
 from wan_desktop import __version__
-from wan_desktop.engine import MemorySample, QueueChanged
+from wan_desktop.engine import JobState, MemorySample, QueueChanged
+from wan_desktop.engine.jobstore import JobStore
+from wan_desktop.models.store import ModelStore
 from wan_desktop.ui.bridge import EngineBridge
 from wan_desktop.ui.state import Notice
 from wan_desktop.ui.window import PAGES
@@ -227,3 +231,85 @@ def test_the_heap_is_frozen_once_the_libraries_are_in_unless_a_model_is(
         session.studio.close()
         session.engine.shutdown()
     assert gc.get_freeze_count() == 0
+
+
+def _job_states(db: Path, ids: list[str]) -> dict[str, Any]:
+    store = JobStore(db)
+    try:
+        return {i: store.get(i) for i in ids}
+    finally:
+        store.close()
+
+
+def _launch_app(root: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wan_desktop", "--dev"],
+        cwd=ROOT,
+        env=app_env(root),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[str], sig: int) -> str:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err or ""
+
+
+def test_waiting_jobs_complete_after_the_app_is_killed_and_relaunched(
+    tiny_store: ModelStore, tmp_path: Path
+) -> None:
+    """The queue survives restarts, for real: the real app, development jobs, kill -9, relaunch.
+
+    On a fresh start the worker takes a waiting job at once, while the app imports the
+    generation libraries ahead of time: the two must not race (the job failed with
+    "cannot import name 'DiffusionPipeline'").
+    """
+    assert tiny_store.config.models_root == tmp_path / "models"
+    engine = real_engine(tmp_path / "models", tmp_path, start=False)
+    ids = [engine.submit(small_spec(prompt=f"waiting {i}", seed=i)).id for i in range(3)]
+    db = engine.settings.db_path
+    engine.shutdown()
+
+    def failures(jobs: dict[str, Any]) -> list[str]:
+        return [f"{j.id}: {j.failure}" for j in jobs.values() if j.state is JobState.failed]
+
+    # First launch: killed as soon as the first job has started, the others waiting.
+    app = _launch_app(tmp_path)
+    try:
+        deadline = time.monotonic() + 240
+        while all(j.state is JobState.queued for j in _job_states(db, ids).values()):
+            assert app.poll() is None, app.stderr.read() if app.stderr else ""
+            assert time.monotonic() < deadline, "the app never started a waiting job"
+            time.sleep(0.05)
+    finally:
+        err = _stop(app, signal.SIGKILL)
+    at_kill = _job_states(db, ids)
+    assert not failures(at_kill), (failures(at_kill), err[-3000:])
+    waiting = [i for i, j in at_kill.items() if j.state is JobState.queued]
+    assert waiting, "the kill came after every job had started"
+
+    # Relaunch: the interrupted job says so; every waiting job completes.
+    app = _launch_app(tmp_path)
+    try:
+        deadline = time.monotonic() + 300
+        while not all(j.state.finished for j in _job_states(db, waiting).values()):
+            assert app.poll() is None, app.stderr.read() if app.stderr else ""
+            assert time.monotonic() < deadline, _job_states(db, waiting)
+            time.sleep(0.1)
+    finally:
+        err = _stop(app, signal.SIGTERM)
+    after = _job_states(db, ids)
+    assert not failures(after), (failures(after), err[-3000:])
+    assert [after[i].state for i in waiting] == [JobState.completed] * len(waiting)
+    for i in waiting:
+        assert Path(after[i].output.video).is_file()
+    started = [i for i in ids if i not in waiting]
+    assert [after[i].state for i in started] == [JobState.interrupted] * len(started)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from wan_desktop.models.manifest import ModelSpec, VariantSpec
 from wan_desktop.models.paths import COMPLETE_MARKER
 
+from .. import libraries
 from ..errors import JobCancelledError, JobFailedError
 from ..events import ModelLoaded, ModelUnloaded
 from ..failures import OOM_SUGGESTIONS, is_out_of_memory
@@ -156,6 +157,9 @@ class WanPipeline(Pipeline):
         from . import wan_load
 
         models = self.engine.models
+        # Before anything imports diffusers (a development variant's build, the load): waits for
+        # the app's ahead-of-time import instead of racing it.
+        libraries.load()
         if not models.status(spec.id, var.name).complete:
             ctx.stage("downloading_model", 0.02, f"{spec.title} ({var.name}) is not on disk yet")
         folder = ctx.ensure_model(spec.id, var.name)

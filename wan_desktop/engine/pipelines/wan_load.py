@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import heap
+from .. import heap, libraries
 from ..planner import STRATEGIES, MemoryPlan
 
 log = logging.getLogger("wan_desktop.engine.wan")
@@ -58,6 +58,7 @@ def load_pipeline(folder: Path, dtype: str) -> Any:
     Transformers and text encoder in ``dtype``; the VAE in float32, as the Wan authors run it
     (its decode is sensitive to precision and it is small).
     """
+    libraries.load()  # the first import happens once, in one place
     import torch
     from diffusers import DiffusionPipeline
 
