@@ -304,3 +304,27 @@ def test_a_tiny_variant_job_runs_through_the_real_wan_pipeline(qtbot: Any, tmp_p
         assert done.output is not None and Path(done.output.video).is_file()
         assert T2V in progress and not studio.downloads, "the job's own download ended with it"
         wait_until(qtbot, lambda: gen.picker.tiles[T2V].status.text().startswith("ready"))
+
+
+def test_clicking_anywhere_on_a_model_card_selects_it(qtbot: Any, window: MainWindow) -> None:
+    """The name, the task line and the badges take the click too (they were selectable text
+    that swallowed it); no text on a clickable card is selectable."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtWidgets import QLabel
+
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    window.show_page("generate")
+    gen.select_model(T2V)
+    for model_id in (I2V, TI2V, T2V):
+        tile = gen.picker.tiles[model_id]
+        labels = [w for w in tile.findChildren(QLabel) if w.isVisible()]
+        assert len(labels) >= 2
+        for lab in labels:
+            gen.select_model(T2V if model_id != T2V else I2V)
+            qtbot.mouseClick(lab, Qt.MouseButton.LeftButton, pos=QPoint(3, lab.height() // 2))
+            assert gen.picker.selected == model_id, (model_id, lab.text())
+            assert not lab.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
+    for zone in (gen.image, gen.end_image):
+        for lab in zone.findChildren(QLabel):
+            assert not lab.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse

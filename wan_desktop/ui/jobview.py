@@ -203,7 +203,7 @@ class JobCard(Card):
         self.delete_btn.clicked.connect(lambda: self.delete_requested.emit(self.job.id))
         self.open_btn.clicked.connect(lambda: self.open_requested.emit(self.job.id))
 
-        self.failure = label("", wrap=True)
+        self.failure = label("", wrap=True, selectable=True)
         self.failure.setTextFormat(Qt.TextFormat.RichText)
         self.body.addWidget(self.failure)
         self.set_job(job)

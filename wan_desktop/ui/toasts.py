@@ -44,7 +44,8 @@ class Toast(QFrame):
         title = label(notice.title, "h2")
         col.addWidget(title)
         if notice.message:
-            col.addWidget(label(notice.message, "muted", wrap=True))
+            message = label(notice.message, "muted", wrap=True, selectable=notice.kind == "error")
+            col.addWidget(message)
         for tip in notice.suggestions:
             col.addWidget(label(f"•  {tip}", "faint", wrap=True))
         row.addLayout(col, 1)

@@ -26,15 +26,29 @@ from . import icons, theme
 SpinT = TypeVar("SpinT", bound=QAbstractSpinBox)
 
 
-def label(text: str = "", role: str | None = None, *, wrap: bool = False) -> QLabel:
+def label(
+    text: str = "",
+    role: str | None = None,
+    *,
+    wrap: bool = False,
+    selectable: bool | None = None,
+) -> QLabel:
+    """A text label. Selectable with the mouse only where copying makes sense (errors by
+    default; paths and prompts where asked): a selectable label takes the mouse's clicks, so on
+    a clickable card it must not be."""
     lab = QLabel(text)
     if role:
         lab.setProperty("role", role)
     if wrap:
         lab.setWordWrap(True)
-    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    lab.setCursor(Qt.CursorShape.ArrowCursor)
+    if selectable if selectable is not None else role == "error":
+        make_selectable(lab)
     return lab
+
+
+def make_selectable(lab: QLabel) -> None:
+    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    lab.setCursor(Qt.CursorShape.IBeamCursor)
 
 
 def set_prop(widget: QWidget, name: str, value: object) -> None:

@@ -91,7 +91,7 @@ class GalleryPanel(QWidget):
         badges.addWidget(self.label_badge)
         badges.addStretch(1)
         self.detail.body.addLayout(badges)
-        self.prompt = label("", wrap=True)
+        self.prompt = label("", wrap=True, selectable=True)
         self.detail.body.addWidget(self.prompt)
         self.subtitles = QLabel()
         self.subtitles.setWordWrap(True)

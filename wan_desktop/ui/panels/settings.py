@@ -33,6 +33,7 @@ from ..widgets import (
     PageHeader,
     button,
     label,
+    make_selectable,
     padded,
     page_layout,
     scroll_page,
@@ -64,6 +65,7 @@ class SettingsPanel(QWidget):
         self.keyring_ok = False
         outer = page_layout(self)
         header = PageHeader("Settings", f"Saved in {studio.settings_store.path}")
+        make_selectable(header.subtitle)  # a path: worth copying
         self.save_btn = button("Save", "check", variant="primary")
         self.save_btn.clicked.connect(self.save)
         header.action_row.addWidget(self.save_btn)
