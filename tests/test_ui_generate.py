@@ -328,3 +328,31 @@ def test_clicking_anywhere_on_a_model_card_selects_it(qtbot: Any, window: MainWi
     for zone in (gen.image, gen.end_image):
         for lab in zone.findChildren(QLabel):
             assert not lab.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
+
+
+def test_a_file_that_is_not_an_image_blocks_generate_with_the_reason_at_its_field(
+    qtbot: Any, window: MainWindow, studio: Studio, tmp_path: Path
+) -> None:
+    from PySide6.QtCore import Qt
+
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    window.show_page("generate")
+    fill(gen, model=I2V)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture", "utf-8")
+    for zone, field in ((gen.image, gen.image_field), (gen.end_image, gen.end_image_field)):
+        zone.set_path(str(notes))
+        assert not gen.generate_btn.isEnabled()
+        assert field.error.isVisible() and "notes.txt cannot be read as an image" in (
+            field.error.text()
+        )
+        qtbot.mouseClick(gen.generate_btn, Qt.MouseButton.LeftButton)
+        assert gen.submit() is None and studio.engine.jobs() == [], "nothing was queued"
+        zone.set_path("")
+        assert not field.error.isVisible()
+    picture = tmp_path / "start.png"
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(picture)
+    gen.image.set_path(str(picture))
+    assert gen.generate_btn.isEnabled() and not gen.image_field.error.isVisible()
+    assert gen.submit() is not None

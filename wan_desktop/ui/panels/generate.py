@@ -242,6 +242,8 @@ class GeneratePanel(QWidget, JobForm):
         self.end_image_field.title.setVisible(False)
         self.images_card.body.addWidget(self.end_image_field)
         self.image.changed.connect(lambda _p: self.fit_timer.start())
+        for zone in (self.image, self.end_image):
+            zone.changed.connect(lambda _p: self.check_inputs())
         self.form.addWidget(self.images_card)
 
     def _build_settings_card(self) -> None:
@@ -490,6 +492,33 @@ class GeneratePanel(QWidget, JobForm):
         self.seed.setText(str(secrets.randbelow(2**31)))
 
     # ------------------------------------------------------------------------------ submit
+
+    def input_problems(self) -> dict[str, str]:
+        """What the form itself can tell is wrong before the engine sees it, by field."""
+        problems: dict[str, str] = {}
+        for key, zone in (("image", self.image), ("end_image", self.end_image)):
+            if zone.problem:
+                problems[key] = zone.problem
+        return problems
+
+    def check_inputs(self) -> dict[str, str]:
+        """Show each input problem at its field; Generate waits until there is none."""
+        problems = self.input_problems()
+        fields = self.fields()
+        for key in ("image", "end_image"):
+            fields[key].set_error(problems.get(key))
+        self.generate_btn.setEnabled(not problems)
+        self.generate_btn.setToolTip(
+            "Queue this video (Ctrl+Enter)"
+            if not problems
+            else "Fix the fields marked in red first: " + "; ".join(problems.values())
+        )
+        return problems
+
+    def submit(self) -> Job | None:
+        if self.check_inputs():
+            return None
+        return JobForm.submit(self)
 
     def params(self) -> dict[str, Any]:
         assert self.spec is not None
