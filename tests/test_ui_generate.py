@@ -356,3 +356,70 @@ def test_a_file_that_is_not_an_image_blocks_generate_with_the_reason_at_its_fiel
     gen.image.set_path(str(picture))
     assert gen.generate_btn.isEnabled() and not gen.image_field.error.isVisible()
     assert gen.submit() is not None
+
+
+def test_number_fields_show_the_allowed_range_instead_of_clamping_and_ignore_a_passing_wheel(
+    qtbot: Any, window: MainWindow, studio: Studio
+) -> None:
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    window.show_page("generate")
+    fill(gen, model=T2V, steps=4, frames=9)
+    assert gen.generate_btn.isEnabled()
+    typed = [
+        (gen.steps, gen.steps_field, "99999", "use 1–100"),
+        (gen.frames, gen.frames_field, "321", "use 1–241"),
+    ]
+    for box, field, text, allowed in typed:
+        before = box.value()
+        box.lineEdit().selectAll()
+        qtbot.keyClicks(box.lineEdit(), text)
+        assert box.value() == int(text), "kept as typed, not clamped"
+        assert field.error.isVisible() and allowed in field.error.text()
+        assert not gen.generate_btn.isEnabled()
+        assert gen.submit() is None and studio.jobs == {}
+        box.setValue(before)
+        assert not field.error.isVisible() and gen.generate_btn.isEnabled()
+    gen.seed.clear()
+    qtbot.keyClicks(gen.seed, "abc-1")
+    assert gen.seed.text() == "abc-1"
+    assert gen.seed_field.error.isVisible() and "whole number" in gen.seed_field.error.text()
+    assert not gen.generate_btn.isEnabled()
+    gen.seed.setText("7")
+    assert not gen.seed_field.error.isVisible() and gen.generate_btn.isEnabled()
+
+    def wheel(widget: Any) -> None:
+        centre = QPointF(widget.width() / 2, widget.height() / 2)
+        event = QWheelEvent(
+            centre,
+            widget.mapToGlobal(centre),
+            QPoint(0, 0),
+            QPoint(0, 120),
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+            Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
+        QApplication.sendEvent(widget, event)
+
+    def values() -> tuple[Any, ...]:
+        return (
+            gen.steps.value(),
+            gen.frames.value(),
+            gen.guidance.value(),
+            gen.resolution.currentText(),
+        )
+
+    gen.prompt.setFocus()
+    shown = values()
+    for widget in (gen.steps, gen.frames, gen.guidance, gen.resolution):
+        wheel(widget)
+        assert values() == shown, widget
+    gen.steps.setFocus()
+    qtbot.waitUntil(gen.steps.hasFocus)
+    wheel(gen.steps)
+    assert gen.steps.value() == 5, "a focused field follows the wheel"

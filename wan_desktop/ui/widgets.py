@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QMouseEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -296,11 +296,32 @@ def confirm(parent: QWidget, title: str, text: str, action: str) -> bool:
 
 
 def padded(box: SpinT) -> SpinT:
-    """A spin box whose text lines up with the line edits' (its inner editor ignores padding)."""
+    """A spin box whose text lines up with the line edits' (its inner editor ignores padding),
+    and which the mouse wheel changes only once it has the focus."""
     edit = box.lineEdit()
     if edit is not None:
         edit.setTextMargins(8, 0, 0, 0)
+    wheel_only_when_focused(box)
     return box
+
+
+class _WheelGuard(QObject):
+    """The wheel over an unfocused field scrolls the page instead of changing the value."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            event.type() == QEvent.Type.Wheel
+            and isinstance(watched, QWidget)
+            and not watched.hasFocus()
+        ):
+            event.ignore()  # handled here, not accepted: Qt passes it on to the parents
+            return True
+        return False
+
+
+def wheel_only_when_focused(widget: QWidget) -> None:
+    widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the wheel does not give it the focus
+    widget.installEventFilter(_WheelGuard(widget))
 
 
 def scroll_page(content: QWidget) -> QScrollArea:
