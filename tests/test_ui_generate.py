@@ -423,3 +423,28 @@ def test_number_fields_show_the_allowed_range_instead_of_clamping_and_ignore_a_p
     qtbot.waitUntil(gen.steps.hasFocus)
     wheel(gen.steps)
     assert gen.steps.value() == 5, "a focused field follows the wheel"
+
+
+def test_development_mode_fills_the_tiny_variants_defaults_also_after_switching_model(
+    qtbot: Any, window: MainWindow, studio: Studio
+) -> None:
+    manifest = studio.engine.models.manifest
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+
+    def shown() -> tuple[str, int, int]:
+        return gen.resolution.currentText(), gen.frames.value(), gen.steps.value()
+
+    def expected(model_id: str, variant: str | None) -> tuple[str, int, int]:
+        d = manifest.get(model_id).defaults_for(variant)
+        return d.resolution, d.frames, d.steps
+
+    gen.select_model(T2V)
+    assert shown() == expected(T2V, None)
+    studio.set_dev_mode(True)
+    assert shown() == expected(T2V, "tiny") and shown() != expected(T2V, None)
+    for model_id in (I2V, TI2V, T2V):
+        gen.select_model(model_id)
+        assert shown() == expected(model_id, "tiny"), model_id
+    studio.set_dev_mode(False)
+    assert shown() == expected(T2V, None)

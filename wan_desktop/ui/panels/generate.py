@@ -142,6 +142,7 @@ class GeneratePanel(QWidget, JobForm):
         studio.download_changed.connect(lambda _p: self._update_tiles())
         studio.download_finished.connect(lambda _e: self._update_tiles())
         studio.dev_mode_changed.connect(lambda _on: self.fit_timer.start())
+        studio.dev_mode_changed.connect(lambda _on: self._defaults_for_mode())
         studio.dev_mode_changed.connect(lambda _on: self._update_size_hint())
         studio.dev_mode_changed.connect(lambda _on: self._update_mode())
         studio.use_settings.connect(self.load_params)
@@ -455,7 +456,8 @@ class GeneratePanel(QWidget, JobForm):
         self.fit_timer.start()
 
     def _apply_defaults(self, spec: ModelSpec) -> None:
-        d = spec.defaults
+        """The defaults of the variant a job would run (the tiny one in development mode)."""
+        d = spec.defaults_for(self.studio.engine.models.resolve(spec.id)[1].name)
         self.resolution.blockSignals(True)
         self.resolution.clear()
         options = list(dict.fromkeys([*CONTRACT_RESOLUTIONS, d.resolution]))
@@ -473,6 +475,10 @@ class GeneratePanel(QWidget, JobForm):
         if not spec.supports_end_image:
             self.end_image.set_path("")
         self._update_size_hint()
+
+    def _defaults_for_mode(self) -> None:
+        if self.spec is not None:  # another variant runs now: its sizes and steps
+            self._apply_defaults(self.spec)
 
     def _update_size_hint(self) -> None:
         if self.spec is None:
