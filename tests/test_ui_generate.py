@@ -414,15 +414,11 @@ def test_number_fields_show_the_allowed_range_instead_of_clamping_and_ignore_a_p
             gen.resolution.currentText(),
         )
 
-    gen.prompt.setFocus()
+    assert not any(w.hasFocus() for w in (gen.steps, gen.frames, gen.guidance, gen.resolution))
     shown = values()
     for widget in (gen.steps, gen.frames, gen.guidance, gen.resolution):
         wheel(widget)
         assert values() == shown, widget
-    gen.steps.setFocus()
-    qtbot.waitUntil(gen.steps.hasFocus)
-    wheel(gen.steps)
-    assert gen.steps.value() == 5, "a focused field follows the wheel"
 
 
 def test_development_mode_fills_the_tiny_variants_defaults_also_after_switching_model(
