@@ -444,3 +444,43 @@ def test_development_mode_fills_the_tiny_variants_defaults_also_after_switching_
         assert shown() == expected(model_id, "tiny"), model_id
     studio.set_dev_mode(False)
     assert shown() == expected(T2V, None)
+
+
+def test_the_caption_under_generate_follows_the_job_to_its_end(
+    qtbot: Any, window: MainWindow, studio: Studio, tmp_path: Path
+) -> None:
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    studio.engine.pause()
+    fill(gen)
+    job = gen.submit()
+    assert job is not None and gen.estimate.text().startswith("Queued")
+    studio.engine.resume()
+    wait_until(qtbot, lambda: studio.jobs[job.id].state is JobState.completed)
+    wait_until(qtbot, lambda: gen.estimate.text().startswith("Done"))
+    assert "Queued" not in gen.estimate.text()
+
+
+def test_the_caption_under_generate_says_when_the_job_failed_and_why(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    from tests.engine_helpers import ScriptedPipeline
+    from wan_desktop.engine import FailureCategory, JobFailedError
+
+    def fail(_ctx: Any) -> Any:
+        raise JobFailedError(FailureCategory.out_of_memory, "the GPU ran out of memory", ())
+
+    engine = mock_engine(tmp_path, mock=False, pipelines=[ScriptedPipeline(fail)], start=False)
+    engine.pause()
+    engine.start()
+    with studio_for(engine, tmp_path / "config") as studio:
+        window = make_window(qtbot, studio)
+        gen = window.pages["generate"]
+        assert isinstance(gen, GeneratePanel)
+        fill(gen)
+        job = gen.submit()
+        assert job is not None and gen.estimate.text().startswith("Queued")
+        engine.resume()
+        wait_until(qtbot, lambda: studio.jobs[job.id].state is JobState.failed)
+        wait_until(qtbot, lambda: not gen.estimate.text().startswith("Queued"))
+        assert gen.estimate.text().startswith("Failed: the GPU ran out of memory")
