@@ -17,7 +17,7 @@ import pytest
 
 from tests.engine_helpers import wan_spec
 from tests.helpers import ROOT
-from tests.ui_helpers import app_env, make_window, mock_studio, wait_until
+from tests.ui_helpers import app_env, controls, make_window, mock_studio, wait_until
 from tests.wan_helpers import real_engine, small_spec
 from wan_desktop import __version__
 from wan_desktop.engine import JobState, MemorySample, QueueChanged
@@ -313,3 +313,39 @@ def test_waiting_jobs_complete_after_the_app_is_killed_and_relaunched(
         assert Path(after[i].output.video).is_file()
     started = [i for i in ids if i not in waiting]
     assert [after[i].state for i in started] == [JobState.interrupted] * len(started)
+
+
+@pytest.mark.parametrize("size", [(1024, 700), (1440, 900)])
+def test_toasts_stack_where_they_cover_no_control(
+    qtbot: Any, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """Two of three Generate clicks hit a toast: toasts cover no button or field, on any page."""
+    with mock_studio(tmp_path) as studio:
+        window = make_window(qtbot, studio)
+        window.resize(*size)
+        studio.engine.pause()
+        for i in range(3):
+            studio.submit(wan_spec(prompt=f"waiting {i}").params)
+        studio.post(
+            Notice(
+                "error",
+                "Download failed",
+                "the disk is full: 12.5 GB are needed in the models folder and 1.2 GB are free",
+                ("free some space", "or move the models folder in Settings"),
+                sticky=True,
+            )
+        )
+        for title in ("Queued", "Video ready", "Model ready", "Settings saved"):
+            studio.post(Notice("success", title, "a message that takes a line or two to say"))
+        qtbot.wait(50)
+        toasts = window.toasts.toasts
+        assert toasts and any(t.notice.sticky for t in toasts), "the error is still shown"
+        for name in window.pages:
+            window.show_page(name)
+            qtbot.wait(20)
+            window.toasts.relayout()
+            for toast in toasts:
+                area = toast.geometry()
+                assert window.rect().contains(area), (name, area)
+                for control, shown in controls(window, skip=tuple(toasts)):
+                    assert not area.intersects(shown), (name, control, control.toolTip())

@@ -82,3 +82,40 @@ def pump(qtbot: Any, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         qtbot.wait(10)
+
+
+def controls(root: Any, *, skip: tuple[Any, ...] = ()) -> list[tuple[Any, Any]]:
+    """Every visible control under ``root`` (buttons, fields, sliders) with the part of it that
+    shows, in ``root``'s coordinates; none inside the widgets of ``skip``."""
+    from PySide6.QtCore import QRect
+    from PySide6.QtWidgets import (
+        QAbstractButton,
+        QAbstractSlider,
+        QAbstractSpinBox,
+        QComboBox,
+        QLineEdit,
+        QPlainTextEdit,
+        QTextEdit,
+        QWidget,
+    )
+
+    kinds = (
+        QAbstractButton,
+        QAbstractSlider,
+        QAbstractSpinBox,
+        QComboBox,
+        QLineEdit,
+        QPlainTextEdit,
+        QTextEdit,
+    )
+    out = []
+    for w in root.findChildren(QWidget):
+        if not isinstance(w, kinds) or not w.isVisible():
+            continue
+        if any(s is w or s.isAncestorOf(w) for s in skip):
+            continue
+        shown = w.visibleRegion().boundingRect()
+        if shown.isEmpty():
+            continue
+        out.append((w, QRect(w.mapTo(root, shown.topLeft()), shown.size())))
+    return out

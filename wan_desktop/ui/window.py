@@ -123,7 +123,8 @@ class MainWindow(QMainWindow):
         row = QHBoxLayout(root)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(0)
-        row.addWidget(self._sidebar())
+        self.sidebar = self._sidebar()
+        row.addWidget(self.sidebar)
         self.stack = QStackedWidget()
         row.addWidget(self.stack, 1)
         self.setCentralWidget(root)
@@ -139,7 +140,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.memory_status)
         bar.addPermanentWidget(self.api_status)
 
-        self.toasts = ToastHost(self)
+        self.toasts = ToastHost(self, self.sidebar, list(self.nav_buttons.values()))
         self._tray: QSystemTrayIcon | None = None
         studio.notice.connect(self._on_notice)
         studio.navigate.connect(self.show_page)
