@@ -349,3 +349,50 @@ def test_toasts_stack_where_they_cover_no_control(
                 assert window.rect().contains(area), (name, area)
                 for control, shown in controls(window, skip=tuple(toasts)):
                     assert not area.intersects(shown), (name, control, control.toolTip())
+
+
+def test_the_keyboard_reaches_everything_and_says_how(qtbot: Any, tmp_path: Path) -> None:
+    """Tab leaves the prompt; a focused button shows a ring; the shortcuts are shown (tooltips,
+    F1); Esc closes the newest notification; Ctrl+Q quits."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QImage
+
+    from wan_desktop.ui import theme
+
+    with mock_studio(tmp_path) as studio:
+        window = make_window(qtbot, studio)
+        window.setStyleSheet(theme.stylesheet())  # as the app applies it (to this window only)
+        window.activateWindow()
+        qtbot.waitUntil(window.isActiveWindow)
+        gen = window.pages["generate"]
+        prompt = gen.prompt  # type: ignore[attr-defined]
+        prompt.setFocus()
+        qtbot.waitUntil(prompt.hasFocus)
+        qtbot.keyClicks(prompt, "a fox")
+        qtbot.keyClick(prompt, Qt.Key.Key_Tab)
+        assert prompt.toPlainText() == "a fox" and not prompt.hasFocus(), "Tab left the prompt"
+
+        button = gen.generate_btn  # type: ignore[attr-defined]
+        plain = button.grab().toImage()
+        button.setFocus(Qt.FocusReason.TabFocusReason)
+        qtbot.waitUntil(button.hasFocus)
+        ringed = button.grab().toImage()
+        assert isinstance(ringed, QImage) and ringed != plain, "a focused button shows a ring"
+
+        for i, name in enumerate(window.pages):
+            assert f"Ctrl+{i + 1}" in window.nav_buttons[name].toolTip()
+        qtbot.keyClick(window, Qt.Key.Key_F1)
+        dialog = window.shortcuts_dialog
+        assert dialog is not None and dialog.isVisible()
+        listed = [k for k, _what in window.shortcut_list()]
+        assert {"Ctrl+1", "Ctrl+7", "Ctrl+Enter", "Esc", "F1", "Ctrl+Q"} <= set(listed)
+        dialog.close()
+        window.activateWindow()
+        qtbot.waitUntil(window.isActiveWindow)
+
+        studio.post(Notice("error", "Download failed", "disk full", sticky=True))
+        assert len(window.toasts.toasts) == 1
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
+        assert window.toasts.toasts == []
+        qtbot.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+        assert not window.isVisible(), "Ctrl+Q quits"

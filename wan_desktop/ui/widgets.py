@@ -79,6 +79,7 @@ def button(
     if tooltip:
         b.setToolTip(tooltip)
     b.setCursor(Qt.CursorShape.PointingHandCursor)
+    b.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # its focus ring shows where the keyboard is
     return b
 
 
@@ -90,6 +91,7 @@ def tool(icon: str, tooltip: str, *, color: str | None = None, size: int = 16) -
     b.setAccessibleName(tooltip)
     b.setCursor(Qt.CursorShape.PointingHandCursor)
     b.setAutoRaise(True)
+    b.setFocusPolicy(Qt.FocusPolicy.TabFocus)
     return b
 
 

@@ -315,6 +315,7 @@ class ExplainerPanel(QWidget, JobForm):
         self.topic_field = Field("Topic", self.topic, trailing=self.topic_count)
         card.body.addWidget(self.topic_field)
         self.context = QPlainTextEdit()
+        self.context.setTabChangesFocus(True)  # Tab goes to the next field
         self.context.setPlaceholderText(
             "What to say: facts, a formula such as f(x) = x^2 - 1, a short code listing, the "
             "points to make. The planner builds the scenes from this."

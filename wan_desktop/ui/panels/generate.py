@@ -216,6 +216,7 @@ class GeneratePanel(QWidget, JobForm):
     def _build_prompt_card(self) -> None:
         card = Card("Prompt")
         self.prompt = QPlainTextEdit()
+        self.prompt.setTabChangesFocus(True)  # Tab goes to the next field
         self.prompt.setPlaceholderText(
             "Describe the video: subject, action, setting, camera, light. "
             "E.g. “A red fox trots through fresh snow at dawn, low tracking shot, golden light”"
@@ -225,6 +226,7 @@ class GeneratePanel(QWidget, JobForm):
         self.prompt_field = Field("Prompt", self.prompt, trailing=self.prompt_count)
         card.body.addWidget(self.prompt_field)
         self.negative = QPlainTextEdit()
+        self.negative.setTabChangesFocus(True)
         self.negative.setPlaceholderText("What to avoid (the model's default is used when empty)")
         self.negative.setFixedHeight(60)
         self.negative_count = label("", "counter")
