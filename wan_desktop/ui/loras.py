@@ -207,6 +207,7 @@ class LoraPicker(Card):
                 row.low.set_value(float(keep.get("strength_2", keep["strength"])))
             self.rows.append(row)
             self.list.addWidget(row)
+            row.show()  # now, not on a later turn of the loop (Qt's default for a new child)
         if not self.rows:
             self.list.addWidget(
                 label(

@@ -26,6 +26,7 @@ GAP = 8
 
 class Toast(QFrame):
     closed = Signal(object)
+    overlay = True  # floats over the window (over the sidebar's empty lower part)
 
     def __init__(self, notice: Notice, parent: QWidget) -> None:
         super().__init__(parent)

@@ -9,6 +9,7 @@ from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QMouseEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
+    QComboBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -196,7 +197,7 @@ class EmptyState(QWidget):
         pic.setPixmap(icons.pixmap(icon, 40, theme.P.faint))
         pic.setAlignment(Qt.AlignmentFlag.AlignCenter)
         col.addWidget(pic)
-        t = label(title, "h2")
+        t = label(title, "h2", wrap=True)
         t.setAlignment(Qt.AlignmentFlag.AlignCenter)
         col.addWidget(t)
         self.text = label(text, "muted", wrap=True)
@@ -326,8 +327,49 @@ def wheel_only_when_focused(widget: QWidget) -> None:
     widget.installEventFilter(_WheelGuard(widget))
 
 
+class _VerticalScroll(QScrollArea):
+    """Scrolls up and down only, so it is never narrower than its content needs: a layout
+    gives it that much width instead of cutting the content off at the right."""
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        content = self.widget()
+        if content is None:
+            return hint
+        bar = self.verticalScrollBar()
+        # The bar's own margins (the stylesheet's) count too: its width once shown.
+        extent = max(bar.sizeHint().width(), bar.width() if bar.isVisible() else 0)
+        need = content.minimumSizeHint().width() + extent + 2 * self.frameWidth()
+        return QSize(max(hint.width(), need), hint.height())
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the content's needs changed: so did ours
+        return super().eventFilter(watched, event)
+
+
+def narrow_combo(min_chars: int = 14) -> QComboBox:
+    """A drop-down that can be narrower than its longest entry (shown elided; the list opens
+    full width), so that a form fits a small window; the wheel changes it only when focused."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(min_chars)
+    wheel_only_when_focused(combo)
+    return combo
+
+
+def scrolled(widget: QWidget) -> QScrollArea:
+    """``widget`` (a card) in a vertical scroll area: when the window is too low for it, it
+    scrolls instead of being squashed (its own look kept: scroll_page names its content)."""
+    holder = QWidget()
+    col = QVBoxLayout(holder)
+    col.setContentsMargins(0, 0, 0, 0)
+    col.addWidget(widget)
+    return scroll_page(holder)
+
+
 def scroll_page(content: QWidget) -> QScrollArea:
-    area = QScrollArea()
+    area = _VerticalScroll()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

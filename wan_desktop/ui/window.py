@@ -129,7 +129,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Wan Desktop")
         self.setWindowIcon(icons.app_icon())
         self.resize(1360, 860)
-        self.setMinimumSize(QSize(1040, 680))
+        self.setMinimumSize(QSize(1024, 680))
 
         root = QWidget()
         row = QHBoxLayout(root)

@@ -51,6 +51,7 @@ from ..widgets import (
     padded,
     page_layout,
     scroll_page,
+    scrolled,
     set_prop,
     tool,
     wheel_only_when_focused,
@@ -117,7 +118,7 @@ class GeneratePanel(QWidget, JobForm):
         right = QVBoxLayout()
         right.setSpacing(12)
         self.now = NowPanel(studio)
-        right.addWidget(self.now, 1)
+        right.addWidget(scrolled(self.now), 1)  # Generate below it always shows
         submit = QVBoxLayout()
         submit.setSpacing(6)
         self.general_error = label("", "error", wrap=True)

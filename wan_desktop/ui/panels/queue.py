@@ -88,14 +88,18 @@ class JobList(QListWidget):
         card = self.cards.get(job.id)
         if card is None:
             return
-        before = card.sizeHint()
         card.set_job(job, self._preview(job.id))
-        if card.sizeHint() != before:
-            for i in range(self.count()):
-                item = self.item(i)
-                if item.data(ID_ROLE) == job.id:
-                    item.setSizeHint(card.sizeHint())
-            self._fit_height()
+        # A part shown or hidden (the timeline when the job starts) changes the card's height:
+        # lay it out now, and give its row that height, so nothing is drawn over.
+        layout = card.layout()
+        if layout is not None:
+            layout.activate()
+        hint = card.sizeHint()
+        for i in range(self.count()):
+            item = self.item(i)
+            if item.data(ID_ROLE) == job.id and item.sizeHint() != hint:
+                item.setSizeHint(hint)
+                self._fit_height()
 
     def ids(self) -> list[str]:
         return [self.item(i).data(ID_ROLE) for i in range(self.count())]
