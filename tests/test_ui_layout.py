@@ -33,7 +33,7 @@ def test_every_page_fits_without_clipping_or_overlap(
         window.setStyleSheet(theme.stylesheet())
         window.resize(*size)
         prompt = "a red fox running through fresh snow at dawn, low tracking shot, golden light"
-        done = [studio.submit(wan_spec(prompt=f"{prompt} {i}").params).id for i in range(2)]
+        done = [studio.submit(wan_spec(prompt=f"{prompt} {i}").params).id for i in range(4)]
         wait_until(qtbot, lambda: all(studio.jobs[i].state is JobState.completed for i in done))
         running = studio.submit(wan_spec(prompt=prompt, steps=100).params).id
         studio.submit(wan_spec(prompt="waiting").params)
@@ -44,7 +44,7 @@ def test_every_page_fits_without_clipping_or_overlap(
             window.show_page(name)
             page = window.pages[name]
             if isinstance(page, GalleryPanel):  # a video open in the detail panel
-                wait_until(qtbot, lambda p=page: p.grid.count() == 2)  # type: ignore[misc]
+                wait_until(qtbot, lambda p=page: p.grid.count() == 4)  # type: ignore[misc]
                 page.grid.setCurrentRow(0)
                 wait_until(qtbot, lambda p=page: p.current is not None)  # type: ignore[misc]
             qtbot.wait(50)
