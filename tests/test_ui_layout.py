@@ -20,9 +20,10 @@ from wan_desktop.ui.window import PAGE_NAMES
 SIZES = [(1024, 700), (1920, 1080)]
 
 
+@pytest.mark.parametrize("dev", [False, True], ids=["mock", "development mode"])
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
 def test_every_page_fits_without_clipping_or_overlap(
-    qtbot: Any, tmp_path: Path, size: tuple[int, int]
+    qtbot: Any, tmp_path: Path, size: tuple[int, int], dev: bool
 ) -> None:
     engine = private_config(mock_engine(tmp_path, step_s=0.02), tmp_path / "config")
     # A first start (the welcome card shows), finished videos, a running job with its timeline,
@@ -32,6 +33,8 @@ def test_every_page_fits_without_clipping_or_overlap(
         window.setFont(theme.ui_font())  # the app's font and style, to this window only
         window.setStyleSheet(theme.stylesheet())
         window.resize(*size)
+        if dev:  # the development variants' tiles and labels are longer
+            studio.set_dev_mode(True)
         prompt = "a red fox running through fresh snow at dawn, low tracking shot, golden light"
         done = [studio.submit(wan_spec(prompt=f"{prompt} {i}").params).id for i in range(4)]
         wait_until(qtbot, lambda: all(studio.jobs[i].state is JobState.completed for i in done))

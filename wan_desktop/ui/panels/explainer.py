@@ -300,7 +300,6 @@ class ExplainerPanel(QWidget, JobForm):
         right.addWidget(self.estimate)
         right_w = QWidget()
         right_w.setLayout(right)
-        right_w.setMinimumWidth(250)  # the form keeps the width it needs at 1024 px
         columns.addWidget(right_w, 4)
         outer.addLayout(columns, 1)
         studio.explain_settings.connect(self.load_params)

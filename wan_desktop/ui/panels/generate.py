@@ -135,7 +135,6 @@ class GeneratePanel(QWidget, JobForm):
         right.addLayout(submit)
         right_w = QWidget()
         right_w.setLayout(right)
-        right_w.setMinimumWidth(340)
         columns.addWidget(right_w, 4)
         outer.addLayout(columns, 1)
 
