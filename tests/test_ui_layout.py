@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.api_helpers import lora_bytes
 from tests.engine_helpers import mock_engine, wan_spec
 from tests.ui_helpers import layout_problems, make_window, private_config, studio_for, wait_until
 from wan_desktop.engine import JobState
@@ -35,6 +36,11 @@ def test_every_page_fits_without_clipping_or_overlap(
         window.resize(*size)
         if dev:  # the development variants' tiles and labels are longer
             studio.set_dev_mode(True)
+        lora = tmp_path / "watercolor_style.safetensors"  # a LoRA row with its description
+        lora.write_bytes(lora_bytes(rank=8))
+        generate = window.pages["generate"]
+        generate.loras.install(lora)  # type: ignore[attr-defined]
+        wait_until(qtbot, lambda: bool(generate.loras.rows))  # type: ignore[attr-defined]
         prompt = "a red fox running through fresh snow at dawn, low tracking shot, golden light"
         done = [studio.submit(wan_spec(prompt=f"{prompt} {i}").params).id for i in range(4)]
         wait_until(qtbot, lambda: all(studio.jobs[i].state is JobState.completed for i in done))

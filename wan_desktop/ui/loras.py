@@ -122,8 +122,10 @@ class LoraRow(QWidget):
         self.check = QCheckBox(lora.name)
         self.check.setToolTip(f"{lora.path}  ·  {fmt.size(lora.size_bytes)}")
         top.addWidget(self.check, 1)
-        self.about = label(describe(info, problem), "faint" if info else "error")
-        top.addWidget(self.about)
+        # Wraps: a long description must not make the form wider than a small window.
+        self.about = label(describe(info, problem), "faint" if info else "error", wrap=True)
+        self.about.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        top.addWidget(self.about, 1)
         self.delete_btn = tool("delete", f"Delete {lora.filename} from the LoRA folder")
         self.delete_btn.clicked.connect(lambda: self.delete_requested.emit(self.lora))
         top.addWidget(self.delete_btn)
