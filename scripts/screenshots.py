@@ -27,6 +27,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
 SIZE = (1440, 900)
+SMALL = (1024, 700)  # the smallest supported window: every page still fits
 FINISHED = (
     ("t2v-A14B@2.2.0", "Aerial shot over a turquoise river winding through autumn forest", 11),
     (
@@ -279,6 +280,9 @@ def main() -> int:
     shoot(window, "models", "models-disk", settle=0.8)
     models.reveal(("ti2v-5B@2.2.0", "bf16"))  # type: ignore[attr-defined]
     shoot(window, "models", "models", settle=0.8)
+    window.resize(*SMALL)
+    for page in ("generate", "queue", "gallery", "explain"):
+        shoot(window, page, f"{page}-1024x700", settle=0.8)
     assert any(studio.jobs[j].state.active for j in running), "a job was running throughout"
     assert any(j.kind is JobKind.explainer for j in studio.queued() + studio.active())
 

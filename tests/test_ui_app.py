@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -16,9 +17,12 @@ import pytest
 
 from tests.engine_helpers import wan_spec
 from tests.helpers import ROOT
-from tests.ui_helpers import app_env, make_window, mock_studio, wait_until
+from tests.ui_helpers import app_env, controls, make_window, mock_studio, wait_until
+from tests.wan_helpers import real_engine, small_spec
 from wan_desktop import __version__
-from wan_desktop.engine import MemorySample, QueueChanged
+from wan_desktop.engine import JobState, MemorySample, QueueChanged
+from wan_desktop.engine.jobstore import JobStore
+from wan_desktop.models.store import ModelStore
 from wan_desktop.ui.bridge import EngineBridge
 from wan_desktop.ui.state import Notice
 from wan_desktop.ui.window import PAGES
@@ -227,3 +231,168 @@ def test_the_heap_is_frozen_once_the_libraries_are_in_unless_a_model_is(
         session.studio.close()
         session.engine.shutdown()
     assert gc.get_freeze_count() == 0
+
+
+def _job_states(db: Path, ids: list[str]) -> dict[str, Any]:
+    store = JobStore(db)
+    try:
+        return {i: store.get(i) for i in ids}
+    finally:
+        store.close()
+
+
+def _launch_app(root: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wan_desktop", "--dev"],
+        cwd=ROOT,
+        env=app_env(root),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[str], sig: int) -> str:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err or ""
+
+
+def test_waiting_jobs_complete_after_the_app_is_killed_and_relaunched(
+    tiny_store: ModelStore, tmp_path: Path
+) -> None:
+    """The queue survives restarts, for real: the real app, development jobs, kill -9, relaunch.
+
+    On a fresh start the worker takes a waiting job at once, while the app imports the
+    generation libraries ahead of time: the two must not race (the job failed with
+    "cannot import name 'DiffusionPipeline'").
+    """
+    assert tiny_store.config.models_root == tmp_path / "models"
+    engine = real_engine(tmp_path / "models", tmp_path, start=False)
+    ids = [engine.submit(small_spec(prompt=f"waiting {i}", seed=i)).id for i in range(3)]
+    db = engine.settings.db_path
+    engine.shutdown()
+
+    def failures(jobs: dict[str, Any]) -> list[str]:
+        return [f"{j.id}: {j.failure}" for j in jobs.values() if j.state is JobState.failed]
+
+    # First launch: killed as soon as the first job has started, the others waiting.
+    app = _launch_app(tmp_path)
+    try:
+        deadline = time.monotonic() + 240
+        while all(j.state is JobState.queued for j in _job_states(db, ids).values()):
+            assert app.poll() is None, app.stderr.read() if app.stderr else ""
+            assert time.monotonic() < deadline, "the app never started a waiting job"
+            time.sleep(0.05)
+    finally:
+        err = _stop(app, signal.SIGKILL)
+    at_kill = _job_states(db, ids)
+    assert not failures(at_kill), (failures(at_kill), err[-3000:])
+    waiting = [i for i, j in at_kill.items() if j.state is JobState.queued]
+    assert waiting, "the kill came after every job had started"
+
+    # Relaunch: the interrupted job says so; every waiting job completes.
+    app = _launch_app(tmp_path)
+    try:
+        deadline = time.monotonic() + 300
+        while not all(j.state.finished for j in _job_states(db, waiting).values()):
+            assert app.poll() is None, app.stderr.read() if app.stderr else ""
+            assert time.monotonic() < deadline, _job_states(db, waiting)
+            time.sleep(0.1)
+    finally:
+        err = _stop(app, signal.SIGTERM)
+    after = _job_states(db, ids)
+    assert not failures(after), (failures(after), err[-3000:])
+    assert [after[i].state for i in waiting] == [JobState.completed] * len(waiting)
+    for i in waiting:
+        assert Path(after[i].output.video).is_file()
+    started = [i for i in ids if i not in waiting]
+    assert [after[i].state for i in started] == [JobState.interrupted] * len(started)
+
+
+@pytest.mark.parametrize("size", [(1024, 700), (1440, 900)])
+def test_toasts_stack_where_they_cover_no_control(
+    qtbot: Any, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """Two of three Generate clicks hit a toast: toasts cover no button or field, on any page."""
+    with mock_studio(tmp_path) as studio:
+        window = make_window(qtbot, studio)
+        window.resize(*size)
+        studio.engine.pause()
+        for i in range(3):
+            studio.submit(wan_spec(prompt=f"waiting {i}").params)
+        studio.post(
+            Notice(
+                "error",
+                "Download failed",
+                "the disk is full: 12.5 GB are needed in the models folder and 1.2 GB are free",
+                ("free some space", "or move the models folder in Settings"),
+                sticky=True,
+            )
+        )
+        for title in ("Queued", "Video ready", "Model ready", "Settings saved"):
+            studio.post(Notice("success", title, "a message that takes a line or two to say"))
+        qtbot.wait(50)
+        toasts = window.toasts.toasts
+        assert toasts and any(t.notice.sticky for t in toasts), "the error is still shown"
+        for name in window.pages:
+            window.show_page(name)
+            qtbot.wait(20)
+            window.toasts.relayout()
+            for toast in toasts:
+                area = toast.geometry()
+                assert window.rect().contains(area), (name, area)
+                for control, shown in controls(window, skip=tuple(toasts)):
+                    assert not area.intersects(shown), (name, control, control.toolTip())
+
+
+def test_the_keyboard_reaches_everything_and_says_how(qtbot: Any, tmp_path: Path) -> None:
+    """Tab leaves the prompt; a focused button shows a ring; the shortcuts are shown (tooltips,
+    F1); Esc closes the newest notification; Ctrl+Q quits."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QImage
+
+    from wan_desktop.ui import theme
+
+    with mock_studio(tmp_path) as studio:
+        window = make_window(qtbot, studio)
+        window.setStyleSheet(theme.stylesheet())  # as the app applies it (to this window only)
+        window.activateWindow()
+        qtbot.waitUntil(window.isActiveWindow)
+        gen = window.pages["generate"]
+        prompt = gen.prompt  # type: ignore[attr-defined]
+        prompt.setFocus()
+        qtbot.waitUntil(prompt.hasFocus)
+        qtbot.keyClicks(prompt, "a fox")
+        qtbot.keyClick(prompt, Qt.Key.Key_Tab)
+        assert prompt.toPlainText() == "a fox" and not prompt.hasFocus(), "Tab left the prompt"
+
+        button = gen.generate_btn  # type: ignore[attr-defined]
+        plain = button.grab().toImage()
+        button.setFocus(Qt.FocusReason.TabFocusReason)
+        qtbot.waitUntil(button.hasFocus)
+        ringed = button.grab().toImage()
+        assert isinstance(ringed, QImage) and ringed != plain, "a focused button shows a ring"
+
+        for i, name in enumerate(window.pages):
+            assert f"Ctrl+{i + 1}" in window.nav_buttons[name].toolTip()
+        qtbot.keyClick(window, Qt.Key.Key_F1)
+        dialog = window.shortcuts_dialog
+        assert dialog is not None and dialog.isVisible()
+        listed = [k for k, _what in window.shortcut_list()]
+        assert {"Ctrl+1", "Ctrl+7", "Ctrl+Enter", "Esc", "F1", "Ctrl+Q"} <= set(listed)
+        dialog.close()
+        window.activateWindow()
+        qtbot.waitUntil(window.isActiveWindow)
+
+        studio.post(Notice("error", "Download failed", "disk full", sticky=True))
+        assert len(window.toasts.toasts) == 1
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
+        assert window.toasts.toasts == []
+        qtbot.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+        assert not window.isVisible(), "Ctrl+Q quits"

@@ -304,3 +304,183 @@ def test_a_tiny_variant_job_runs_through_the_real_wan_pipeline(qtbot: Any, tmp_p
         assert done.output is not None and Path(done.output.video).is_file()
         assert T2V in progress and not studio.downloads, "the job's own download ended with it"
         wait_until(qtbot, lambda: gen.picker.tiles[T2V].status.text().startswith("ready"))
+
+
+def test_clicking_anywhere_on_a_model_card_selects_it(qtbot: Any, window: MainWindow) -> None:
+    """The name, the task line and the badges take the click too (they were selectable text
+    that swallowed it); no text on a clickable card is selectable."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtWidgets import QLabel
+
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    window.show_page("generate")
+    gen.select_model(T2V)
+    for model_id in (I2V, TI2V, T2V):
+        tile = gen.picker.tiles[model_id]
+        labels = [w for w in tile.findChildren(QLabel) if w.isVisible()]
+        assert len(labels) >= 2
+        for lab in labels:
+            gen.select_model(T2V if model_id != T2V else I2V)
+            qtbot.mouseClick(lab, Qt.MouseButton.LeftButton, pos=QPoint(3, lab.height() // 2))
+            assert gen.picker.selected == model_id, (model_id, lab.text())
+            assert not lab.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
+    for zone in (gen.image, gen.end_image):
+        for lab in zone.findChildren(QLabel):
+            assert not lab.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
+
+
+def test_a_file_that_is_not_an_image_blocks_generate_with_the_reason_at_its_field(
+    qtbot: Any, window: MainWindow, studio: Studio, tmp_path: Path
+) -> None:
+    from PySide6.QtCore import Qt
+
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    window.show_page("generate")
+    fill(gen, model=I2V)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture", "utf-8")
+    for zone, field in ((gen.image, gen.image_field), (gen.end_image, gen.end_image_field)):
+        zone.set_path(str(notes))
+        assert not gen.generate_btn.isEnabled()
+        assert field.error.isVisible() and "notes.txt cannot be read as an image" in (
+            field.error.text()
+        )
+        qtbot.mouseClick(gen.generate_btn, Qt.MouseButton.LeftButton)
+        assert gen.submit() is None and studio.engine.jobs() == [], "nothing was queued"
+        zone.set_path("")
+        assert not field.error.isVisible()
+    picture = tmp_path / "start.png"
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(picture)
+    gen.image.set_path(str(picture))
+    assert gen.generate_btn.isEnabled() and not gen.image_field.error.isVisible()
+    assert gen.submit() is not None
+
+
+def test_number_fields_show_the_allowed_range_instead_of_clamping_and_ignore_a_passing_wheel(
+    qtbot: Any, window: MainWindow, studio: Studio
+) -> None:
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    window.show_page("generate")
+    fill(gen, model=T2V, steps=4, frames=9)
+    assert gen.generate_btn.isEnabled()
+    typed = [
+        (gen.steps, gen.steps_field, "99999", "use 1–100"),
+        (gen.frames, gen.frames_field, "321", "use 1–241"),
+    ]
+    for box, field, text, allowed in typed:
+        before = box.value()
+        box.lineEdit().selectAll()
+        qtbot.keyClicks(box.lineEdit(), text)
+        assert box.value() == int(text), "kept as typed, not clamped"
+        assert field.error.isVisible() and allowed in field.error.text()
+        assert not gen.generate_btn.isEnabled()
+        assert gen.submit() is None and studio.jobs == {}
+        box.setValue(before)
+        assert not field.error.isVisible() and gen.generate_btn.isEnabled()
+    gen.seed.clear()
+    qtbot.keyClicks(gen.seed, "abc-1")
+    assert gen.seed.text() == "abc-1"
+    assert gen.seed_field.error.isVisible() and "whole number" in gen.seed_field.error.text()
+    assert not gen.generate_btn.isEnabled()
+    gen.seed.setText("7")
+    assert not gen.seed_field.error.isVisible() and gen.generate_btn.isEnabled()
+
+    def wheel(widget: Any) -> None:
+        centre = QPointF(widget.width() / 2, widget.height() / 2)
+        event = QWheelEvent(
+            centre,
+            widget.mapToGlobal(centre),
+            QPoint(0, 0),
+            QPoint(0, 120),
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+            Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
+        QApplication.sendEvent(widget, event)
+
+    def values() -> tuple[Any, ...]:
+        return (
+            gen.steps.value(),
+            gen.frames.value(),
+            gen.guidance.value(),
+            gen.resolution.currentText(),
+        )
+
+    assert not any(w.hasFocus() for w in (gen.steps, gen.frames, gen.guidance, gen.resolution))
+    shown = values()
+    for widget in (gen.steps, gen.frames, gen.guidance, gen.resolution):
+        wheel(widget)
+        assert values() == shown, widget
+
+
+def test_development_mode_fills_the_tiny_variants_defaults_also_after_switching_model(
+    qtbot: Any, window: MainWindow, studio: Studio
+) -> None:
+    manifest = studio.engine.models.manifest
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+
+    def shown() -> tuple[str, int, int]:
+        return gen.resolution.currentText(), gen.frames.value(), gen.steps.value()
+
+    def expected(model_id: str, variant: str | None) -> tuple[str, int, int]:
+        d = manifest.get(model_id).defaults_for(variant)
+        return d.resolution, d.frames, d.steps
+
+    gen.select_model(T2V)
+    assert shown() == expected(T2V, None)
+    studio.set_dev_mode(True)
+    assert shown() == expected(T2V, "tiny") and shown() != expected(T2V, None)
+    for model_id in (I2V, TI2V, T2V):
+        gen.select_model(model_id)
+        assert shown() == expected(model_id, "tiny"), model_id
+    studio.set_dev_mode(False)
+    assert shown() == expected(T2V, None)
+
+
+def test_the_caption_under_generate_follows_the_job_to_its_end(
+    qtbot: Any, window: MainWindow, studio: Studio, tmp_path: Path
+) -> None:
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    studio.engine.pause()
+    fill(gen)
+    job = gen.submit()
+    assert job is not None and gen.estimate.text().startswith("Queued")
+    studio.engine.resume()
+    wait_until(qtbot, lambda: studio.jobs[job.id].state is JobState.completed)
+    wait_until(qtbot, lambda: gen.estimate.text().startswith("Done"))
+    assert "Queued" not in gen.estimate.text()
+
+
+def test_the_caption_under_generate_says_when_the_job_failed_and_why(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    from tests.engine_helpers import ScriptedPipeline
+    from wan_desktop.engine import FailureCategory, JobFailedError
+
+    def fail(_ctx: Any) -> Any:
+        raise JobFailedError(FailureCategory.out_of_memory, "the GPU ran out of memory", ())
+
+    engine = mock_engine(tmp_path, mock=False, pipelines=[ScriptedPipeline(fail)], start=False)
+    engine.pause()
+    engine.start()
+    with studio_for(engine, tmp_path / "config") as studio:
+        window = make_window(qtbot, studio)
+        gen = window.pages["generate"]
+        assert isinstance(gen, GeneratePanel)
+        fill(gen)
+        job = gen.submit()
+        assert job is not None and gen.estimate.text().startswith("Queued")
+        engine.resume()
+        wait_until(qtbot, lambda: studio.jobs[job.id].state is JobState.failed)
+        wait_until(qtbot, lambda: not gen.estimate.text().startswith("Queued"))
+        assert gen.estimate.text().startswith("Failed: the GPU ran out of memory")

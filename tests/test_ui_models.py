@@ -177,3 +177,35 @@ def test_pins_in_use_marks_and_a_clean_up_previewed_before_anything_goes(
         assert not engine.models.status(*ti2v).complete
         assert engine.models.status(*t2v).complete and engine.models.status(*i2v).complete
         wait_until(qtbot, lambda: models.rows[ti2v].state.text() == "Not downloaded")
+
+
+@pytest.mark.parametrize("quota_gb", [None, 250])
+def test_clean_up_opens_at_the_quota_or_with_nothing_selected(
+    qtbot: Any, tmp_path: Path, tiny_models_root: Path, quota_gb: int | None
+) -> None:
+    """It opened at "under 0.0 GB" (the development models weigh KBs): one click on Remove
+    deleted every model. Now it starts at the quota, or at what the folder holds."""
+    root = tmp_path / "models"
+    shutil.copytree(tiny_models_root, root, symlinks=True)
+    settings = engine_settings(tmp_path)
+    quota = None if quota_gb is None else quota_gb * 1000**3
+    models_cfg = replace(settings.models, models_root=root, dev_mode=True, quota_bytes=quota)
+    engine = Engine(replace(settings, models=models_cfg), hardware=simulated_profile(0))
+    with studio_for(engine, tmp_path / "config") as studio:
+        window = make_window(qtbot, studio)
+        for disk_known in (False, True):
+            if disk_known:
+                wait_until(qtbot, lambda: studio.disk is not None)
+            else:
+                studio.disk = None
+            dialog = CleanupDialog(studio, window)
+            qtbot.addWidget(dialog)
+            wait_until(qtbot, lambda: dialog.report is not None)  # noqa: B023
+            assert dialog.report is not None
+            assert not dialog.report.removed, dialog.limit.text()
+            assert not dialog.remove_btn.isEnabled()
+            if quota_gb is not None:
+                assert dialog.limit.value() == quota_gb
+            else:
+                assert dialog.max_size() > 0 and dialog.report.total_before <= dialog.max_size()
+            dialog.close()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QScrollArea, QWidget
 
 from tests.engine_helpers import ScriptedPipeline, mock_engine, wan_spec
 from tests.ui_helpers import make_window, mock_studio, studio_for, wait_until
@@ -34,7 +35,10 @@ def panel(qtbot: Any, studio: Studio) -> QueuePanel:
     return page
 
 
-def test_cancelling_the_running_job_from_its_card(qtbot: Any, studio: Studio) -> None:
+def test_cancelling_the_running_job_from_its_card(
+    qtbot: Any, studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("wan_desktop.ui.widgets.confirm", lambda *_a: True)  # "Stop the job"
     queue = panel(qtbot, studio)
     job = studio.submit(wan_spec(steps=100).params)
     wait_until(qtbot, lambda: job.id in queue.running.cards)
@@ -150,3 +154,64 @@ def test_preview_frames_show_on_the_running_job(qtbot: Any, tmp_path: Path) -> N
         assert centre.green() > 150 and centre.red() < 60, "the preview frame is painted"
         studio.engine.cancel(job.id)
         wait_until(qtbot, lambda: studio.jobs[job.id].finished)
+
+
+def test_retry_keeps_the_card_under_the_pointer_and_cancelling_a_running_job_asks(
+    qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtCore import QPoint
+
+    answers = [False, True]
+    asked: list[str] = []
+
+    def confirm(_parent: Any, title: str, *_a: Any) -> bool:
+        asked.append(title)
+        return answers.pop(0)
+
+    monkeypatch.setattr("wan_desktop.ui.widgets.confirm", confirm)
+    with mock_studio(tmp_path, step_s=0.05) as studio:
+        window = make_window(qtbot, studio)
+        window.resize(1024, 700)
+        queue = window.pages["queue"]
+        assert isinstance(queue, QueuePanel)
+        window.show_page("queue")
+        done = [studio.submit(wan_spec(prompt=f"done {i}").params).id for i in range(5)]
+        wait_until(qtbot, lambda: all(studio.jobs[i].state is JobState.completed for i in done))
+        studio.engine.pause()
+        wait_until(qtbot, lambda: set(done) <= set(queue.history.cards))
+        area = queue.findChild(QScrollArea)
+        assert area is not None
+        bar = area.verticalScrollBar()
+        bar.setValue(bar.maximum())
+        qtbot.wait(50)
+
+        def under(button: QWidget) -> bool:
+            found = window.childAt(button.mapTo(window, QPoint(4, 4)))
+            return found is button or (found is not None and button.isAncestorOf(found))
+
+        # A card down the page, whose Retry shows.
+        card = next(c for i in done[:-1] if under((c := queue.history.cards[i]).retry_btn))
+        at = card.retry_btn.mapTo(window, QPoint(4, 4))
+        card.retry_btn.click()  # the retried job waits above the history: the card stays put
+        wait_until(qtbot, lambda: len(queue.upcoming.cards) == 1)
+        qtbot.wait(50)
+        assert card.retry_btn.mapTo(window, QPoint(4, 4)) == at
+        assert under(card.retry_btn), "the pointer is still over the same Retry"
+
+        # Cancelling the running job asks first; "no" keeps it running.
+        studio.engine.resume()
+        (new_id,) = queue.upcoming.cards or queue.running.cards
+        wait_until(qtbot, lambda: new_id in queue.running.cards)
+        wait_until(qtbot, lambda: studio.jobs[new_id].state.active)
+        running = queue.running.cards[new_id]
+        running.cancel_btn.click()
+        assert asked == ["Stop this job?"] and studio.jobs[new_id].state.active
+        running.cancel_btn.click()
+        wait_until(qtbot, lambda: studio.jobs[new_id].state is JobState.cancelled)
+        # A waiting job is cancelled without a question.
+        studio.engine.pause()
+        waiting = studio.submit(wan_spec(prompt="waiting").params).id
+        wait_until(qtbot, lambda: waiting in queue.upcoming.cards)
+        queue.upcoming.cards[waiting].cancel_btn.click()
+        wait_until(qtbot, lambda: studio.jobs[waiting].state is JobState.cancelled)
+        assert len(asked) == 2

@@ -199,3 +199,32 @@ def test_a_quota_from_the_environment_wins_and_the_field_says_so(
     panel = settings_panel(qtbot, studio)
     wait_until(qtbot, lambda: "WAN_QUOTA=50GB" in panel.quota_field.hint.text())
     assert not panel.quota.isEnabled()
+
+
+def test_development_mode_set_elsewhere_shows_in_settings_and_save_keeps_it(
+    qtbot: Any, studio: Studio, tmp_path: Path
+) -> None:
+    """One source of truth: the welcome card's and the banner's switch show in Settings, and
+    saving Settings for something else never flips development mode back."""
+    window = make_window(qtbot, studio)
+    panel = window.pages["settings"]
+    assert isinstance(panel, SettingsPanel)
+    generate = window.pages["generate"]
+
+    def modes() -> tuple[bool, bool, bool]:  # the app's, the form's, the saved file's
+        saved = SettingsStore(tmp_path / "config").load().dev_mode
+        return studio.dev_mode, panel.dev_mode.isChecked(), saved
+
+    assert not panel.dev_mode.isChecked()
+    panel.idle.setValue(7)  # an edit not saved yet survives the change made elsewhere
+    generate._use_dev_mode()  # type: ignore[attr-defined]  # the welcome card's button
+    assert panel.dev_mode.isChecked() and panel.idle.value() == 7
+    assert panel.save()
+    assert modes() == (True, True, True)
+    assert studio.settings.idle_unload_min == 7
+
+    generate.banner_btn.click()  # type: ignore[attr-defined]  # the banner's "Turn off"
+    assert modes() == (False, False, False)
+    panel.notifications.setChecked(not panel.notifications.isChecked())
+    assert panel.save()
+    assert modes() == (False, False, False), "saving something else left the mode alone"

@@ -24,6 +24,7 @@ from wan_desktop.models.errors import CancelledError
 from wan_desktop.models.store import with_dev_mode
 from wan_desktop.models.types import DownloadProgress
 
+from . import libraries
 from .context import JobContext
 from .errors import EngineError, JobNotFoundError, JobStateError, StoreUnavailableError
 from .events import (
@@ -437,6 +438,10 @@ class Engine:
         def on_progress(p: DownloadProgress) -> None:
             self.publish(ModelDownload(progress=p))
 
+        if self.models.resolve(model_id, variant)[1].development:
+            # Built here with diffusers: never beside another thread's first import of it.
+            with contextlib.suppress(ImportError):  # the build names what is missing
+                libraries.load()
         try:
             path = self.models.ensure(model_id, variant, progress=on_progress, cancel=token)
         except ModelError as exc:

@@ -22,7 +22,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from wan_desktop import __version__, explainer
-from wan_desktop.engine import Engine
+from wan_desktop.engine import Engine, libraries
 
 from . import icons, theme
 from .api_control import ApiController, ServerFactory
@@ -188,21 +188,12 @@ class Session:
 
 
 def engine_libraries() -> dict[str, str]:
-    """Import what generation needs (off the GUI thread) and return the versions."""
-    import diffusers
-    import torch
-    import transformers
-    from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
-    from transformers import UMT5EncoderModel
+    """Import what generation needs (blocking: off the GUI thread) and return the versions.
 
-    del AutoencoderKLWan, WanPipeline, WanTransformer3DModel, UMT5EncoderModel
-    x = torch.ones(2, 2) @ torch.ones(2, 2)  # the native library runs, not just imports
-    assert float(x.sum()) == 8.0
-    return {
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-    }
+    The engine's one place for it: a job that starts meanwhile waits for this import instead of
+    racing it.
+    """
+    return libraries.load()
 
 
 def run(

@@ -7,6 +7,8 @@ recently used…). Nothing is removed until the user confirms that list.
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
@@ -62,9 +64,6 @@ class CleanupDialog(QDialog):
         self.limit.setRange(0, 100_000)
         self.limit.setDecimals(1)
         self.limit.setSuffix(" GB")
-        quota = store.config.quota_bytes
-        used = studio.disk.total_bytes if studio.disk is not None else 0
-        self.limit.setValue((quota if quota is not None else used) / GB)
         self.limit.valueChanged.connect(lambda _v: self.run_preview())
         age = store.config.max_age_s
         hint = f"Max age: {fmt.duration(age)} (orchestrator settings)." if age else ""
@@ -86,10 +85,33 @@ class CleanupDialog(QDialog):
         self.remove_btn.clicked.connect(self.run_collect)
         col.addWidget(buttons)
         self._generation = 0
+        # The limit starts at the quota, or with none at what the folder holds now: opening the
+        # dialog selects nothing to remove until the user lowers it.
+        quota = store.config.quota_bytes
+        if quota is not None:
+            self.start_at(quota)
+        elif studio.disk is not None:
+            self.start_at(studio.disk.total_bytes)
+        else:
+            self.limit.setEnabled(False)
+            studio.background.run(
+                store.disk_usage,
+                on_done=lambda d: self.start_at(d.total_bytes),
+                on_error=self._fail,
+            )
+
+    def start_at(self, limit_bytes: int) -> None:
+        """Show ``limit_bytes`` rounded up to what the field shows (a 0.4 MB folder is 0.1 GB,
+        never "0.0 GB", which would select everything), then preview."""
+        step = 10 ** self.limit.decimals()
+        self.limit.blockSignals(True)
+        self.limit.setValue(math.ceil(limit_bytes / GB * step) / step)
+        self.limit.blockSignals(False)
+        self.limit.setEnabled(True)
         self.run_preview()
 
     def max_size(self) -> int:
-        return int(self.limit.value() * GB)
+        return round(self.limit.value() * GB)
 
     def run_preview(self) -> None:
         self._generation += 1

@@ -24,6 +24,7 @@ class DropZone(QFrame):
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setMinimumHeight(112)
         self.path = ""
+        self.problem: str | None = None  # why the chosen file cannot be used, if it cannot
         row = QHBoxLayout(self)
         row.setContentsMargins(12, 12, 12, 12)
         row.setSpacing(12)
@@ -47,8 +48,13 @@ class DropZone(QFrame):
 
     def set_path(self, path: str) -> None:
         self.path = path
+        self.problem = None
         if path:
             image = QImage(path)
+            if image.isNull():
+                self.problem = (
+                    f"{Path(path).name} cannot be read as an image: choose a PNG, JPEG or WebP file"
+                )
             pix = QPixmap.fromImage(image).scaled(
                 self.preview.size(),
                 Qt.AspectRatioMode.KeepAspectRatio,
@@ -89,7 +95,7 @@ class DropZone(QFrame):
 
     def dropEvent(self, event: QDropEvent) -> None:
         set_prop(self, "hover", False)
-        urls = event.mimeData().urls()
+        urls = event.mimeData().urls()  # any file: one that is not an image is said so
         if urls and urls[0].isLocalFile():
             self.set_path(urls[0].toLocalFile())
             event.acceptProposedAction()

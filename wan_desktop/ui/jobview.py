@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWi
 from wan_desktop.engine import Job, JobKind, JobState
 
 from . import format as fmt
-from . import icons, theme
+from . import icons, theme, widgets
 from .pictures import Picture, job_image
 from .widgets import Badge, Card, ElidedLabel, label, set_prop, tool
 
@@ -198,15 +198,27 @@ class JobCard(Card):
             actions.addWidget(b)
         actions.addStretch(1)
         row.addLayout(actions)
-        self.cancel_btn.clicked.connect(lambda: self.cancel_requested.emit(self.job.id))
+        self.cancel_btn.clicked.connect(self._ask_cancel)
         self.retry_btn.clicked.connect(lambda: self.retry_requested.emit(self.job.id))
         self.delete_btn.clicked.connect(lambda: self.delete_requested.emit(self.job.id))
         self.open_btn.clicked.connect(lambda: self.open_requested.emit(self.job.id))
 
-        self.failure = label("", wrap=True)
+        self.failure = label("", wrap=True, selectable=True)
         self.failure.setTextFormat(Qt.TextFormat.RichText)
         self.body.addWidget(self.failure)
         self.set_job(job)
+
+    def _ask_cancel(self) -> None:
+        """A running job loses its work when cancelled: that asks first (a waiting one not)."""
+        if self.job.state.active and not widgets.confirm(
+            self,
+            "Stop this job?",
+            "It is running: stopping it loses the work done so far. Jobs waiting after it are "
+            "not affected, and it can be retried from the history.",
+            "Stop the job",
+        ):
+            return
+        self.cancel_requested.emit(self.job.id)
 
     def set_job(self, job: Job, preview: QImage | None = None) -> None:
         self.job = job

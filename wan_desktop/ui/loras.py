@@ -122,8 +122,10 @@ class LoraRow(QWidget):
         self.check = QCheckBox(lora.name)
         self.check.setToolTip(f"{lora.path}  ·  {fmt.size(lora.size_bytes)}")
         top.addWidget(self.check, 1)
-        self.about = label(describe(info, problem), "faint" if info else "error")
-        top.addWidget(self.about)
+        # Wraps: a long description must not make the form wider than a small window.
+        self.about = label(describe(info, problem), "faint" if info else "error", wrap=True)
+        self.about.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        top.addWidget(self.about, 1)
         self.delete_btn = tool("delete", f"Delete {lora.filename} from the LoRA folder")
         self.delete_btn.clicked.connect(lambda: self.delete_requested.emit(self.lora))
         top.addWidget(self.delete_btn)
@@ -207,6 +209,7 @@ class LoraPicker(Card):
                 row.low.set_value(float(keep.get("strength_2", keep["strength"])))
             self.rows.append(row)
             self.list.addWidget(row)
+            row.show()  # now, not on a later turn of the loop (Qt's default for a new child)
         if not self.rows:
             self.list.addWidget(
                 label(

@@ -23,6 +23,7 @@ class Palette:
     accent: str = "#7c6cff"
     accent_hover: str = "#8f81ff"
     accent_soft: str = "#272250"
+    focus: str = "#c4bbff"  # the keyboard focus ring: visible on every surface and on accent
     success: str = "#3ecf8e"
     warning: str = "#f5b84a"
     danger: str = "#f0616d"
@@ -188,6 +189,13 @@ QStatusBar QLabel {{ color: {p.muted}; font-size: 9pt; padding: 0 8px; }}
 QMenu {{ background: {p.surface_alt}; border: 1px solid {p.border_strong}; padding: 4px; }}
 QMenu::item {{ padding: 6px 18px; border-radius: 6px; }}
 QMenu::item:selected {{ background: {p.accent_soft}; }}
+/* Focus rings, last so they win: buttons take the focus from the keyboard only (Tab), so a
+   ring shows where the keyboard is, never where the mouse clicked. */
+QPushButton:focus, QToolButton:focus, QPushButton[variant="ghost"]:focus,
+QToolButton[variant="ghost"]:focus {{ border: 1px solid {p.focus}; }}
+QPushButton[variant="primary"]:focus {{ border: 1px solid {p.focus}; }}
+QToolButton#NavButton:focus {{ border: 1px solid {p.focus}; padding: 8px 11px; }}
+QCheckBox::indicator:focus {{ border: 1px solid {p.focus}; }}
 """
 
 

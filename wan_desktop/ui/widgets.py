@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QMouseEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
+    QComboBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -26,15 +27,29 @@ from . import icons, theme
 SpinT = TypeVar("SpinT", bound=QAbstractSpinBox)
 
 
-def label(text: str = "", role: str | None = None, *, wrap: bool = False) -> QLabel:
+def label(
+    text: str = "",
+    role: str | None = None,
+    *,
+    wrap: bool = False,
+    selectable: bool | None = None,
+) -> QLabel:
+    """A text label. Selectable with the mouse only where copying makes sense (errors by
+    default; paths and prompts where asked): a selectable label takes the mouse's clicks, so on
+    a clickable card it must not be."""
     lab = QLabel(text)
     if role:
         lab.setProperty("role", role)
     if wrap:
         lab.setWordWrap(True)
-    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    lab.setCursor(Qt.CursorShape.ArrowCursor)
+    if selectable if selectable is not None else role == "error":
+        make_selectable(lab)
     return lab
+
+
+def make_selectable(lab: QLabel) -> None:
+    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    lab.setCursor(Qt.CursorShape.IBeamCursor)
 
 
 def set_prop(widget: QWidget, name: str, value: object) -> None:
@@ -65,6 +80,7 @@ def button(
     if tooltip:
         b.setToolTip(tooltip)
     b.setCursor(Qt.CursorShape.PointingHandCursor)
+    b.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # its focus ring shows where the keyboard is
     return b
 
 
@@ -76,6 +92,7 @@ def tool(icon: str, tooltip: str, *, color: str | None = None, size: int = 16) -
     b.setAccessibleName(tooltip)
     b.setCursor(Qt.CursorShape.PointingHandCursor)
     b.setAutoRaise(True)
+    b.setFocusPolicy(Qt.FocusPolicy.TabFocus)
     return b
 
 
@@ -180,7 +197,7 @@ class EmptyState(QWidget):
         pic.setPixmap(icons.pixmap(icon, 40, theme.P.faint))
         pic.setAlignment(Qt.AlignmentFlag.AlignCenter)
         col.addWidget(pic)
-        t = label(title, "h2")
+        t = label(title, "h2", wrap=True)
         t.setAlignment(Qt.AlignmentFlag.AlignCenter)
         col.addWidget(t)
         self.text = label(text, "muted", wrap=True)
@@ -282,15 +299,77 @@ def confirm(parent: QWidget, title: str, text: str, action: str) -> bool:
 
 
 def padded(box: SpinT) -> SpinT:
-    """A spin box whose text lines up with the line edits' (its inner editor ignores padding)."""
+    """A spin box whose text lines up with the line edits' (its inner editor ignores padding),
+    and which the mouse wheel changes only once it has the focus."""
     edit = box.lineEdit()
     if edit is not None:
         edit.setTextMargins(8, 0, 0, 0)
+    wheel_only_when_focused(box)
     return box
 
 
+class _WheelGuard(QObject):
+    """The wheel over an unfocused field scrolls the page instead of changing the value."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            event.type() == QEvent.Type.Wheel
+            and isinstance(watched, QWidget)
+            and not watched.hasFocus()
+        ):
+            event.ignore()  # handled here, not accepted: Qt passes it on to the parents
+            return True
+        return False
+
+
+def wheel_only_when_focused(widget: QWidget) -> None:
+    widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the wheel does not give it the focus
+    widget.installEventFilter(_WheelGuard(widget))
+
+
+class _VerticalScroll(QScrollArea):
+    """Scrolls up and down only, so it is never narrower than its content needs: a layout
+    gives it that much width instead of cutting the content off at the right."""
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        content = self.widget()
+        if content is None:
+            return hint
+        bar = self.verticalScrollBar()
+        # The bar's own margins (the stylesheet's) count too: its width once shown.
+        extent = max(bar.sizeHint().width(), bar.width() if bar.isVisible() else 0)
+        need = content.minimumSizeHint().width() + extent + 2 * self.frameWidth()
+        return QSize(max(hint.width(), need), hint.height())
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the content's needs changed: so did ours
+        return super().eventFilter(watched, event)
+
+
+def narrow_combo(min_chars: int = 14) -> QComboBox:
+    """A drop-down that can be narrower than its longest entry (shown elided; the list opens
+    full width), so that a form fits a small window; the wheel changes it only when focused."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(min_chars)
+    wheel_only_when_focused(combo)
+    return combo
+
+
+def scrolled(widget: QWidget) -> QScrollArea:
+    """``widget`` (a card) in a vertical scroll area: when the window is too low for it, it
+    scrolls instead of being squashed (its own look kept: scroll_page names its content)."""
+    holder = QWidget()
+    col = QVBoxLayout(holder)
+    col.setContentsMargins(0, 0, 0, 0)
+    col.addWidget(widget)
+    return scroll_page(holder)
+
+
 def scroll_page(content: QWidget) -> QScrollArea:
-    area = QScrollArea()
+    area = _VerticalScroll()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

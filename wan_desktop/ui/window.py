@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterator, Mapping
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QKeySequence, QPaintEvent, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QDialog,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -37,6 +40,15 @@ PAGES = (
     ("settings", "Settings", "settings"),
 )
 PAGE_NAMES = tuple(name for name, _title, _icon in PAGES)
+# Every keyboard shortcut, as F1 lists them (the pages' Ctrl+1… are added in front).
+SHORTCUTS = (
+    ("Ctrl+Enter", "Generate (on the Generate page) or make the explainer video"),
+    ("Tab / Shift+Tab", "Next / previous field (also out of the prompt)"),
+    ("Space", "Press the focused button"),
+    ("Esc", "Close the newest notification, or leave the field being edited"),
+    ("F1", "This list"),
+    ("Ctrl+Q", "Quit (asks first while a video is being generated)"),
+)
 
 
 def make_page(name: str, studio: Studio, api: ApiController) -> QWidget:
@@ -117,13 +129,14 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Wan Desktop")
         self.setWindowIcon(icons.app_icon())
         self.resize(1360, 860)
-        self.setMinimumSize(QSize(1040, 680))
+        self.setMinimumSize(QSize(1024, 680))
 
         root = QWidget()
         row = QHBoxLayout(root)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(0)
-        row.addWidget(self._sidebar())
+        self.sidebar = self._sidebar()
+        row.addWidget(self.sidebar)
         self.stack = QStackedWidget()
         row.addWidget(self.stack, 1)
         self.setCentralWidget(root)
@@ -139,7 +152,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.memory_status)
         bar.addPermanentWidget(self.api_status)
 
-        self.toasts = ToastHost(self)
+        self.toasts = ToastHost(self, self.sidebar, list(self.nav_buttons.values()))
         self._tray: QSystemTrayIcon | None = None
         studio.notice.connect(self._on_notice)
         studio.navigate.connect(self.show_page)
@@ -150,8 +163,15 @@ class MainWindow(QMainWindow):
         studio.dev_mode_changed.connect(lambda _on: self._update_mode())
         api.state_changed.connect(self.api_status.setText)
         self.api_status.setText(api.describe())
-        for i, (name, _title, _icon) in enumerate(PAGES):
-            QShortcut(QKeySequence(f"Ctrl+{i + 1}"), self, lambda n=name: self.show_page(n))
+        self.shortcuts: dict[str, QShortcut] = {}
+        for i, (name, title, _icon) in enumerate(PAGES):
+            keys = f"Ctrl+{i + 1}"
+            self._shortcut(keys, functools.partial(self.show_page, name))
+            self.nav_buttons[name].setToolTip(f"{title}  ({keys})")
+        self._shortcut("Ctrl+Q", self.close)
+        self._shortcut("F1", self.show_shortcuts)
+        self._shortcut("Esc", self.escape)
+        self.shortcuts_dialog: QDialog | None = None
         self._update_status()
         self._update_mode()
         if studio.memory is not None:
@@ -164,6 +184,41 @@ class MainWindow(QMainWindow):
         self._page_timer.setInterval(30)
         self._page_timer.timeout.connect(self._build_next_page)
         self.first_painted.connect(self._page_timer.start)
+
+    def _shortcut(self, keys: str, action: Callable[[], object]) -> None:
+        shortcut = QShortcut(QKeySequence(keys), self)
+        shortcut.activated.connect(action)
+        self.shortcuts[keys] = shortcut
+
+    def shortcut_list(self) -> list[tuple[str, str]]:
+        pages = [(f"Ctrl+{i + 1}", f"Go to {title}") for i, (_n, title, _i) in enumerate(PAGES)]
+        return [*pages, *SHORTCUTS]
+
+    @Slot()
+    def show_shortcuts(self) -> None:
+        """F1: the keyboard shortcuts, in a window that stays open beside the app."""
+        if self.shortcuts_dialog is None:
+            dialog = QDialog(self)
+            dialog.setWindowTitle("Keyboard shortcuts")
+            grid = QGridLayout(dialog)
+            grid.setContentsMargins(20, 18, 20, 18)
+            grid.setHorizontalSpacing(18)
+            for row, (keys, what) in enumerate(self.shortcut_list()):
+                grid.addWidget(label(keys, "h2"), row, 0)
+                grid.addWidget(label(what, "muted"), row, 1)
+            self.shortcuts_dialog = dialog
+        self.shortcuts_dialog.show()
+        self.shortcuts_dialog.raise_()
+
+    @Slot()
+    def escape(self) -> None:
+        """Esc: close the newest notification; with none, leave the field being edited."""
+        if self.toasts.toasts:
+            self.toasts.toasts[-1].dismiss()
+            return
+        focused = self.focusWidget()
+        if focused is not None:
+            focused.clearFocus()
 
     def _build_next_page(self) -> None:
         name = self.pages.next_unbuilt()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from wan_desktop.models.errors import CancelledError
 from wan_desktop.models.manifest import ModelSpec, VariantSpec
 
+from .. import libraries
 from ..errors import JobFailedError
 from ..estimate import estimate_plan
 from ..events import ModelLoaded, ModelUnloaded
@@ -170,6 +171,9 @@ class WanPipeline(Pipeline):
         from . import wan_load
 
         models = self.host.models
+        # Before anything imports diffusers (a development variant's build, the load): waits for
+        # the app's ahead-of-time import instead of racing it.
+        libraries.load()
         if not models.status(spec.id, var.name).complete:
             ctx.stage("downloading_model", 0.02, f"{spec.title} ({var.name}) is not on disk yet")
         folder = ctx.ensure_model(spec.id, var.name)

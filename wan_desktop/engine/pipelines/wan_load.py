@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import heap
+from .. import heap, libraries
 from ..planner import STRATEGIES, MemoryPlan
 
 log = logging.getLogger("wan_desktop.engine.wan")
@@ -59,6 +59,7 @@ def load_pipeline(folder: Path, dtype: str, *, device: Any = None) -> Any:
     (its decode is sensitive to precision and it is small). A random-weight variant's folder
     holds only configs: its weights are made on ``device`` (see ``weights_device``), not read.
     """
+    libraries.load()  # the first import happens once, in one place
     import torch
     from diffusers import DiffusionPipeline
 

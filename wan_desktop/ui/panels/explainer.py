@@ -19,7 +19,6 @@ from PySide6.QtCore import Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QGridLayout,
     QHBoxLayout,
     QLineEdit,
@@ -48,9 +47,11 @@ from ..widgets import (
     Field,
     button,
     label,
+    narrow_combo,
     padded,
     page_layout,
     scroll_page,
+    scrolled,
     set_prop,
 )
 from .form import JobForm
@@ -286,7 +287,7 @@ class ExplainerPanel(QWidget, JobForm):
         right = QVBoxLayout()
         right.setSpacing(12)
         self.latest = LatestExplainer(studio)
-        right.addWidget(self.latest, 1)
+        right.addWidget(scrolled(self.latest), 1)  # the button below it always shows
         self.general_error = label("", "error", wrap=True)
         self.general_error.setVisible(False)
         right.addWidget(self.general_error)
@@ -299,7 +300,6 @@ class ExplainerPanel(QWidget, JobForm):
         right.addWidget(self.estimate)
         right_w = QWidget()
         right_w.setLayout(right)
-        right_w.setMinimumWidth(360)
         columns.addWidget(right_w, 4)
         outer.addLayout(columns, 1)
         studio.explain_settings.connect(self.load_params)
@@ -315,6 +315,7 @@ class ExplainerPanel(QWidget, JobForm):
         self.topic_field = Field("Topic", self.topic, trailing=self.topic_count)
         card.body.addWidget(self.topic_field)
         self.context = QPlainTextEdit()
+        self.context.setTabChangesFocus(True)  # Tab goes to the next field
         self.context.setPlaceholderText(
             "What to say: facts, a formula such as f(x) = x^2 - 1, a short code listing, the "
             "points to make. The planner builds the scenes from this."
@@ -333,7 +334,7 @@ class ExplainerPanel(QWidget, JobForm):
         grid = QGridLayout()
         grid.setHorizontalSpacing(14)
         grid.setVerticalSpacing(10)
-        self.quality = QComboBox()
+        self.quality = narrow_combo()
         for name, preset in QUALITY_PRESETS.items():
             self.quality.addItem(
                 f"{name.capitalize()}  ·  {preset.width}×{preset.height} at {preset.fps} fps", name
@@ -347,7 +348,7 @@ class ExplainerPanel(QWidget, JobForm):
         self.scenes.setValue(lo - 1)
         self.scenes_field = Field("Scenes", self.scenes, hint=f"{lo}–{hi}")
         grid.addWidget(self.scenes_field, 0, 1)
-        self.storage = QComboBox()
+        self.storage = narrow_combo()
         for mode in StorageMode:
             self.storage.addItem(STORAGE_TEXT[mode], str(mode))
         self.storage_field = Field("Storage", self.storage)
@@ -355,9 +356,13 @@ class ExplainerPanel(QWidget, JobForm):
         grid.setColumnStretch(0, 3)
         grid.setColumnStretch(1, 2)
         card.body.addLayout(grid)
-        self.subtitles = QCheckBox("Subtitles from the narration (.srt beside the video)")
+        # Short texts (a check box does not wrap), the details in the tooltips: the form fits
+        # the window at 1024 px.
+        self.subtitles = QCheckBox("Subtitles (.srt beside the video)")
+        self.subtitles.setToolTip("Subtitles from the narration, in an .srt file beside the video")
         self.subtitles.setChecked(True)
-        self.burn = QCheckBox("Also burn them into the picture (re-encodes the video)")
+        self.burn = QCheckBox("Also burn them into the picture")
+        self.burn.setToolTip("Draws the subtitles into the video itself (re-encodes it)")
         self.subtitles.toggled.connect(self.burn.setEnabled)
         self.thumbnails = QCheckBox("Thumbnail")
         self.thumbnails.setChecked(True)
@@ -370,7 +375,7 @@ class ExplainerPanel(QWidget, JobForm):
 
     def _build_model_card(self) -> None:
         card = Card("Language model")
-        self.writer = QComboBox()
+        self.writer = narrow_combo()
         self.writer_field = Field("Writer", self.writer)
         card.body.addWidget(self.writer_field)
         self.writer_note = label("", "muted", wrap=True)
@@ -394,7 +399,8 @@ class ExplainerPanel(QWidget, JobForm):
             self.llm_values[name] = value
             grid.addWidget(Field(name, value), i // 2, i % 2)
         card.body.addLayout(grid)
-        self.use_rag = QCheckBox("Add the bundled Manim notes to the model's prompts (retrieval)")
+        self.use_rag = QCheckBox("Add the Manim notes to the prompts")
+        self.use_rag.setToolTip("Retrieval: the bundled Manim notes go into the model's prompts")
         card.body.addWidget(self.use_rag)
         card.body.addWidget(
             label(

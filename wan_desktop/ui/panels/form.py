@@ -7,7 +7,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QLabel
 
-from wan_desktop.engine import InvalidInputError, Job, JobKind
+from wan_desktop.engine import InvalidInputError, Job, JobKind, JobState
 
 from .. import format as fmt
 from ..fit import estimate_text
@@ -25,6 +25,8 @@ class JobForm:
     studio: Studio
     estimate: QLabel
     general_error: QLabel
+    caption_job: str | None = None  # the job the line under the submit button follows
+    _caption_follows = False
 
     def params(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -45,17 +47,41 @@ class JobForm:
         except Exception as exc:  # the engine could not take it (no pipeline, misconfigured)
             self.show_errors({"": str(exc)})
             return None
-        self.estimate.setText(
-            f"Queued  ·  {estimate_text(job.estimate) or 'no estimate'}"
-            + (f"  ·  {job.label}" if job.label else "")
-        )
+        if not self._caption_follows:
+            self.studio.job_updated.connect(self._follow_caption)
+            self._caption_follows = True
+        self.caption_job = job.id
+        self.estimate.setText(caption(job))
         self.show_queued(job)
         self.studio.post(Notice("info", "Queued", fmt.summary(job), job_id=job.id))
         return job
+
+    def _follow_caption(self, job: Job) -> None:
+        if job.id == self.caption_job:
+            self.estimate.setText(caption(job))
 
     def show_errors(self, errors: Mapping[str, str]) -> None:
         general = route_errors(self.fields(), errors, base=self.ERRORS_BY_BASE)
         self.general_error.setText("\n".join(general))
         self.general_error.setVisible(bool(general))
         if errors:
+            self.caption_job = None  # the hint stays until the next job
             self.estimate.setText(self.FIX_HINT)
+
+
+def caption(job: Job) -> str:
+    """The line under a form's submit button about the job it just queued, as the job goes."""
+    text, _kind = fmt.state(job)
+    if job.state is JobState.queued:
+        parts = [text, estimate_text(job.estimate) or "no estimate"]
+    elif job.state.active:
+        step = f"step {job.step}/{job.total_steps}" if job.step and job.total_steps else ""
+        parts = [text, step, f"{fmt.duration(job.eta_s)} left" if job.eta_s else ""]
+    elif job.state is JobState.completed and job.started_at and job.finished_at:
+        parts = [text, f"in {fmt.duration(job.finished_at - job.started_at)}"]
+    elif job.failure is not None:
+        message = job.failure.message
+        parts = [f"{text}: {message if len(message) <= 140 else message[:139] + '…'}"]
+    else:
+        parts = [text]
+    return "  ·  ".join(p for p in (*parts, job.label or "") if p)

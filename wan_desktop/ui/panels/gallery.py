@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QIcon, QShowEvent
+from PySide6.QtGui import QDesktopServices, QIcon, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -32,10 +32,24 @@ if TYPE_CHECKING:
     from ..player import Player
 from .. import widgets
 from ..state import Notice, Studio
-from ..widgets import Badge, Card, EmptyState, PageHeader, button, label, page_layout
+from ..widgets import (
+    Badge,
+    Card,
+    EmptyState,
+    PageHeader,
+    button,
+    label,
+    page_layout,
+    scrolled,
+)
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 THUMB = QSize(192, 108)
+DETAIL_MIN_WIDTH = 420
+
+
+def grid_width(columns: int) -> int:
+    return columns * (THUMB.width() + 18) + 24
 
 
 class GalleryPanel(QWidget):
@@ -78,8 +92,9 @@ class GalleryPanel(QWidget):
         self.grid.setWordWrap(True)
         self.grid.setUniformItemSizes(True)
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        # Two columns; the player takes the rest of the width.
-        self.grid.setFixedWidth(2 * (THUMB.width() + 18) + 24)
+        # Two columns where the page is wide enough, else one (see resizeEvent); the player
+        # takes the rest of the width.
+        self.grid.setFixedWidth(grid_width(2))
         self.grid.currentItemChanged.connect(self._on_current)
         row.addWidget(self.grid)
 
@@ -91,7 +106,7 @@ class GalleryPanel(QWidget):
         badges.addWidget(self.label_badge)
         badges.addStretch(1)
         self.detail.body.addLayout(badges)
-        self.prompt = label("", wrap=True)
+        self.prompt = label("", wrap=True, selectable=True)
         self.detail.body.addWidget(self.prompt)
         self.subtitles = QLabel()
         self.subtitles.setWordWrap(True)
@@ -115,13 +130,21 @@ class GalleryPanel(QWidget):
         actions.addStretch(1)
         actions.addWidget(self.delete_btn)
         self.detail.body.addLayout(actions)
-        self.detail.setMinimumWidth(420)
-        row.addWidget(self.detail, 1)
+        # The details scroll when the window is too low for the player, the parameters and the
+        # buttons together: nothing is squashed or drawn over.
+        self.detail_scroll = scrolled(self.detail)
+        row.addWidget(self.detail_scroll, 1)
         outer.addWidget(self.content, 1)
 
         self._stale = True
         studio.jobs_changed.connect(self.refresh)
         self.refresh()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        detail = max(DETAIL_MIN_WIDTH, self.detail.minimumSizeHint().width())
+        columns = 2 if self.width() >= grid_width(2) + 18 + detail + 40 else 1
+        self.grid.setFixedWidth(grid_width(columns))
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -190,6 +213,7 @@ class GalleryPanel(QWidget):
             from ..player import Player
 
             self.player = Player()
+            self.player.setMinimumHeight(240)  # the video and its controls, never squashed
             self.player_box.addWidget(self.player)
         return self.player
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Slot
-from PySide6.QtGui import QIntValidator
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -24,11 +23,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wan_desktop.engine import Job, JobKind
+from wan_desktop.engine import InvalidInputError, Job, JobKind
 from wan_desktop.engine.hardware import ENV_PROFILE
 from wan_desktop.engine.params import (
     CONTRACT_RESOLUTIONS,
-    FRAMES_MAX,
     PROMPT_MAX,
     SEED_MAX,
     round_size,
@@ -53,14 +51,22 @@ from ..widgets import (
     padded,
     page_layout,
     scroll_page,
+    scrolled,
     set_prop,
     tool,
+    wheel_only_when_focused,
 )
 from .form import JobForm
 from .latest import NowPanel
 
 # The fit check waits for the user to stop typing or dragging for this long.
 FIT_DEBOUNCE_MS = 200
+# The number boxes accept up to this, so that a value out of range is shown, not clamped.
+TYPED_MAX = 999_999
+# Fields checked as they change (the others when Generate is pressed): the numbers by the
+# engine's own rules, the images by whether they can be read.
+NUMBER_KEYS = ("steps", "frames", "seed", "guidance_scale", "guidance_scale_2")
+LIVE_CHECKED = (*NUMBER_KEYS, "image", "end_image")
 
 
 class GeneratePanel(QWidget, JobForm):
@@ -112,7 +118,7 @@ class GeneratePanel(QWidget, JobForm):
         right = QVBoxLayout()
         right.setSpacing(12)
         self.now = NowPanel(studio)
-        right.addWidget(self.now, 1)
+        right.addWidget(scrolled(self.now), 1)  # Generate below it always shows
         submit = QVBoxLayout()
         submit.setSpacing(6)
         self.general_error = label("", "error", wrap=True)
@@ -129,7 +135,6 @@ class GeneratePanel(QWidget, JobForm):
         right.addLayout(submit)
         right_w = QWidget()
         right_w.setLayout(right)
-        right_w.setMinimumWidth(340)
         columns.addWidget(right_w, 4)
         outer.addLayout(columns, 1)
 
@@ -137,6 +142,7 @@ class GeneratePanel(QWidget, JobForm):
         studio.download_changed.connect(lambda _p: self._update_tiles())
         studio.download_finished.connect(lambda _e: self._update_tiles())
         studio.dev_mode_changed.connect(lambda _on: self.fit_timer.start())
+        studio.dev_mode_changed.connect(lambda _on: self._defaults_for_mode())
         studio.dev_mode_changed.connect(lambda _on: self._update_size_hint())
         studio.dev_mode_changed.connect(lambda _on: self._update_mode())
         studio.use_settings.connect(self.load_params)
@@ -210,6 +216,7 @@ class GeneratePanel(QWidget, JobForm):
     def _build_prompt_card(self) -> None:
         card = Card("Prompt")
         self.prompt = QPlainTextEdit()
+        self.prompt.setTabChangesFocus(True)  # Tab goes to the next field
         self.prompt.setPlaceholderText(
             "Describe the video: subject, action, setting, camera, light. "
             "E.g. “A red fox trots through fresh snow at dawn, low tracking shot, golden light”"
@@ -219,6 +226,7 @@ class GeneratePanel(QWidget, JobForm):
         self.prompt_field = Field("Prompt", self.prompt, trailing=self.prompt_count)
         card.body.addWidget(self.prompt_field)
         self.negative = QPlainTextEdit()
+        self.negative.setTabChangesFocus(True)
         self.negative.setPlaceholderText("What to avoid (the model's default is used when empty)")
         self.negative.setFixedHeight(60)
         self.negative_count = label("", "counter")
@@ -242,6 +250,8 @@ class GeneratePanel(QWidget, JobForm):
         self.end_image_field.title.setVisible(False)
         self.images_card.body.addWidget(self.end_image_field)
         self.image.changed.connect(lambda _p: self.fit_timer.start())
+        for zone in (self.image, self.end_image):
+            zone.changed.connect(lambda _p: self.check_inputs())
         self.form.addWidget(self.images_card)
 
     def _build_settings_card(self) -> None:
@@ -250,27 +260,31 @@ class GeneratePanel(QWidget, JobForm):
         grid.setHorizontalSpacing(14)
         grid.setVerticalSpacing(10)
         self.resolution = QComboBox()
+        wheel_only_when_focused(self.resolution)
         self.resolution.currentTextChanged.connect(lambda _t: self._update_size_hint())
         self.resolution.currentTextChanged.connect(lambda _t: self.fit_timer.start())
         self.resolution_field = Field("Resolution", self.resolution)
         grid.addWidget(self.resolution_field, 0, 0)
+        # The boxes take any number typed; one out of range is shown at its field (the allowed
+        # range with it), never clamped silently.
         self.steps = padded(QSpinBox())
-        self.steps.setRange(1, 100)
+        self.steps.setRange(0, TYPED_MAX)
         self.steps_field = Field("Steps", self.steps)
         grid.addWidget(self.steps_field, 0, 1)
         self.frames = padded(QSpinBox())
-        self.frames.setRange(1, FRAMES_MAX)
+        self.frames.setRange(0, TYPED_MAX)
         self.frames.setSingleStep(4)
         self.frames.valueChanged.connect(lambda _v: self._update_size_hint())
         for box in (self.steps, self.frames):
             box.valueChanged.connect(lambda _v: self.fit_timer.start())
+            box.valueChanged.connect(lambda _v: self.check_inputs())
         self.frames_field = Field("Frames", self.frames)
         grid.addWidget(self.frames_field, 1, 0)
         seed_row = QHBoxLayout()
         seed_row.setSpacing(6)
         self.seed = QLineEdit()
         self.seed.setPlaceholderText("random")
-        self.seed.setValidator(QIntValidator(0, 2**31 - 1))
+        self.seed.textChanged.connect(lambda _t: self.check_inputs())
         seed_row.addWidget(self.seed, 1)
         dice = tool("dice", "Roll a new seed", size=18)
         dice.clicked.connect(self.roll_seed)
@@ -278,17 +292,19 @@ class GeneratePanel(QWidget, JobForm):
         self.seed_field = Field("Seed", seed_row)
         grid.addWidget(self.seed_field, 1, 1)
         self.guidance = padded(QDoubleSpinBox())
-        self.guidance.setRange(0.0, 30.0)
+        self.guidance.setRange(0.0, TYPED_MAX)
         self.guidance.setSingleStep(0.5)
         self.guidance.setDecimals(1)
         self.guidance.valueChanged.connect(lambda _v: self.fit_timer.start())
         self.guidance_field = Field("Guidance", self.guidance)
         grid.addWidget(self.guidance_field, 2, 0)
         self.guidance_2 = padded(QDoubleSpinBox())
-        self.guidance_2.setRange(0.0, 30.0)
+        self.guidance_2.setRange(0.0, TYPED_MAX)
         self.guidance_2.setSingleStep(0.5)
         self.guidance_2.setDecimals(1)
         self.guidance_2_field = Field("Guidance, low-noise expert", self.guidance_2)
+        for gbox in (self.guidance, self.guidance_2):
+            gbox.valueChanged.connect(lambda _v: self.check_inputs())
         grid.addWidget(self.guidance_2_field, 2, 1)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
@@ -442,7 +458,8 @@ class GeneratePanel(QWidget, JobForm):
         self.fit_timer.start()
 
     def _apply_defaults(self, spec: ModelSpec) -> None:
-        d = spec.defaults
+        """The defaults of the variant a job would run (the tiny one in development mode)."""
+        d = spec.defaults_for(self.studio.engine.models.resolve(spec.id)[1].name)
         self.resolution.blockSignals(True)
         self.resolution.clear()
         options = list(dict.fromkeys([*CONTRACT_RESOLUTIONS, d.resolution]))
@@ -460,6 +477,10 @@ class GeneratePanel(QWidget, JobForm):
         if not spec.supports_end_image:
             self.end_image.set_path("")
         self._update_size_hint()
+
+    def _defaults_for_mode(self) -> None:
+        if self.spec is not None:  # another variant runs now: its sizes and steps
+            self._apply_defaults(self.spec)
 
     def _update_size_hint(self) -> None:
         if self.spec is None:
@@ -491,6 +512,47 @@ class GeneratePanel(QWidget, JobForm):
 
     # ------------------------------------------------------------------------------ submit
 
+    def engine_errors(self) -> dict[str, str]:
+        """What the engine would say about the form as it is, by field."""
+        if self.spec is None:
+            return {}
+        try:
+            self.studio.engine.pipeline(self.KIND).validate(self.params())
+        except InvalidInputError as exc:
+            return exc.errors
+        except Exception:  # no pipeline here: submitting says so
+            return {}
+        return {}
+
+    def input_problems(self) -> dict[str, str]:
+        """What is wrong with the fields checked as they change (numbers, images), by field."""
+        problems = {k: v for k, v in self.engine_errors().items() if k in NUMBER_KEYS}
+        for key, zone in (("image", self.image), ("end_image", self.end_image)):
+            if zone.problem:
+                problems[key] = zone.problem
+        return problems
+
+    def check_inputs(self) -> dict[str, str]:
+        """Show each input problem at its field; Generate waits until there is none."""
+        problems = self.input_problems()
+        fields = self.fields()
+        for key in LIVE_CHECKED:
+            fields[key].set_error(problems.get(key))
+        self.generate_btn.setEnabled(not problems)
+        self.generate_btn.setToolTip(
+            "Queue this video (Ctrl+Enter)"
+            if not problems
+            else "Fix the fields marked in red first: " + "; ".join(problems.values())
+        )
+        return problems
+
+    def submit(self) -> Job | None:
+        problems = self.check_inputs()
+        if problems:  # every error at once, as a submit shows them
+            self.show_errors({**self.engine_errors(), **problems})
+            return None
+        return JobForm.submit(self)
+
     def params(self) -> dict[str, Any]:
         assert self.spec is not None
         p: dict[str, Any] = {
@@ -504,8 +566,9 @@ class GeneratePanel(QWidget, JobForm):
         }
         if self.guidance_2_field.isVisible() or self.spec.defaults.guidance_scale_2 is not None:
             p["guidance_scale_2"] = self.guidance_2.value()
-        if self.seed.text().strip():
-            p["seed"] = int(self.seed.text())
+        seed = self.seed.text().strip()
+        if seed:  # as typed: the engine says what is wrong with it
+            p["seed"] = int(seed) if seed.isdigit() else seed
         if self.image.path:
             p["image"] = self.image.path
         if self.end_image.path:

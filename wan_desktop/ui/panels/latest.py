@@ -4,8 +4,8 @@ and the most recent videos."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Slot
-from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QHBoxLayout, QToolButton, QVBoxLayout
+from PySide6.QtGui import QIcon, QResizeEvent
+from PySide6.QtWidgets import QHBoxLayout, QToolButton, QVBoxLayout, QWidget
 
 from wan_desktop.engine import Job, JobKind
 
@@ -14,6 +14,38 @@ from ..jobview import JobCard
 from ..pictures import Picture, job_image, poster
 from ..state import Studio
 from ..widgets import Card, EmptyState, clear_layout, label
+
+
+class RecentStrip(QWidget):
+    """The recent videos' thumbnails in a row: as many as fit (at least one), so that the
+    column can be narrow without cutting them off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.row = QHBoxLayout(self)
+        self.row.setContentsMargins(0, 0, 0, 0)
+        self.row.setSpacing(8)
+
+    def buttons(self) -> list[QToolButton]:
+        items = (self.row.itemAt(i) for i in range(self.row.count()))
+        return [
+            w for item in items if item is not None and isinstance(w := item.widget(), QToolButton)
+        ]
+
+    def minimumSizeHint(self) -> QSize:
+        first = self.buttons()[:1]
+        width = first[0].sizeHint().width() if first else 0
+        return QSize(width, super().minimumSizeHint().height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.fit()
+
+    def fit(self) -> None:
+        used = 0
+        for i, b in enumerate(self.buttons()):
+            used += b.sizeHint().width() + (self.row.spacing() if i else 0)
+            b.setVisible(i == 0 or used <= self.width())
 
 
 class NowPanel(Card):
@@ -38,9 +70,9 @@ class NowPanel(Card):
         self.recent_title = label("RECENT", "section")
         self.recent_title.setVisible(False)  # until there is a finished video to show
         self.body.addWidget(self.recent_title)
-        self.recent = QHBoxLayout()
-        self.recent.setSpacing(8)
-        self.body.addLayout(self.recent)
+        self.strip = RecentStrip()
+        self.recent = self.strip.row
+        self.body.addWidget(self.strip)
         self._recent_ids: list[str] = []
         studio.job_updated.connect(self._on_job)
         studio.preview_changed.connect(self._on_preview)
@@ -65,6 +97,7 @@ class NowPanel(Card):
             )
             self.recent.addWidget(b)
         self.recent.addStretch(1)
+        self.strip.fit()
         self.recent_title.setVisible(bool(done))
 
     @Slot()

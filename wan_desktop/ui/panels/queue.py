@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Slot
+from PySide6.QtCore import QEvent, QModelIndex, QPoint, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QImage, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -32,6 +34,8 @@ MAX_CARDS = 100  # per list; older history stays in the engine and the gallery
 
 class JobList(QListWidget):
     """A list of job cards; ``reorderable`` lets the user drag queued jobs into a new order."""
+
+    acting = Signal(str)  # a card's command is about to run: the id of its job
 
     def __init__(self, studio: Studio, *, reorderable: bool) -> None:
         super().__init__()
@@ -84,14 +88,18 @@ class JobList(QListWidget):
         card = self.cards.get(job.id)
         if card is None:
             return
-        before = card.sizeHint()
         card.set_job(job, self._preview(job.id))
-        if card.sizeHint() != before:
-            for i in range(self.count()):
-                item = self.item(i)
-                if item.data(ID_ROLE) == job.id:
-                    item.setSizeHint(card.sizeHint())
-            self._fit_height()
+        # A part shown or hidden (the timeline when the job starts) changes the card's height:
+        # lay it out now, and give its row that height, so nothing is drawn over.
+        layout = card.layout()
+        if layout is not None:
+            layout.activate()
+        hint = card.sizeHint()
+        for i in range(self.count()):
+            item = self.item(i)
+            if item.data(ID_ROLE) == job.id and item.sizeHint() != hint:
+                item.setSizeHint(hint)
+                self._fit_height()
 
     def ids(self) -> list[str]:
         return [self.item(i).data(ID_ROLE) for i in range(self.count())]
@@ -138,6 +146,7 @@ class JobList(QListWidget):
         self.studio.navigate.emit(f"gallery:{job_id}")
 
     def _command(self, name: str, job_id: str) -> None:
+        self.acting.emit(job_id)
         self.studio.job_command(name, job_id)
 
 
@@ -198,7 +207,13 @@ class QueuePanel(QWidget):
         self.empty.add_action(go)
         col.addWidget(self.empty)
         col.addStretch(1)
-        outer.addWidget(scroll_page(body), 1)
+        self.scroll_area: QScrollArea = scroll_page(body)
+        outer.addWidget(self.scroll_area, 1)
+        # The card the user just acted on stays where it was on the screen (retrying a job adds
+        # one above it; the pointer must not end up over the new card's buttons).
+        self._anchor: tuple[str, int] | None = None
+        for lst in (self.running, self.upcoming, self.history):
+            lst.acting.connect(self._hold)
 
         self._stale = True
         studio.jobs_changed.connect(self.refresh)
@@ -230,6 +245,36 @@ class QueuePanel(QWidget):
             w.setVisible(show)
         self.empty.setVisible(not (active or queued or done))
         self._update_header()
+        self._keep_anchor()
+
+    def _card_y(self, job_id: str) -> int | None:
+        for lst in (self.history, self.upcoming, self.running):
+            card = lst.cards.get(job_id)
+            if card is not None and lst.isVisible():
+                return card.mapTo(self.scroll_area.viewport(), QPoint(0, 0)).y()
+        return None
+
+    @Slot(str)
+    def _hold(self, job_id: str) -> None:
+        y = self._card_y(job_id)
+        self._anchor = None if y is None else (job_id, y)
+
+    def _keep_anchor(self) -> None:
+        if self._anchor is None:
+            return
+        job_id, y = self._anchor
+        self._anchor = None
+        self._scroll_to(job_id, y)
+        # The scroll area sizes its content on a later turn of the loop: once more then.
+        QTimer.singleShot(0, lambda: self._scroll_to(job_id, y))
+
+    def _scroll_to(self, job_id: str, y: int) -> None:
+        """Scroll so that the card of ``job_id`` is at ``y`` in the viewport again."""
+        QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest.value)
+        now = self._card_y(job_id)
+        if now is not None and now != y:
+            bar = self.scroll_area.verticalScrollBar()
+            bar.setValue(bar.value() + now - y)
 
     def _update_header(self) -> None:
         s = self.studio

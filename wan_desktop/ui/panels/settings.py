@@ -33,6 +33,7 @@ from ..widgets import (
     PageHeader,
     button,
     label,
+    make_selectable,
     padded,
     page_layout,
     scroll_page,
@@ -64,6 +65,7 @@ class SettingsPanel(QWidget):
         self.keyring_ok = False
         outer = page_layout(self)
         header = PageHeader("Settings", f"Saved in {studio.settings_store.path}")
+        make_selectable(header.subtitle)  # a path: worth copying
         self.save_btn = button("Save", "check", variant="primary")
         self.save_btn.clicked.connect(self.save)
         header.action_row.addWidget(self.save_btn)
@@ -211,6 +213,10 @@ class SettingsPanel(QWidget):
         outer.addWidget(scroll_page(body), 1)
 
         self.load(studio.settings)
+        # One source of truth: a setting changed elsewhere (the welcome card, the development
+        # banner) shows here at once, and Save never writes back a stale value.
+        studio.settings_changed.connect(self._follow)
+        studio.dev_mode_changed.connect(lambda _on: self._follow(studio.settings))
         api.state_changed.connect(self._on_api_state)
         self._on_api_state(api.describe())
         studio.background.run(self._read_keyring, on_done=self._on_keyring)
@@ -221,6 +227,10 @@ class SettingsPanel(QWidget):
     # ------------------------------------------------------------------------------- form
 
     def load(self, s: AppSettings) -> None:
+        self._fill(s)
+        self.shown = self.collect()  # what the form shows, to tell the user's edits apart
+
+    def _fill(self, s: AppSettings) -> None:
         self.models_dir.setText(s.models_dir or "")
         self.outputs_dir.setText(s.outputs_dir or "")
         self.idle.setValue(s.idle_unload_min)
@@ -247,6 +257,18 @@ class SettingsPanel(QWidget):
             api_token=self.api_token.text().strip(),
             api_origins=origins,
         )
+
+    @Slot(object)
+    def _follow(self, new: AppSettings) -> None:
+        """Show ``new``, keeping the edits the user has not saved yet."""
+        form, shown = self.collect(), self.shown
+        edits = {
+            f.name: getattr(form, f.name)
+            for f in dataclasses.fields(AppSettings)
+            if getattr(form, f.name) != getattr(shown, f.name)
+        }
+        self.load(new)
+        self._fill(dataclasses.replace(self.shown, **edits))
 
     def fields(self) -> dict[str, Field]:
         return {
