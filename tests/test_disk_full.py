@@ -92,7 +92,7 @@ def test_a_job_that_cannot_fit_in_the_outputs_folder_fails_before_it_runs(tmp_pa
         done = wait_job(eng, job.id, JobState.failed)
         assert done.failure is not None
         assert done.failure.category is FailureCategory.storage_full
-        assert "MB free" in done.failure.message and "needs about" in done.failure.message
+        assert "MiB free" in done.failure.message and "needs about" in done.failure.message
         assert done.step is None  # no step ran
         status = c.get(f"/api/v1/videos/jobs/{job.id}/status").json()
         assert status["error"]["category"] == "storage_full", status

@@ -69,9 +69,9 @@ def test_each_machine_gets_the_verdict_of_the_planners_choice(
     }
     assert v.text.startswith(words[v.kind])
     if v.kind is FitKind.none:
-        assert "GB" in v.detail
+        assert "GiB" in v.detail
     else:
-        assert f"{mp.ram_gb:.0f} GB" in v.detail or f"{mp.vram_gb:.0f} GB" in v.detail
+        assert f"{mp.ram_gb:.0f} GiB" in v.detail or f"{mp.vram_gb:.0f} GiB" in v.detail
 
 
 def test_without_a_gpu_the_verdict_says_so_plainly(store: ModelStore) -> None:

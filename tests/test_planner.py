@@ -97,7 +97,7 @@ def test_when_ram_is_the_limit_the_strategy_needing_least_ram_and_a_plain_no() -
     assert mp.ram_gb == min(c.ram_gb for c in mp.candidates if c.limit == "ram")
     note = mp.notes[-1]
     assert "will not fit this machine" in note and "RAM is the limit" in note
-    assert "40.2 GB of 27.2 GB usable RAM" in note
+    assert "40.2 GiB of 27.2 GiB usable RAM" in note
     # VRAM the limit everywhere: the least VRAM, said as plainly.
     small = simulated_profile(8, 32, name="RTX 3070", compute_capability=(8, 6))
     mp = plan(facts, "bfloat16", job_for("T2V-A14B", "1280x720"), small)

@@ -241,7 +241,7 @@ def test_each_model_shows_whether_and_how_it_fits_this_machine(qtbot: Any, tmp_p
         assert "RTX 3070" in gen.picker.machine.text()
         gen.select_model(T2V)
         assert gen.picker.fit_detail.text() == tiles[T2V].fit.toolTip()
-        assert "RTX 3070 has 8 GB usable" in gen.picker.fit_detail.text()
+        assert "RTX 3070 has 8 GiB usable" in gen.picker.fit_detail.text()
         # The verdict follows the form: fewer frames, fewer minutes, as the planner says.
         before = verdict(TI2V)
         gen.frames.setValue(17)

@@ -183,12 +183,12 @@ def test_pins_in_use_marks_and_a_clean_up_previewed_before_anything_goes(
 def test_clean_up_opens_at_the_quota_or_with_nothing_selected(
     qtbot: Any, tmp_path: Path, tiny_models_root: Path, quota_gb: int | None
 ) -> None:
-    """It opened at "under 0.0 GB" (the development models weigh KBs): one click on Remove
+    """It opened at "under 0.0 GB" (now GiB) (the development models weigh KBs): one click on Remove
     deleted every model. Now it starts at the quota, or at what the folder holds."""
     root = tmp_path / "models"
     shutil.copytree(tiny_models_root, root, symlinks=True)
     settings = engine_settings(tmp_path)
-    quota = None if quota_gb is None else quota_gb * 1000**3
+    quota = None if quota_gb is None else quota_gb * 1024**3
     models_cfg = replace(settings.models, models_root=root, dev_mode=True, quota_bytes=quota)
     engine = Engine(replace(settings, models=models_cfg), hardware=simulated_profile(0))
     with studio_for(engine, tmp_path / "config") as studio:

@@ -182,10 +182,10 @@ def test_the_quota_goes_where_the_orchestrator_reads_it_and_applies_at_once(
     assert panel.quota.text() == "no quota"
     panel.quota.setValue(300)
     assert panel.save()
-    wait_until(qtbot, lambda: load_settings(path).quota_bytes == 300 * 1000**3)
+    wait_until(qtbot, lambda: load_settings(path).quota_bytes == 300 * 1024**3)
     saved = load_settings(path)
     assert saved.max_age_s == 30 * 86400 and "# my notes" in path.read_text(), "the rest stays"
-    wait_until(qtbot, lambda: studio.engine.models.config.quota_bytes == 300 * 1000**3)
+    wait_until(qtbot, lambda: studio.engine.models.config.quota_bytes == 300 * 1024**3)
     assert "quota" not in json.loads(SettingsStore(tmp_path / "config").path.read_text())
     # A new start reads it back from the orchestrator's file.
     again = settings_panel(qtbot, studio)

@@ -18,6 +18,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
 from wan_desktop.models.atomic import atomic_path
+from wan_desktop.models.settings import format_size
 
 from .edge import encodes, not_utf8, unencodable
 from .errors import detail_list
@@ -30,10 +31,6 @@ MULTIPART_SLACK = 1 * MB  # form fields and part headers beside the files
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def human(n: float) -> str:
-    return f"{n / MB:.1f} MB" if n >= MB else f"{n / 1024:.0f} KB"
-
-
 class BodyTooLargeError(Exception):
     pass
 
@@ -43,7 +40,9 @@ def too_large(field: str, limit: int) -> HTTPException:
     # reading (and discarding) the rest of the oversized body.
     return HTTPException(
         422,
-        detail=detail_list({field: f"the upload is over {human(limit)}; send a smaller file"}),
+        detail=detail_list(
+            {field: f"the upload is over {format_size(limit)}; send a smaller file"}
+        ),
         headers={"Connection": "close"},
     )
 
@@ -116,7 +115,7 @@ def save_image(upload: Any, folder: Path, *, field: str, max_bytes: int) -> Path
         raise HTTPException(
             422,
             detail=detail_list(
-                {field: f"the image is {human(size)}; the limit is {human(max_bytes)}"}
+                {field: f"the image is {format_size(size)}; the limit is {format_size(max_bytes)}"}
             ),
         )
     bad = HTTPException(

@@ -161,8 +161,8 @@ def _describe_fit(
 ) -> tuple[str, str]:
     gpu = profile.gpu_name or "the GPU"
     took = f"{_duration(mp.minutes)} per video at these settings"
-    vram = f"about {mp.vram_gb:.0f} GB of {mp.vram_budget_gb:.0f} GB usable VRAM"
-    ram = f"{mp.ram_gb:.0f} GB of {mp.ram_budget_gb:.0f} GB usable RAM"
+    vram = f"about {mp.vram_gb:.0f} GiB of {mp.vram_budget_gb:.0f} GiB usable VRAM"
+    ram = f"{mp.ram_gb:.0f} GiB of {mp.ram_budget_gb:.0f} GiB usable RAM"
     if kind is FitKind.gpu:
         return (
             f"fits on the GPU · {_duration(mp.minutes)}",
@@ -197,15 +197,15 @@ def _describe_fit(
     if not profile.has_gpu:
         return (
             "does not fit",
-            f"No GPU here, and on the CPU it needs about {frugal.ram_gb:.0f} GB RAM "
-            f"({mp.ram_budget_gb:.0f} GB usable). A real model wants an NVIDIA GPU with 24 GB or "
+            f"No GPU here, and on the CPU it needs about {frugal.ram_gb:.0f} GiB RAM "
+            f"({mp.ram_budget_gb:.0f} GiB usable). A real model wants an NVIDIA GPU with 24 GB or "
             "more; development mode runs tiny versions here.",
         )
     if frugal.limit == "vram":
-        need = f"About {frugal.vram_gb:.0f} GB VRAM even one layer at a time ({gpu} has "
-        need += f"{mp.vram_budget_gb:.0f} GB usable)"
+        need = f"About {frugal.vram_gb:.0f} GiB VRAM even one layer at a time ({gpu} has "
+        need += f"{mp.vram_budget_gb:.0f} GiB usable)"
     else:
-        need = f"About {frugal.ram_gb:.0f} GB RAM to hold the weights ({mp.ram_budget_gb:.0f} GB "
+        need = f"About {frugal.ram_gb:.0f} GiB RAM to hold the weights ({mp.ram_budget_gb:.0f} GiB "
         need += "usable)"
     return (
         "does not fit",

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wan_desktop.models.settings import format_size
+
 from .errors import EngineError, InvalidInputError
 
 LORA_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin")
@@ -247,7 +249,7 @@ class LoraLibrary:
         if size == 0:
             raise InvalidInputError({"file": "the file is empty"})
         if size > MAX_LORA_BYTES:
-            raise InvalidInputError({"file": f"the file is over {MAX_LORA_BYTES // MB} MB"})
+            raise InvalidInputError({"file": f"the file is over {format_size(MAX_LORA_BYTES)}"})
         if any(f.name == stem for f in self.list()):
             raise LoraExistsError(dest.name)
         info = inspect_file(LoraFile(stem, dest.name, tmp, size, tmp.stat().st_mtime))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from wan_desktop.models.atomic import atomic_path
+from wan_desktop.models.settings import format_size
 
 from .errors import JobFailedError
 from .failures import STORAGE_FULL_SUGGESTIONS
@@ -75,8 +76,8 @@ class OutputStore:
         if free < need:
             raise JobFailedError(
                 FailureCategory.storage_full,
-                f"the outputs folder is full: {free / MB:.1f} MB free, and this video needs "
-                f"about {need / MB:.1f} MB",
+                f"the outputs folder is full: {format_size(free)} free, and this video needs "
+                f"about {format_size(need)}",
                 STORAGE_FULL_SUGGESTIONS,
                 detail=f"free {free} bytes, needed {need} bytes, checked before the job ran",
             )

@@ -163,8 +163,8 @@ class MemoryPlan:
         budget = self.vram_budget_gb if STRATEGIES[self.strategy].gpu else self.ram_budget_gb
         tiling = ", VAE tiling" if self.vae_tiling else ""
         return (
-            f"{self.strategy} ({self.description}{tiling}): about {amount:.1f} GB {where} "
-            f"of {budget:.1f} GB usable"
+            f"{self.strategy} ({self.description}{tiling}): about {amount:.1f} GiB {where} "
+            f"of {budget:.1f} GiB usable"
         )
 
     def estimate(self) -> dict[str, Any]:
@@ -319,11 +319,11 @@ def _closest(candidates: Sequence[Candidate], most_frugal: str) -> tuple[Candida
 def _wont_fit(chosen: Candidate, limit: str, vram_budget: float, ram_budget: float) -> str:
     gpu = STRATEGIES[chosen.strategy].gpu
     if limit == "ram":
-        need = f"about {chosen.ram_gb:.1f} GB of {ram_budget:.1f} GB usable RAM"
+        need = f"about {chosen.ram_gb:.1f} GiB of {ram_budget:.1f} GiB usable RAM"
         where = "RAM is the limit"
         fix = "close other programs, lower the resolution or frames, or use a machine with more RAM"
     else:
-        need = f"about {chosen.vram_gb:.1f} GB of {vram_budget:.1f} GB usable VRAM"
+        need = f"about {chosen.vram_gb:.1f} GiB of {vram_budget:.1f} GiB usable VRAM"
         where = "GPU memory is the limit"
         fix = "lower the resolution or frames, or use a GPU with more memory"
     least = "least RAM" if limit == "ram" or not gpu else "least VRAM"

@@ -139,7 +139,7 @@ def write_folder(name: str, dest: Path) -> None:
 
     model = MODELS[name]
     torch, diffusers, transformers = _require()
-    with tiny._quiet_libraries():
+    with tiny.quiet_libraries():
         text_encoder = _text_encoder(torch, transformers, transformers.UMT5Config(**UMT5_XXL))
         vae = _build(torch, diffusers.AutoencoderKLWan, **model.vae)
         experts = [
@@ -204,7 +204,7 @@ def load_pipeline(
     device = torch.device(device)
     depth = {} if num_layers is None else {"num_layers": num_layers}
     built: dict[str, Any] = {}
-    with tiny._quiet_libraries():
+    with tiny.quiet_libraries():
         for i, comp in enumerate(("transformer", "transformer_2", "text_encoder", "vae")):
             if not (folder / comp / "config.json").is_file():
                 continue

@@ -241,13 +241,13 @@ def build(name: str, dest: Path) -> None:
     """Build the named tiny pipeline into ``dest`` (which must not exist yet)."""
     if name not in BUILDERS:
         raise KeyError(name)
-    with _quiet_libraries():
+    with quiet_libraries():
         m = _require()
         _build_quietly(name, dest, m)
 
 
 @contextlib.contextmanager
-def _quiet_libraries() -> Iterator[None]:
+def quiet_libraries() -> Iterator[None]:
     """Keep the libraries' progress bars and notices out of our output while building."""
     try:
         from diffusers.utils import logging as dlogging

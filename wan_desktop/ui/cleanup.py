@@ -25,10 +25,9 @@ from wan_desktop.models import ModelStore
 from wan_desktop.models.gc import GcReport
 
 from . import format as fmt
+from .quota import GIB
 from .state import Notice, Studio
 from .widgets import Field, label, padded
-
-GB = 1000**3
 
 
 def preview(store: ModelStore, max_size: int | None) -> GcReport:
@@ -63,7 +62,7 @@ class CleanupDialog(QDialog):
         self.limit = padded(QDoubleSpinBox())
         self.limit.setRange(0, 100_000)
         self.limit.setDecimals(1)
-        self.limit.setSuffix(" GB")
+        self.limit.setSuffix(" GiB")
         self.limit.valueChanged.connect(lambda _v: self.run_preview())
         age = store.config.max_age_s
         hint = f"Max age: {fmt.duration(age)} (orchestrator settings)." if age else ""
@@ -101,17 +100,17 @@ class CleanupDialog(QDialog):
             )
 
     def start_at(self, limit_bytes: int) -> None:
-        """Show ``limit_bytes`` rounded up to what the field shows (a 0.4 MB folder is 0.1 GB,
-        never "0.0 GB", which would select everything), then preview."""
+        """Show ``limit_bytes`` rounded up to what the field shows (a 0.4 MiB folder is 0.1 GiB,
+        never "0.0 GiB", which would select everything), then preview."""
         step = 10 ** self.limit.decimals()
         self.limit.blockSignals(True)
-        self.limit.setValue(math.ceil(limit_bytes / GB * step) / step)
+        self.limit.setValue(math.ceil(limit_bytes / GIB * step) / step)
         self.limit.blockSignals(False)
         self.limit.setEnabled(True)
         self.run_preview()
 
     def max_size(self) -> int:
-        return round(self.limit.value() * GB)
+        return round(self.limit.value() * GIB)
 
     def run_preview(self) -> None:
         self._generation += 1

@@ -76,7 +76,8 @@ class FitCache:
             fit = Fit(BADGE[v.kind], v.text, v.detail, v.fits)
         except Exception as exc:  # a planner bug must not take the panel down
             log.warning("fit check for %s failed: %s", model_id, exc)
-            fit = Fit("neutral", "fit not checked", f"the fit check failed: {exc}")
+            # Not cached: the next check tries again (a model folder being written, say).
+            return Fit("neutral", "fit not checked", f"the fit check failed: {exc}")
         with self._lock:
             self._cache[key] = fit
         return fit
@@ -86,7 +87,7 @@ def estimate_text(estimate: Mapping[str, Any]) -> str:
     """A queued job's estimate (``job.estimate``), as one line."""
     bits = []
     if estimate.get("vram_gb"):
-        bits.append(f"≈ {float(estimate['vram_gb']):.1f} GB VRAM")
+        bits.append(f"≈ {float(estimate['vram_gb']):.1f} GiB VRAM")
     if estimate.get("minutes") is not None:
         bits.append(f"≈ {fmt.duration(float(estimate['minutes']) * 60)}")
     if estimate.get("strategy"):

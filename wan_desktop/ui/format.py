@@ -5,16 +5,12 @@ from __future__ import annotations
 import time
 
 from wan_desktop.engine import Job, JobKind, JobState
+from wan_desktop.models.settings import format_size
 
 
 def size(n: float | None) -> str:
-    if n is None:
-        return "unknown size"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+    """Bytes the way the whole app writes them (binary units, ``1.5 GiB``): see format_size."""
+    return format_size(n)
 
 
 def count(n: float) -> str:

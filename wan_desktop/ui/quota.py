@@ -10,15 +10,16 @@ import os
 
 from wan_desktop.engine import Engine
 from wan_desktop.models import ModelStore
+from wan_desktop.models import env as envvars
 from wan_desktop.models.config import ENV_QUOTA
 from wan_desktop.models.settings import load_settings, save_settings
 
-GB = 1000**3
+GIB = 1024**3  # the quota field's unit: sizes read in binary units everywhere
 
 
 def env_override() -> str | None:
     """The ``WAN_QUOTA`` value that overrides the file, if any (the config read it at start)."""
-    return os.environ.get(ENV_QUOTA, "").strip() or None
+    return envvars.text(os.environ, ENV_QUOTA)
 
 
 def saved_quota(store: ModelStore) -> int | None:

@@ -54,13 +54,6 @@ def ui_font(point_size: float = BASE_PT, weight: QFont.Weight = QFont.Weight.Nor
     return font
 
 
-def mono_font(point_size: float = BASE_PT - 1) -> QFont:
-    font = QFont(_first_family(MONO_FONTS) or "monospace")
-    font.setStyleHint(QFont.StyleHint.Monospace)
-    font.setPointSizeF(point_size)
-    return font
-
-
 def stylesheet() -> str:
     from .resources import resource_path
 

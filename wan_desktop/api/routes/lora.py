@@ -12,12 +12,13 @@ from starlette.datastructures import UploadFile
 
 from wan_desktop.engine import JobNotFoundError
 from wan_desktop.engine.lora_library import NAME_MAX, LoraFile, LoraLibrary
+from wan_desktop.models.settings import format_size
 
 from ..context import ApiContext, Ctx
 from ..errors import detail_list
 from ..mapping import iso
 from ..prompt import EnhanceOptions
-from ..uploads import MULTIPART_SLACK, file_size, human, read_form
+from ..uploads import MULTIPART_SLACK, file_size, read_form
 
 router = APIRouter(tags=["lora"])
 
@@ -139,7 +140,9 @@ async def upload(request: Request, ctx: Ctx) -> dict[str, Any]:
     if size == 0:
         raise HTTPException(422, detail=detail_list({"file": "the file is empty"}))
     if size > limit:
-        raise HTTPException(422, detail=detail_list({"file": f"the file is over {human(limit)}"}))
+        raise HTTPException(
+            422, detail=detail_list({"file": f"the file is over {format_size(limit)}"})
+        )
 
     def install() -> Any:
         with ctx.loras.incoming(ext) as tmp:

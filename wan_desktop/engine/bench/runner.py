@@ -215,8 +215,8 @@ def select(mp: MemoryPlan, asked: Sequence[str]) -> tuple[list[Candidate], list[
             skipped.append(
                 {
                     "strategy": name,
-                    "reason": f"does not fit by the planner: about {need:.1f} GB "
-                    f"{(cand.limit or '').upper()} of {budget:.1f} GB usable",
+                    "reason": f"does not fit by the planner: about {need:.1f} GiB "
+                    f"{(cand.limit or '').upper()} of {budget:.1f} GiB usable",
                 }
             )
     return chosen, skipped

@@ -602,7 +602,7 @@ def _oom_failure(
     return JobFailedError(
         FailureCategory.out_of_memory,
         f"the {where} ran out of memory, also with the {mp.strategy} strategy "
-        f"(estimated {mp.vram_gb if STRATEGIES[mp.strategy].gpu else mp.ram_gb:.1f} GB)",
+        f"(estimated {mp.vram_gb if STRATEGIES[mp.strategy].gpu else mp.ram_gb:.1f} GiB)",
         (*tips, *OOM_SUGGESTIONS),
         detail=f"{type(exc).__name__}: {exc}",
     )

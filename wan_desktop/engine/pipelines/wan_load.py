@@ -47,9 +47,9 @@ def resolve_device(name: str) -> Any:
 
 def quiet_diffusers() -> contextlib.AbstractContextManager[None]:
     """No library progress bars or notices in our logs: the engine reports progress itself."""
-    from wan_desktop.models.tiny import _quiet_libraries
+    from wan_desktop.models.tiny import quiet_libraries
 
-    return _quiet_libraries()
+    return quiet_libraries()
 
 
 def load_pipeline(folder: Path, dtype: str, *, device: Any = None) -> Any:

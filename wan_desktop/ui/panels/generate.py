@@ -23,15 +23,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wan_desktop.engine import InvalidInputError, Job, JobKind
+from wan_desktop.engine import EngineError, InvalidInputError, Job, JobKind
 from wan_desktop.engine.hardware import ENV_PROFILE
 from wan_desktop.engine.params import (
     CONTRACT_RESOLUTIONS,
+    NEGATIVE_PROMPT_MAX,
     PROMPT_MAX,
     SEED_MAX,
     round_size,
 )
 from wan_desktop.models import ModelSpec
+from wan_desktop.models.errors import ModelError
 from wan_desktop.models.manifest import parse_resolution
 
 from .. import format as fmt
@@ -499,13 +501,13 @@ class GeneratePanel(QWidget, JobForm):
         )
 
     def _update_counts(self) -> None:
-        for edit, counter in (
-            (self.prompt, self.prompt_count),
-            (self.negative, self.negative_count),
+        for edit, counter, limit in (
+            (self.prompt, self.prompt_count, PROMPT_MAX),
+            (self.negative, self.negative_count, NEGATIVE_PROMPT_MAX),
         ):
             n = len(edit.toPlainText().strip())
-            counter.setText(f"{n} / {PROMPT_MAX}")
-            set_prop(counter, "over", n > PROMPT_MAX)
+            counter.setText(f"{n} / {limit}")
+            set_prop(counter, "over", n > limit)
 
     def roll_seed(self) -> None:
         self.seed.setText(str(secrets.randbelow(2**31)))
@@ -520,7 +522,7 @@ class GeneratePanel(QWidget, JobForm):
             self.studio.engine.pipeline(self.KIND).validate(self.params())
         except InvalidInputError as exc:
             return exc.errors
-        except Exception:  # no pipeline here: submitting says so
+        except EngineError:  # no pipeline here (engine packages missing): submitting says so
             return {}
         return {}
 
@@ -605,8 +607,8 @@ class GeneratePanel(QWidget, JobForm):
         model = str(params.get("model") or "")
         try:
             self.select_model(model)
-        except Exception:
-            self.studio.post(Notice("warning", "Unknown model", f"{model} is not in the manifest"))
+        except ModelError as exc:
+            self.studio.post(Notice("warning", "Unknown model", exc.message))
             return
         self.prompt.setPlainText(str(params.get("prompt") or ""))
         self.negative.setPlainText(str(params.get("negative_prompt") or ""))

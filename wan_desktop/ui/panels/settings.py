@@ -107,7 +107,7 @@ class SettingsPanel(QWidget):
         self.quota = padded(QDoubleSpinBox())
         self.quota.setRange(0, 100_000)
         self.quota.setDecimals(0)
-        self.quota.setSuffix(" GB")
+        self.quota.setSuffix(" GiB")
         self.quota.setSpecialValueText("no quota")
         self.quota.setEnabled(False)  # until the orchestrator's settings file is read
         self.quota_field = Field(
@@ -366,9 +366,9 @@ class SettingsPanel(QWidget):
                 f"Set by {ENV_QUOTA}={override} in the environment, which wins over this setting."
             )
             effective = self.studio.engine.models.config.quota_bytes
-            self.quota.setValue(effective / quota.GB if effective else 0)
+            self.quota.setValue(effective / quota.GIB if effective else 0)
             return
-        self.quota.setValue(saved / quota.GB if saved else 0)
+        self.quota.setValue(saved / quota.GIB if saved else 0)
         self.saved_quota_gb = self.quota.value() or None  # as shown: whole GB
         self.quota.setEnabled(True)
 
@@ -379,7 +379,7 @@ class SettingsPanel(QWidget):
         wanted = self.quota.value() or None
         if not self.quota.isEnabled() or wanted == self.saved_quota_gb:
             return
-        quota_bytes = int(wanted * quota.GB) if wanted else None
+        quota_bytes = int(wanted * quota.GIB) if wanted else None
         store = self.studio.engine.models
 
         def saved(_r: None) -> None:

@@ -319,7 +319,7 @@ class SystemPanel(QWidget):
             if plan.get("strategy"):
                 lines.append(
                     f"Running job: strategy {plan['strategy']}"
-                    + (f", ≈ {float(plan['vram_gb']):.1f} GB" if plan.get("vram_gb") else "")
+                    + (f", ≈ {float(plan['vram_gb']):.1f} GiB" if plan.get("vram_gb") else "")
                 )
         self.loaded_text.setText(
             "\n".join(lines) if lines else "Nothing is loaded. A model loads when a job starts."
