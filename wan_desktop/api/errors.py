@@ -53,10 +53,6 @@ def invalid(field: str, message: str, where: str = "body") -> HTTPException:
     return HTTPException(422, detail=detail_list({field: message}, where))
 
 
-def not_found(what: str) -> HTTPException:
-    return HTTPException(404, detail=what)
-
-
 def json_safe(value: Any) -> Any:
     """Echoed inputs may hold Infinity or NaN, which JSON cannot carry: write them as text."""
     if isinstance(value, float) and not math.isfinite(value):

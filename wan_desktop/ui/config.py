@@ -26,6 +26,7 @@ from wan_desktop.access import (
 from wan_desktop.engine import EngineSettings
 from wan_desktop.engine.settings import ENV_IDLE_UNLOAD, ENV_OUTPUTS_DIR
 from wan_desktop.models import env as envvars
+from wan_desktop.models.atomic import atomic_write
 from wan_desktop.models.config import (
     ENV_DEV_MODE,
     ENV_MODELS_ROOT,
@@ -124,11 +125,8 @@ class SettingsStore:
         errors = settings.validate()
         if errors:
             raise ValueError("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{SETTINGS_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(settings.to_dict(), indent=2, sort_keys=True), "utf-8")
-        tmp.chmod(0o600)  # folders and hosts of this user
-        tmp.replace(self.path)
+        text = json.dumps(settings.to_dict(), indent=2, sort_keys=True)
+        atomic_write(self.path, text, mode=0o600)  # folders and hosts of this user
         if settings.api_token and settings.api_token != load_token():
             save_token(settings.api_token)
 
