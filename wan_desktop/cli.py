@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "wan_desktop.engine.cli",
     "wan_desktop.api.cli",
     "wan_desktop.explainer.cli",
+    "wan_desktop.pool.cli",
 )
 
 
