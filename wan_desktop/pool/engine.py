@@ -179,6 +179,13 @@ class PoolEngine(Engine):
             for s in slots
         ]
 
+    def actor(self, name: str) -> Any:
+        """The Ray actor of the worker called ``name`` (for operators' tools and tests)."""
+        for slot in self._slots:
+            if slot.name == name:
+                return slot.actor
+        raise EngineError(f"the pool has no worker {name!r}")
+
     def loaded_models(self) -> list[LoadedModel]:
         with self._cond:
             return [m for s in self._slots for m in s.loaded]
@@ -272,6 +279,8 @@ class PoolEngine(Engine):
             if not ended:
                 raise _StreamEndedError("the worker's stream ended before the job did")
         except (ray.exceptions.RayActorError, _StreamEndedError) as exc:
+            with self._cond:
+                slot.loaded = []  # a new process holds nothing
             self._worker_lost(slot, ctx, heard=heard, exc=exc)
             self._await_worker(slot)
         except Exception as exc:  # a message that could not be applied: the job fails, visibly
@@ -279,7 +288,6 @@ class PoolEngine(Engine):
             if not ctx.job.finished:
                 self._finish(ctx, JobState.failed, classify(exc, stage=ctx.job.stage))
         finally:
-            self._refresh_loaded(slot)
             with self._cond:
                 slot.running = None
                 if slot.state is WorkerState.busy:
@@ -298,6 +306,8 @@ class PoolEngine(Engine):
                 event = JobStateChanged(job=ctx.job, previous=event.previous, at=event.at)
             self.publish(event)
         elif kind == "end":
+            with self._cond:
+                slot.loaded = list(message[3])
             self._end(ctx, running, JobState(message[1]), message[2])
             return True
         return False

@@ -6,8 +6,8 @@ generator whose items are batches of messages, in the order they happened:
 
 - ``("update", changes)``: the job's fields changed (``JobContext.update``);
 - ``("event", event)``: a typed engine event (stage, step, preview, warning, log, model loaded…);
-- ``("end", state, payload)``: the last one: ``completed`` with the output files' bytes,
-  ``failed`` with the ``JobFailure``, or ``cancelled``.
+- ``("end", state, payload, loaded)``: the last one: ``completed`` with the output files'
+  bytes, ``failed`` with the ``JobFailure``, or ``cancelled``; and the models it holds warm now.
 
 The server applies them to its store and bus (``PoolEngine``). This module is plain Python: the
 pool wraps the class with ``ray.remote`` when it starts its actors, so importing it needs no Ray.
@@ -209,7 +209,7 @@ class PoolWorker:
         finally:
             with contextlib.suppress(Exception):
                 self._store.delete(job.id)
-        current.out.put(end)
+        current.out.put((*end, self.loaded()))  # what it holds warm now, for the scheduler
 
     def _run(self, job: Job, current: _Current) -> Message:
         with contextlib.suppress(Exception):
