@@ -165,6 +165,32 @@ def test_pool_events_reach_a_websocket_client_in_order(pool: PoolEngine, tmp_pat
     assert pool.get(jid).output is not None
 
 
+def test_pool_events_reach_the_desktop_apps_bridge_in_order(pool: PoolEngine, qtbot: Any) -> None:
+    from wan_desktop.ui.bridge import EngineBridge
+
+    bridge = EngineBridge(pool)
+    seen: list[tuple[str, Any]] = []
+    bridge.job_changed.connect(lambda e: seen.append(("state", e.job.state)))
+    bridge.job_stage.connect(lambda e: seen.append(("stage", e.stage)))
+    bridge.job_step.connect(lambda e: seen.append(("step", e.step)))
+    try:
+        job = pool.submit(small_spec(steps=6, seed=21))
+        qtbot.waitUntil(lambda: ("state", JobState.completed) in seen, timeout=240_000)
+    finally:
+        bridge.close()
+    assert pool.get(job.id).state is JobState.completed
+    states = [v for k, v in seen if k == "state"]
+    order = list(JobState)
+    assert states == sorted(states, key=order.index), "states never go back"
+    assert states[0] is JobState.queued and states[-1] is JobState.completed
+    steps = [v for k, v in seen if k == "step"]
+    assert steps == sorted(set(steps)) and steps[-1] == 6, "newer steps may replace older ones"
+    stages = [v for k, v in seen if k == "stage"]
+    assert stages[0] == "initializing" and stages[-1] == "completed"
+    first_step = next(i for i, (k, _) in enumerate(seen) if k == "step")
+    assert seen.index(("stage", "generating")) < first_step < seen.index(("stage", "saving"))
+
+
 def test_cancel_reaches_the_running_worker_within_one_step(pool: PoolEngine) -> None:
     rec = Recorder(pool)
     try:
