@@ -33,6 +33,7 @@ from wan_desktop.engine import (
 from wan_desktop.engine.workers import WorkerState
 from wan_desktop.models.config import OrchestratorConfig
 from wan_desktop.pool import PoolEngine
+from wan_desktop.pool.worker import node_settings
 
 ray = pytest.importorskip("ray", reason="the pool extra (ray) is installed by setup.sh --dev")
 pytest.importorskip("diffusers")
@@ -83,6 +84,18 @@ def test_one_worker_per_gpu_that_ray_sees(pool: PoolEngine) -> None:
     workers = pool.workers()
     assert [w.name for w in workers] == ["worker-1", "worker-2"]
     assert all(w.state is WorkerState.idle and w.device == "cpu" and w.node for w in workers)
+
+
+def test_a_worker_on_another_node_keeps_its_models_where_that_node_says(tmp_path: Path) -> None:
+    server = dev_settings(tmp_path / "server-models", tmp_path / "data")
+    env = {"MODELS_ROOT": str(tmp_path / "node-models"), "WAN_LOCAL_MIRROR": str(tmp_path / "m")}
+    same = node_settings(server, node="a", home="a", environ=env)
+    assert same == server, "on the server's node the server's settings hold"
+    other = node_settings(server, node="b", home="a", environ=env)
+    assert other.models.models_root == tmp_path / "node-models"
+    assert other.models.local_mirror == tmp_path / "m"
+    assert other.outputs_dir == server.outputs_dir and other.models.dev_mode
+    assert node_settings(server, node="b", home="a", environ={}) == server
 
 
 def test_two_jobs_run_side_by_side_each_identical_to_the_local_engine(

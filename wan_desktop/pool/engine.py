@@ -134,6 +134,7 @@ class PoolEngine(Engine):
         if n < 1:
             raise EngineError(f"a pool needs at least one worker, not {n}")
         actor_class = ray.remote(PoolWorker)
+        home = ray.get_runtime_context().get_node_id()  # the server's node
         for i in range(n):
             name = f"worker-{i + 1}"
             actor = actor_class.options(
@@ -142,7 +143,7 @@ class PoolEngine(Engine):
                 max_restarts=MAX_RESTARTS,
                 max_task_retries=0,  # a job that a dead worker ran is ours to decide on
                 max_concurrency=ACTOR_CONCURRENCY,
-            ).remote(name, self.settings, hardware, plugins, torch_threads)
+            ).remote(name, self.settings, hardware, plugins, torch_threads, home)
             self._slots.append(_Slot(name, actor))
         refs = [s.actor.info.remote() for s in self._slots]
         try:

@@ -23,8 +23,8 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from wan_desktop.engine.pipelines.base import LoadedModel, Pipeline
 from wan_desktop.engine.settings import EngineSettings
 from wan_desktop.models import ModelStore
 from wan_desktop.models.cancel import CancelToken
+from wan_desktop.models.config import ENV_LOCAL_MIRROR, ENV_MODELS_ROOT
 from wan_desktop.models.errors import CancelledError
 
 Message = tuple[Any, ...]
@@ -70,6 +71,26 @@ class _StreamContext(JobContext):
         return job
 
 
+def node_settings(
+    settings: EngineSettings, *, node: str, home: str, environ: Mapping[str, str]
+) -> EngineSettings:
+    """The server's settings, on another node with that node's own models folder and mirror.
+
+    Each machine of a cluster keeps its models where its ``MODELS_ROOT`` (and
+    ``WAN_LOCAL_MIRROR``) say, as set for ``ray start`` there, so a node fetches a model from its
+    own mirror or S3 once instead of each job pulling it from the Hub. On the server's own node,
+    the server's settings hold.
+    """
+    if node == home:
+        return settings
+    models = settings.models
+    if environ.get(ENV_MODELS_ROOT):
+        models = replace(models, models_root=Path(environ[ENV_MODELS_ROOT]).expanduser())
+    if environ.get(ENV_LOCAL_MIRROR):
+        models = replace(models, local_mirror=Path(environ[ENV_LOCAL_MIRROR]).expanduser())
+    return replace(settings, models=models)
+
+
 @dataclass
 class _Current:
     job_id: str
@@ -85,7 +106,13 @@ class PoolWorker:
         hardware: HardwareProfile | None = None,
         plugins: tuple[str, ...] = (),
         torch_threads: int | None = None,
+        home_node: str | None = None,
     ) -> None:
+        if home_node is not None:
+            import ray
+
+            here = ray.get_runtime_context().get_node_id()
+            settings = node_settings(settings, node=here, home=home_node, environ=os.environ)
         for module in plugins:  # e.g. the explainer registers its pipeline for its job kind
             importlib.import_module(module).register()
         if torch_threads is not None:
