@@ -16,7 +16,10 @@ import httpx
 import psutil
 import pytest
 
+from tests.api_helpers import api_client
+from tests.engine_helpers import wait_job, wan_spec
 from tests.helpers import REAL_MANIFEST, ROOT
+from wan_desktop.engine import JobState
 
 pytest.importorskip("ray", reason="the pool extra (ray) is installed by setup.sh --dev")
 
@@ -45,7 +48,7 @@ def test_wan_serve_pool_runs_jobs_on_workers_that_wan_pool_status_lists(tmp_path
     )
     try:
         assert proc.stderr is not None
-        lines = []
+        lines: list[str] = []
         while not lines or "Wan Desktop API at" not in lines[-1]:
             line = proc.stderr.readline()
             assert line, "the server stopped before serving:\n" + "".join(lines)
@@ -107,3 +110,15 @@ def test_bad_pool_settings_and_an_unreachable_server_say_what_to_do() -> None:
     assert down.returncode == 1
     answer = json.loads(down.stdout)
     assert answer["ok"] is False and "wan serve --pool" in answer["error"]["fix"]
+
+
+def test_a_server_without_a_pool_lists_its_one_local_worker(tmp_path: Path) -> None:
+    with api_client(tmp_path, step_s=0.05) as (client, engine):
+        (idle,) = client.get("/api/v1/system/workers").json()["workers"]
+        assert idle["name"] == "local" and idle["state"] == "idle" and idle["current_job"] is None
+        assert idle["device"] == "cpu" and idle["node"]
+        job = engine.submit(wan_spec(steps=100))
+        wait_job(engine, job.id, JobState.running)
+        (busy,) = client.get("/api/v1/system/workers").json()["workers"]
+        assert busy["state"] == "busy" and busy["current_job"] == job.id
+        engine.cancel(job.id)
