@@ -28,6 +28,7 @@ from wan_desktop.engine import (
     JobState,
     JobStateChanged,
     JobStep,
+    ModelUnloaded,
     simulated_profile,
 )
 from wan_desktop.engine.workers import WorkerState
@@ -215,6 +216,21 @@ def test_cancel_reaches_the_running_worker_within_one_step(pool: PoolEngine) -> 
         assert final.state is JobState.cancelled and final.output is None
         assert len(rec.of(JobStep, job.id)) <= seen + 1
         assert final.step is not None and final.step < 100
+    finally:
+        rec.sub.close()
+
+
+def test_unload_frees_the_models_of_every_worker(pool: PoolEngine) -> None:
+    rec = Recorder(pool)
+    try:
+        for seed, model in ((31, "T2V-A14B"), (32, "TI2V-5B")):
+            job = finished(pool, pool.submit(small_spec(model=model, seed=seed)).id)
+            assert job.state is JobState.completed, job.failure
+        assert pool.loaded_models()
+        pool.unload()
+        rec.wait(lambda: not pool.loaded_models(), timeout=60)
+        assert all(w.loaded_model is None for w in pool.workers())
+        assert {e.reason for e in rec.of(ModelUnloaded)} == {"requested"}
     finally:
         rec.sub.close()
 

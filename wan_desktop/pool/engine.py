@@ -420,10 +420,10 @@ class PoolEngine(Engine):
                 events = ray.get(slot.actor.unload.remote(reason, idle_s), timeout=RESTART_POLL_S)
             except Exception:
                 continue
+            if events:
+                self._refresh_loaded(slot)  # before the news: a listener may ask at once
             for event in events:
                 self.publish(event)
-            if events:
-                self._refresh_loaded(slot)
 
     def _unload_idle_workers(self) -> None:
         limit = self.settings.idle_unload_s
