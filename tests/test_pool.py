@@ -22,6 +22,7 @@ from tests.helpers import REAL_MANIFEST
 from tests.test_api_ws import recv_until, subscribed
 from tests.wan_helpers import decoded, real_engine, sidecar, small_spec
 from wan_desktop.engine import (
+    EngineError,
     EngineSettings,
     FailureCategory,
     JobStage,
@@ -79,6 +80,22 @@ def pool(
 
 def finished(eng: Any, job_id: str, timeout: float = 240) -> Any:
     return wait_job(eng, job_id, *FINISHED, timeout=timeout)
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error(cluster: None, tmp_path: Path) -> None:
+    # First in the module: the shared pool does not hold the cluster's GPUs yet.
+    with pytest.raises(EngineError, match="a pool worker did not start") as err:
+        PoolEngine(
+            dev_settings(tmp_path / "models", tmp_path / "data"),
+            workers=1,
+            hardware=HARDWARE,
+            plugins=("wan_desktop.no_such_plugin",),
+        )
+    assert "no_such_plugin" in str(err.value)
+    deadline = time.monotonic() + 60  # Ray frees a killed actor's GPU a moment later
+    while ray.available_resources().get("GPU") != 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ray.available_resources().get("GPU") == 2, "its actor is gone"
 
 
 def test_one_worker_per_gpu_that_ray_sees(pool: PoolEngine) -> None:

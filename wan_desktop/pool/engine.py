@@ -154,6 +154,11 @@ class PoolEngine(Engine):
                 f"(it has {resources.get('GPU', 0):g} GPUs, {resources.get('CPU', 0):g} CPUs); "
                 "start fewer with --workers, or add nodes (ray start --address …)"
             ) from None
+        except ray.exceptions.RayError as exc:  # a worker failed to start (e.g. an import)
+            raise EngineError(
+                f"a pool worker did not start: {exc}; check that every node has the same "
+                "wan-desktop installed (pip install 'wan-desktop[pool]')"
+            ) from exc
         for slot, info in zip(self._slots, infos, strict=True):
             slot.info, slot.loaded, slot.state = info, list(info["loaded"]), WorkerState.idle
         log.info("pool of %d workers (%d GPUs in the cluster)", n, gpus)
