@@ -25,6 +25,7 @@ from wan_desktop.engine import (
     EngineError,
     EngineSettings,
     FailureCategory,
+    InvalidInputError,
     JobStage,
     JobState,
     JobStateChanged,
@@ -156,6 +157,53 @@ def test_two_jobs_run_side_by_side_each_identical_to_the_local_engine(
     assert again.state is JobState.completed, again.failure
     assert sidecar(again)["timings_s"]["warm"] is True
     assert Path(again.output.video).parent == pool.settings.outputs_dir, "the server keeps outputs"
+
+
+def test_a_two_gpu_job_makes_the_frames_of_a_one_gpu_job(
+    pool: PoolEngine, tiny_models_root: Path, tmp_path: Path
+) -> None:
+    params = {"model": "T2V-A14B", "seed": 7, "prompt": "a kite over the dunes"}
+    with pytest.raises(InvalidInputError) as err:
+        pool.submit(small_spec(**params, gpus=4))
+    assert "at most 2 on one machine" in err.value.errors["gpus"]
+    with pytest.raises(InvalidInputError) as err:  # 40 heads, 72 tokens: 7 splits neither
+        pool.submit(small_spec(**params, gpus=7))
+    assert err.value.errors["gpus"].endswith("use one of 1, 2, 4, 8")
+    with api_client(tmp_path, engine=pool) as (client, _):
+        r = client.post(
+            "/api/v1/generation/submit",
+            json={"model_type": "T2V-A14B", "prompt": "a kite", "resolution": "854x480", "gpus": 3},
+        )
+    assert r.status_code == 422 and "use one of 1, 2" in r.text, r.text
+
+    rec = Recorder(pool)
+    try:
+        two = finished(pool, pool.submit(small_spec(**params, gpus=2)).id)
+        assert two.state is JobState.completed, two.failure
+        assert [e.step for e in rec.of(JobStep, two.id)] == [1, 2, 3, 4], "rank 0 reports"
+    finally:
+        rec.sub.close()
+    assert two.params["gpus"] == 2 and sidecar(two)["params"]["gpus"] == 2
+    lines = [line["message"] for line in pool.logs(two.id)]
+    assert any("Ulysses context parallelism of degree 2" in line for line in lines), lines
+    deadline = time.monotonic() + 60  # the other rank finishes its copy of the job just after
+    while pool.loaded_models() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pool.loaded_models() == [], "a split model is not kept warm"
+    one = finished(pool, pool.submit(small_spec(**params)).id)
+    assert one.state is JobState.completed, one.failure
+    assert np.array_equal(decoded(two), decoded(one))
+
+    # Without a pool the job is refused before any model loads.
+    local = real_engine(tiny_models_root, tmp_path, hardware=HARDWARE)
+    try:
+        alone = finished(local, local.submit(small_spec(**params, gpus=2)).id)
+        assert alone.state is JobState.failed and alone.failure is not None
+        assert alone.failure.category is FailureCategory.invalid_input
+        assert "wan serve --pool" in alone.failure.message
+        assert local.loaded_models() == []
+    finally:
+        local.shutdown()
 
 
 def test_pool_events_reach_a_websocket_client_in_order(pool: PoolEngine, tmp_path: Path) -> None:

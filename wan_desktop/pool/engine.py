@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wan_desktop.engine.context import JobContext
 from wan_desktop.engine.engine import HOUSEKEEPING_S, Engine, _Running
-from wan_desktop.engine.errors import EngineError
+from wan_desktop.engine.errors import EngineError, InvalidInputError
 from wan_desktop.engine.events import (
     JobLog,
     JobStateChanged,
@@ -30,7 +31,14 @@ from wan_desktop.engine.events import (
 )
 from wan_desktop.engine.failures import classify
 from wan_desktop.engine.hardware import HardwareProfile
-from wan_desktop.engine.jobs import FailureCategory, Job, JobFailure, JobOutput, JobState
+from wan_desktop.engine.jobs import (
+    FailureCategory,
+    Job,
+    JobFailure,
+    JobOutput,
+    JobSpec,
+    JobState,
+)
 from wan_desktop.engine.pipelines.base import LoadedModel, Pipeline
 from wan_desktop.engine.settings import EngineSettings
 from wan_desktop.engine.workers import WorkerInfo, WorkerState
@@ -51,6 +59,18 @@ INSTALL_HINT = "the pool needs Ray: pip install 'wan-desktop[pool]' (scripts/set
 
 class _StreamEndedError(Exception):
     """A worker's stream stopped before its ``end`` message."""
+
+
+def _team(idle: list[_Slot], job: Job) -> list[_Slot]:
+    """The idle workers for ``job``: its model warm first, then ones holding nothing. A job of
+    N GPUs takes N workers of one machine; none where no machine has N idle."""
+    need = int(job.params.get("gpus") or 1)
+    ranked = sorted(idle, key=lambda s: (not s.holds(job), bool(s.loaded)))
+    for node in dict.fromkeys(str(s.info.get("node")) for s in ranked):
+        here = [s for s in ranked if str(s.info.get("node")) == node]
+        if len(here) >= need:
+            return here[:need]
+    return []
 
 
 def _ray() -> Any:
@@ -208,14 +228,33 @@ class PoolEngine(Engine):
 
     # ---------------------------------------------------------------------------- commands
 
+    def submit(self, spec: JobSpec) -> Job:
+        """Also refuses a job that asks for more GPUs than one machine of the pool has."""
+        params = self.pipeline(spec.kind).validate(spec.params)  # names every bad field first
+        gpus = int(params.get("gpus") or 1)
+        most = self.gpus_per_machine()
+        if gpus > most:
+            raise InvalidInputError(
+                {"gpus": f"is {gpus}; this pool has at most {most} on one machine"}
+            )
+        return super().submit(spec)
+
+    def gpus_per_machine(self) -> int:
+        """Workers (GPUs) on the machine that has the most: the most one job can use."""
+        with self._cond:
+            nodes = Counter(str(s.info.get("node")) for s in self._slots)
+        return max(nodes.values(), default=1)
+
     def cancel(self, job_id: str) -> Job:
         with self._cond:
-            for slot in self._slots:
-                if slot.running is not None and slot.running.job_id == job_id:
-                    slot.running.reason = "cancelled"
-                    slot.running.cancel.cancel()
-                    slot.actor.cancel.remote(job_id)  # stops it at its next step
-                    return self.get(job_id)
+            team = [s for s in self._slots if s.running and s.running.job_id == job_id]
+            for slot in team:  # every rank of a multi-GPU job
+                assert slot.running is not None
+                slot.running.reason = "cancelled"
+                slot.running.cancel.cancel()
+                slot.actor.cancel.remote(job_id)  # stops it at its next step
+            if team:
+                return self.get(job_id)
         return super().cancel(job_id)
 
     # --------------------------------------------------------------------------- scheduler
@@ -231,39 +270,94 @@ class PoolEngine(Engine):
                     self._cond.wait(HOUSEKEEPING_S)
             if reason is not None:
                 self._unload_workers(reason, None)
-            for slot, job in assigned:
-                slot.thread = threading.Thread(
-                    target=self._dispatch, args=(slot, job), name=f"pool-{slot.name}", daemon=True
+            for team, job in assigned:
+                thread = threading.Thread(
+                    target=self._dispatch,
+                    args=(team, job),
+                    name=f"pool-{team[0].name}",
+                    daemon=True,
                 )
-                slot.thread.start()
+                team[0].thread = thread
+                thread.start()
             if not assigned and reason is None:
                 self._unload_idle_workers()
 
-    def _assign(self) -> list[tuple[_Slot, Job]]:
+    def _assign(self) -> list[tuple[list[_Slot], Job]]:
         """Queued jobs for idle workers, in queue order (called with the lock held)."""
         idle = [s for s in self._slots if s.state is WorkerState.idle]
-        out: list[tuple[_Slot, Job]] = []
+        out: list[tuple[list[_Slot], Job]] = []
         for job in self.store.queued() if idle else ():
-            if not idle:
-                break
-            # Its model warm first, then a worker holding nothing, then any.
-            slot = min(idle, key=lambda s: (not s.holds(job), bool(s.loaded)))
-            idle.remove(slot)
-            slot.state = WorkerState.busy
-            slot.running = _Running(job.id, CancelToken(message="job cancelled"))
+            team = _team(idle, job)
+            if not team:
+                break  # the next job waits for enough GPUs on one machine: queue order holds
+            running = _Running(job.id, CancelToken(message="job cancelled"))
+            for slot in team:
+                idle.remove(slot)
+                slot.state = WorkerState.busy
+                slot.running = running
             started = self.store.update(
                 job.id,
                 state=JobState.preparing,
                 started_at=time.time(),
                 progress=0.0,
                 failure=None,
-                stage_message=f"on {slot.name}",
+                stage_message="on " + ", ".join(s.name for s in team),
             )
             self.publish(JobStateChanged(job=started, previous=job.state))
-            out.append((slot, started))
+            out.append((team, started))
         return out
 
-    def _dispatch(self, slot: _Slot, job: Job) -> None:
+    def _dispatch(self, team: list[_Slot], job: Job) -> None:
+        """Rank 0 reports; the other ranks of a multi-GPU job compute beside it, unheard."""
+        ray = _ray()
+        slot, world = team[0], len(team)
+        address = None
+        helpers = []
+        if world > 1:
+            try:
+                address = ray.get(slot.actor.group_address.remote(), timeout=RESTART_POLL_S)
+            except Exception:
+                log.exception("pool job %s: no address for its process group", job.id)
+            for rank, other in enumerate(team[1:], start=1):
+                other.thread = threading.Thread(
+                    target=self._helper,
+                    args=(other, job, rank, world, address),
+                    name=f"pool-{other.name}",
+                    daemon=True,
+                )
+                other.thread.start()
+                helpers.append(other.thread)
+        self._lead(slot, job, world, address)
+        for thread in helpers:
+            thread.join()
+
+    def _helper(self, slot: _Slot, job: Job, rank: int, world: int, address: str | None) -> None:
+        ray = _ray()
+        try:
+            for ref in slot.actor.run.remote(job, rank, world, address):
+                ray.get(ref)  # rank 0 tells the job's story; this one only computes
+        except ray.exceptions.RayActorError as exc:
+            log.warning(
+                "pool worker %s stopped during job %s (rank %d): %s", slot.name, job.id, rank, exc
+            )
+            with self._cond:
+                slot.loaded, slot.restarts, slot.state = (
+                    [],
+                    slot.restarts + 1,
+                    WorkerState.restarting,
+                )
+            self._await_worker(slot)
+        except Exception:
+            log.exception("pool job %s rank %d on %s", job.id, rank, slot.name)
+        finally:
+            self._refresh_loaded(slot)
+            with self._cond:
+                slot.running = None
+                if slot.state is WorkerState.busy:
+                    slot.state = WorkerState.idle
+                self._cond.notify_all()
+
+    def _lead(self, slot: _Slot, job: Job, world: int, address: str | None) -> None:
         ray = _ray()
         running = slot.running
         assert running is not None
@@ -278,7 +372,7 @@ class PoolEngine(Engine):
         )
         heard = ended = False
         try:
-            for ref in slot.actor.run.remote(job):
+            for ref in slot.actor.run.remote(job, 0, world, address):
                 for message in ray.get(ref):
                     heard = True
                     ended = self._apply(slot, ctx, running, message) or ended

@@ -35,7 +35,7 @@ from wan_desktop.engine.hardware import HardwareProfile, read_profile
 from wan_desktop.engine.jobs import Job, JobKind, JobState
 from wan_desktop.engine.jobstore import JobStore
 from wan_desktop.engine.outputs import OutputStore
-from wan_desktop.engine.pipelines import registry
+from wan_desktop.engine.pipelines import context_parallel, registry
 from wan_desktop.engine.pipelines.base import LoadedModel, Pipeline
 from wan_desktop.engine.settings import EngineSettings
 from wan_desktop.models import ModelStore
@@ -205,13 +205,28 @@ class PoolWorker:
 
     # -------------------------------------------------------------------------------- run
 
-    def run(self, job: Job) -> Iterator[list[Message]]:
-        """Run one job; yield its messages in batches until the ``end`` message."""
+    def group_address(self) -> str:
+        """``host:port`` where rank 0 of a multi-GPU job on this worker will listen."""
+        import socket
+
+        import ray
+
+        with socket.socket() as sock:
+            sock.bind(("", 0))
+            port = sock.getsockname()[1]
+        return f"{ray.util.get_node_ip_address()}:{port}"
+
+    def run(
+        self, job: Job, rank: int = 0, world: int = 1, address: str | None = None
+    ) -> Iterator[list[Message]]:
+        """Run one job (as ``rank`` of ``world`` for a multi-GPU job); yield its messages in
+        batches until the ``end`` message."""
         out: queue.SimpleQueue[Message] = queue.SimpleQueue()
         current = _Current(job.id, CancelToken(message="job cancelled"), out)
         self._current = current
+        group = (rank, world, address) if world > 1 and address else None
         thread = threading.Thread(
-            target=self._execute, args=(job, current), name=f"{self.name}-job", daemon=True
+            target=self._execute, args=(job, current, group), name=f"{self.name}-job", daemon=True
         )
         thread.start()
         try:
@@ -227,10 +242,14 @@ class PoolWorker:
             thread.join()
             self._current = None
 
-    def _execute(self, job: Job, current: _Current) -> None:
+    def _execute(self, job: Job, current: _Current, group: tuple[int, int, str] | None) -> None:
         end: Message
         try:
-            end = self._run(job, current)
+            if group is None:
+                end = self._run(job, current)
+            else:
+                with context_parallel.process_group(*group):
+                    end = self._run(job, current, ship=group[0] == 0)
         except BaseException as exc:  # the stream must end whatever happens
             end = ("end", str(JobState.failed), classify(exc, stage=job.stage))
         finally:
@@ -238,7 +257,8 @@ class PoolWorker:
                 self._store.delete(job.id)
         current.out.put((*end, self.loaded()))  # what it holds warm now, for the scheduler
 
-    def _run(self, job: Job, current: _Current) -> Message:
+    def _run(self, job: Job, current: _Current, ship: bool = True) -> Message:
+        """Run the job; ``ship``: send its files (rank 0 of a multi-GPU job writes the video)."""
         with contextlib.suppress(Exception):
             self._store.delete(job.id)
         self._store.insert(job)
@@ -268,6 +288,7 @@ class PoolWorker:
         for name in OUTPUT_FILES:
             path = getattr(output, name)
             if path:
-                files[name] = Path(path).read_bytes()
+                if ship:
+                    files[name] = Path(path).read_bytes()
                 Path(path).unlink(missing_ok=True)
         return ("end", str(JobState.completed), {"output": output, "files": files})

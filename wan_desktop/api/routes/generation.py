@@ -10,7 +10,13 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from wan_desktop.engine import JobKind, JobSpec, Priority
-from wan_desktop.engine.params import CONTRACT_RESOLUTIONS, PROMPT_MAX, SEED_MAX, STEPS_MAX
+from wan_desktop.engine.params import (
+    CONTRACT_RESOLUTIONS,
+    MAX_GPUS,
+    PROMPT_MAX,
+    SEED_MAX,
+    STEPS_MAX,
+)
 
 from ..context import ApiContext, Ctx
 from ..errors import detail_list
@@ -46,6 +52,7 @@ _FIELDS = {
     "fps": {"type": "integer"},
     "guidance_scale": {"type": "number"},
     "priority": {"type": "string", "enum": ["low", "normal", "high"]},
+    "gpus": {"type": "integer", "minimum": 1, "maximum": MAX_GPUS},  # a pool splits one job
 }
 _OPENAPI = {
     "requestBody": {
@@ -161,6 +168,7 @@ def _parse(f: _Fields) -> dict[str, Any]:
         "negative_prompt": negative,
         "lora_strength": 1.0 if strength is None else strength,  # an explicit 0 stays 0
         "priority": priority or "normal",
+        "gpus": f.integer("gpus", 1, MAX_GPUS),
     }
     return params
 
