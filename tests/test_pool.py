@@ -300,6 +300,23 @@ def test_unload_frees_the_models_of_every_worker(pool: PoolEngine) -> None:
         rec.sub.close()
 
 
+def test_cancel_stops_every_rank_of_a_multi_gpu_job(pool: PoolEngine) -> None:
+    rec = Recorder(pool)
+    try:
+        job = pool.submit(small_spec(steps=100, resolution="160x96", gpus=2, seed=41))
+        rec.wait(lambda: len(rec.of(JobStep, job.id)) >= 2, timeout=240)
+        pool.cancel(job.id)
+        assert finished(pool, job.id, timeout=60).state is JobState.cancelled
+        deadline = time.monotonic() + 60  # well under the group's 120 s timeout
+        while any(w.state is not WorkerState.idle for w in pool.workers()):
+            assert time.monotonic() < deadline, pool.workers()
+            time.sleep(0.1)
+        after = finished(pool, pool.submit(small_spec(seed=42)).id)
+        assert after.state is JobState.completed, after.failure
+    finally:
+        rec.sub.close()
+
+
 def _kill_its_worker(pool: PoolEngine, rec: Recorder, job_id: str) -> str:
     rec.wait(lambda: len(rec.of(JobStep, job_id)) >= 2, timeout=240)
     (name,) = [w.name for w in pool.workers() if w.current_job == job_id]
