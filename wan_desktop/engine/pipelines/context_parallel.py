@@ -76,23 +76,29 @@ def group_size() -> int:
 def enable(pipe: Any, degree: int) -> str:
     """Split every transformer of ``pipe`` (both A14B experts) across ``degree`` ranks; says so
     (for the job's log)."""
+    for name in ("transformer", "transformer_2"):
+        model = getattr(pipe, name, None)
+        if model is not None:
+            enable_model(model, degree)
+    return f"split across {degree} GPUs: Ulysses context parallelism of degree {degree}"
+
+
+def enable_model(model: Any, degree: int) -> None:
+    """Split one transformer across ``degree`` ranks (once: a split model stays split)."""
     import torch
     from diffusers import ContextParallelConfig
 
-    for name in ("transformer", "transformer_2"):
-        model = getattr(pipe, name, None)
-        if model is None or getattr(model, "_parallel_config", None) is not None:
-            continue
-        config = ContextParallelConfig(ulysses_degree=degree)
-        if torch.accelerator.device_count() > 0:
-            model.enable_parallelism(config=config)
-            continue
-        # With no accelerator diffusers computes ``rank % torch.accelerator.device_count()``
-        # (0) while it builds the device mesh; on the CPU every rank has one device, its own.
-        count = torch.accelerator.device_count
-        torch.accelerator.device_count = lambda: 1
-        try:
-            model.enable_parallelism(config=config)
-        finally:
-            torch.accelerator.device_count = count
-    return f"split across {degree} GPUs: Ulysses context parallelism of degree {degree}"
+    if getattr(model, "_parallel_config", None) is not None:
+        return
+    config = ContextParallelConfig(ulysses_degree=degree)
+    if torch.accelerator.device_count() > 0:
+        model.enable_parallelism(config=config)
+        return
+    # With no accelerator diffusers computes ``rank % torch.accelerator.device_count()`` (0)
+    # while it builds the device mesh; on the CPU every rank has one device, its own.
+    count = torch.accelerator.device_count
+    torch.accelerator.device_count = lambda: 1
+    try:
+        model.enable_parallelism(config=config)
+    finally:
+        torch.accelerator.device_count = count
