@@ -14,13 +14,14 @@ ALLOWED = {
     "models": set(),
     "engine": {"models"},
     "explainer": {"engine", "models"},
-    "api": {"engine", "explainer", "models"},
+    "api": {"engine", "explainer", "models", "pool"},
+    "pool": {"engine", "models"},
     "ui": {"engine", "explainer", "models"},
 }
 # ui and api are two faces of one engine and never import each other: the app's entry point
 # (wan_desktop/__main__.py) gives the GUI the API's server class. The explainer is a pipeline
 # beside the engine: it registers itself, and the engine never imports it.
-HEAVY = ("torch", "diffusers", "transformers", "PySide6", "manim", "boto3", "fastapi")
+HEAVY = ("torch", "diffusers", "transformers", "PySide6", "manim", "boto3", "fastapi", "ray")
 
 
 def _imports(path: Path) -> list[tuple[str, int, bool]]:

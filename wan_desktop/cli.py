@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "wan_desktop.engine.bench.cli",
     "wan_desktop.api.cli",
     "wan_desktop.explainer.cli",
+    "wan_desktop.pool.cli",
 )
 
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from wan_desktop.access import ENV_TOKEN
 
 from .settings import DEFAULT_HOST, DEFAULT_ORIGINS, DEFAULT_PORT, ApiConfigError, is_loopback
+
+if TYPE_CHECKING:
+    from wan_desktop.engine import Engine, EngineSettings
 
 NAME = "serve"
 
@@ -46,6 +50,25 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--mock", action="store_true", help="run jobs with the mock pipeline (no model)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    pool = p.add_argument_group(
+        "GPU pool",
+        "run jobs on Ray workers, one per GPU, on this machine and the machines that joined its "
+        "Ray cluster (ray start --head here, ray start --address HOST:6379 there); needs "
+        "the pool extra: pip install 'wan-desktop[pool]'",
+    )
+    pool.add_argument("--pool", action="store_true", help="run jobs on a pool of Ray workers")
+    pool.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="pool workers (default: one per GPU Ray sees; one CPU worker where it sees none)",
+    )
+    pool.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join this Ray cluster (HOST:PORT, or 'auto' for the one started on this machine); "
+        "default: start one for this server",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,6 +105,24 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
+def _engine(args: argparse.Namespace, settings: EngineSettings) -> Engine:
+    """The pool engine: its jobs run on Ray actors (``wan_desktop.pool``)."""
+    if args.workers is not None and args.workers < 1:
+        raise ApiConfigError(f"--workers must be 1 or more, not {args.workers}")
+    from wan_desktop.engine import EngineError
+    from wan_desktop.pool import PoolEngine
+
+    try:
+        return PoolEngine(
+            settings,
+            workers=args.workers,
+            address=args.ray_address,
+            plugins=("wan_desktop.explainer",),
+        )
+    except EngineError as exc:
+        raise ApiConfigError(str(exc)) from exc
+
+
 async def _serve(args: argparse.Namespace, token: str | None, origins: tuple[str, ...]) -> int:
     from wan_desktop.engine import Engine, EngineSettings
 
@@ -96,7 +137,7 @@ async def _serve(args: argparse.Namespace, token: str | None, origins: tuple[str
     engine_settings = EngineSettings.from_env()
     if args.mock:
         engine_settings = EngineSettings.from_env(mock=True)
-    engine = Engine(engine_settings)
+    engine = _engine(args, engine_settings) if args.pool else Engine(engine_settings)
     try:
         app = create_app(
             engine, ApiSettings(host=args.host, port=port, token=token, origins=origins)
@@ -106,6 +147,8 @@ async def _serve(args: argparse.Namespace, token: str | None, origins: tuple[str
             " (development mode: tiny models, output is noise)" if engine.settings.dev_mode else ""
         )
         mode += " (mock mode: no model runs)" if engine.settings.mock else ""
+        if args.pool:
+            mode += f" (pool of {len(engine.workers())} Ray workers)"
         print(
             f"Wan Desktop API at {settings.url.rsplit(':', 1)[0]}:{port}{mode}; docs at /docs",
             file=sys.stderr,

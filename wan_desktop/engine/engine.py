@@ -51,6 +51,7 @@ from .pipelines import registry
 from .pipelines.base import LoadedModel, Pipeline
 from .settings import EngineSettings
 from .store_recovery import BACKUP_INTERVAL_S, StoreHealth
+from .workers import WorkerInfo, WorkerState
 
 log = logging.getLogger("wan_desktop.engine")
 
@@ -190,6 +191,26 @@ class Engine:
                 loaded.update(state.loaded)
                 applied.extend(state.applied)
         return LoraState(loaded=loaded, applied=tuple(applied))
+
+    def workers(self) -> list[WorkerInfo]:
+        """Who runs jobs: this engine's one worker thread (a pool engine lists its actors)."""
+        import platform
+
+        hw = self.hardware
+        loaded = self.loaded_models()
+        running = self.running_job_id
+        return [
+            WorkerInfo(
+                name="local",
+                node=platform.node(),
+                device=hw.device,
+                gpu_name=hw.gpu_name,
+                vram_total_mb=hw.vram_total_mb,
+                state=WorkerState.busy if running else WorkerState.idle,
+                loaded_model=f"{loaded[0].model_id} ({loaded[0].variant})" if loaded else None,
+                current_job=running,
+            )
+        ]
 
     # -------------------------------------------------------------------------------- queries
 

@@ -33,12 +33,14 @@ LIMITS: dict[str, tuple[float, float]] = {
     "guidance_scale_2": (0.0, 30.0),
     "flow_shift": (0.0, 50.0),
     "lora_strength": (0.0, 2.0),
+    "gpus": (1, 8),  # one job across this many GPUs of one machine (context parallelism)
 }
 PROMPT_MAX = TEXT_MAX["prompt"]
 NEGATIVE_PROMPT_MAX = TEXT_MAX["negative_prompt"]
 STEPS_MAX = int(LIMITS["steps"][1])
 FRAMES_MAX = int(LIMITS["frames"][1])
 SEED_MAX = int(LIMITS["seed"][1])
+MAX_GPUS = int(LIMITS["gpus"][1])
 CONTRACT_RESOLUTIONS = ("854x480", "1024x576", "1280x720", "1920x1080")
 SIDE_MIN, SIDE_MAX = 64, 4096  # of a requested resolution, before it is fitted to the model
 # A smaller start or end image would be stretched into a blur: refused.
@@ -71,6 +73,7 @@ class WanParams:
     loras: tuple[LoraSpec, ...] = ()
     variant: str | None = None  # asked-for variant; development mode runs tiny regardless
     requested_resolution: str | None = None
+    gpus: int = 1  # > 1: one job across that many GPUs of a pool (context parallelism)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -178,6 +181,7 @@ def validate_wan_params(
     guidance = number("guidance_scale")
     guidance_2 = number("guidance_scale_2")
     flow_shift = number("flow_shift")
+    gpus = integer("gpus")
 
     # "resolution" from a request, or width/height from already normalised parameters (retry).
     resolution = raw.get("resolution")
@@ -228,13 +232,18 @@ def validate_wan_params(
     runs = manifest.resolve(spec.id, asked, dev_mode=dev_mode)[1].name
     d = spec.defaults_for(runs)
     w, h = round_size(*(size or parse_resolution(d.resolution)), spec, runs)
+    n_frames = frames or d.frames
+    if gpus is not None and gpus > 1:
+        problem = degree_problem(spec.memory.num_heads, w, h, n_frames, spec, gpus)
+        if problem:
+            raise InvalidInputError({"gpus": problem})
     return WanParams(
         model=spec.id,
         prompt=prompt,
         width=w,
         height=h,
         steps=steps or d.steps,
-        frames=frames or d.frames,
+        frames=n_frames,
         fps=fps or d.fps,
         seed=secrets.randbelow(SEED_MAX + 1) if seed is None else seed,
         guidance_scale=d.guidance_scale if guidance is None else guidance,
@@ -247,6 +256,31 @@ def validate_wan_params(
         variant=asked,
         requested_resolution=raw.get("requested_resolution")
         or (str(raw["resolution"]) if raw.get("resolution") else None),
+        gpus=gpus or 1,
+    )
+
+
+def token_count(width: int, height: int, frames: int, vae_spatial: int, vae_temporal: int) -> int:
+    """Video tokens the transformer sees: latent frames x (latent h / 2) x (latent w / 2)."""
+    latent_frames = (frames - 1) // vae_temporal + 1
+    return latent_frames * (height // vae_spatial // 2) * (width // vae_spatial // 2)
+
+
+def allowed_degrees(heads: int, tokens: int, most: int = MAX_GPUS) -> list[int]:
+    """Degrees that split both the attention heads and the tokens evenly (1 always)."""
+    return [d for d in range(1, most + 1) if heads % d == 0 and tokens % d == 0]
+
+
+def degree_problem(heads: int, w: int, h: int, frames: int, spec: ModelSpec, gpus: int) -> str:
+    """Why ``gpus`` cannot split this job (empty: it can). Ulysses splits heads and tokens."""
+    m = spec.memory
+    tokens = token_count(w, h, frames, m.vae_scale_spatial, m.vae_scale_temporal)
+    allowed = allowed_degrees(heads, tokens)
+    if gpus in allowed:
+        return ""
+    return (
+        f"{gpus} GPUs cannot share this job ({heads} attention heads, {tokens} video tokens); "
+        f"use one of {', '.join(map(str, allowed))}"
     )
 
 

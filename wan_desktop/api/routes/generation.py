@@ -59,6 +59,7 @@ _FIELDS: dict[str, dict[str, Any]] = {
     "fps": _range("fps", "integer"),
     "guidance_scale": _range("guidance_scale", "number"),
     "priority": {"type": "string", "enum": ["low", "normal", "high"]},
+    "gpus": _range("gpus", "integer"),  # a pool splits one job
 }
 # Every field submit takes (images as file parts); anything else is refused, not ignored.
 KNOWN_FIELDS = (*_FIELDS, "image", "end_image")
@@ -187,6 +188,7 @@ def _parse(f: _Fields) -> dict[str, Any]:
         "negative_prompt": negative,
         "lora_strength": 1.0 if strength is None else strength,  # an explicit 0 stays 0
         "priority": priority or "normal",
+        "gpus": f.integer("gpus"),
     }
     return params
 

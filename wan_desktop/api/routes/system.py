@@ -34,6 +34,13 @@ def history(
     }
 
 
+@router.get("/system/workers", summary="Who runs jobs: node, GPU, VRAM, loaded model, current job")
+def workers(ctx: Ctx) -> dict[str, Any]:
+    """One worker for a local engine; one per Ray actor for a pool (``wan serve --pool``)."""
+    items = [w.to_dict() for w in ctx.engine.workers()]
+    return {"workers": items, "total": len(items), "timestamp": now_iso()}
+
+
 def _health(request: Request, ctx: ApiContext) -> dict[str, Any]:
     server = request.scope.get("server")
     port = server[1] if server else ctx.settings.port

@@ -35,6 +35,7 @@ from ..measurements import record_job
 from ..outputs import expected_video_bytes
 from ..params import WanParams, validate_wan_params
 from ..planner import STRATEGIES, JobShape, MemoryPlan
+from . import context_parallel
 from .base import JobDescription, LoadedModel, Pipeline, PipelineHost
 from .common import save_video
 
@@ -165,7 +166,11 @@ class WanPipeline(Pipeline):
         ctx.stage("initializing", 0.01, label)
         # In use from before the download to the saved video: GC leaves the model alone.
         with models.use(spec.id, var.name):
-            return self._run(ctx, p, spec, var)
+            try:
+                return self._run(ctx, p, spec, var)
+            finally:
+                if p.gpus > 1:  # a model split across GPUs is not kept for the next job
+                    self._unload_for("a multi-GPU job ended")
 
     def _run(self, ctx: JobContext, p: WanParams, spec: ModelSpec, var: VariantSpec) -> JobOutput:
         from . import wan_load
@@ -186,6 +191,8 @@ class WanPipeline(Pipeline):
                 str(exc),
                 ("run on the CPU: WAN_DEVICE=cpu", "install a torch build for this GPU"),
             ) from exc
+        if p.gpus > 1:
+            context_parallel.check(p, spec, folder)  # before anything loads
         shape = _shape(p)
         data_dir = self.host.settings.data_dir
         mp = estimate_plan(
@@ -198,6 +205,8 @@ class WanPipeline(Pipeline):
             oom: str | None = None
             try:
                 model = self._ensure_loaded(ctx, spec, var, folder, mp, device, timings)
+                if p.gpus > 1:
+                    ctx.log("info", context_parallel.enable(model.pipe, p.gpus))
                 frames, details = self._generate(ctx, model, p, spec, timings)
                 break
             except CancelledError:

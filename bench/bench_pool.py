@@ -1,0 +1,171 @@
+"""GPU pool benchmark on this machine's CPUs: throughput of 2 workers vs 1, and step latency.
+
+    .venv/bin/python bench/bench_pool.py [--jobs 8] [--resolution 160x96 --frames 17 --steps 8]
+
+One Ray instance (``num_cpus=2``: CPU workers, one torch thread each) and the tiny T2V-A14B
+variant (built on first use):
+  * throughput: --jobs jobs submitted at once to a pool of 1 worker, then of 2 workers; each
+    pool is warmed first (one job per worker: torch imported, model loaded), so the ratio is the
+    steady state a server sees; wall time from the first submit to the last completion
+  * latency: during the 2-worker run a WebSocket client (subscribed to generation_progress)
+    stamps each step's message on arrival; latency = arrival - the step's time on the worker
+    (same clock: one machine), p50 and p99 over every step of every job
+Targets (issue 15): ratio >= 1.7x; p99 < 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import ray  # noqa: E402
+import websockets  # noqa: E402
+
+from bench.bench_api import ServerThread, ms, pct  # noqa: E402
+from tests.engine_helpers import engine_settings, wait_job, wan_spec  # noqa: E402
+from tests.helpers import REAL_MANIFEST  # noqa: E402
+from wan_desktop.engine import Event, JobState, JobStep, simulated_profile  # noqa: E402
+from wan_desktop.models.config import OrchestratorConfig  # noqa: E402
+from wan_desktop.pool import PoolEngine  # noqa: E402
+
+HARDWARE = simulated_profile(0, 16)
+FINISHED = (JobState.completed, JobState.failed, JobState.cancelled, JobState.interrupted)
+
+
+def make_pool(root: Path, workers: int) -> PoolEngine:
+    models = OrchestratorConfig.from_env(
+        {}, models_root=root / "models", manifest_path=REAL_MANIFEST, dev_mode=True
+    )
+    settings = engine_settings(root / f"pool-{workers}", mock=False, models=models)
+    return PoolEngine(
+        settings,
+        workers=workers,
+        hardware=HARDWARE,
+        worker_hardware=HARDWARE,
+        torch_threads=1,
+    )
+
+
+def run_all(pool: PoolEngine, specs: list[Any], stats: dict[str, float] | None = None) -> float:
+    """Wall seconds for all jobs. ``stats``: the server process's CPU seconds, and how busy the
+    workers were (the jobs' running time over wall time x workers: 1.0 = never idle)."""
+    t0, c0, w0 = time.perf_counter(), time.process_time(), time.time()
+    jobs = [pool.submit(s) for s in specs]
+    done = [wait_job(pool, job.id, *FINISHED, timeout=600) for job in jobs]
+    assert all(d.state is JobState.completed for d in done), [d.failure for d in done]
+    wall = time.perf_counter() - t0
+    if stats is not None:
+        running = sum((d.finished_at or 0) - (d.started_at or 0) for d in done)
+        stats["server_cpu"] = time.process_time() - c0
+        stats["busy"] = running / ((time.time() - w0) * len(pool.workers()))
+    return wall
+
+
+async def listen(url: str, expected: int, arrivals: list[tuple[str, int, float]]) -> None:
+    async with websockets.connect(url) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "subscribe", "data": {"topic": "generation_progress"}}))
+        await ws.recv()
+        ready.set()
+        while len(arrivals) < expected:
+            msg = json.loads(await ws.recv())
+            if msg["type"] == "generation_progress":
+                d = msg["data"]
+                arrivals.append((d["task_id"], d["current_step"], time.time()))
+
+
+ready = threading.Event()
+
+
+def bench(
+    root: Path, workers: int, n: int, params: dict[str, Any], latency: bool
+) -> dict[str, Any]:
+    pool = make_pool(root, workers)
+    try:
+        # Warm-up: every worker imports torch and loads the model once.
+        run_all(pool, [wan_spec(**params, seed=100 + i) for i in range(workers)])
+        specs = [wan_spec(**params, seed=i) for i in range(n)]
+        stats: dict[str, float] = {}
+        if not latency:
+            return {"seconds": run_all(pool, specs, stats), **stats}
+        created: dict[tuple[str, int], float] = {}
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, JobStep):
+                created[(event.job_id, event.step)] = event.at
+
+        sub = pool.subscribe(on_event, name="bench")
+        arrivals: list[tuple[str, int, float]] = []
+        with ServerThread(pool) as server:
+            url = server.url.replace("http://", "ws://") + "/ws"
+            ready.clear()
+            listener = threading.Thread(
+                target=lambda: asyncio.run(listen(url, n * params["steps"], arrivals)), daemon=True
+            )
+            listener.start()
+            ready.wait(30)
+            seconds = run_all(pool, specs, stats)
+            listener.join(60)
+        sub.close()
+        lat = [t - created[(jid, step)] for jid, step, t in arrivals if (jid, step) in created]
+        return {"seconds": seconds, "latency": lat, **stats}
+    finally:
+        pool.shutdown()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument("--resolution", default="160x96")
+    ap.add_argument("--frames", type=int, default=17)
+    ap.add_argument("--steps", type=int, default=8)
+    args = ap.parse_args()
+    params = {
+        "model": "T2V-A14B",
+        "resolution": args.resolution,
+        "frames": args.frames,
+        "steps": args.steps,
+    }
+    load = os.getloadavg()[0]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-pool-") as tmp:
+            root = Path(tmp)
+            one = bench(root, 1, args.jobs, params, latency=False)
+            two = bench(root, 2, args.jobs, params, latency=True)
+    finally:
+        ray.shutdown()
+    ratio = one["seconds"] / two["seconds"]
+    print(
+        f"load average {load:.1f} at the start ({os.cpu_count()} cores): the ratio needs two "
+        "free cores; the server itself used "
+        f"{1000 * one['server_cpu'] / args.jobs:.0f} ms CPU per job (1 worker), "
+        f"{1000 * two['server_cpu'] / args.jobs:.0f} ms (2 workers, with the WebSocket server)"
+    )
+    print(
+        f"{args.jobs} jobs ({args.resolution}, {args.frames} frames, {args.steps} steps, tiny "
+        f"T2V-A14B): 1 worker {one['seconds']:.1f} s, 2 workers {two['seconds']:.1f} s: "
+        f"{ratio:.2f}x throughput (target >= 1.7x); workers busy {100 * one['busy']:.0f} % "
+        f"and {100 * two['busy']:.0f} % of the time"
+    )
+    lat = two["latency"]
+    print(
+        f"worker step -> WebSocket client, {len(lat)} steps: {ms(lat)} "
+        f"(target p99 < 50 ms; max {1000 * max(lat):.1f} ms)"
+    )
+    return 0 if ratio >= 1.7 and pct(lat, 0.99) < 0.05 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
