@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from wan_desktop.engine import (
 )
 from wan_desktop.engine.lora_library import LoraLibrary
 from wan_desktop.engine.pipelines.base import LoadedModel
+from wan_desktop.engine.settings import ENV_PREVIEW_EVERY
 from wan_desktop.models import DiskUsage, DownloadProgress
 
 from .background import Background
@@ -177,6 +179,11 @@ class Studio(QObject):
             # Read by the worker at each housekeeping tick: applies at once.
             self.engine.settings = dataclasses.replace(
                 self.engine.settings, idle_unload_s=settings.idle_unload_min * 60.0
+            )
+        if old.preview_every != settings.preview_every and not os.environ.get(ENV_PREVIEW_EVERY):
+            # Read at each job (the preview decoder is fitted when a model loads).
+            self.engine.settings = dataclasses.replace(
+                self.engine.settings, preview_every=settings.preview_every
             )
         self.settings_changed.emit(settings)
 
