@@ -187,6 +187,15 @@ class Studio(QObject):
             )
         self.settings_changed.emit(settings)
 
+    def remember(self, kind: JobKind, params: Mapping[str, Any]) -> None:
+        """Keep a form's last job for the next start (a failure to save only loses that)."""
+        kept = {k: v for k, v in params.items() if k != "seed"}  # the next video: a new seed
+        last = {**self.settings.last_params, str(kind): kept}
+        try:
+            self.save_settings(dataclasses.replace(self.settings, last_params=last))
+        except (OSError, ValueError) as exc:
+            log.warning("the form's last settings were not saved: %s", exc)
+
     def set_dev_mode(self, on: bool) -> None:
         self.engine.set_dev_mode(on)
         if self.settings.dev_mode != on:
