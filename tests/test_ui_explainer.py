@@ -118,3 +118,34 @@ def test_an_explainer_from_its_page_runs_in_the_queue_and_ends_with_video_and_su
         gallery.reuse_btn.click()
         assert window.current_page() == "explain" and page.topic.text() == "Photosynthesis"
         assert page.scenes.value() == 3 and page.quality.currentData() == "low"
+
+
+def test_the_explainer_form_opens_with_the_last_choices_after_a_restart(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    from tests.engine_helpers import mock_engine
+    from tests.ui_helpers import studio_for
+    from wan_desktop.ui.config import SettingsStore
+
+    with mock_studio(tmp_path) as studio:
+        studio.engine.pause()  # the job waits: only the form's memory is tested
+        window = make_window(qtbot, studio)
+        page = window.pages["explain"]
+        assert isinstance(page, ExplainerPanel)
+        page.topic.setText("Photosynthesis")
+        page.context.setPlainText(CONTEXT)
+        page.quality.setCurrentIndex(page.quality.findData("low"))
+        page.scenes.setValue(3)
+        assert page.submit() is not None
+        window.close()
+    saved = SettingsStore(tmp_path / "config").load()
+    with studio_for(mock_engine(tmp_path), tmp_path / "config", saved) as studio:
+        window = make_window(qtbot, studio)
+        page = window.pages["explain"]
+        assert isinstance(page, ExplainerPanel)
+        assert page.topic.text() == "Photosynthesis"
+        assert page.context.toPlainText() == CONTEXT
+        assert page.quality.currentData() == "low" and page.scenes.value() == 3
+        assert window.current_page() == "generate", "restoring did not switch pages"
+        for job in studio.queued():
+            studio.engine.cancel(job.id)

@@ -484,3 +484,27 @@ def test_the_caption_under_generate_says_when_the_job_failed_and_why(
         wait_until(qtbot, lambda: studio.jobs[job.id].state is JobState.failed)
         wait_until(qtbot, lambda: not gen.estimate.text().startswith("Queued"))
         assert gen.estimate.text().startswith("Failed: the GPU ran out of memory")
+
+
+def test_the_last_prompt_and_settings_are_there_after_a_restart(qtbot: Any, tmp_path: Path) -> None:
+    from wan_desktop.ui.config import SettingsStore
+
+    with mock_studio(tmp_path) as studio:
+        window = make_window(qtbot, studio)
+        gen = window.pages["generate"]
+        assert isinstance(gen, GeneratePanel)
+        fill(gen, model=TI2V, prompt="a lighthouse in a storm, remembered", steps=7, frames=13)
+        gen.seed.setText("99")
+        assert gen.submit() is not None
+        window.close()
+    saved = SettingsStore(tmp_path / "config").load()
+    engine = mock_engine(tmp_path)
+    with studio_for(engine, tmp_path / "config", saved) as studio:
+        window = make_window(qtbot, studio)
+        gen = window.pages["generate"]
+        assert isinstance(gen, GeneratePanel)
+        assert gen.prompt.toPlainText() == "a lighthouse in a storm, remembered"
+        assert gen.spec is not None and gen.spec.id == TI2V
+        assert (gen.steps.value(), gen.frames.value()) == (7, 13)
+        assert gen.seed.text() == "", "a new video gets a new seed"
+        assert window.current_page() == "generate"

@@ -193,11 +193,12 @@ def test_clean_up_opens_at_the_quota_or_with_nothing_selected(
     engine = Engine(replace(settings, models=models_cfg), hardware=simulated_profile(0))
     with studio_for(engine, tmp_path / "config") as studio:
         window = make_window(qtbot, studio)
+        # The first scan of the models folder done (no scan beside the clean-up's preview).
+        wait_until(qtbot, lambda: studio.catalog_loaded and studio.disk is not None)
+        wait_until(qtbot, lambda: studio.background.pending == 0)
+        measured = studio.disk
         for disk_known in (False, True):
-            if disk_known:
-                wait_until(qtbot, lambda: studio.disk is not None)
-            else:
-                studio.disk = None
+            studio.disk = measured if disk_known else None  # not measured yet: it measures
             dialog = CleanupDialog(studio, window)
             qtbot.addWidget(dialog)
             wait_until(qtbot, lambda: dialog.report is not None)  # noqa: B023

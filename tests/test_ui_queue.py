@@ -215,3 +215,22 @@ def test_retry_keeps_the_card_under_the_pointer_and_cancelling_a_running_job_ask
         queue.upcoming.cards[waiting].cancel_btn.click()
         wait_until(qtbot, lambda: studio.jobs[waiting].state is JobState.cancelled)
         assert len(asked) == 2
+
+
+def test_timeline_labels_are_shortened_not_cut_when_the_card_is_narrow(qtbot: Any) -> None:
+    from PySide6.QtGui import QFontMetrics
+
+    from wan_desktop.ui.jobview import Timeline
+
+    timeline = Timeline()
+    qtbot.addWidget(timeline)
+    metrics = QFontMetrics(timeline.label_font())
+    widest = max(metrics.horizontalAdvance(name) for name in timeline.phases)
+    n = len(timeline.phases)
+    timeline.resize(int(n * (widest - 8) + Timeline.GAP * (n - 1)), 34)  # narrower than a label
+    shown = timeline.labels()
+    assert any(text.endswith("…") for text in shown), shown
+    assert all(metrics.horizontalAdvance(t) <= timeline.segment_width() for t in shown), shown
+    timeline.resize(4 * widest * n, 34)
+    assert timeline.labels() == list(timeline.phases), "wide enough: the full names"
+    assert not timeline.grab().isNull()

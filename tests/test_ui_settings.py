@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.engine_helpers import wan_spec
 from tests.ui_helpers import make_window, mock_studio, wait_until
 from wan_desktop.access import load_token
 from wan_desktop.models.settings import load_settings
@@ -228,3 +229,22 @@ def test_development_mode_set_elsewhere_shows_in_settings_and_save_keeps_it(
     panel.notifications.setChecked(not panel.notifications.isChecked())
     assert panel.save()
     assert modes() == (False, False, False), "saving something else left the mode alone"
+
+
+def test_the_live_preview_is_on_by_default_and_its_interval_is_a_setting(
+    qtbot: Any, studio: Studio, tmp_path: Path
+) -> None:
+    assert engine_settings(AppSettings(), environ={}).preview_every > 0, "on by default"
+    env = {"WAN_PREVIEW_EVERY": "0"}
+    assert engine_settings(AppSettings(preview_every=3), environ=env).preview_every == 0
+    panel = settings_panel(qtbot, studio)
+    assert panel.preview.value() == AppSettings().preview_every
+    panel.preview.setValue(1)
+    assert panel.save()
+    assert SettingsStore(tmp_path / "config").load().preview_every == 1
+    assert studio.engine.settings.preview_every == 1, "applies to the running engine"
+    job = studio.submit(wan_spec(prompt="a preview every step", steps=4, frames=5).params)
+    wait_until(qtbot, lambda: job.id in studio.previews)
+    panel.preview.setValue(0)
+    assert panel.save() and studio.engine.settings.preview_every == 0
+    assert panel.preview.text() == "off"

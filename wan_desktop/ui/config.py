@@ -24,7 +24,7 @@ from wan_desktop.access import (
     save_token,
 )
 from wan_desktop.engine import EngineSettings
-from wan_desktop.engine.settings import ENV_IDLE_UNLOAD, ENV_OUTPUTS_DIR
+from wan_desktop.engine.settings import ENV_IDLE_UNLOAD, ENV_OUTPUTS_DIR, ENV_PREVIEW_EVERY
 from wan_desktop.models import env as envvars
 from wan_desktop.models.atomic import atomic_write
 from wan_desktop.models.config import (
@@ -35,6 +35,7 @@ from wan_desktop.models.config import (
 )
 
 SETTINGS_FILE = "desktop.json"
+PREVIEW_EVERY_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,10 @@ class AppSettings:
     api_token: str = ""
     api_origins: tuple[str, ...] = DEFAULT_ORIGINS
     notifications: bool = True
+    preview_every: int = 2  # a live preview of the frames every N steps while generating; 0 off
     welcomed: bool = False  # the first-run card was dismissed
+    # The last job each form queued ("wan", "explainer" → its parameters): the forms open with them.
+    last_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # keys a newer version wrote
 
     def validate(self) -> dict[str, str]:
@@ -59,6 +63,8 @@ class AppSettings:
             errors["api_port"] = f"port {self.api_port} is not 1–65535"
         if self.idle_unload_min < 0:
             errors["idle_unload_min"] = "use 0 (never) or a number of minutes"
+        if not 0 <= self.preview_every <= PREVIEW_EVERY_MAX:
+            errors["preview_every"] = f"use 0 (off) to {PREVIEW_EVERY_MAX} steps"
         if not is_loopback(self.api_host) and not self.api_token:
             errors["api_token"] = "a non-loopback address needs an access token"
         elif self.api_token and len(self.api_token) < MIN_TOKEN_CHARS:
@@ -86,7 +92,7 @@ class AppSettings:
         if "api_origins" in kwargs:
             kwargs["api_origins"] = tuple(str(o) for o in kwargs["api_origins"])
         settings = cls(**kwargs, extra={k: v for k, v in d.items() if k not in known})
-        types = {"api_port": int, "idle_unload_min": float}
+        types = {"api_port": int, "idle_unload_min": float, "preview_every": int}
         for name, kind in types.items():
             if not isinstance(getattr(settings, name), int | float):
                 raise ValueError(f"{name} must be a number")
@@ -154,5 +160,7 @@ def engine_settings(
         overrides["outputs_dir"] = Path(app.outputs_dir).expanduser()
     if not env.get(ENV_IDLE_UNLOAD):
         overrides["idle_unload_s"] = app.idle_unload_min * 60.0
+    if not env.get(ENV_PREVIEW_EVERY):
+        overrides["preview_every"] = app.preview_every
     settings = EngineSettings.from_env(env, **overrides)
     return replace(settings, mock=True) if mock else settings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QFont, QImage, QPainter, QPaintEvent
+from PySide6.QtGui import QFont, QFontMetrics, QImage, QPainter, QPaintEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from wan_desktop.engine import Job, JobKind, JobState
@@ -97,16 +97,31 @@ class Timeline(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(320, 34)
 
+    GAP = 6.0
+
+    def label_font(self) -> QFont:
+        font = QFont(self.font())
+        font.setPointSizeF(8)
+        return font
+
+    def segment_width(self) -> float:
+        n = len(self.phases)
+        return (self.width() - self.GAP * (n - 1)) / n
+
+    def labels(self) -> list[str]:
+        """The phase names as drawn: shortened with "…" where a segment is too narrow (a small
+        window), never cut."""
+        metrics = QFontMetrics(self.label_font())
+        width = int(self.segment_width())
+        return [metrics.elidedText(n, Qt.TextElideMode.ElideRight, width) for n in self.phases]
+
     def paintEvent(self, _event: QPaintEvent) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        gap, bar_h = 6.0, 6.0
-        n = len(self.phases)
-        seg_w = (self.width() - gap * (n - 1)) / n
-        font = QFont(self.font())
-        font.setPointSizeF(8)
-        p.setFont(font)
-        for i, name in enumerate(self.phases):
+        gap, bar_h = self.GAP, 6.0
+        seg_w = self.segment_width()
+        p.setFont(self.label_font())
+        for i, name in enumerate(self.labels()):
             x = i * (seg_w + gap)
             rect = QRectF(x, 2, seg_w, bar_h)
             p.setPen(Qt.PenStyle.NoPen)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from wan_desktop.engine import (
 )
 from wan_desktop.engine.lora_library import LoraLibrary
 from wan_desktop.engine.pipelines.base import LoadedModel
+from wan_desktop.engine.settings import ENV_PREVIEW_EVERY
 from wan_desktop.models import DiskUsage, DownloadProgress
 
 from .background import Background
@@ -178,7 +180,21 @@ class Studio(QObject):
             self.engine.settings = dataclasses.replace(
                 self.engine.settings, idle_unload_s=settings.idle_unload_min * 60.0
             )
+        if old.preview_every != settings.preview_every and not os.environ.get(ENV_PREVIEW_EVERY):
+            # Read at each job (the preview decoder is fitted when a model loads).
+            self.engine.settings = dataclasses.replace(
+                self.engine.settings, preview_every=settings.preview_every
+            )
         self.settings_changed.emit(settings)
+
+    def remember(self, kind: JobKind, params: Mapping[str, Any]) -> None:
+        """Keep a form's last job for the next start (a failure to save only loses that)."""
+        kept = {k: v for k, v in params.items() if k != "seed"}  # the next video: a new seed
+        last = {**self.settings.last_params, str(kind): kept}
+        try:
+            self.save_settings(dataclasses.replace(self.settings, last_params=last))
+        except (OSError, ValueError) as exc:
+            log.warning("the form's last settings were not saved: %s", exc)
 
     def set_dev_mode(self, on: bool) -> None:
         self.engine.set_dev_mode(on)

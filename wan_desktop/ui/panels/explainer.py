@@ -304,6 +304,7 @@ class ExplainerPanel(QWidget, JobForm):
         outer.addLayout(columns, 1)
         studio.explain_settings.connect(self.load_params)
         self._show_settings()
+        self.restore_last()
 
     # ------------------------------------------------------------------------------ layout
 
@@ -516,7 +517,7 @@ class ExplainerPanel(QWidget, JobForm):
         self.latest.show_job(job)
 
     @Slot(object)
-    def load_params(self, params: Mapping[str, Any]) -> None:
+    def load_params(self, params: Mapping[str, Any], *, navigate: bool = True) -> None:
         """Fill the form from an explainer job's parameters ("use these settings again")."""
         self.topic.setText(str(params.get("topic") or ""))
         self.context.setPlainText(str(params.get("context") or ""))
@@ -532,7 +533,8 @@ class ExplainerPanel(QWidget, JobForm):
             self.storage.setCurrentIndex(index)
         index = self.writer.findData(OFFLINE if params.get("model") == OFFLINE else None)
         self.writer.setCurrentIndex(max(0, index))
-        self.studio.navigate.emit("explain")
+        if navigate:
+            self.studio.navigate.emit("explain")
 
     def shutdown(self) -> None:
         self.latest.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +38,17 @@ class JobForm:
     def show_queued(self, job: Job) -> None:
         raise NotImplementedError
 
+    def load_params(self, params: Mapping[str, Any], *, navigate: bool = True) -> None:
+        raise NotImplementedError
+
+    def restore_last(self) -> None:
+        """Open with the form's last job's settings (from the previous session too)."""
+        last = self.studio.settings.last_params.get(str(self.KIND))
+        if last:
+            # One written by another version may not fit this form: then it opens empty.
+            with contextlib.suppress(TypeError, ValueError, KeyError):
+                self.load_params(last, navigate=False)
+
     def submit(self) -> Job | None:
         self.show_errors({})
         try:
@@ -52,6 +64,7 @@ class JobForm:
             self._caption_follows = True
         self.caption_job = job.id
         self.estimate.setText(caption(job))
+        self.studio.remember(self.KIND, job.params)
         self.show_queued(job)
         self.studio.post(Notice("info", "Queued", fmt.summary(job), job_id=job.id))
         return job

@@ -152,6 +152,7 @@ class GeneratePanel(QWidget, JobForm):
         first = next(iter(studio.engine.models.manifest), None)
         if first is not None:
             self.select_model(first.id)
+        self.restore_last()
         self._on_catalog()
 
     # ------------------------------------------------------------------------------ layout
@@ -602,7 +603,7 @@ class GeneratePanel(QWidget, JobForm):
         }
 
     @Slot(object)
-    def load_params(self, params: Mapping[str, Any]) -> None:
+    def load_params(self, params: Mapping[str, Any], *, navigate: bool = True) -> None:
         """Fill the form from a job's parameters ("use these settings again")."""
         model = str(params.get("model") or "")
         try:
@@ -632,7 +633,8 @@ class GeneratePanel(QWidget, JobForm):
             path = params.get(key)
             zone.set_path(str(path) if path and Path(str(path)).is_file() else "")
         self.loras.select(params.get("loras") or ())
-        self.studio.navigate.emit("generate")
+        if navigate:
+            self.studio.navigate.emit("generate")
 
     def sizeHint(self) -> QSize:
         return QSize(1100, 760)

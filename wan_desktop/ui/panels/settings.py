@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from PySide6.QtCore import Qt, Slot
@@ -20,11 +21,12 @@ from PySide6.QtWidgets import (
 )
 
 from wan_desktop.access import generate_token
+from wan_desktop.engine.settings import ENV_PREVIEW_EVERY
 from wan_desktop.models.config import ENV_QUOTA
 
 from .. import quota, secrets
 from ..api_control import ApiController
-from ..config import AppSettings
+from ..config import PREVIEW_EVERY_MAX, AppSettings
 from ..state import Notice, Studio
 from ..widgets import (
     Badge,
@@ -127,6 +129,22 @@ class SettingsPanel(QWidget):
         storage.body.addWidget(self.dev_mode)
         self.notifications = QCheckBox("Notify me when a job finishes or fails")
         storage.body.addWidget(self.notifications)
+        self.preview = padded(QSpinBox())
+        self.preview.setRange(0, PREVIEW_EVERY_MAX)
+        self.preview.setPrefix("every ")
+        self.preview.setSuffix(" steps")
+        self.preview.setSpecialValueText("off")
+        override = os.environ.get(ENV_PREVIEW_EVERY)
+        self.preview_field = Field(
+            "Live preview while generating",
+            self.preview,
+            hint=f"Set by {ENV_PREVIEW_EVERY}={override} in the environment, which wins."
+            if override
+            else "A rough picture of the frames from the latents, on the Generate page and in "
+            "the Queue; costs a little time. Applies from the next model load.",
+        )
+        self.preview.setEnabled(not override)
+        storage.body.addWidget(self.preview_field)
         col.addWidget(storage)
 
         api_card = Card("Local API")
@@ -236,6 +254,7 @@ class SettingsPanel(QWidget):
         self.idle.setValue(s.idle_unload_min)
         self.dev_mode.setChecked(s.dev_mode or self.studio.dev_mode)
         self.notifications.setChecked(s.notifications)
+        self.preview.setValue(s.preview_every)
         self.api_enabled.setChecked(s.api_enabled)
         self.api_host.setText(s.api_host)
         self.api_port.setValue(s.api_port)
@@ -251,6 +270,7 @@ class SettingsPanel(QWidget):
             idle_unload_min=self.idle.value(),
             dev_mode=self.dev_mode.isChecked(),
             notifications=self.notifications.isChecked(),
+            preview_every=self.preview.value(),
             api_enabled=self.api_enabled.isChecked(),
             api_host=self.api_host.text().strip(),
             api_port=self.api_port.value(),
@@ -275,6 +295,7 @@ class SettingsPanel(QWidget):
             "models_dir": self.models_field,
             "outputs_dir": self.outputs_field,
             "idle_unload_min": self.idle_field,
+            "preview_every": self.preview_field,
             "api_host": self.api_host_field,
             "api_port": self.api_port_field,
             "api_token": self.api_token_field,
