@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.api_helpers import api_client
 from tests.engine_helpers import mock_engine, wait_job, wan_spec
-from tests.helpers import REAL_MANIFEST
+from tests.helpers import REAL_MANIFEST, small_filesystem
 from wan_desktop.engine import FailureCategory, JobState
 from wan_desktop.engine.context import JobContext
 from wan_desktop.engine.jobs import JobOutput
@@ -32,24 +27,6 @@ from wan_desktop.engine.pipelines.mock import MockPipeline
 from wan_desktop.models import load_manifest
 
 MB = 2**20
-
-
-@contextmanager
-def small_disk(where: Path, size_mb: int) -> Iterator[Path]:
-    """A real filesystem of ``size_mb`` at ``where`` (tests run as root), unmounted afterwards."""
-    where.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {r.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True)
 
 
 def fill(folder: Path, leave_bytes: int) -> Path:
@@ -86,7 +63,10 @@ def no_secrets(text: str) -> None:
 
 
 def test_a_job_that_cannot_fit_in_the_outputs_folder_fails_before_it_runs(tmp_path: Path) -> None:
-    with small_disk(tmp_path / "data" / "outputs", 8) as outputs, api_client(tmp_path) as (c, eng):
+    with (
+        small_filesystem(tmp_path / "data" / "outputs", "8m") as outputs,
+        api_client(tmp_path) as (c, eng),
+    ):
         fill(outputs, 2 * MB)
         job = eng.submit(wan_spec(steps=3, frames=17))
         done = wait_job(eng, job.id, JobState.failed)
@@ -109,7 +89,7 @@ def test_enospc_while_encoding_fails_the_job_cleanly_and_leaves_no_partial_file(
 ) -> None:
     manifest = load_manifest(REAL_MANIFEST)
     with (
-        small_disk(tmp_path / "data" / "outputs", 2) as outputs,
+        small_filesystem(tmp_path / "data" / "outputs", "2m") as outputs,
         api_client(tmp_path, engine=mock_engine(tmp_path, pipelines=[NoisePipeline(manifest)])) as (
             c,
             eng,
@@ -143,7 +123,7 @@ def submit_body() -> dict[str, Any]:
 
 
 def test_a_full_data_folder_answers_507_with_what_to_free(tmp_path: Path) -> None:
-    with small_disk(tmp_path / "data", 16) as data, api_client(tmp_path) as (c, eng):
+    with small_filesystem(tmp_path / "data", "16m") as data, api_client(tmp_path) as (c, eng):
         eng.pause()  # the jobs stay queued: only the store is written
         queued = c.post("/api/v1/generation/submit", json=submit_body())
         assert queued.status_code == 200, queued.text
@@ -169,7 +149,7 @@ def test_a_full_data_folder_answers_507_with_what_to_free(tmp_path: Path) -> Non
 
 
 def test_a_running_job_can_be_cancelled_while_the_data_folder_is_full(tmp_path: Path) -> None:
-    with small_disk(tmp_path / "data", 16) as data:
+    with small_filesystem(tmp_path / "data", "16m") as data:
         eng = mock_engine(tmp_path, step_s=0.2)
         try:
             job = eng.submit(wan_spec(steps=100, frames=5))

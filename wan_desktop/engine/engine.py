@@ -557,19 +557,23 @@ class Engine:
             log.warning("cannot read the queue: %s", exc)
             return None
 
-    def _execute(self, job: Job) -> None:
-        running = self._running
-        assert running is not None
-        pipeline = self.pipeline(job.kind, mock=job.mock)
-        ctx = JobContext(
+    def job_context(self, job: Job, cancel: CancelToken) -> JobContext:
+        """What a running job reports through (its store row, events, outputs, cancellation)."""
+        return JobContext(
             job=job,
             store=self.store,
             bus=self.bus,
             settings=self.settings,
             models=self.models,
             outputs=self.outputs.paths(job.id),
-            cancel=running.cancel,
+            cancel=cancel,
         )
+
+    def _execute(self, job: Job) -> None:
+        running = self._running
+        assert running is not None
+        pipeline = self.pipeline(job.kind, mock=job.mock)
+        ctx = self.job_context(job, running.cancel)
         ctx.update(started_at=time.time(), progress=0.0, failure=None)
         ctx.set_state(JobState.preparing)
         try:

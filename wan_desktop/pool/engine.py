@@ -361,15 +361,7 @@ class PoolEngine(Engine):
         ray = _ray()
         running = slot.running
         assert running is not None
-        ctx = JobContext(
-            job=job,
-            store=self.store,
-            bus=self.bus,
-            settings=self.settings,
-            models=self.models,
-            outputs=self.outputs.paths(job.id),
-            cancel=running.cancel,
-        )
+        ctx = self.job_context(job, running.cancel)
         heard = ended = False
         try:
             for ref in slot.actor.run.remote(job, 0, world, address):
