@@ -148,6 +148,32 @@ def test_multipart_with_image_and_end_image_on_i2v(client: Any) -> None:
     client.engine.cancel(job.id)
 
 
+def test_an_image_larger_than_any_video_frame_is_refused_before_it_is_decoded(
+    client: Any,
+) -> None:
+    """A 39.7-megapixel PNG used to pass a 40 MP limit (six at once: +500 MB): an image is now
+    bounded by the largest frame a Wan job makes (4096x4096), and a JPEG decodes at 1/8 scale."""
+    from wan_desktop.engine.params import SIDE_MAX
+
+    big = image_bytes("PNG", (SIDE_MAX + 1, SIDE_MAX))
+    r = client.post(
+        "/api/v1/generation/submit",
+        data={"model_type": "I2V-A14B", "prompt": "x"},
+        files={"image": ("big.png", big, "image/png")},
+    )
+    assert r.status_code == 422 and fields_of(r) == {"image"}
+    assert f"at most {SIDE_MAX}x{SIDE_MAX}" in r.text
+    assert client.engine.queue() == []
+    photo = image_bytes("JPEG", (4000, 3000))  # a 12-megapixel photo is fine
+    r = client.post(
+        "/api/v1/generation/submit",
+        data={"model_type": "I2V-A14B", "prompt": "x"},
+        files={"image": ("photo.jpg", photo, "image/jpeg")},
+    )
+    assert r.status_code == 200, r.text
+    client.engine.cancel(r.json()["task_id"])
+
+
 def test_images_are_checked_by_decoding_not_by_content_type(client: Any) -> None:
     fake = b"\x89PNG\r\n\x1a\n" + b"not really a png" * 10
     r = client.post(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from fastapi import HTTPException, Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
+from wan_desktop.engine.params import SIDE_MAX
 from wan_desktop.models.atomic import atomic_path
 from wan_desktop.models.settings import format_size
 
@@ -26,7 +28,11 @@ from .errors import detail_list
 MB = 1024 * 1024
 IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 # Larger pictures are refused before decoding (decompression bombs).
-MAX_IMAGE_PIXELS = 40_000_000
+# No Wan job uses more pixels than its largest frame (the engine's SIDE_MAX square): an image
+# over that is refused before it is decoded. A JPEG is decoded at a reduced scale (its draft mode).
+MAX_IMAGE_PIXELS = SIDE_MAX * SIDE_MAX
+# Decoding is the memory-hungry part: at most this many uploads decode at once.
+_DECODING = threading.BoundedSemaphore(2)
 MULTIPART_SLACK = 1 * MB  # form fields and part headers beside the files
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -135,10 +141,16 @@ def save_image(upload: Any, folder: Path, *, field: str, max_bytes: int) -> Path
                 raise HTTPException(
                     422,
                     detail=detail_list(
-                        {field: f"the image is {w}x{h}; keep it under 40 megapixels"}
+                        {
+                            field: f"the image is {w}x{h}; a video frame is at most "
+                            f"{SIDE_MAX}x{SIDE_MAX}: scale it down first"
+                        }
                     ),
                 )
-            img.load()  # decode every pixel: a truncated or forged file fails here
+            if fmt == "JPEG":
+                img.draft("RGB", (w // 8 or 1, h // 8 or 1))  # 1/8 scale: every block still read
+            with _DECODING:
+                img.load()  # decode every pixel: a truncated or forged file fails here
     except HTTPException:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
