@@ -274,7 +274,8 @@ def main() -> int:
     engine.models.pin("t2v-A14B@2.2.0", "tiny")
     studio.set_dev_mode(False)
     models = window.pages["models"]
-    pump(app, 10, until=lambda: len(studio.catalog) == 6)
+    variants = sum(len(spec.variants) for spec in engine.models.manifest)
+    pump(app, 10, until=lambda: len(studio.catalog) == variants)
     window.show_page("models")
     models.scroller.verticalScrollBar().setValue(0)  # type: ignore[attr-defined]
     shoot(window, "models", "models-disk", settle=0.8)
