@@ -16,6 +16,7 @@ from wan_desktop.engine.hardware import HardwareProfile, simulated_profile
 from wan_desktop.engine.model_facts import facts_for
 from wan_desktop.engine.planner import JobShape, plan
 from wan_desktop.models import ModelStore
+from wan_desktop.ui.fit import describe
 
 H100 = simulated_profile(80, 256, name="H100", compute_capability=(9, 0))
 RTX4090 = simulated_profile(24, 64, name="RTX 4090", compute_capability=(8, 9))
@@ -67,21 +68,23 @@ def test_each_machine_gets_the_verdict_of_the_planners_choice(
         FitKind.cpu: "CPU only",
         FitKind.none: "does not fit",
     }
-    assert v.text.startswith(words[v.kind])
+    text, detail = describe(v, profile)
+    assert text.startswith(words[v.kind])
     if v.kind is FitKind.none:
-        assert "GiB" in v.detail
+        assert "GiB" in detail
     else:
-        assert f"{mp.ram_gb:.0f} GiB" in v.detail or f"{mp.vram_gb:.0f} GiB" in v.detail
+        assert f"{mp.ram_gb:.0f} GiB" in detail or f"{mp.vram_gb:.0f} GiB" in detail
 
 
 def test_without_a_gpu_the_verdict_says_so_plainly(store: ModelStore) -> None:
-    small = fit_verdict(store, CPU_24, "TI2V-5B", {})
-    assert small.detail.startswith("No GPU here") and "development mode" in small.detail
+    _, small = describe(fit_verdict(store, CPU_24, "TI2V-5B", {}), CPU_24)
+    assert small.startswith("No GPU here") and "development mode" in small
     roomy = fit_verdict(store, CPU_128, "TI2V-5B", {"resolution": "854x480", "frames": 33})
-    assert roomy.detail.startswith("No GPU here: it would run on the CPU")
-    assert "NVIDIA GPU" in roomy.detail and "per video" in roomy.detail
+    text, detail = describe(roomy, CPU_128)
+    assert detail.startswith("No GPU here: it would run on the CPU")
+    assert "NVIDIA GPU" in detail and "per video" in detail
     assert roomy.minutes is not None and roomy.minutes > 60, "hours on a CPU, and it says so"
-    assert "h" in roomy.text or "days" in roomy.text
+    assert "h" in text or "days" in text
 
 
 def test_the_forms_settings_change_the_verdict(store: ModelStore) -> None:
@@ -108,14 +111,16 @@ def test_a_development_variant_fits_anywhere_and_its_files_give_the_figures(
     empty = make_store(tmp_path / "empty", REAL_MANIFEST, dev_mode=True)
     unbuilt = fit_verdict(empty, CPU_24, "T2V-A14B", {"resolution": "1280x720"})
     assert unbuilt.variant == "tiny" and unbuilt.kind is FitKind.cpu
-    assert unbuilt.vram_gb is None and unbuilt.minutes is None and "noise" in unbuilt.detail
+    assert unbuilt.vram_gb is None and unbuilt.minutes is None
+    assert "noise" in describe(unbuilt, CPU_24)[1]
     assert (unbuilt.shape.width, unbuilt.shape.height) == (320, 176), "the tiny variant's limit"
     built = make_store(tiny_models_root, REAL_MANIFEST, dev_mode=True)
     v = fit_verdict(built, CPU_24, "T2V-A14B", {})
     assert v.kind is FitKind.cpu and v.strategy == "cpu"
     assert v.ram_gb is not None and v.ram_gb < 3.0, "a tiny model next to the process itself"
-    assert v.minutes is not None and v.minutes < 1 and v.text == "CPU only · < 1 min"
-    assert "Fine for a development model" in v.detail
+    text, detail = describe(v, CPU_24)
+    assert v.minutes is not None and v.minutes < 1 and text == "CPU only · < 1 min"
+    assert "Fine for a development model" in detail
 
 
 def test_the_verdict_agrees_with_the_estimate_a_submitted_job_gets(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from wan_desktop.engine.hardware import simulated_profile
 from wan_desktop.engine.model_facts import facts_for
 from wan_desktop.models.manifest import DEV_LABEL, load_manifest
 from wan_desktop.models.store import ModelStore
+from wan_desktop.ui.fit import describe
 
 torch = pytest.importorskip("torch")
 random_weights = pytest.importorskip("wan_desktop.models.random_weights")
@@ -92,7 +93,7 @@ def test_the_fit_of_a_random_variant_is_the_real_models_built_or_not(
     after = fit_verdict(store, rtx4090, model, {"variant": "random"})
     assert after.kind == real.kind
     assert after.vram_gb is not None and after.vram_gb > 10
-    assert "tiny" not in before.text + after.text
+    assert "tiny" not in describe(before, rtx4090)[0] + describe(after, rtx4090)[0]
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from wan_desktop.engine import Engine, JobState, simulated_profile
 from wan_desktop.engine.estimate import fit_verdict
 from wan_desktop.engine.pipelines.mock import MOCK_LABEL, MockPipeline
 from wan_desktop.models import DEV_LABEL, load_manifest
+from wan_desktop.ui.fit import describe
 from wan_desktop.ui.panels.generate import GeneratePanel
 from wan_desktop.ui.panels.queue import QueuePanel
 from wan_desktop.ui.state import Studio
@@ -247,7 +248,7 @@ def test_each_model_shows_whether_and_how_it_fits_this_machine(qtbot: Any, tmp_p
         gen.frames.setValue(17)
         wait_until(qtbot, lambda: verdict(TI2V) != before)
         expected = fit_verdict(engine.models, rtx3070, TI2V, gen._fit_params())
-        assert verdict(TI2V) == expected.text
+        assert verdict(TI2V) == describe(expected, rtx3070)[0]
 
 
 def test_first_run_offers_development_mode_and_real_models(qtbot: Any, tmp_path: Path) -> None:

@@ -57,9 +57,10 @@ class FitKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class FitVerdict:
-    """Whether and how a model fits this machine at a job's size, for the model picker.
+    """Whether and how a model fits this machine at a job's size, for the model picker (the
+    desktop app words it: ``ui/fit.py``).
 
-    Figures are None for a development variant that is not built yet (its files give them).
+    Figures are None for the tiny variant that is not built yet (its files give them).
     """
 
     model_id: str
@@ -70,8 +71,8 @@ class FitVerdict:
     ram_gb: float | None
     minutes: float | None
     shape: JobShape
-    text: str  # a few words for a badge
-    detail: str  # what it means, in a sentence or three
+    development: bool
+    plan: MemoryPlan | None  # None: the tiny variant before it is built
 
     @property
     def fits(self) -> bool:
@@ -121,23 +122,11 @@ def fit_verdict(
     spec, var = store.resolve(model, params.get("variant") or None)
     shape = job_shape(spec, var.name, params)
     status = store.status(spec.id, var.name)
-    where = "GPU" if profile.has_gpu else "CPU"
     if var.name == DEV_VARIANT and not status.complete:
-        # Its memory facts come from its files; until it is built, the manifest's describe
-        # the real weights. A tiny model fits anywhere. (The random variant is full size.)
-        return FitVerdict(
-            spec.id,
-            var.name,
-            FitKind.gpu if profile.has_gpu else FitKind.cpu,
-            None,
-            None,
-            None,
-            None,
-            shape,
-            f"tiny · fits ({where})",
-            "Development variant: tiny random weights, built on first use in seconds; it fits "
-            "any machine. The output is noise.",
-        )
+        # Its memory facts come from its files; a tiny model fits anywhere. (The random variant
+        # is full size.)
+        kind = FitKind.gpu if profile.has_gpu else FitKind.cpu
+        return FitVerdict(spec.id, var.name, kind, None, None, None, None, shape, True, None)
     mp = estimate_plan(store, profile, data_dir, spec, var, shape)
     strategy = STRATEGIES[mp.strategy]
     if not mp.fits:
@@ -150,75 +139,15 @@ def fit_verdict(
         kind = FitKind.offload
     else:
         kind = FitKind.gpu
-    text, detail = _describe_fit(kind, mp, profile, var.development)
     return FitVerdict(
-        spec.id, var.name, kind, mp.strategy, mp.vram_gb, mp.ram_gb, mp.minutes, shape, text, detail
+        spec.id,
+        var.name,
+        kind,
+        mp.strategy,
+        mp.vram_gb,
+        mp.ram_gb,
+        mp.minutes,
+        shape,
+        var.development,
+        mp,
     )
-
-
-def _describe_fit(
-    kind: FitKind, mp: MemoryPlan, profile: HardwareProfile, development: bool
-) -> tuple[str, str]:
-    gpu = profile.gpu_name or "the GPU"
-    took = f"{_duration(mp.minutes)} per video at these settings"
-    vram = f"about {mp.vram_gb:.0f} GiB of {mp.vram_budget_gb:.0f} GiB usable VRAM"
-    ram = f"{mp.ram_gb:.0f} GiB of {mp.ram_budget_gb:.0f} GiB usable RAM"
-    if kind is FitKind.gpu:
-        return (
-            f"fits on the GPU · {_duration(mp.minutes)}",
-            f"Everything on {gpu}: {vram}; {took}.",
-        )
-    if kind is FitKind.offload:
-        return (
-            f"fits with offloading · {_duration(mp.minutes)}",
-            f"Too big to keep whole on {gpu}: {mp.description} ({vram}, {ram}); slower than "
-            f"all on the GPU, same output; {took}.",
-        )
-    if kind is FitKind.fp8:
-        return (
-            f"fits in fp8 · {_duration(mp.minutes)}",
-            f"Fits {gpu} only with the experts stored in fp8: {mp.description} ({vram}, {ram}). "
-            f"The output differs slightly from bf16; {took}.",
-        )
-    if kind is FitKind.cpu:
-        fp8 = " with fp8 weights" if STRATEGIES[mp.strategy].fp8 else ""
-        use = (
-            "Fine for a development model."
-            if development
-            else "Usable only to try it: a real model wants an NVIDIA GPU with 24 GB or more."
-        )
-        return (
-            f"CPU only · {_duration(mp.minutes)}",
-            f"No GPU here: it would run on the CPU{fp8}, in RAM ({ram}), {took}. {use}",
-        )
-    frugal = next(
-        c for c in mp.candidates if (c.strategy, c.vae_tiling) == (mp.strategy, mp.vae_tiling)
-    )
-    if not profile.has_gpu:
-        return (
-            "does not fit",
-            f"No GPU here, and on the CPU it needs about {frugal.ram_gb:.0f} GiB RAM "
-            f"({mp.ram_budget_gb:.0f} GiB usable). A real model wants an NVIDIA GPU with 24 GB or "
-            "more; development mode runs tiny versions here.",
-        )
-    if frugal.limit == "vram":
-        need = f"About {frugal.vram_gb:.0f} GiB VRAM even one layer at a time ({gpu} has "
-        need += f"{mp.vram_budget_gb:.0f} GiB usable)"
-    else:
-        need = f"About {frugal.ram_gb:.0f} GiB RAM to hold the weights ({mp.ram_budget_gb:.0f} GiB "
-        need += "usable)"
-    return (
-        "does not fit",
-        f"{need}. Lower the resolution or frames, or use a machine with more memory; "
-        "development mode runs tiny versions here.",
-    )
-
-
-def _duration(minutes: float) -> str:
-    if minutes < 1:
-        return "< 1 min"
-    if minutes < 90:
-        return f"≈ {minutes:.0f} min"
-    if minutes < 48 * 60:
-        return f"≈ {minutes / 60:.1f} h"
-    return f"≈ {minutes / 1440:.0f} days"
