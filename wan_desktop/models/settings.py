@@ -62,7 +62,7 @@ def format_size(n: float | None) -> str:
         return "unknown size"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit in ("B", "KiB") else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
 
