@@ -35,7 +35,8 @@ from .errors import (
 )
 from .folder_state import folder_status, verify_folder
 from .logs import LOGGER_NAME, correlation, install_redaction, log_event
-from .manifest import Manifest, ModelSpec, VariantSpec, load_manifest
+from .manifest import Manifest, ModelSpec, VariantSpec
+from .manifest_load import load_manifest
 from .marker import CompletionMarker, read_marker
 from .paths import (
     ModelPaths,
