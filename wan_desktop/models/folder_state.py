@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import transfer
+from . import partials
 from .atomic import atomic_write_json
 from .integrity import sha256_file
 from .logs import LOGGER_NAME, install_redaction
@@ -43,7 +43,7 @@ def folder_status(paths: ModelPaths, spec: ModelSpec, var: VariantSpec) -> Model
         return _installed_status(base, final, marker)
     staging = paths.staging_dir(name)
     plan = read_json(staging / PLAN_FILE)
-    staged = folder_bytes(staging) + transfer.staged_part_bytes(staging)
+    staged = folder_bytes(staging) + partials.staged_part_bytes(staging)
     if final.is_dir():
         return replace(
             base,

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import disk, gc, metrics, requests, transfer
+from . import disk, gc, metrics, partials, requests, transfer
 from .atomic import fsync_dir
 from .config import OrchestratorConfig
 from .errors import (
@@ -187,7 +187,7 @@ def _preflight(
     for p in planned:
         if p.path in state.done or p.size is None:
             continue
-        needed += max(0, p.size - transfer.staged_bytes(staging / p.path))
+        needed += max(0, p.size - partials.staged_bytes(staging / p.path))
     gc.enforce_quota(layout(), name, needed)
     free = shutil.disk_usage(config.models_root).free
     if needed + config.free_space_reserve_bytes > free:
@@ -265,7 +265,7 @@ def _fetch_one(
         digest: str | None
         if p.data is not None and attempt == 1:
             # Read while planning (a shard index): its bytes are here already.
-            digest = transfer.write_known(dest, p.data)
+            digest = partials.write_known(dest, p.data)
             size = len(p.data)
             file_progress(size)
             metrics.bytes_received(source.describe(), size)
@@ -308,7 +308,7 @@ def _fetch_one(
             code=str(problem[0]),
         )
         reporter.discard(size)
-        transfer.discard(dest)
+        partials.discard(dest)
         last_error = IntegrityError(
             problem[1],
             code=problem[0],
