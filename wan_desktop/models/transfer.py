@@ -44,7 +44,7 @@ from .logs import LOGGER_NAME, log_event
 from .partials import Part, PartsRecord, partial_path, state_path
 from .requests import SourceGate, TransferSettings, with_retries
 from .sources.base import RangedSource, RemoteFile
-from .sources.http import HttpError
+from .sources.http_errors import HttpError
 from .transfer_workers import HASH_CHUNK, Flusher, OrderedHasher
 
 log = logging.getLogger(LOGGER_NAME)
