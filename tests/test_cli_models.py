@@ -27,7 +27,7 @@ from tests.helpers import (
 )
 from tests.hfrepo import MIB, add_synth_repo, expected_files, hf_manifest, hub_env
 from tests.hubserver import HubServer
-from wan_desktop.models.transfer import staged_part_bytes
+from wan_desktop.models.partials import staged_part_bytes
 
 
 def wan(

@@ -18,11 +18,8 @@ from wan_desktop.models.errors import (
     SchemaVersionError,
     VariantNotFoundError,
 )
-from wan_desktop.models.manifest import (
-    DEV_LABEL,
-    load_manifest,
-    parse_manifest,
-)
+from wan_desktop.models.manifest import DEV_LABEL
+from wan_desktop.models.manifest_load import load_manifest, parse_manifest
 
 T2V = "t2v-A14B@2.2.0"
 

@@ -16,7 +16,8 @@ from tests.helpers import REAL_MANIFEST, make_store
 from wan_desktop.engine.estimate import fit_verdict
 from wan_desktop.engine.hardware import simulated_profile
 from wan_desktop.engine.model_facts import facts_for
-from wan_desktop.models.manifest import DEV_LABEL, load_manifest
+from wan_desktop.models.manifest import DEV_LABEL
+from wan_desktop.models.manifest_load import load_manifest
 from wan_desktop.models.store import ModelStore
 from wan_desktop.ui.fit import describe
 

@@ -23,7 +23,7 @@ from tests.helpers import (
 from tests.hfrepo import REPO, add_synth_repo, expected_files, hub_env
 from tests.hubserver import HubServer
 from wan_desktop.models.errors import ErrorCode, ManifestSignatureError
-from wan_desktop.models.manifest import load_manifest
+from wan_desktop.models.manifest_load import load_manifest
 from wan_desktop.models.signing import public_key_of, sign_manifest, signature_path
 
 SEED = bytes(range(32))

@@ -23,7 +23,8 @@ from tests.helpers import (
     synth_model_entry,
     write_manifest,
 )
-from wan_desktop.models import store as store_module
+from wan_desktop.models import folder_state
+from wan_desktop.models import install as install_module
 from wan_desktop.models.errors import (
     AllSourcesFailedError,
     CancelledError,
@@ -279,7 +280,7 @@ def test_flipped_byte_is_corrupt_until_repaired(
         raise AssertionError("status must not re-hash")
 
     with monkeypatch.context() as m:
-        m.setattr(store_module, "sha256_file", no_hashing)
+        m.setattr(folder_state, "sha256_file", no_hashing)
         st = store.status(SYNTH_ID)
     assert st.state is ModelState.corrupt and st.corrupt_files == (damaged,)
     assert st.bytes_needed == BIG[damaged]
@@ -334,7 +335,7 @@ def test_not_enough_space_fails_before_any_byte_moves(
     def tiny_disk(path: Any) -> Any:
         return real(path)._replace(free=1_000_000)
 
-    monkeypatch.setattr(store_module.shutil, "disk_usage", tiny_disk)
+    monkeypatch.setattr(install_module.shutil, "disk_usage", tiny_disk)
     with pytest.raises(NoSpaceError) as err:
         store.ensure(SYNTH_ID)
     exc = err.value

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wan_desktop.models.transfer import MIN_PART_BYTES, TAIL_SPLIT, plan_parts
+from wan_desktop.models.partials import MIN_PART_BYTES, TAIL_SPLIT, plan_parts
 
 MIB = 1 << 20
 

@@ -35,8 +35,8 @@ import pytest
 from tests.helpers import ROOT, SYNTH_ID
 from tests.hfrepo import REPO, hf_manifest, hub_env
 from tests.hubserver import HubRepo, HubServer, LoggedRequest, PatternContent
+from wan_desktop.models.partials import PARTIAL_PREFIX, STATE_SUFFIX, plan_parts
 from wan_desktop.models.paths import COMPLETE_MARKER
-from wan_desktop.models.transfer import PARTIAL_PREFIX, STATE_SUFFIX, plan_parts
 
 MIB = 1 << 20
 GIB = 1 << 30

@@ -13,7 +13,7 @@ from wan_desktop.engine.errors import InvalidInputError
 from wan_desktop.engine.params import validate_wan_params
 from wan_desktop.models import load_manifest
 from wan_desktop.models.errors import ManifestError
-from wan_desktop.models.manifest import parse_manifest
+from wan_desktop.models.manifest_load import parse_manifest
 
 T2V = "t2v-A14B@2.2.0"
 MANIFEST = load_manifest(REAL_MANIFEST)

@@ -36,7 +36,8 @@ from .errors import (
     VariantNotFoundError,
 )
 from .gc import GcReport
-from .manifest import DEV_LABEL, DEV_VARIANT, Manifest, ModelSpec, VariantSpec, load_manifest
+from .manifest import DEV_LABEL, DEV_VARIANT, Manifest, ModelSpec, VariantSpec
+from .manifest_load import load_manifest
 from .metrics import exposition as metrics_exposition
 from .settings import Settings, load_settings, save_settings
 from .store import ModelStore

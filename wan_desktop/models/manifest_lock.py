@@ -165,7 +165,7 @@ def write_files(manifest: Path, model_id: str, variant: str, files: list[LockedF
             item["component"] = f.component
         array.append(item)
     table["files"] = array
-    from .manifest import load_manifest
+    from .manifest_load import load_manifest
 
     with atomic_path(manifest) as tmp:
         tmp.write_text(tomlkit.dumps(doc), "utf-8")

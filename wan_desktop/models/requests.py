@@ -22,7 +22,7 @@ from .cancel import CancelToken
 from .logs import LOGGER_NAME, log_event
 from .retry import Backoff
 from .retry import with_retries as retry_loop
-from .sources.http import HttpError
+from .sources.http_errors import HttpError
 
 if TYPE_CHECKING:
     from .config import OrchestratorConfig

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import transfer
+from . import partials
 from .atomic import TMP_PREFIX, atomic_write_json
 from .errors import ModelError
 from .planning import PlannedFile
@@ -94,7 +94,7 @@ class PlanState:
             )
             if not compatible:
                 # Bytes staged for another version of this file are useless now.
-                transfer.discard(dest)
+                partials.discard(dest)
                 continue
             if isinstance(old_failed, dict) and rel in old_failed:
                 failed[rel] = old_failed[rel]  # same file expected: the verdict still holds

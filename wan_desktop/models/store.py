@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -20,52 +19,37 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from . import disk, gc, health, metrics, requests, transfer
+from . import disk, gc, health, install, metrics, requests
 from . import sources as _sources
-from .atomic import atomic_write_json, fsync_dir
 from .config import OrchestratorConfig
 from .errors import (
     AllSourcesFailedError,
     CancelledError,
     ErrorCode,
-    IntegrityError,
     InUseError,
-    LockTimeoutError,
     ModelError,
     ModelNotPresentError,
     NoSpaceError,
-    PathInvalidError,
     QuotaExceededError,
     SourceAttempt,
 )
-from .integrity import sha256_file
+from .folder_state import folder_status, verify_folder
 from .logs import LOGGER_NAME, correlation, install_redaction, log_event
-from .manifest import Manifest, ModelSpec, VariantSpec, load_manifest
-from .marker import CompletionMarker, MarkedFile, read_marker, write_marker
+from .manifest import Manifest, ModelSpec, VariantSpec
+from .manifest_load import load_manifest
+from .marker import CompletionMarker, read_marker
 from .paths import (
-    COMPLETE_MARKER,
-    CORRUPT_MARKER,
     ModelPaths,
     model_dir_name,
-    path_guidance,
-    safe_join,
     storage_error,
 )
-from .planning import PlannedFile, integrity_problem, plan_files
+from .planning import PlannedFile, plan_files
 from .progress import ProgressCallback, Reporter
-from .settings import format_size
-from .sources import CancelToken, FileSink, RangedSource, Source, SourceContext
+from .sources import CancelToken, Source, SourceContext
 from .staging import (
-    PLAN_FILE,
-    PlanState,
     folder_bytes,
-    partial_reason,
-    read_json,
-    utc_now,
 )
 from .types import (
-    Mismatch,
-    ModelState,
     ModelStatus,
     Phase,
     VerifyReport,
@@ -74,12 +58,6 @@ from .types import (
 
 log = logging.getLogger(LOGGER_NAME)
 install_redaction(log)
-
-SCRATCH_SUFFIX = ".scratch"
-MAX_FILE_ATTEMPTS = (
-    3  # a file whose bytes fail verification is fetched again, this many times in all
-)
-LOCK_POLL_S = 0.25
 
 
 class ModelStore:
@@ -126,99 +104,7 @@ class ModelStore:
     def status(self, model_id: str, variant: str | None = None) -> ModelStatus:
         """The model's state from what is on disk: no network, no hashing, no side effects."""
         spec, var = self.resolve(model_id, variant)
-        name = self.dir_name(spec, var)
-        final = self.paths.model_dir(spec.id, var.name, spec.default_variant)
-        base = ModelStatus(
-            model_id=spec.id,
-            variant=var.name,
-            state=ModelState.not_present,
-            path=final,
-            development=var.development,
-            label=var.label,
-            reason="not downloaded",
-            approx_size_bytes=var.approx_size_bytes,
-            bytes_needed=_known_total(var),
-        )
-        marker = read_marker(final)
-        if marker is not None:
-            return self._installed_status(base, final, marker)
-        staging = self.paths.staging_dir(name)
-        plan = read_json(staging / PLAN_FILE)
-        staged = folder_bytes(staging) + transfer.staged_part_bytes(staging)
-        if final.is_dir():
-            return replace(
-                base,
-                state=ModelState.partial,
-                bytes_present=folder_bytes(final),
-                bytes_needed=None,
-                reason="folder exists without a completion marker; run ensure",
-            )
-        if plan is None and not staged:
-            return base
-        total = needed = n_files = None
-        if plan is not None:
-            sizes = [f.get("size") for f in plan.get("files", [])]
-            n_files = len(sizes)
-            if all(isinstance(s, int) for s in sizes):
-                total = sum(int(s) for s in sizes if s is not None)
-                needed = max(0, total - staged)
-        return replace(
-            base,
-            state=ModelState.partial,
-            files_total=n_files,
-            bytes_present=staged,
-            bytes_total=total,
-            bytes_needed=needed,
-            source=plan.get("source") if plan else None,
-            reason=partial_reason(spec.id, (plan or {}).get("failed")),
-        )
-
-    def _installed_status(
-        self, base: ModelStatus, final: Path, marker: CompletionMarker
-    ) -> ModelStatus:
-        files = marker.files
-        missing: list[str] = []
-        wrong_size: list[str] = []
-        present = 0
-        for f in files:
-            try:
-                size = (final / f.path).stat().st_size
-            except OSError:
-                missing.append(f.path)
-                continue
-            present += size
-            if size != f.size:
-                wrong_size.append(f.path)
-        st = replace(
-            base,
-            files_total=len(files),
-            files_present=len(files) - len(missing),
-            missing=tuple(missing),
-            bytes_present=present,
-            bytes_total=marker.total_bytes,
-            source=marker.source,
-            completed_at=marker.completed_at,
-            verified_at=marker.verified_at,
-        )
-        corrupt = read_json(final / CORRUPT_MARKER)
-        if corrupt is None and not missing and not wrong_size:
-            return replace(
-                st, state=ModelState.complete, bytes_needed=0, reason="complete and verified"
-            )
-        bad = tuple(sorted({*(corrupt or {}).get("files", []), *wrong_size}))
-        why = (
-            f"verification found {len(bad)} damaged file(s)"
-            if corrupt is not None
-            else f"{len(missing)} file(s) missing, {len(wrong_size)} of the wrong size"
-        )
-        damaged = {*missing, *bad}
-        return replace(
-            st,
-            state=ModelState.corrupt,
-            corrupt_files=bad,
-            bytes_needed=sum(f.size for f in files if f.path in damaged),
-            reason=f"{why}; run ensure to repair",
-        )
+        return folder_status(self.paths, spec, var)
 
     def completion(self, model_id: str, variant: str | None = None) -> CompletionMarker | None:
         """The installed model's completion record (files, hashes, source, dates); None when
@@ -247,52 +133,7 @@ class ModelStore:
                 fix=f"run: wan models ensure --only {spec.id}",
                 details={"model": spec.id, "variant": var.name, "state": str(st.state)},
             )
-        t0 = time.monotonic()
-        listed = {f.path: f for f in marker.files}
-        mismatches: list[Mismatch] = []
-        missing: list[str] = []
-        hashed = 0
-        for rel, f in listed.items():
-            p = final / rel
-            if not p.is_file():
-                missing.append(rel)
-                continue
-            digest, size = sha256_file(p)
-            hashed += size
-            if size != f.size or digest != f.sha256:
-                mismatches.append(Mismatch(rel, f.size, size, f.sha256, digest))
-        extra = sorted(
-            p.relative_to(final).as_posix()
-            for p in final.rglob("*")
-            if p.is_file()
-            and not p.name.startswith(".wan-")
-            and p.relative_to(final).as_posix() not in listed
-        )
-        report = VerifyReport(
-            model_id=spec.id,
-            variant=var.name,
-            path=final,
-            checked=tuple(listed),
-            mismatches=tuple(mismatches),
-            missing=tuple(missing),
-            extra=tuple(extra),
-            bytes_hashed=hashed,
-            seconds=time.monotonic() - t0,
-        )
-        if report.ok:
-            (final / CORRUPT_MARKER).unlink(missing_ok=True)
-            write_marker(final, marker.verified(utc_now()))
-        else:
-            atomic_write_json(
-                final / CORRUPT_MARKER,
-                {
-                    "detected_at": utc_now(),
-                    "files": sorted([m.path for m in mismatches] + missing),
-                    "mismatches": [m.to_dict() for m in mismatches],
-                },
-            )
-            log.warning("verify %s: %d damaged, %d missing", spec.id, len(mismatches), len(missing))
-        return report
+        return verify_folder(spec, var, final, marker)
 
     # --------------------------------------------------------------------------- engine API
 
@@ -401,8 +242,8 @@ class ModelStore:
         reporter: Reporter,
         cancel: CancelToken,
     ) -> Path:
-        with self._lock(name, reporter, cancel):
-            self._recover_swap(name, final)
+        with install.model_lock(self.paths, self.config, name, reporter, cancel):
+            install.recover_swap(self.paths, name, final)
             if not force and self.status(spec.id, var.name).complete:
                 reporter.phase(Phase.complete)
                 return final
@@ -474,48 +315,6 @@ class ModelStore:
         """Forget every recently failed source (a user pressed "retry now")."""
         health.clear()
 
-    @contextlib.contextmanager
-    def _lock(self, name: str, reporter: Reporter, cancel: CancelToken) -> Iterator[None]:
-        from filelock import FileLock, Timeout
-
-        lock_path = self.paths.lock_file(name)
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(lock_path))
-        deadline = time.monotonic() + self.config.lock_timeout_s
-        waited = False
-        while True:
-            cancel.raise_if_cancelled()
-            try:
-                # The first try does not wait, so "waiting for another process" shows at once.
-                poll = LOCK_POLL_S if waited else 0.0
-                lock.acquire(timeout=min(poll, max(0.0, deadline - time.monotonic())))
-                break
-            except Timeout:
-                if not waited:
-                    reporter.phase(Phase.waiting)
-                    waited = True
-                if time.monotonic() >= deadline:
-                    raise LockTimeoutError(
-                        f"another process has held the lock on {name} for over "
-                        f"{self.config.lock_timeout_s:.0f} s",
-                        fix="wait for the other download to finish, or stop it; a lock of a "
-                        f"killed process frees itself ({lock_path})",
-                        details={"lock": str(lock_path)},
-                    ) from None
-        try:
-            yield
-        finally:
-            lock.release()
-
-    def _recover_swap(self, name: str, final: Path) -> None:
-        """Finish a rename that a crash interrupted: a complete staging folder and no final one."""
-        staging = self.paths.staging_dir(name)
-        if not final.exists() and (staging / COMPLETE_MARKER).is_file():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            (staging / PLAN_FILE).unlink(missing_ok=True)
-            staging.replace(final)
-            log.info("finished an interrupted install of %s", name)
-
     def _ensure_from(
         self,
         spec: ModelSpec,
@@ -527,47 +326,24 @@ class ModelStore:
         cancel: CancelToken,
     ) -> None:
         staging = self.paths.staging_dir(name)
-        scratch = staging.with_name(staging.name + SCRATCH_SUFFIX)
+        scratch = staging.with_name(staging.name + install.SCRATCH_SUFFIX)
         staging.mkdir(parents=True, exist_ok=True)
         scratch.mkdir(parents=True, exist_ok=True)
         source = self.open_source(spec, var, uri, scratch=scratch, cancel=cancel)
         reporter.source = source.describe()
         try:
-            reporter.phase(Phase.planning)
-            planned = self._plan(spec, var, source)
-            problems = path_guidance(staging, [p.path for p in planned])
-            if problems:
-                raise PathInvalidError(
-                    "; ".join(problems), fix="follow the advice above, then run ensure again"
-                )
-            state = PlanState.open(staging, source.describe(), planned)
-            self._reuse_final_files(final, staging, planned, state)
-            self._preflight(planned, state, staging, name)
-            self._fetch_all(source, planned, staging, state, reporter, cancel)
-            reporter.phase(Phase.finalizing)
-            now = utc_now()
-            marker = CompletionMarker(
-                model_id=spec.id,
-                variant=var.name,
-                dtype=var.dtype,
-                development=var.development,
-                label=var.label,
-                source=source.describe(),
-                completed_at=now,
-                verified_at=now,
-                files=tuple(
-                    MarkedFile(p.path, state.done[p.path]["size"], state.done[p.path]["sha256"])
-                    for p in planned
-                ),
+            install.install_from(
+                self.config,
+                self.paths,
+                self.layout,
+                spec,
+                var,
+                name,
+                final,
+                source,
+                reporter,
+                cancel,
             )
-            # Stray files from an older plan must not ride along into the model folder.
-            keep = {p.path for p in planned} | {PLAN_FILE}
-            for p in list(staging.rglob("*")):
-                if p.is_file() and p.relative_to(staging).as_posix() not in keep:
-                    p.unlink()
-            write_marker(staging, marker)
-            (staging / PLAN_FILE).unlink(missing_ok=True)
-            self._swap_into_place(staging, final)
         finally:
             source.close()
             shutil.rmtree(scratch, ignore_errors=True)
@@ -596,195 +372,6 @@ class ModelStore:
     def _plan(self, spec: ModelSpec, var: VariantSpec, source: Source) -> list[PlannedFile]:
         return plan_files(spec, var, source)
 
-    def _reuse_final_files(
-        self, final: Path, staging: Path, planned: list[PlannedFile], state: PlanState
-    ) -> None:
-        """Repair: files of an existing model folder that still verify are linked, not fetched."""
-        if not final.is_dir():
-            return
-        for p in planned:
-            if p.path in state.done or p.sha256 is None:
-                continue
-            src = final / p.path
-            if not src.is_file() or (p.size is not None and src.stat().st_size != p.size):
-                continue
-            digest, size = sha256_file(src)
-            if digest != p.sha256:
-                continue
-            dest = safe_join(staging, p.path)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.unlink(missing_ok=True)
-            try:
-                os.link(src, dest)
-            except OSError:
-                shutil.copy2(src, dest)
-            state.mark_done(p.path, size, digest, dest)
-
-    def _preflight(
-        self, planned: list[PlannedFile], state: PlanState, staging: Path, name: str
-    ) -> None:
-        needed = 0
-        for p in planned:
-            if p.path in state.done or p.size is None:
-                continue
-            needed += max(0, p.size - transfer.staged_bytes(staging / p.path))
-        self._check_quota(name, needed)
-        free = shutil.disk_usage(self.config.models_root).free
-        if needed + self.config.free_space_reserve_bytes > free:
-            free = self._make_room(needed + self.config.free_space_reserve_bytes, name)
-        if needed + self.config.free_space_reserve_bytes > free:
-            raise NoSpaceError(
-                f"not enough disk space: the download needs {format_size(needed)} more (plus "
-                f"{format_size(self.config.free_space_reserve_bytes)} kept free) and "
-                f"{self.config.models_root} has {format_size(free)} free",
-                fix="free some space, run 'wan models gc', or set MODELS_ROOT to a larger disk",
-                details={
-                    "bytes_needed": needed,
-                    "bytes_free": free,
-                    "reserve": self.config.free_space_reserve_bytes,
-                },
-            )
-
-    def _check_quota(self, name: str, needed: int) -> None:
-        gc.enforce_quota(self.layout(), name, needed)
-
-    def _make_room(self, needed: int, name: str | None = None) -> int:
-        """Hook for garbage collection when space is short; returns the free bytes afterwards."""
-        return gc.make_room(self.layout(), needed, name)
-
-    def _fetch_all(
-        self,
-        source: Source,
-        planned: list[PlannedFile],
-        staging: Path,
-        state: PlanState,
-        reporter: Reporter,
-        cancel: CancelToken,
-    ) -> None:
-        todo = [p for p in planned if p.path not in state.done]
-        sizes = [p.size for p in planned]
-        reporter.begin(
-            files_total=len(planned),
-            files_done=len(planned) - len(todo),
-            bytes_total=sum(s for s in sizes if s is not None) if None not in sizes else None,
-            bytes_done=sum(state.done[p.path]["size"] for p in planned if p.path in state.done),
-        )
-        if not todo:
-            return
-        # Largest first: the long transfers (and their hashing) start at once and the small files
-        # fill the gaps, instead of a few big files running alone at the end.
-        todo.sort(key=lambda p: -(p.size or 0))
-        # One failed file stops its siblings at their next chunk, without cancelling the caller.
-        batch = cancel.child()
-        try:
-            transfer.run_all(
-                lambda p: self._fetch_one(source, p, staging, state, reporter, batch),
-                todo,
-                workers=self.config.max_concurrent_downloads,
-                batch=batch,
-                name="wan-fetch",
-            )
-        except CancelledError:
-            cancel.raise_if_cancelled()
-            raise
-        finally:
-            with contextlib.suppress(OSError):
-                state.flush()
-
-    def _fetch_one(
-        self,
-        source: Source,
-        p: PlannedFile,
-        staging: Path,
-        state: PlanState,
-        reporter: Reporter,
-        cancel: CancelToken,
-    ) -> None:
-        dest = safe_join(staging, p.path)
-        last_error: IntegrityError | None = None
-        hashing = self.config.verify_sha256
-        for attempt in range(1, MAX_FILE_ATTEMPTS + 1):
-            cancel.raise_if_cancelled()
-            file_progress = reporter.file_started(p.path, p.size)
-            digest: str | None
-            if p.data is not None and attempt == 1:
-                # Read while planning (a shard index): its bytes are here already.
-                digest = transfer.write_known(dest, p.data)
-                size = len(p.data)
-                file_progress(size)
-                metrics.bytes_received(source.describe(), size)
-            elif isinstance(source, RangedSource) and p.size is not None:
-                digest = transfer.fetch_file(
-                    source,
-                    p.remote,
-                    dest,
-                    size=p.size,
-                    expected_sha256=p.sha256,
-                    settings=requests.transfer_settings(self.config),
-                    gate=source.ctx.gate or requests.SourceGate(),
-                    cancel=cancel,
-                    on_bytes=file_progress,
-                    on_resumed=lambda n: reporter.resumed(p.path, n),
-                )
-                size = dest.stat().st_size
-            else:
-                if p.size is not None and dest.is_file() and dest.stat().st_size > p.size:
-                    dest.unlink()  # longer than the file can be: not a prefix of it
-                with FileSink(dest, on_bytes=file_progress, cancel=cancel, hashing=hashing) as sink:
-                    reporter.resumed(p.path, sink.resumed_from)
-                    if p.size is None or sink.offset < p.size:
-                        source.fetch(p.remote, sink)
-                    size, digest = sink.offset, sink.hexdigest() or None
-            reporter.file_finished(p.path)
-            problem = integrity_problem(p, size, digest, dest, source.describe(), hashing)
-            if problem is None:
-                state.mark_done(p.path, size, digest or p.sha256 or "", dest)
-                return
-            log_event(
-                log,
-                logging.WARNING,
-                "integrity_retry",
-                "attempt %d/%d: %s",
-                attempt,
-                MAX_FILE_ATTEMPTS,
-                problem[1],
-                file=p.path,
-                code=str(problem[0]),
-            )
-            reporter.discard(size)
-            transfer.discard(dest)
-            last_error = IntegrityError(
-                problem[1],
-                code=problem[0],
-                fix="the source's copy may be damaged; another source will be tried",
-                details={
-                    "file": p.path,
-                    "source": source.describe(),
-                    "expected_sha256": p.sha256,
-                    "actual_sha256": digest,
-                    "expected_size": p.size,
-                    "actual_size": size,
-                },
-            )
-        assert last_error is not None
-        state.mark_failed(p.path, last_error, source.describe())
-        raise last_error
-
-    def _swap_into_place(self, staging: Path, final: Path) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        old = None
-        if final.exists():
-            trash = self.paths.trash_dir()
-            trash.mkdir(parents=True, exist_ok=True)
-            old = trash / f"{final.name}.{uuid.uuid4().hex[:8]}"
-            final.replace(old)
-        staging.replace(final)
-        fsync_dir(final.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-    # ------------------------------------------------------------------------------ delete
-
     def delete(self, model_id: str, variant: str | None = None) -> int:
         """Remove a model (and any partial download of it); returns the bytes freed."""
         spec, var = self.resolve(model_id, variant)
@@ -800,8 +387,13 @@ class ModelStore:
                 fix="finish or cancel the job that uses it (or unload the model), then delete it",
                 details={"model": spec.id, "variant": var.name, "pids": pids},
             )
-        with self._lock(name, Reporter(spec.id, var.name, None), CancelToken()):
-            for folder in (final, staging, staging.with_name(staging.name + SCRATCH_SUFFIX)):
+        reporter = Reporter(spec.id, var.name, None)
+        with install.model_lock(self.paths, self.config, name, reporter, CancelToken()):
+            for folder in (
+                final,
+                staging,
+                staging.with_name(staging.name + install.SCRATCH_SUFFIX),
+            ):
                 if folder.exists():
                     freed += folder_bytes(folder)
                     trash = self.paths.trash_dir()
@@ -869,12 +461,6 @@ class ModelStore:
 
 
 # --------------------------------------------------------------------------------- internals
-
-
-def _known_total(var: VariantSpec) -> int | None:
-    if var.files and all(f.size is not None for f in var.files):
-        return sum(f.size or 0 for f in var.files if not f.optional)
-    return None
 
 
 def with_dev_mode(store: ModelStore, dev_mode: bool) -> ModelStore:

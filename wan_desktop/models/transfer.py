@@ -28,112 +28,32 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
-import sys
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from . import metrics
 from .cancel import CancelToken
 from .errors import ModelError
 from .integrity import sha256_file
 from .logs import LOGGER_NAME, log_event
+from .partials import Part, PartsRecord, partial_path, state_path
 from .requests import SourceGate, TransferSettings, with_retries
 from .sources.base import RangedSource, RemoteFile
-from .sources.http import HttpError
-
-if TYPE_CHECKING:
-    pass
+from .sources.http_errors import HttpError
+from .transfer_workers import HASH_CHUNK, Flusher, OrderedHasher
 
 log = logging.getLogger(LOGGER_NAME)
 
-PARTIAL_PREFIX = ".wan-partial."
-STATE_SUFFIX = ".json"
-STATE_FORMAT = 1
-# How often the per-part record is rewritten while bytes flow. Lower loses less on a kill.
-STATE_SAVE_INTERVAL_S = 0.2
 # A failed request that moved at least this much made progress: the retry count starts again.
 # (Less, e.g. a server that trickles, counts as a failed attempt.)
 PROGRESS_BYTES = 64 * 1024
-HASH_CHUNK = 8 * 1024 * 1024
-# The last parts_per_file × part_size bytes of a file travel in parts this many times smaller.
-TAIL_SPLIT = 8
-MIN_PART_BYTES = 1 << 20
-# A large file's new bytes are flushed to disk every this many bytes, while the rest arrives.
-WRITEBACK_BYTES = 64 * 1024 * 1024
 
 T = TypeVar("T")
-
-
-# ------------------------------------------------------------------------- staging files
-
-
-def partial_path(dest: Path) -> Path:
-    return dest.with_name(PARTIAL_PREFIX + dest.name)
-
-
-def state_path(dest: Path) -> Path:
-    return dest.with_name(PARTIAL_PREFIX + dest.name + STATE_SUFFIX)
-
-
-def staged_bytes(dest: Path) -> int:
-    """Bytes of ``dest`` already downloaded, whichever way it is being fetched."""
-    state = _read_state(state_path(dest))
-    if state is not None:
-        return sum(int(p[2]) for p in state.get("parts", []))
-    for path in (dest, partial_path(dest)):  # finished, or a streamed prefix
-        with contextlib.suppress(OSError):
-            return path.stat().st_size
-    return 0
-
-
-def staged_part_bytes(folder: Path) -> int:
-    """Bytes in the partial files under ``folder`` (for status of a partial model): what each
-    part record counts, and the length of each streamed prefix (a partial without a record)."""
-    total = 0
-    if folder.is_dir():
-        for partial in folder.rglob(PARTIAL_PREFIX + "*"):
-            if partial.name.endswith(STATE_SUFFIX):
-                continue
-            state = _read_state(partial.with_name(partial.name + STATE_SUFFIX))
-            if state is not None:
-                total += sum(int(p[2]) for p in state.get("parts", []))
-            else:
-                with contextlib.suppress(OSError):
-                    total += partial.stat().st_size
-    return total
-
-
-def write_known(dest: Path, data: bytes) -> str:
-    """Install bytes already in memory (a file read while planning) as ``dest``; its sha256."""
-    partial = partial_path(dest)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    with partial.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    partial.replace(dest)
-    return hashlib.sha256(data).hexdigest()
-
-
-def discard(dest: Path) -> None:
-    for p in (dest, partial_path(dest), state_path(dest)):
-        p.unlink(missing_ok=True)
-
-
-def _read_state(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == STATE_FORMAT else None
 
 
 def run_all(
@@ -153,215 +73,6 @@ def run_all(
             exc = failed.exception()
             assert exc is not None
             raise exc
-
-
-# ----------------------------------------------------------------------------- one file
-
-
-def plan_parts(size: int, part_size: int, parallel: int) -> list[tuple[int, int]]:
-    """The byte ranges ``[start, end)`` a file of ``size`` bytes is fetched in.
-
-    ``part_size`` each, except the last ``parallel × part_size`` bytes (or so), which are cut
-    ``TAIL_SPLIT`` times finer (see the module's docstring). A file of at most ``part_size``
-    bytes is one part.
-    """
-    if size <= part_size:
-        return [(0, size)]
-    small = min(part_size, max(MIN_PART_BYTES, part_size // TAIL_SPLIT))
-    tail = (max(0, size - parallel * part_size) // part_size) * part_size
-    starts = [*range(0, tail, part_size), *range(tail, size, small)]
-    return [(a, min(size, a + (part_size if a < tail else small))) for a in starts]
-
-
-if sys.platform == "linux":
-    _flush_data = os.fdatasync  # the data (and the size), not the timestamps
-else:
-    _flush_data = os.fsync
-
-
-class _Flusher:
-    """Flushes a file's bytes to disk in the background every ``WRITEBACK_BYTES`` written."""
-
-    def __init__(self, path: Path) -> None:
-        self._fh = path.open("rb+", buffering=0)
-        self._pending = 0
-        self._stop = False
-        self._last = False  # one more flush before stopping
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="wan-flush", daemon=True)
-        self._thread.start()
-
-    def wrote(self, n: int) -> None:
-        with self._cond:
-            self._pending += n
-            if self._pending >= WRITEBACK_BYTES:
-                self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._pending < WRITEBACK_BYTES and not self._stop:
-                    self._cond.wait()
-                if self._stop and not (self._last and self._pending):
-                    return
-                self._pending = 0
-            # Only a head start: an error here shows again in the final fsync, which counts.
-            with contextlib.suppress(OSError):
-                _flush_data(self._fh.fileno())
-
-    def finish(self) -> None:
-        """Flush what is left in the background (while the hash catches up), then stop."""
-        with self._cond:
-            self._stop = self._last = True
-            self._cond.notify()
-
-    def close(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
-        self._thread.join()
-        self._fh.close()
-
-
-@dataclass
-class _Part:
-    start: int
-    end: int  # exclusive
-    done: int = 0  # bytes written from start; only the part's own worker raises it
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start
-
-    @property
-    def finished(self) -> bool:
-        return self.done >= self.length
-
-
-class _PartsRecord:
-    """The ``.wan-partial.<name>.json`` beside a file being fetched in parts."""
-
-    def __init__(self, path: Path, identity: dict[str, Any], parts: list[_Part]) -> None:
-        self.path = path
-        self.identity = identity
-        self.parts = parts
-        self._lock = threading.Lock()
-        self._saved_at = 0.0
-
-    @classmethod
-    def open(
-        cls, dest: Path, identity: dict[str, Any], size: int, part_size: int, parallel: int
-    ) -> _PartsRecord:
-        path = state_path(dest)
-        data = _read_state(path)
-        partial = partial_path(dest)
-        if (
-            data is not None
-            and data.get("identity") == identity
-            and partial.is_file()
-            and all(int(p[2]) <= int(p[1]) - int(p[0]) for p in data["parts"])
-        ):
-            parts = [_Part(int(a), int(b), int(d)) for a, b, d in data["parts"]]
-            # Bytes the record counts must be in the file; if not (it was truncated), start over.
-            if partial.stat().st_size >= max(
-                (p.start + p.done for p in parts if p.done), default=0
-            ):
-                return cls(path, identity, parts)
-        partial.unlink(missing_ok=True)
-        parts = [_Part(a, b) for a, b in plan_parts(size, part_size, parallel)]
-        rec = cls(path, identity, parts)
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        partial.touch()
-        rec.save(force=True)
-        return rec
-
-    @property
-    def done_bytes(self) -> int:
-        return sum(p.done for p in self.parts)
-
-    def save(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if not force and now - self._saved_at < STATE_SAVE_INTERVAL_S:
-                return
-            self._saved_at = now
-            doc = {
-                "format": STATE_FORMAT,
-                "identity": self.identity,
-                "parts": [[p.start, p.end, p.done] for p in self.parts],
-            }
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(doc), "utf-8")
-            tmp.replace(self.path)  # atomic; no fsync: a killed process loses no page cache
-
-
-class _OrderedHasher:
-    """Hashes the in-order prefix of a file while later parts are still being written."""
-
-    def __init__(self, path: Path, parts: list[_Part], cancel: CancelToken) -> None:
-        self.path = path
-        self.parts = parts
-        self.cancel = cancel
-        self.hash = hashlib.sha256()
-        self.pos = 0
-        self._cond = threading.Condition()
-        self._finishing = False
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="wan-hash", daemon=True)
-        self._thread.start()
-
-    def _available(self) -> int:
-        end = 0
-        for p in self.parts:
-            end = p.start + p.done
-            if not p.finished:
-                break
-        return end
-
-    def poke(self) -> None:
-        with self._cond:
-            self._cond.notify()
-
-    def _run(self) -> None:
-        try:
-            buf = bytearray(HASH_CHUNK)
-            view = memoryview(buf)
-            with self.path.open("rb", buffering=0) as fh:
-                while True:
-                    with self._cond:
-                        while self._available() <= self.pos and not self._finishing:
-                            if self.cancel.cancelled:
-                                return
-                            self._cond.wait(0.2)
-                    avail = self._available()
-                    if avail <= self.pos:
-                        return  # finishing and nothing left
-                    fh.seek(self.pos)
-                    while self.pos < avail:
-                        n = fh.readinto(view[: min(HASH_CHUNK, avail - self.pos)])
-                        if not n:
-                            return
-                        self.hash.update(view[:n])
-                        self.pos += n
-                        if self.cancel.cancelled:
-                            return
-        except BaseException as exc:  # reported by finish()
-            self._error = exc
-
-    def finish(self) -> str:
-        with self._cond:
-            self._finishing = True
-            self._cond.notify()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self.hash.hexdigest()
-
-    def abandon(self) -> None:
-        with self._cond:
-            self._finishing = True
-            self._cond.notify()
-        self._thread.join(5)
 
 
 def fetch_file(
@@ -504,7 +215,7 @@ class _Transfer:
         """A large file: parallel ranged parts written at their offsets, resumable per part."""
         settings, dest, size = self.settings, self.dest, self.size
         identity = {"size": size, "sha256": expected_sha256, "source": self.source.describe()}
-        record = _PartsRecord.open(
+        record = PartsRecord.open(
             dest, identity, size, settings.part_size_bytes, settings.parts_per_file
         )
         partial = partial_path(dest)
@@ -513,11 +224,11 @@ class _Transfer:
         self._log_resume(resumed)
         todo = [p for p in record.parts if not p.finished]
         batch = self.cancel.child()
-        hasher = _OrderedHasher(partial, record.parts, batch) if settings.verify_sha256 else None
-        flusher = _Flusher(partial) if todo else None
+        hasher = OrderedHasher(partial, record.parts, batch) if settings.verify_sha256 else None
+        flusher = Flusher(partial) if todo else None
         metric_source = self.source.describe()
 
-        def run_part(part: _Part) -> None:
+        def run_part(part: Part) -> None:
             with partial.open("r+b", buffering=0) as fh:
 
                 def write(data: memoryview) -> None:

@@ -190,13 +190,13 @@ class RangedSource(Source):
     ) -> int:
         """Deliver bytes ``[start, end)`` into ``write``; return how many were delivered.
 
-        Raise :class:`~.http.HttpError` for failures the engine may retry, a
+        Raise :class:`~.http_errors.HttpError` for failures the engine may retry, a
         :class:`~..errors.ModelError` for the others.
         """
 
     def fetch(self, file: RemoteFile, sink: FileSink) -> None:
         """One stream from ``sink.offset``; a failed request resumes where the sink got to."""
-        from .http import HttpError
+        from .http_errors import HttpError
 
         end = file.size if file.size is not None else 1 << 62
 
@@ -225,7 +225,8 @@ class RangedSource(Source):
         )
 
     def map_error(self, exc: Exception, *, what: str) -> Exception:
-        """Turn a final :class:`~.http.HttpError` into the orchestrator's error for this source."""
-        from .http import http_error_to_model_error
+        """Turn a final :class:`~.http_errors.HttpError` into the orchestrator's error for this
+        source."""
+        from .http_errors import http_error_to_model_error
 
         return http_error_to_model_error(exc, what=what, source=self.describe())

@@ -24,7 +24,8 @@ from ..errors import AuthError, RateLimitError, SourceError
 from ..logs import LOGGER_NAME
 from ..redact import register_secret
 from .base import RangedSource, RemoteFile
-from .http import HttpClient, HttpError, http_error_to_model_error
+from .http import HttpClient
+from .http_errors import HttpError, http_error_to_model_error
 
 log = logging.getLogger(LOGGER_NAME)
 

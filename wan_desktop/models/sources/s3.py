@@ -32,7 +32,8 @@ from ..marker import file_hashes
 from ..paths import COMPLETE_MARKER
 from ..redact import register_secret
 from .base import RangedSource, RemoteFile
-from .http import HttpClient, HttpError
+from .http import HttpClient
+from .http_errors import HttpError
 
 SHA256_META = "sha256"
 PRESIGN_EXPIRES_S = 3600
