@@ -34,8 +34,9 @@ from .events import (
     QueueChanged,
 )
 from .hardware import HardwareProfile
+from .job_rows import UnreadableJobError
 from .jobs import Job, JobSpec, JobState, Priority
-from .jobstore import JobStore, UnreadableJobError
+from .jobstore import JobStore
 from .outputs import OutputStore
 from .pipelines.base import Pipeline
 from .runner import JobRunner
