@@ -1,7 +1,7 @@
 """What every part of the engine reads: its state, events, hardware, pipelines and queries.
 
-``Engine.__init__`` sets the state declared here; the worker loop (``runner.py``) and the commands
-(``engine.py``) build on it, so each reads only these names of the others.
+``Engine.__init__`` (``engine.py``) sets the state declared here; the worker loop (``runner.py``)
+builds on it, and the Engine's commands on both.
 """
 
 from __future__ import annotations
