@@ -8,7 +8,6 @@ interrupted (or queued again, by setting), and outputs stay linked to their job.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
 import sqlite3
@@ -16,95 +15,29 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .errors import EngineError, InvalidInputError, JobStoreError, StoreUnavailableError
-from .jobs import (
-    ACTIVE_STATES,
-    FailureCategory,
-    Job,
-    JobFailure,
-    JobKind,
-    JobOutput,
-    JobState,
-    Priority,
-)
+from .errors import JobStoreError, StoreUnavailableError
+from .job_rows import UnreadableJobError, job_from_row, replace_bad, to_row
+from .job_schema import open_store
+from .jobs import ACTIVE_STATES, FailureCategory, Job, JobFailure, JobKind, JobState
 from .store_recovery import (
     StoreHealth,
     backups,
     check,
-    folder_is_read_only,
     is_damage,
     make_backup,
     mark_damaged,
     primary_code,
     recover,
-    store_uri,
 )
 
-__all__ = ["JobStore", "JobStoreError", "UnreadableJobError"]
+__all__ = ["JobStore", "JobStoreError"]
 
 log = logging.getLogger("wan_desktop.engine.store")
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    params TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    position REAL NOT NULL,
-    mock INTEGER NOT NULL DEFAULT 0,
-    model_id TEXT,
-    variant TEXT,
-    development INTEGER NOT NULL DEFAULT 0,
-    label TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    updated_at REAL,
-    stage TEXT,
-    stage_message TEXT,
-    progress REAL NOT NULL DEFAULT 0,
-    step INTEGER,
-    total_steps INTEGER,
-    eta_s REAL,
-    estimate TEXT,
-    memory_plan TEXT,
-    warnings TEXT,
-    failure TEXT,
-    output TEXT,
-    stages_completed TEXT,
-    retry_of TEXT,
-    client TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_state_position ON jobs(state, position);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
-CREATE TABLE IF NOT EXISTS job_logs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    level TEXT NOT NULL,
-    message TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS job_logs_job ON job_logs(job_id, id);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-_JSON_FIELDS = {
-    "params",
-    "estimate",
-    "memory_plan",
-    "warnings",
-    "failure",
-    "output",
-    "stages_completed",
-}
-_BOOL_FIELDS = {"mock", "development"}
 _STATE_VALUES = {s.value for s in JobState}
 # What the disk or the file does to SQLite (full, read-only, damaged, busy), as opposed to bugs.
 _UNAVAILABLE_CODES = {
@@ -118,46 +51,8 @@ _UNAVAILABLE_CODES = {
     sqlite3.SQLITE_LOCKED,
     sqlite3.SQLITE_PERM,
 }
-_COLUMNS = [f.name for f in fields(Job)]
 MAX_LOG_LINES_PER_JOB = 2000
 CANCEL_KEY = "cancel_requested:"  # meta key prefix: a running job the user cancelled
-
-
-class UnreadableJobError(EngineError):
-    """A stored job cannot be read back (a record written by an old version, or damaged)."""
-
-    def __init__(self, job_id: str, reason: str) -> None:
-        super().__init__(
-            f"job {job_id} cannot be read: its stored record is damaged ({reason}); delete it"
-        )
-        self.job_id = job_id
-        self.reason = reason
-
-
-def _text(raw: bytes) -> str:
-    # A TEXT value that is not UTF-8 (written by another tool) must not fail a whole listing:
-    # decode it with escapes, and _from_row refuses that one row.
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", "surrogateescape")
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _replace_bad(text: str) -> str:
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
-def _json(value: Any) -> str:
-    # ensure_ascii=False: text that is not valid Unicode fails here, not when it is read back.
-    return json.dumps(value, ensure_ascii=False)
 
 
 class JobStore:
@@ -177,53 +72,8 @@ class JobStore:
         problem = check(path, empty_is_damage=bool(backups(self.backups_dir)))
         if problem is not None:
             self.health = recover(path, self.backups_dir, problem)
-        frozen = folder_is_read_only(path)
-        self._db = sqlite3.connect(
-            store_uri(path, frozen=frozen) if frozen else str(path),
-            uri=frozen,
-            check_same_thread=False,
-            isolation_level=None,
-            timeout=10.0,
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.text_factory = _text
         with self._lock:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                self._db.close()
-                raise JobStoreError(
-                    f"{path} was written by a newer Wan Desktop (schema {version}); update the "
-                    "app, or move the file away to start a new job history"
-                )
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                # NORMAL in WAL mode: a committed job survives a crash of the app or a kill -9.
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute("PRAGMA foreign_keys=ON")
-                self._db.executescript(_SCHEMA)
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                # A write, rolled back: a write-protected file or folder shows here, not at the
-                # first job (and the file is left untouched).
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._db.execute("DELETE FROM meta WHERE key = ''")
-                finally:
-                    self._db.execute("ROLLBACK")
-            except sqlite3.OperationalError as exc:
-                if primary_code(exc) != sqlite3.SQLITE_READONLY:
-                    self._db.close()
-                    raise JobStoreError(f"cannot open the job store {path}: {exc}") from exc
-                self.health = replace(
-                    self.health,
-                    problem=_join(self.health.problem, "the job store is read-only"),
-                    action=_join(
-                        self.health.action,
-                        "history can be read but no job can be added or run until the file "
-                        "and its folder are writable again and the app restarts",
-                    ),
-                    read_only=True,
-                )
-                log.error("job store %s: %s", path, self.health.message)
+            self._db, self.health = open_store(path, self.health)
 
     @property
     def read_only(self) -> bool:
@@ -331,83 +181,12 @@ class JobStore:
     def _wal(self) -> Path:
         return self.path.with_name(self.path.name + "-wal")
 
-    # ---------------------------------------------------------------------------- conversion
-
-    @staticmethod
-    def _to_row(job: Job) -> dict[str, Any]:
-        row: dict[str, Any] = {}
-        for name in _COLUMNS:
-            value = getattr(job, name)
-            if name in {"failure", "output"}:
-                value = None if value is None else _json(value.to_dict())
-            elif name in ("warnings", "stages_completed"):
-                value = _json(list(value))
-            elif name in _JSON_FIELDS:
-                value = _json(dict(value))
-            elif name in _BOOL_FIELDS:
-                value = int(bool(value))
-            elif name in ("kind", "state"):
-                value = str(value)
-            elif name == "priority":
-                value = int(value)
-            if isinstance(value, str) and not _encodable(value):
-                # Never store a row that cannot be read back (or sent) as UTF-8: a request's
-                # parameters are refused; the engine's own text (an error message quoting
-                # something odd) has the offending characters replaced.
-                if name != "params":
-                    value = _replace_bad(value)
-                else:
-                    bad = next((k for k, v in job.params.items() if not _encodable(_json(v))), name)
-                    raise InvalidInputError(
-                        {
-                            bad: "contains text that is not valid Unicode (a lone "
-                            "surrogate); remove it"
-                        }
-                    )
-            row[name] = value
-        return row
-
-    @staticmethod
-    def _from_row(row: sqlite3.Row) -> Job:
-        d = dict(row)
-        for name, value in d.items():
-            if isinstance(value, str) and not _encodable(value):
-                raise ValueError(f"the {name} field is not valid UTF-8")
-        d["kind"] = JobKind(d["kind"])
-        d["state"] = JobState(d["state"])
-        d["priority"] = Priority(d["priority"])
-        for name in _BOOL_FIELDS:
-            d[name] = bool(d[name])
-        raw = {name: d[name] for name in _JSON_FIELDS}
-        d["params"] = json.loads(d["params"])
-        d["estimate"] = json.loads(d["estimate"] or "{}")
-        d["memory_plan"] = json.loads(d["memory_plan"] or "{}")
-        d["warnings"] = tuple(json.loads(d["warnings"] or "[]"))
-        d["stages_completed"] = tuple(json.loads(d["stages_completed"] or "[]"))
-        d["failure"] = JobFailure.from_dict(json.loads(d["failure"])) if d["failure"] else None
-        d["output"] = JobOutput.from_dict(json.loads(d["output"])) if d["output"] else None
-        for name, text in raw.items():
-            # Older versions wrote JSON with \u escapes, which can hide a lone surrogate.
-            hidden = text and ("\\ud" in text or "\\uD" in text)
-            if hidden and not _encodable(_json(json.loads(text))):
-                raise ValueError(f"the {name} field holds text that is not valid Unicode")
-        return Job(**d)
-
-    def _job(self, row: sqlite3.Row) -> Job:
-        job_id = str(row["id"])
-        try:
-            return self._from_row(row)
-        except (ValueError, TypeError, KeyError) as exc:
-            reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-            reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")
-            raise UnreadableJobError(job_id.encode("utf-8", "replace").decode(), reason) from exc
-
     def _jobs(self, rows: Iterable[sqlite3.Row]) -> list[Job]:
         """Rows as jobs; a row that cannot be read is skipped, logged and kept in ``unreadable``."""
         out: list[Job] = []
         for row in rows:
             try:
-                out.append(self._job(row))
+                out.append(job_from_row(row))
             except UnreadableJobError as exc:
                 if exc.job_id not in self.unreadable:
                     log.warning("job store: skipping job %s: %s", exc.job_id, exc.reason)
@@ -417,7 +196,7 @@ class JobStore:
     # ---------------------------------------------------------------------------------- writes
 
     def insert(self, job: Job) -> Job:
-        row = self._to_row(job)
+        row = to_row(job)
         cols = ", ".join(row)
         marks = ", ".join(f":{c}" for c in row)
         with self._access():
@@ -432,7 +211,7 @@ class JobStore:
             if current is None:
                 raise KeyError(job_id)
             new = replace(current, updated_at=time.time(), **changes)
-            row = self._to_row(new)
+            row = to_row(new)
             changed = {k: v for k, v in row.items() if k in changes or k == "updated_at"}
             sets = ", ".join(f"{k} = :{k}" for k in changed)
             self._db.execute(
@@ -527,7 +306,7 @@ class JobStore:
     def get(self, job_id: str) -> Job | None:
         with self._access():
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else self._job(row)
+        return None if row is None else job_from_row(row)
 
     def get_or_skip(self, job_id: str) -> Job | None:
         """Like get, but a job that cannot be read is reported in ``unreadable`` (and None)."""
@@ -646,7 +425,7 @@ class JobStore:
         with self._access():
             self._db.execute(
                 "INSERT INTO job_logs (job_id, at, level, message) VALUES (?,?,?,?)",
-                (job_id, time.time(), level, _replace_bad(message)),
+                (job_id, time.time(), level, replace_bad(message)),
             )
 
     def logs(self, job_id: str, *, limit: int = MAX_LOG_LINES_PER_JOB) -> list[dict[str, Any]]:
@@ -679,7 +458,3 @@ class JobStore:
                 list(job_ids),
             ).fetchall()
         return {r[0]: r[1] for r in rows}
-
-
-def _join(first: str | None, second: str) -> str:
-    return second if not first else f"{first}; {second}"

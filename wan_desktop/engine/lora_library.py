@@ -3,22 +3,19 @@
 Engine-side so the GUI and the API share it. Applying a LoRA to a pipeline is ``lora.py``'s job;
 this module only manages files. A file is accepted when its tensor names look like a LoRA
 (``lora_A``/``lora_B``, ``lora_down``/``lora_up``, LyCORIS…) — read from the safetensors header, or
-from a torch zip archive's pickle with a restricted unpickler — so nothing here imports torch or
-runs code from the file. Names are sanitised and every path stays inside the folder.
+from a torch zip archive's pickle with a restricted unpickler (``lora_formats.py``) — so nothing
+here imports torch or runs code from the file. Names are sanitised and every path stays inside
+the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import os
-import pickle
 import re
 import struct
 import uuid
 import zipfile
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +24,21 @@ from typing import Any
 from wan_desktop.models.settings import format_size
 
 from .errors import EngineError, InvalidInputError
+from .lora_formats import (
+    MB,
+    element_count,
+    looks_like_safetensors,
+    not_loadable,
+    safetensors_header,
+    tensor_name,
+    torch_zip_tensors,
+)
 
 LORA_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin")
 MAX_LORA_BYTES = 500 * 1024 * 1024
 NAME_MAX = 100
 REF_PREFIX = "loras/"
 INCOMING = ".incoming"
-MB = 1024 * 1024
-# A safetensors header larger than this is not a LoRA (and not worth parsing).
-MAX_HEADER_BYTES = 64 * MB
-# A torch archive's pickle (names and shapes only) larger than this is not a LoRA's: refused by
-# its declared size, and read through a bounded reader in case the declaration lies.
-MAX_PICKLE_BYTES = 16 * MB
-MAX_DIMS = 8
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _LORA_KEY = re.compile(
@@ -53,20 +52,6 @@ _STRIP_KEY = re.compile(
 )
 _BLOCK_INDEX = re.compile(r"(blocks[._])\d+")
 _PREFIXES = ("diffusion_model.", "transformer.", "model.", "base_model.model.")
-_DTYPE_BYTES = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-}
 # Adapters are applied in the pipeline's dtype: bf16 on a GPU.
 APPLIED_BYTES_PER_PARAM = 2
 
@@ -137,13 +122,6 @@ class LoraInfo:
                 "on both experts needs two_expert_mb"
             ),
         }
-
-
-def _tensor_info(key: str, shape: list[int]) -> tuple[str | None, int]:
-    numel = 1
-    for d in shape:
-        numel *= int(d)
-    return (key if _LORA_KEY.search(key) else None), numel
 
 
 class LoraLibrary:
@@ -300,7 +278,8 @@ def inspect_file(f: LoraFile) -> LoraInfo:
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
     ) as exc:
-        # Whatever a crafted file does to the readers below, it is the file's fault: a 422.
+        # Whatever a crafted file does to the readers (lora_formats.py), it is the file's
+        # fault: a 422.
         raise InvalidInputError(
             {
                 "file": f"{f.filename}: not a loadable LoRA: the file is damaged or crafted "
@@ -313,28 +292,17 @@ def _inspect(f: LoraFile) -> LoraInfo:
     # The bytes decide, not the extension (.bin and .pt files are sometimes safetensors).
     metadata: dict[str, str] = {}
     if zipfile.is_zipfile(f.path):
-        tensors = _torch_zip_tensors(f.path)
+        tensors = torch_zip_tensors(f.path)
         fmt = "torch"
-    elif Path(f.filename).suffix.lower() == ".safetensors" or _looks_like_safetensors(f.path):
-        tensors, metadata = _safetensors_header(f.path)
+    elif Path(f.filename).suffix.lower() == ".safetensors" or looks_like_safetensors(f.path):
+        tensors, metadata = safetensors_header(f.path)
         fmt = "safetensors"
     else:
-        raise _not_loadable(
+        raise not_loadable(
             "only safetensors files and torch zip archives (torch.save since 1.6) can be "
             "checked; convert it to .safetensors"
         )
     return _summarise(f, fmt, tensors, metadata)
-
-
-def _dims(value: Any, *, length: int | None = None) -> list[int] | None:
-    """A list of non-negative integers (JSON numbers like 1e999 or Infinity are not), else None."""
-    if not isinstance(value, list | tuple) or len(value) > MAX_DIMS:
-        return None
-    if length is not None and len(value) != length:
-        return None
-    if not all(type(d) is int and d >= 0 for d in value):
-        return None
-    return list(value)
 
 
 def _summarise(
@@ -346,7 +314,7 @@ def _summarise(
     lora_keys = [k for k in tensors if _LORA_KEY.search(k)]
     downs = [k for k in lora_keys if _DOWN_KEY.search(k)]
     if not lora_keys or not downs:
-        sample = ", ".join(_name(k) for k in list(tensors)[:3]) or "none"
+        sample = ", ".join(tensor_name(k) for k in list(tensors)[:3]) or "none"
         raise InvalidInputError(
             {
                 "file": "this is not a LoRA: no lora_A/lora_B (or lora_down/lora_up) weights "
@@ -354,7 +322,7 @@ def _summarise(
             }
         )
     ranks = sorted({min(tensors[k][1]) for k in downs if len(tensors[k][1]) >= 2})
-    params = sum(_tensor_info(k, tensors[k][1])[1] for k in lora_keys)
+    params = sum(element_count(tensors[k][1]) for k in lora_keys)
     modules = set()
     for k in lora_keys:
         module = _STRIP_KEY.sub("", k)
@@ -377,187 +345,3 @@ def _summarise(
         dtypes=tuple(sorted({dt for dt, _ in tensors.values()})),
         metadata=dict(metadata),
     )
-
-
-def _not_loadable(why: str) -> InvalidInputError:
-    return InvalidInputError({"file": f"not a loadable LoRA: {why}"})
-
-
-def _name(key: str) -> str:
-    """A tensor name as it can be shown: quoted, escaped, at most 80 characters."""
-    return repr(key if len(key) <= 80 else key[:79] + "…")
-
-
-def _excerpt(text: str) -> str:
-    """Text from the file, short and always valid to send (no lone surrogates)."""
-    text = text if len(text) <= 200 else text[:199] + "…"
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _looks_like_safetensors(path: Path) -> bool:
-    with path.open("rb") as fh:
-        head = fh.read(9)
-    return len(head) == 9 and head[8:9] == b"{"
-
-
-def _safetensors_header(path: Path) -> tuple[dict[str, tuple[str, list[int]]], dict[str, str]]:
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise _not_loadable("the file is too short to be safetensors")
-        (n,) = struct.unpack("<Q", head)
-        if n < 2 or n > min(MAX_HEADER_BYTES, size - 8):
-            raise _not_loadable("the safetensors header size is impossible for this file")
-        raw = fh.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise _not_loadable("the safetensors header is not JSON") from None
-    except RecursionError:
-        raise _not_loadable("the safetensors header is nested too deep") from None
-    if not isinstance(header, dict):
-        raise _not_loadable("the safetensors header is not a table of tensors")
-    data_size = size - 8 - n
-    meta = header.pop("__metadata__", None) or {}
-    tensors: dict[str, tuple[str, list[int]]] = {}
-    for key, entry in header.items():
-        shape = offsets = None
-        if isinstance(entry, dict):
-            shape = _dims(entry.get("shape"))
-            offsets = _dims(entry.get("data_offsets"), length=2)
-        if shape is None or offsets is None or not isinstance(entry.get("dtype"), str):
-            raise _not_loadable(f"tensor {_name(key)} has a malformed entry")
-        dtype = str(entry["dtype"])
-        start, end = offsets
-        numel = _tensor_info(key, shape)[1]
-        width = _DTYPE_BYTES.get(dtype)
-        if width is None or not 0 <= start <= end <= data_size or end - start != numel * width:
-            raise _not_loadable(
-                f"tensor {_name(key)} does not fit the file (truncated or damaged?)"
-            )
-        tensors[key] = (dtype, shape)
-    metadata = {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
-    return tensors, metadata
-
-
-# A torch zip archive's data.pkl, read with nothing but tensor shapes allowed: no code runs.
-
-
-@dataclass(frozen=True)
-class _StorageType:
-    name: str
-
-
-@dataclass(frozen=True)
-class _Storage:
-    dtype: str
-
-
-@dataclass(frozen=True)
-class _Tensor:
-    dtype: str
-    shape: tuple[int, ...]
-
-
-def _rebuild_tensor(storage: Any, _offset: Any = 0, size: Any = None, *_rest: Any) -> _Tensor:
-    shape = _dims(size)
-    if not isinstance(storage, _Storage) or shape is None:
-        raise pickle.UnpicklingError("a tensor with a malformed storage or size")
-    return _Tensor(storage.dtype, tuple(shape))
-
-
-def _rebuild_parameter(data: _Tensor, *_rest: Any) -> _Tensor:
-    return data
-
-
-_STORAGE_DTYPES = {
-    "FloatStorage": "F32",
-    "HalfStorage": "F16",
-    "BFloat16Storage": "BF16",
-    "DoubleStorage": "F64",
-    "LongStorage": "I64",
-    "IntStorage": "I32",
-    "ByteStorage": "U8",
-    "CharStorage": "I8",
-    "BoolStorage": "BOOL",
-}
-
-
-class _ShapesUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == ("collections", "OrderedDict"):
-            return OrderedDict
-        if (module, name) in (
-            ("torch._utils", "_rebuild_tensor_v2"),
-            ("torch._utils", "_rebuild_tensor"),
-        ):
-            return _rebuild_tensor
-        if (module, name) == ("torch._utils", "_rebuild_parameter"):
-            return _rebuild_parameter
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a LoRA file")
-
-    def persistent_load(self, pid: Any) -> Any:
-        if isinstance(pid, tuple) and pid and pid[0] == "storage":
-            kind = pid[1]
-            return _Storage(_STORAGE_DTYPES.get(getattr(kind, "name", ""), "F32"))
-        raise pickle.UnpicklingError("unexpected persistent object")
-
-
-def _torch_zip_tensors(path: Path) -> dict[str, tuple[str, list[int]]]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-            if not names:
-                raise _not_loadable("the archive has no data.pkl: it is not a torch file")
-            too_big = _not_loadable(
-                f"its data.pkl unpacks to more than {MAX_PICKLE_BYTES // MB} MB, which no LoRA's "
-                "does (a zip bomb?)"
-            )
-            if zf.getinfo(names[0]).file_size > MAX_PICKLE_BYTES:
-                raise too_big
-            chunks: list[bytes] = []
-            size = 0
-            with zf.open(names[0]) as entry:
-                # In small reads: the inflater never makes more than one chunk past the limit.
-                while chunk := entry.read(MB):
-                    size += len(chunk)
-                    if size > MAX_PICKLE_BYTES:
-                        raise too_big
-                    chunks.append(chunk)
-            raw = b"".join(chunks)
-    except InvalidInputError:
-        raise
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        EOFError,
-        ValueError,
-        NotImplementedError,
-    ) as exc:
-        raise _not_loadable(f"the torch archive is damaged ({_excerpt(str(exc))})") from None
-    try:
-        obj = _ShapesUnpickler(io.BytesIO(raw)).load()
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        OverflowError,
-        RecursionError,
-        KeyError,
-        IndexError,
-        AttributeError,
-        struct.error,
-    ) as exc:
-        raise _not_loadable(
-            "the torch file holds more than tensors, or is damaged "
-            f"({type(exc).__name__}: {_excerpt(str(exc))})"
-        ) from None
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise _not_loadable("the torch file does not hold a dictionary of tensors")
-    return {str(k): (v.dtype, list(v.shape)) for k, v in obj.items() if isinstance(v, _Tensor)}

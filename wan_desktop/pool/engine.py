@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wan_desktop.engine.context import JobContext
-from wan_desktop.engine.engine import HOUSEKEEPING_S, Engine, _Running
+from wan_desktop.engine.core import _Running
+from wan_desktop.engine.engine import Engine
 from wan_desktop.engine.errors import EngineError, InvalidInputError
 from wan_desktop.engine.events import (
     JobLog,
@@ -40,6 +41,7 @@ from wan_desktop.engine.jobs import (
     JobState,
 )
 from wan_desktop.engine.pipelines.base import LoadedModel, Pipeline
+from wan_desktop.engine.runner import HOUSEKEEPING_S
 from wan_desktop.engine.settings import EngineSettings
 from wan_desktop.engine.workers import WorkerInfo, WorkerState
 from wan_desktop.models.atomic import atomic_write

@@ -14,7 +14,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 
 from wan_desktop.engine import JobKind, JobStateError
-from wan_desktop.engine.jobstore import MAX_LOG_LINES_PER_JOB, UnreadableJobError
+from wan_desktop.engine.job_rows import UnreadableJobError
+from wan_desktop.engine.jobstore import MAX_LOG_LINES_PER_JOB
 
 from .. import job_status
 from ..context import Ctx
