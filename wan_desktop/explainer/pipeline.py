@@ -13,18 +13,17 @@ import contextlib
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from wan_desktop.engine.errors import EngineError
 from wan_desktop.engine.jobs import JobKind, JobOutput, JobState
-from wan_desktop.engine.outputs import library_versions, write_json
 from wan_desktop.engine.pipelines.base import JobDescription, Pipeline, PipelineHost
 from wan_desktop.models.cancel import CancelToken
 from wan_desktop.models.errors import CancelledError
 
 from .answers import AnswerError
+from .delivery import Delivery
 from .errors import ExplainerErrorCode, failure
 from .llm import ChatClient, ChatError
 from .llm_writer import LlmWriter
@@ -32,10 +31,11 @@ from .offline import OfflineWriter
 from .params import ExplainerParams, validate_explainer_params
 from .plan import Outline, SceneCode, ScenePlan, Writer
 from .rag import NotesIndex
+from .run import Run
 from .sandbox import Isolation, Limits, SceneSandbox, detect_isolation
 from .sandbox_runner import latex_available
 from .scenes import RenderedScene, SceneRenderer
-from .settings import ExplainerSettings, StorageMode
+from .settings import ExplainerSettings
 from .tasks import Sink, run_tasks
 
 if TYPE_CHECKING:
@@ -54,7 +54,6 @@ STAGES = {
 }
 NEXT = dict(zip(STAGES, [*list(STAGES.values())[1:], 1.0], strict=True))
 OFFLINE_LABEL = "offline template planner (no language model configured)"
-SIDECAR_FORMAT = 1
 # Seconds of rendering per second of video, by quality (2-core CPU, measured), plus start-up.
 RENDER_S_PER_S = {"low": 0.6, "medium": 1.5, "high": 6.0, "ultra": 24.0}
 RENDER_START_S = 4.0
@@ -63,23 +62,7 @@ TYPICAL_SCENES = 4
 TYPICAL_SCENE_S = 6.0
 
 
-@dataclass
-class _Run:
-    """One job's working state."""
-
-    ctx: JobContext
-    params: ExplainerParams
-    writer: Writer
-    sandbox: SceneSandbox
-    workdir: Path
-    cancel: CancelToken  # a child of the job's token: stops the stage's other work on an error
-    sink: Sink
-    notes: NotesIndex | None
-    client: ChatClient | None = None
-    stage_log: list[dict[str, Any]] = field(default_factory=list)
-
-
-class ExplainerPipeline(Pipeline):
+class ExplainerPipeline(Delivery, Pipeline):
     kind = JobKind.explainer
     mock = False
 
@@ -180,7 +163,7 @@ class ExplainerPipeline(Pipeline):
             shutil.rmtree(run.workdir, ignore_errors=True)
         return output
 
-    def _stage(self, run: _Run, name: str, message: str, scenes: int | None = None) -> None:
+    def _stage(self, run: Run, name: str, message: str, scenes: int | None = None) -> None:
         run.ctx.stage(name, STAGES[name], message)
         run.stage_log.append(
             {"stage": name, "progress": STAGES[name], "started_at": time.time(), "message": message}
@@ -188,7 +171,7 @@ class ExplainerPipeline(Pipeline):
         run.ctx.timer.start()
         run.ctx.update(eta_s=self._estimate_s(run.params, name, scenes))
 
-    def _start(self, ctx: JobContext, p: ExplainerParams) -> _Run:
+    def _start(self, ctx: JobContext, p: ExplainerParams) -> Run:
         sink = Sink()
         cancel = ctx.cancel_token.child()
         try:
@@ -212,7 +195,7 @@ class ExplainerPipeline(Pipeline):
             Limits(self.settings.render_timeout_s, self.settings.render_memory_mb),
             hidden=_hidden_paths(ctx.settings.data_dir),
         )
-        run = _Run(ctx, p, writer, sandbox, workdir, cancel, sink, notes, client)
+        run = Run(ctx, p, writer, sandbox, workdir, cancel, sink, notes, client)
         self._stage(run, "initializing", _describe_setup(writer, isolation, p, latex))
         if isolation.warning:
             ctx.warn(isolation.warning, code="SANDBOX_DEGRADED")
@@ -255,13 +238,13 @@ class ExplainerPipeline(Pipeline):
         )
         return client, writer
 
-    def _call(self, run: _Run, fn: Callable[[], T]) -> T:
+    def _call(self, run: Run, fn: Callable[[], T]) -> T:
         """One piece of work off the worker thread, so cancellation stays responsive."""
         return run_tasks(
             run.ctx, [None], lambda _: fn(), workers=1, sink=run.sink, cancel=run.cancel
         )[0]
 
-    def _progress(self, run: _Run, stage: str, total: int) -> Callable[[int, Any], None]:
+    def _progress(self, run: Run, stage: str, total: int) -> Callable[[int, Any], None]:
         lo, hi = STAGES[stage], NEXT[stage]
         done = 0
 
@@ -278,7 +261,7 @@ class ExplainerPipeline(Pipeline):
 
     def _each_scene(
         self,
-        run: _Run,
+        run: Run,
         stage: str,
         items: list[Any],
         fn: Callable[[Any], T],
@@ -305,7 +288,7 @@ class ExplainerPipeline(Pipeline):
                 ("retry the job", f"use a stronger {model}", "or use model 'template'"),
             ) from exc
 
-    def _planning(self, run: _Run) -> Outline:
+    def _planning(self, run: Run) -> Outline:
         self._stage(run, "planning", "outlining the scenes")
         (outline,) = self._each_scene(
             run,
@@ -320,7 +303,7 @@ class ExplainerPipeline(Pipeline):
         run.ctx.log("info", f"outline: {outline.title} — {len(outline.scenes)} scenes: {titles}")
         return outline
 
-    def _scenarios(self, run: _Run, outline: Outline) -> list[ScenePlan]:
+    def _scenarios(self, run: Run, outline: Outline) -> list[ScenePlan]:
         n = len(outline.scenes)
         self._stage(run, "scenario_creation", f"planning {n} scenes", n)
         plans = self._each_scene(
@@ -338,7 +321,7 @@ class ExplainerPipeline(Pipeline):
             )
         return plans
 
-    def _notes_for(self, run: _Run) -> Callable[[ScenePlan, str | None], str]:
+    def _notes_for(self, run: Run) -> Callable[[ScenePlan, str | None], str]:
         def notes(plan: ScenePlan, error: str | None) -> str:
             if run.notes is None or run.writer.offline:
                 return ""
@@ -346,7 +329,7 @@ class ExplainerPipeline(Pipeline):
 
         return notes
 
-    def _code(self, run: _Run, plans: list[ScenePlan]) -> list[SceneCode]:
+    def _code(self, run: Run, plans: list[ScenePlan]) -> list[SceneCode]:
         n = len(plans)
         self._stage(run, "code_generation", f"writing Manim code for {n} scenes", n)
         notes = self._notes_for(run)
@@ -361,7 +344,7 @@ class ExplainerPipeline(Pipeline):
         )
 
     def _render(
-        self, run: _Run, plans: list[ScenePlan], codes: list[SceneCode]
+        self, run: Run, plans: list[ScenePlan], codes: list[SceneCode]
     ) -> list[RenderedScene]:
         n = len(plans)
         renders = self.settings.max_concurrent_renders
@@ -394,198 +377,6 @@ class ExplainerPipeline(Pipeline):
                 f"({s.tries} {'try' if s.tries == 1 else 'tries'})",
             )
         return scenes
-
-    def _combine(
-        self, run: _Run, outline: Outline, scenes: list[RenderedScene]
-    ) -> tuple[JobOutput, dict[str, Any]]:
-        from . import media
-
-        p, paths = run.params, run.ctx.outputs
-        self._stage(run, "combining", f"joining {len(scenes)} scenes", len(scenes))
-        try:
-            durations = [media.probe(s.video).duration_s for s in scenes]
-            cues = media.cues_for([s.plan.narration for s in scenes], durations)
-            info = self._call(
-                run,
-                lambda: media.combine(
-                    [s.video for s in scenes],
-                    paths.video,
-                    burn_in=cues if p.burn_subtitles else (),
-                    gpu=self.settings.use_gpu_acceleration,
-                ),
-            )
-            if (
-                self.settings.use_gpu_acceleration
-                and p.burn_subtitles
-                and info.encoder != ("h264_nvenc")
-            ):
-                run.ctx.warn("GPU acceleration is on but NVENC is not usable; encoded on the CPU")
-            if p.enable_subtitles:
-                media.write_srt(cues, paths.subtitles)
-            if p.enable_thumbnails:
-                media.save_thumbnail(scenes[0].video, paths.thumbnail)
-        except (OSError, ValueError) as exc:
-            raise failure(
-                ExplainerErrorCode.combine_failed,
-                f"the scenes could not be joined: {exc}",
-                ("retry the job", "check free disk space"),
-            ) from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("av"):
-                raise failure(
-                    ExplainerErrorCode.combine_failed,
-                    f"the scenes could not be joined: {exc}",
-                    ("retry the job",),
-                ) from exc
-            raise
-        output = JobOutput(
-            video=str(paths.video),
-            thumbnail=str(paths.thumbnail) if p.enable_thumbnails else None,
-            sidecar=str(paths.sidecar),
-            subtitles=str(paths.subtitles) if p.enable_subtitles else None,
-            duration_s=info.duration_s,
-            width=info.width,
-            height=info.height,
-            frames=info.frames,
-            fps=info.fps,
-            size_bytes=info.size_bytes,
-        )
-        sidecar = self._sidecar(run, outline, scenes, info, durations)
-        run.ctx.log(
-            "info",
-            f"video: {info.duration_s:.2f} s, {info.width}x{info.height} @ {info.fps:g} fps, "
-            f"{info.size_bytes} bytes ({info.encoder})",
-        )
-        return output, sidecar
-
-    def _sidecar(
-        self,
-        run: _Run,
-        outline: Outline,
-        scenes: list[RenderedScene],
-        info: Any,
-        durations: list[float],
-    ) -> dict[str, Any]:
-        job, p = run.ctx.job, run.params
-        return {
-            "format": SIDECAR_FORMAT,
-            "job_id": job.id,
-            "kind": str(job.kind),
-            "label": job.label,
-            "created_at": job.created_at,
-            "params": p.to_dict(),
-            "writer": {
-                "name": run.writer.name,
-                "offline": run.writer.offline,
-                "models": (
-                    dict(
-                        zip(
-                            ("planner", "scene", "helper"),
-                            self.settings.llm.models(p.model),
-                            strict=True,
-                        )
-                    )
-                    if not run.writer.offline
-                    else None
-                ),
-                "calls": [vars(c) for c in run.client.calls] if run.client else [],
-            },
-            "sandbox": str(run.sandbox.isolation.mode),
-            "quality": {
-                "name": p.quality,
-                "manim": p.preset.manim_quality,
-                "width": info.width,
-                "height": info.height,
-                "fps": info.fps,
-            },
-            "outline": outline.to_dict(),
-            "scenes": [
-                {**s.summary(), "measured_s": d, "plan": s.plan.to_dict()}
-                for s, d in zip(scenes, durations, strict=True)
-            ],
-            "video": {
-                "duration_s": info.duration_s,
-                "frames": info.frames,
-                "codec": "h264",
-                "encoder": info.encoder,
-                "size_bytes": info.size_bytes,
-                "format": p.output_format,
-                "subtitles_burned_in": p.burn_subtitles,
-            },
-            "stages": run.stage_log,
-            "timings_s": {k: round(v, 3) for k, v in run.ctx.stage_times.items()},
-            "warnings": list(job.warnings),
-            "libraries": library_versions(),
-        }
-
-    def _store(self, run: _Run, output: JobOutput, sidecar: dict[str, Any]) -> JobOutput:
-        """Write the sidecar, and copy everything to S3 when the storage mode says so."""
-        mode = run.params.storage
-        self._stage(run, "storage", _STORAGE_MESSAGES[mode])
-        sidecar_path = Path(output.sidecar or run.ctx.outputs.sidecar)
-        if not mode.uses_s3:
-            write_json(sidecar, sidecar_path)
-            return output
-        from .storage import S3Uploader, StorageError
-
-        root = run.ctx.settings.outputs_dir
-        files = {
-            name: (Path(path), _relative(Path(path), root))
-            for name, path in (
-                ("video", output.video),
-                ("thumbnail", output.thumbnail),
-                ("subtitles", output.subtitles),
-            )
-            if path
-        }
-        try:
-            uploader = S3Uploader(
-                self.settings.s3,
-                base_s=self.settings.retry_base_s,
-                cancel=run.cancel,
-                on_event=run.sink,
-            )
-            urls = self._call(run, lambda: uploader.upload_all(files))
-            urls["sidecar"] = uploader.url_for(_relative(sidecar_path, root))
-            write_json({**sidecar, "urls": urls}, sidecar_path)
-            self._call(run, lambda: uploader.upload(sidecar_path, _relative(sidecar_path, root)))
-        except StorageError as exc:
-            raise failure(
-                ExplainerErrorCode.storage_failed,
-                f"the video could not be stored in S3: {exc}",
-                (
-                    "check OUTPUT_S3_ENDPOINT_URL, OUTPUT_S3_BUCKET and the AWS_* credentials",
-                    "retry the job, or use storage_mode local_only",
-                ),
-            ) from exc
-        if mode is StorageMode.s3_only and self.settings.cleanup:
-            for path in (*(p for p, _ in files.values()), sidecar_path):
-                path.unlink(missing_ok=True)
-            run.ctx.log("info", "local copies removed (storage mode s3_only)")
-            return _replace_paths(output, urls)
-        return JobOutput(**{**output.to_dict(), "urls": urls})
-
-
-_STORAGE_MESSAGES = {
-    StorageMode.local_only: "kept in the outputs folder",
-    StorageMode.s3_only: "uploading to S3 (local copies removed afterwards)",
-    StorageMode.local_and_s3: "uploading to S3 (local copies kept)",
-}
-
-
-def _replace_paths(output: JobOutput, urls: Mapping[str, str]) -> JobOutput:
-    d = output.to_dict()
-    for name in ("video", "thumbnail", "subtitles", "sidecar"):
-        if d.get(name):
-            d[name] = urls.get(name, d[name])
-    d["urls"] = dict(urls)
-    return JobOutput(**d)
-
-
-def _relative(path: Path, root: Path) -> str:
-    with contextlib.suppress(ValueError):
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    return path.name
 
 
 def _after(stage: str) -> str:

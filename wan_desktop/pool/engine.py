@@ -13,57 +13,34 @@ actor (``MAX_RESTARTS``), and the scheduler uses it again once it answers.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from wan_desktop.engine.context import JobContext
 from wan_desktop.engine.core import _Running
-from wan_desktop.engine.engine import Engine
 from wan_desktop.engine.errors import EngineError, InvalidInputError
-from wan_desktop.engine.events import (
-    JobLog,
-    JobStateChanged,
-    QueueChanged,
-)
-from wan_desktop.engine.failures import classify
+from wan_desktop.engine.events import JobStateChanged
 from wan_desktop.engine.hardware import HardwareProfile
-from wan_desktop.engine.jobs import (
-    FailureCategory,
-    Job,
-    JobFailure,
-    JobOutput,
-    JobSpec,
-    JobState,
-)
+from wan_desktop.engine.jobs import Job, JobSpec, JobState
 from wan_desktop.engine.pipelines.base import LoadedModel, Pipeline
 from wan_desktop.engine.runner import HOUSEKEEPING_S
 from wan_desktop.engine.settings import EngineSettings
 from wan_desktop.engine.workers import WorkerInfo, WorkerState
-from wan_desktop.models.atomic import atomic_write
 from wan_desktop.models.cancel import CancelToken
 
-from .worker import OUTPUT_FILES, Message, PoolWorker
-
-log = logging.getLogger("wan_desktop.pool")
+from .running import RESTART_POLL_S, PoolJobs, Slot, load_ray, log
+from .worker import PoolWorker
 
 MAX_RESTARTS = 10  # per actor; a worker that keeps dying is then shown as dead
 START_TIMEOUT_S = 120.0  # for every worker to answer once (a node may import torch first)
-RESTART_POLL_S = 5.0
 IDLE_CHECK_S = 5.0
 ACTOR_CONCURRENCY = 4  # run() streams while cancel(), info() and unload() answer beside it
-INSTALL_HINT = "the pool needs Ray: pip install 'wan-desktop[pool]' (scripts/setup.sh --dev)"
 
 
-class _StreamEndedError(Exception):
-    """A worker's stream stopped before its ``end`` message."""
-
-
-def _team(idle: list[_Slot], job: Job) -> list[_Slot]:
+def _team(idle: list[Slot], job: Job) -> list[Slot]:
     """The idle workers for ``job``: its model warm first, then ones holding nothing. A job of
     N GPUs takes N workers of one machine; none where no machine has N idle."""
     need = int(job.params.get("gpus") or 1)
@@ -75,30 +52,7 @@ def _team(idle: list[_Slot], job: Job) -> list[_Slot]:
     return []
 
 
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise EngineError(INSTALL_HINT) from exc
-    return ray
-
-
-@dataclass
-class _Slot:
-    name: str
-    actor: Any
-    state: WorkerState = WorkerState.starting
-    info: dict[str, Any] = field(default_factory=dict)
-    loaded: list[LoadedModel] = field(default_factory=list)
-    running: _Running | None = None
-    restarts: int = 0
-    thread: threading.Thread | None = None
-
-    def holds(self, job: Job) -> bool:
-        return any(m.model_id == job.model_id and m.variant == job.variant for m in self.loaded)
-
-
-class PoolEngine(Engine):
+class PoolEngine(PoolJobs):
     def __init__(
         self,
         settings: EngineSettings | None = None,
@@ -118,8 +72,8 @@ class PoolEngine(Engine):
         ``worker_hardware``: a profile for every worker (tests); default each reads its own.
         ``plugins``: modules whose ``register()`` each worker calls (e.g. the explainer).
         """
-        ray = _ray()
-        self._slots: list[_Slot] = []
+        ray = load_ray()
+        self._slots: list[Slot] = []
         self._draining = False
         self._last_idle_check = 0.0
         super().__init__(settings, pipelines=pipelines, hardware=hardware, start=False)
@@ -149,7 +103,7 @@ class PoolEngine(Engine):
         plugins: tuple[str, ...],
         torch_threads: int | None,
     ) -> None:
-        ray = _ray()
+        ray = load_ray()
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         n = count if count is not None else max(1, gpus)
@@ -166,7 +120,7 @@ class PoolEngine(Engine):
                 max_task_retries=0,  # a job that a dead worker ran is ours to decide on
                 max_concurrency=ACTOR_CONCURRENCY,
             ).remote(name, self.settings, hardware, plugins, torch_threads, home)
-            self._slots.append(_Slot(name, actor))
+            self._slots.append(Slot(name, actor))
         refs = [s.actor.info.remote() for s in self._slots]
         try:
             infos = ray.get(refs, timeout=START_TIMEOUT_S)
@@ -284,10 +238,10 @@ class PoolEngine(Engine):
             if not assigned and reason is None:
                 self._unload_idle_workers()
 
-    def _assign(self) -> list[tuple[list[_Slot], Job]]:
+    def _assign(self) -> list[tuple[list[Slot], Job]]:
         """Queued jobs for idle workers, in queue order (called with the lock held)."""
         idle = [s for s in self._slots if s.state is WorkerState.idle]
-        out: list[tuple[list[_Slot], Job]] = []
+        out: list[tuple[list[Slot], Job]] = []
         for job in self.store.queued() if idle else ():
             team = _team(idle, job)
             if not team:
@@ -309,203 +263,8 @@ class PoolEngine(Engine):
             out.append((team, started))
         return out
 
-    def _dispatch(self, team: list[_Slot], job: Job) -> None:
-        """Rank 0 reports; the other ranks of a multi-GPU job compute beside it, unheard."""
-        ray = _ray()
-        slot, world = team[0], len(team)
-        address = None
-        helpers = []
-        if world > 1:
-            try:
-                address = ray.get(slot.actor.group_address.remote(), timeout=RESTART_POLL_S)
-            except Exception:
-                log.exception("pool job %s: no address for its process group", job.id)
-            for rank, other in enumerate(team[1:], start=1):
-                other.thread = threading.Thread(
-                    target=self._helper,
-                    args=(other, job, rank, world, address),
-                    name=f"pool-{other.name}",
-                    daemon=True,
-                )
-                other.thread.start()
-                helpers.append(other.thread)
-        self._lead(slot, job, world, address)
-        for thread in helpers:
-            thread.join()
-
-    def _helper(self, slot: _Slot, job: Job, rank: int, world: int, address: str | None) -> None:
-        ray = _ray()
-        try:
-            for ref in slot.actor.run.remote(job, rank, world, address):
-                ray.get(ref)  # rank 0 tells the job's story; this one only computes
-        except ray.exceptions.RayActorError as exc:
-            log.warning(
-                "pool worker %s stopped during job %s (rank %d): %s", slot.name, job.id, rank, exc
-            )
-            with self._cond:
-                slot.loaded, slot.restarts, slot.state = (
-                    [],
-                    slot.restarts + 1,
-                    WorkerState.restarting,
-                )
-            self._await_worker(slot)
-        except Exception:
-            log.exception("pool job %s rank %d on %s", job.id, rank, slot.name)
-        finally:
-            self._refresh_loaded(slot)
-            with self._cond:
-                slot.running = None
-                if slot.state is WorkerState.busy:
-                    slot.state = WorkerState.idle
-                self._cond.notify_all()
-
-    def _lead(self, slot: _Slot, job: Job, world: int, address: str | None) -> None:
-        ray = _ray()
-        running = slot.running
-        assert running is not None
-        ctx = self.job_context(job, running.cancel)
-        heard = ended = False
-        try:
-            for ref in slot.actor.run.remote(job, 0, world, address):
-                for message in ray.get(ref):
-                    heard = True
-                    ended = self._apply(slot, ctx, running, message) or ended
-            if not ended:
-                raise _StreamEndedError("the worker's stream ended before the job did")
-        except (ray.exceptions.RayActorError, _StreamEndedError) as exc:
-            with self._cond:
-                slot.loaded = []  # a new process holds nothing
-            self._worker_lost(slot, ctx, heard=heard, exc=exc)
-            self._await_worker(slot)
-        except Exception as exc:  # a message that could not be applied: the job fails, visibly
-            log.exception("pool job %s on %s", job.id, slot.name)
-            if not ctx.job.finished:
-                self._finish(ctx, JobState.failed, classify(exc, stage=ctx.job.stage))
-        finally:
-            with self._cond:
-                slot.running = None
-                if slot.state is WorkerState.busy:
-                    slot.state = WorkerState.idle
-                self._cond.notify_all()
-
-    def _apply(self, slot: _Slot, ctx: JobContext, running: _Running, message: Message) -> bool:
-        kind = message[0]
-        if kind == "update":
-            ctx.update(**message[1])
-        elif kind == "event":
-            event = message[1]
-            if isinstance(event, JobLog):
-                self.store.add_log(event.job_id, event.level, event.message)
-            elif isinstance(event, JobStateChanged):  # the server's row is the one to show
-                event = JobStateChanged(job=ctx.job, previous=event.previous, at=event.at)
-            self.publish(event)
-        elif kind == "end":
-            with self._cond:
-                slot.loaded = list(message[3])
-            self._end(ctx, running, JobState(message[1]), message[2])
-            return True
-        return False
-
-    def _end(self, ctx: JobContext, running: _Running, state: JobState, payload: Any) -> None:
-        if state is JobState.completed:
-            paths = self.outputs.paths(ctx.job_id)
-            output: JobOutput = payload["output"]
-            moved: dict[str, Any] = {}
-            for name in OUTPUT_FILES:
-                data = payload["files"].get(name)
-                if data is not None:
-                    dest = getattr(paths, name)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    atomic_write(dest, data)
-                    moved[name] = str(dest)
-            ctx.update(output=replace(output, **moved))
-            self._finish(ctx, JobState.completed, None)
-        elif state is JobState.cancelled and running.reason == "shutdown":
-            self._finish(
-                ctx,
-                JobState.interrupted,
-                JobFailure(
-                    FailureCategory.interrupted,
-                    "the server was stopped while this job ran",
-                    ("retry the job",),
-                    stage=ctx.job.stage,
-                ),
-            )
-        elif state is JobState.cancelled:
-            self._finish(ctx, JobState.cancelled, None)
-        else:
-            self._finish(ctx, JobState.failed, payload)
-
-    def _worker_lost(self, slot: _Slot, ctx: JobContext, *, heard: bool, exc: Exception) -> None:
-        with self._cond:
-            slot.restarts += 1
-            slot.state = WorkerState.restarting
-        job = ctx.job
-        log.warning("pool worker %s stopped during job %s: %s", slot.name, job.id, exc)
-        if job.finished:
-            return
-        if heard and not self.settings.retry_interrupted:
-            ctx.log("error", f"{slot.name} stopped while running this job: {exc}")
-            self._finish(
-                ctx,
-                JobState.interrupted,
-                JobFailure(
-                    FailureCategory.interrupted,
-                    f"the pool worker running this job stopped ({slot.name}: its process or its "
-                    "node died)",
-                    ("retry the job",),
-                    stage=job.stage,
-                    detail=str(exc),
-                ),
-            )
-            return
-        # It never started there, or the retry setting says so: it goes back to its place.
-        why = "its pool worker stopped; re-queued" if heard else "waiting for a pool worker"
-        if heard:
-            ctx.log("warning", f"{slot.name} stopped while running this job; re-queued")
-        queued = self.store.update(
-            job.id,
-            state=JobState.queued,
-            stage=None,
-            progress=0.0,
-            step=None,
-            eta_s=None,
-            started_at=None,
-            stage_message=why,
-        )
-        self.publish(JobStateChanged(job=queued, previous=job.state))
-        self.publish(QueueChanged(reason="requeued", job_ids=(job.id,), paused=self._paused))
-
-    def _await_worker(self, slot: _Slot) -> None:
-        """Wait until Ray has restarted the actor (or gave up on it)."""
-        ray = _ray()
-        while not (self._draining or self._stopping):
-            try:
-                info = ray.get(slot.actor.info.remote(), timeout=RESTART_POLL_S)
-            except ray.exceptions.ActorDiedError as exc:
-                log.error("pool worker %s will not come back: %s", slot.name, exc)
-                with self._cond:
-                    slot.state = WorkerState.dead
-                return
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                time.sleep(0.2)
-                continue
-            with self._cond:
-                slot.info, slot.loaded, slot.state = info, list(info["loaded"]), WorkerState.idle
-            log.info("pool worker %s is back (restart %d)", slot.name, slot.restarts)
-            return
-
-    def _refresh_loaded(self, slot: _Slot) -> None:
-        ray = _ray()
-        try:
-            loaded = ray.get(slot.actor.loaded.remote(), timeout=RESTART_POLL_S)
-        except Exception:
-            return  # restarting or dead: it holds nothing we know of
-        with self._cond:
-            slot.loaded = list(loaded)
-
     def _unload_workers(self, reason: str, idle_s: float | None) -> None:
-        ray = _ray()
+        ray = load_ray()
         with self._cond:
             idle = [s for s in self._slots if s.state is WorkerState.idle]
         for slot in idle:
@@ -550,10 +309,10 @@ class PoolEngine(Engine):
         self._kill_workers()
         super().shutdown(timeout=timeout)
         if self._owns_ray:
-            _ray().shutdown()
+            load_ray().shutdown()
 
     def _kill_workers(self) -> None:
-        ray = _ray()
+        ray = load_ray()
         for slot in self._slots:
             try:
                 ray.kill(slot.actor, no_restart=True)

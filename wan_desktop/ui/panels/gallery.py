@@ -26,7 +26,7 @@ from wan_desktop.engine import EngineError, Job, JobKind
 from .. import format as fmt
 from ..jobview import WRITER_TEXT
 from ..pictures import poster, thumbnail
-from .explainer import read_subtitles
+from .explainer_latest import read_subtitles
 
 if TYPE_CHECKING:
     from ..player import Player
