@@ -269,8 +269,7 @@ def main() -> int:
     shoot(window, "settings", "settings", settle=0.8)
     # Models with development mode off: every variant, the tiny ones built, the real one coming,
     # a quota and a pinned model.
-    quota.save_quota(engine.models, 100 * quota.GIB)
-    quota.apply_quota(engine, 100 * quota.GIB)
+    engine.models_view.set_quota(100 * quota.GIB)
     engine.models.pin("t2v-A14B@2.2.0", "tiny")
     studio.set_dev_mode(False)
     models = window.pages["models"]

@@ -17,7 +17,7 @@ import pytest
 
 from tests.engine_helpers import wan_spec
 from tests.helpers import ROOT
-from tests.ui_helpers import app_env, controls, make_window, mock_studio, wait_until
+from tests.ui_helpers import app_env, controls, local, make_window, mock_studio, wait_until
 from tests.wan_helpers import real_engine, small_spec
 from wan_desktop import __version__
 from wan_desktop.engine import JobState, MemorySample, QueueChanged
@@ -95,7 +95,7 @@ def test_the_bridge_delivers_events_on_the_gui_thread_newest_sample_only(
 
         def burst() -> None:
             for i in range(500):
-                studio.engine.bus.publish(
+                local(studio).bus.publish(
                     MemorySample(
                         device_name="CPU",
                         has_gpu=False,
@@ -108,7 +108,7 @@ def test_the_bridge_delivers_events_on_the_gui_thread_newest_sample_only(
                         ram_total_mb=1000.0,
                     )
                 )
-            studio.engine.bus.publish(QueueChanged(reason="paused", paused=True))
+            local(studio).bus.publish(QueueChanged(reason="paused", paused=True))
 
         t = threading.Thread(target=burst)
         t.start()

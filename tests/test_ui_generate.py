@@ -13,7 +13,7 @@ from PIL import Image
 from tests.api_helpers import lora_bytes, not_lora_bytes
 from tests.engine_helpers import engine_settings, mock_engine
 from tests.helpers import REAL_MANIFEST
-from tests.ui_helpers import make_window, mock_studio, studio_for, wait_until
+from tests.ui_helpers import local, make_window, mock_studio, studio_for, wait_until
 from wan_desktop.engine import Engine, JobState, simulated_profile
 from wan_desktop.engine.estimate import fit_verdict
 from wan_desktop.engine.pipelines.mock import MOCK_LABEL, MockPipeline
@@ -262,14 +262,14 @@ def test_first_run_offers_development_mode_and_real_models(qtbot: Any, tmp_path:
         wait_until(qtbot, lambda: studio.catalog_loaded)
         assert gen.welcome.isVisible()
         assert gen.welcome_models.count() == 3, "each real model with its size and fit"
-        assert not studio.engine.settings.dev_mode
+        assert not local(studio).settings.dev_mode
         buttons = [
             b
             for b in gen.welcome.findChildren(type(gen.generate_btn))
             if b.text() == "Use development mode"
         ]
         buttons[0].click()
-        assert studio.dev_mode and studio.engine.models.config.dev_mode
+        assert studio.dev_mode and local(studio).models.config.dev_mode
         assert studio.settings_store.load().dev_mode, "the choice is saved"
         assert not gen.welcome.isVisible()
         assert gen.banner.isVisible() and "random-weight" in gen.banner_text.text()
@@ -425,7 +425,7 @@ def test_number_fields_show_the_allowed_range_instead_of_clamping_and_ignore_a_p
 def test_development_mode_fills_the_tiny_variants_defaults_also_after_switching_model(
     qtbot: Any, window: MainWindow, studio: Studio
 ) -> None:
-    manifest = studio.engine.models.manifest
+    manifest = local(studio).models.manifest
     gen = window.pages["generate"]
     assert isinstance(gen, GeneratePanel)
 

@@ -19,7 +19,7 @@ from tests.helpers import (
     synth_model_entry,
     write_manifest,
 )
-from tests.ui_helpers import make_window, studio_for, wait_until
+from tests.ui_helpers import local, make_window, studio_for, wait_until
 from wan_desktop.engine import Engine, simulated_profile
 from wan_desktop.models import ModelState
 from wan_desktop.models import sources as model_sources
@@ -129,7 +129,7 @@ def test_verify_and_delete_a_model(
         models.rows[key].delete_btn.click()
         wait_until(qtbot, lambda: models.rows[key].state.text() == "Not downloaded")
         assert asked == ["Delete model"]
-        assert not studio.engine.models.status(*key).complete
+        assert not local(studio).models.status(*key).complete
         assert models.rows[key].download_btn.text() == "Build"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.engine_helpers import wan_spec
-from tests.ui_helpers import make_window, mock_studio, wait_until
+from tests.ui_helpers import local, make_window, mock_studio, wait_until
 from wan_desktop.access import load_token
 from wan_desktop.models.settings import load_settings
 from wan_desktop.ui import secrets
@@ -50,7 +50,7 @@ def test_settings_saved_in_the_panel_are_read_back_by_a_new_start(
     assert again.idle_unload_min == 25 and again.api_port == 8123
     assert again.api_origins == ("http://localhost:5173", "http://127.0.0.1:5173")
     assert not again.notifications
-    assert studio.engine.settings.idle_unload_s == 25 * 60, "applies to the running engine"
+    assert local(studio).settings.idle_unload_s == 25 * 60, "applies to the running engine"
     mode = SettingsStore(tmp_path / "config").path.stat().st_mode & 0o777
     assert mode == 0o600, "only its owner reads the user's folders and hosts"
 
@@ -139,7 +139,7 @@ def test_the_api_switch_serves_the_engine_on_the_app_loop(
         port = sock.getsockname()[1]
     from wan_desktop.api.server import EmbeddedServer
 
-    api = ApiController(studio.engine, EmbeddedServer)
+    api = ApiController(local(studio), EmbeddedServer)
     # A token is set, but on loopback none is asked: the React frontend sends none.
     settings = AppSettings(api_enabled=True, api_port=port, api_token="t" * 24)
     loop = qasync.QEventLoop(qapp)
@@ -174,7 +174,7 @@ def test_the_api_switch_serves_the_engine_on_the_app_loop(
 def test_the_quota_goes_where_the_orchestrator_reads_it_and_applies_at_once(
     qtbot: Any, studio: Studio, tmp_path: Path
 ) -> None:
-    path = studio.engine.models.config.settings_path
+    path = local(studio).models.config.settings_path
     assert path == tmp_path / "config" / "orchestrator.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('# my notes\nmax_age = "30d"\n')
@@ -186,7 +186,7 @@ def test_the_quota_goes_where_the_orchestrator_reads_it_and_applies_at_once(
     wait_until(qtbot, lambda: load_settings(path).quota_bytes == 300 * 1024**3)
     saved = load_settings(path)
     assert saved.max_age_s == 30 * 86400 and "# my notes" in path.read_text(), "the rest stays"
-    wait_until(qtbot, lambda: studio.engine.models.config.quota_bytes == 300 * 1024**3)
+    wait_until(qtbot, lambda: local(studio).models.config.quota_bytes == 300 * 1024**3)
     assert "quota" not in json.loads(SettingsStore(tmp_path / "config").path.read_text())
     # A new start reads it back from the orchestrator's file.
     again = settings_panel(qtbot, studio)
@@ -242,9 +242,9 @@ def test_the_live_preview_is_on_by_default_and_its_interval_is_a_setting(
     panel.preview.setValue(1)
     assert panel.save()
     assert SettingsStore(tmp_path / "config").load().preview_every == 1
-    assert studio.engine.settings.preview_every == 1, "applies to the running engine"
+    assert local(studio).settings.preview_every == 1, "applies to the running engine"
     job = studio.submit(wan_spec(prompt="a preview every step", steps=4, frames=5).params)
     wait_until(qtbot, lambda: job.id in studio.previews)
     panel.preview.setValue(0)
-    assert panel.save() and studio.engine.settings.preview_every == 0
+    assert panel.save() and local(studio).settings.preview_every == 0
     assert panel.preview.text() == "off"

@@ -32,6 +32,12 @@ def studio_for(
         engine.shutdown()
 
 
+def local(studio: Studio) -> Engine:
+    """The studio's engine when it is this process's own (to look inside it)."""
+    assert isinstance(studio.engine, Engine)
+    return studio.engine
+
+
 def private_config(engine: Engine, config_dir: Path) -> Engine:
     """Point the engine's orchestrator at the test's config folder: the quota the GUI saves
     goes to ``orchestrator.toml`` there, never to the user's own."""
@@ -49,7 +55,7 @@ def mock_studio(root: Path, **engine_kwargs: Any) -> Iterator[Studio]:
 
 
 def make_window(qtbot: Any, studio: Studio) -> MainWindow:
-    window = MainWindow(studio, ApiController(studio.engine, None))
+    window = MainWindow(studio, ApiController(local(studio), None))
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)

@@ -13,10 +13,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from wan_desktop.models import ModelError, ModelStore
 from wan_desktop.models.cancel import CancelToken
@@ -25,6 +26,7 @@ from wan_desktop.models.types import DownloadProgress
 
 from . import libraries
 from .errors import EngineError, JobStateError, StoreUnavailableError
+from .estimate import FitVerdict, fit_verdict
 from .events import (
     Alert,
     EventBus,
@@ -33,9 +35,10 @@ from .events import (
     ModelDownloadFinished,
     QueueChanged,
 )
+from .face import EngineFace, EngineInfo, LocalModels
 from .hardware import HardwareProfile
 from .job_rows import UnreadableJobError
-from .jobs import Job, JobSpec, JobState, Priority
+from .jobs import Job, JobKind, JobSpec, JobState, Priority
 from .jobstore import JobStore
 from .outputs import OutputStore
 from .pipelines.base import Pipeline
@@ -289,6 +292,54 @@ class Engine(JobRunner):
             self._unload_requested = "requested"
             self._cond.notify_all()
 
+    # ------------------------------------------------------------ the app's interface (face.py)
+
+    @property
+    def info(self) -> EngineInfo:
+        s = self.settings
+        return EngineInfo(
+            data_dir=s.data_dir,
+            outputs_dir=s.outputs_dir,
+            loras_dir=s.loras_dir,
+            models_root=s.models.models_root,
+            memory_sample_s=s.memory_sample_s,
+            preview_every=s.preview_every,
+            idle_unload_s=s.idle_unload_s,
+            dev_mode=s.dev_mode,
+            mock=s.mock,
+            extra=s.extra,
+        )
+
+    @property
+    def models_view(self) -> LocalModels:
+        return LocalModels(lambda: self.models, self.apply_quota)
+
+    def validate(self, kind: JobKind, params: Mapping[str, Any]) -> None:
+        """Raise InvalidInputError naming every bad field, as submit would."""
+        self.pipeline(kind).validate(params)
+
+    def fit(self, model_id: str, params: Mapping[str, Any]) -> FitVerdict:
+        """Whether and how ``model_id`` fits this machine at ``params``. Blocking but cheap."""
+        return fit_verdict(
+            self.models, self.hardware, model_id, params, data_dir=self.settings.data_dir
+        )
+
+    def tune(self, *, idle_unload_s: float | None = None, preview_every: int | None = None) -> None:
+        """Settings read at each housekeeping tick or job: they apply at once."""
+        with self._cond:
+            if idle_unload_s is not None:
+                self.settings = replace(self.settings, idle_unload_s=idle_unload_s)
+            if preview_every is not None:
+                self.settings = replace(self.settings, preview_every=preview_every)
+
+    def apply_quota(self, quota_bytes: int | None) -> None:
+        """Use this models-folder quota from now on (the settings file keeps it for restarts)."""
+        with self._cond:
+            self.models.config = replace(self.models.config, quota_bytes=quota_bytes)
+            self.settings = replace(
+                self.settings, models=replace(self.settings.models, quota_bytes=quota_bytes)
+            )
+
     # ------------------------------------------------------------------------------ downloads
 
     def ensure_model(self, model_id: str, variant: str | None = None) -> Future[Path]:
@@ -366,3 +417,9 @@ class Engine(JobRunner):
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+if TYPE_CHECKING:
+
+    def _is_an_engine_face(engine: Engine) -> EngineFace:
+        return engine  # mypy checks here that the local engine implements the interface

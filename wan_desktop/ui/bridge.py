@@ -18,7 +18,6 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from wan_desktop.engine import (
     Alert,
-    Engine,
     Event,
     JobPreview,
     JobStage,
@@ -33,6 +32,7 @@ from wan_desktop.engine import (
     QueueChanged,
     Subscription,
 )
+from wan_desktop.engine.face import EngineFace, LinkChanged
 
 # One wake-up handles events for at most this long before yielding to the loop.
 DRAIN_SLICE_S = 0.008
@@ -64,10 +64,11 @@ class EngineBridge(QObject):
     model_unloaded = Signal(object)  # ModelUnloaded
     memory_sampled = Signal(object)  # MemorySample
     alert = Signal(object)  # Alert
+    link_changed = Signal(object)  # LinkChanged: a remote engine's link went up or down
 
     _wake = Signal()
 
-    def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
+    def __init__(self, engine: EngineFace, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.engine = engine
         self._lock = threading.Lock()
@@ -87,6 +88,7 @@ class EngineBridge(QObject):
             ModelUnloaded: self.model_unloaded.emit,
             MemorySample: self.memory_sampled.emit,
             Alert: self.alert.emit,
+            LinkChanged: self.link_changed.emit,
         }
         self._wake.connect(self._drain)  # the bridge lives on the GUI thread: a queued call
         self._sub: Subscription | None = engine.subscribe(self._on_event, name="gui")

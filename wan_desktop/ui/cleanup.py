@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from wan_desktop.models import ModelStore
+from wan_desktop.engine.face import ModelsView
 from wan_desktop.models.gc import GcReport
 
 from . import format as fmt
@@ -30,12 +30,12 @@ from .state import Notice, Studio
 from .widgets import Field, label, padded
 
 
-def preview(store: ModelStore, max_size: int | None) -> GcReport:
-    return store.gc(max_size=max_size, dry_run=True)
+def preview(models: ModelsView, max_size: int | None) -> GcReport:
+    return models.gc(max_size=max_size, dry_run=True)
 
 
-def collect(store: ModelStore, max_size: int | None) -> GcReport:
-    return store.gc(max_size=max_size)
+def collect(models: ModelsView, max_size: int | None) -> GcReport:
+    return models.gc(max_size=max_size)
 
 
 class CleanupDialog(QDialog):
@@ -48,7 +48,7 @@ class CleanupDialog(QDialog):
         col = QVBoxLayout(self)
         col.setContentsMargins(20, 18, 20, 16)
         col.setSpacing(12)
-        store = studio.engine.models
+        store = studio.engine.models_view
         col.addWidget(
             label(
                 "Removes the least recently used models until the folder fits the limit, and "
@@ -64,7 +64,7 @@ class CleanupDialog(QDialog):
         self.limit.setDecimals(1)
         self.limit.setSuffix(" GiB")
         self.limit.valueChanged.connect(lambda _v: self.run_preview())
-        age = store.config.max_age_s
+        age = store.max_age_s
         hint = f"Max age: {fmt.duration(age)} (orchestrator settings)." if age else ""
         row.addWidget(Field("Keep the models folder under", self.limit, hint=hint), 1)
         col.addLayout(row)
@@ -86,7 +86,7 @@ class CleanupDialog(QDialog):
         self._generation = 0
         # The limit starts at the quota, or with none at what the folder holds now: opening the
         # dialog selects nothing to remove until the user lowers it.
-        quota = store.config.quota_bytes
+        quota = store.quota_bytes
         if quota is not None:
             self.start_at(quota)
         elif studio.disk is not None:
@@ -122,7 +122,11 @@ class CleanupDialog(QDialog):
                 self.show_report(report)
 
         self.studio.background.run(
-            preview, self.studio.engine.models, self.max_size(), on_done=done, on_error=self._fail
+            preview,
+            self.studio.engine.models_view,
+            self.max_size(),
+            on_done=done,
+            on_error=self._fail,
         )
 
     def show_report(self, report: GcReport) -> None:
@@ -159,7 +163,7 @@ class CleanupDialog(QDialog):
         self.summary.setText("Removing…")
         self.studio.background.run(
             collect,
-            self.studio.engine.models,
+            self.studio.engine.models_view,
             self.max_size(),
             on_done=self._collected,
             on_error=self._fail,

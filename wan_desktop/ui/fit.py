@@ -1,4 +1,4 @@
-"""Does a model fit this machine? The engine's verdict (``engine.estimate.fit_verdict``) for the
+"""Does a model fit the engine's machine? The engine's verdict (``EngineFace.fit``) for the
 model picker, with a badge colour, cached per model and job size.
 
 A verdict needs the hardware profile (whose first read imports torch) and a model status read:
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wan_desktop.engine import Engine
-from wan_desktop.engine.estimate import FitKind, FitVerdict, fit_verdict
+from wan_desktop.engine.estimate import FitKind, FitVerdict
+from wan_desktop.engine.face import EngineFace
 from wan_desktop.engine.hardware import HardwareProfile
 from wan_desktop.engine.planner import STRATEGIES
 
@@ -51,7 +51,7 @@ def shape_params(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 class FitCache:
     """Verdicts by (mode, model, job size); cleared when what is on disk changes."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineFace) -> None:
         self.engine = engine
         self._lock = threading.Lock()
         self._cache: dict[tuple[object, ...], Fit] = {}
@@ -62,20 +62,14 @@ class FitCache:
 
     def check(self, model_id: str, params: Mapping[str, Any]) -> Fit:
         """The verdict for ``model_id`` at the form's ``params``. Blocking: call it off-thread."""
-        key = (self.engine.settings.dev_mode, model_id, shape_params(params))
+        key = (self.engine.info.dev_mode, model_id, shape_params(params))
         with self._lock:
             hit = self._cache.get(key)
         if hit is not None:
             return hit
         try:
             profile = self.engine.hardware
-            v = fit_verdict(
-                self.engine.models,
-                profile,
-                model_id,
-                params,
-                data_dir=self.engine.settings.data_dir,
-            )
+            v = self.engine.fit(model_id, params)
             text, detail = describe(v, profile)
             fit = Fit(BADGE[v.kind], text, detail, v.fits)
         except Exception as exc:  # a planner bug must not take the panel down

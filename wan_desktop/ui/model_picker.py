@@ -9,10 +9,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont, QMouseEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QVBoxLayout
 
+from wan_desktop.engine.model_catalog import ModelRow
 from wan_desktop.models import DownloadProgress, ModelSpec, ModelState
 
 from . import format as fmt
-from .catalog import ModelRow
 from .fit import UNKNOWN, Fit
 from .widgets import Badge, Card, Field, label, set_prop
 

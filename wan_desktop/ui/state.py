@@ -16,7 +16,6 @@ from PySide6.QtGui import QImage
 
 from wan_desktop.engine import (
     Alert,
-    Engine,
     EngineError,
     Job,
     JobKind,
@@ -32,14 +31,15 @@ from wan_desktop.engine import (
     ModelDownloadFinished,
     QueueChanged,
 )
+from wan_desktop.engine.face import EngineFace
 from wan_desktop.engine.lora_library import LoraLibrary
+from wan_desktop.engine.model_catalog import Catalog, ModelRow
 from wan_desktop.engine.pipelines.base import LoadedModel
 from wan_desktop.engine.settings import ENV_PREVIEW_EVERY
 from wan_desktop.models import DiskUsage, DownloadProgress
 
 from .background import Background
 from .bridge import EngineBridge
-from .catalog import Catalog, ModelRow, scan
 from .config import AppSettings, SettingsStore
 from .fit import FitCache
 
@@ -79,7 +79,7 @@ class Studio(QObject):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EngineFace,
         settings_store: SettingsStore,
         settings: AppSettings,
         parent: QObject | None = None,
@@ -100,7 +100,7 @@ class Studio(QObject):
         self.catalog: list[ModelRow] = []
         self.disk: DiskUsage | None = None
         self.catalog_loaded = False
-        self.loras = LoraLibrary(engine.settings.loras_dir)
+        self.loras = LoraLibrary(engine.info.loras_dir)
         self.fits = FitCache(engine)
         self._scanning = False
         self._rescan = False
@@ -126,11 +126,11 @@ class Studio(QObject):
 
     @property
     def dev_mode(self) -> bool:
-        return self.engine.settings.dev_mode
+        return self.engine.info.dev_mode
 
     @property
     def mock(self) -> bool:
-        return self.engine.settings.mock
+        return self.engine.info.mock
 
     def queued(self) -> list[Job]:
         return sorted(
@@ -177,14 +177,10 @@ class Studio(QObject):
         old, self.settings = self.settings, settings
         if old.idle_unload_min != settings.idle_unload_min:
             # Read by the worker at each housekeeping tick: applies at once.
-            self.engine.settings = dataclasses.replace(
-                self.engine.settings, idle_unload_s=settings.idle_unload_min * 60.0
-            )
+            self.engine.tune(idle_unload_s=settings.idle_unload_min * 60.0)
         if old.preview_every != settings.preview_every and not os.environ.get(ENV_PREVIEW_EVERY):
             # Read at each job (the preview decoder is fitted when a model loads).
-            self.engine.settings = dataclasses.replace(
-                self.engine.settings, preview_every=settings.preview_every
-            )
+            self.engine.tune(preview_every=settings.preview_every)
         self.settings_changed.emit(settings)
 
     def remember(self, kind: JobKind, params: Mapping[str, Any]) -> None:
@@ -211,7 +207,9 @@ class Studio(QObject):
             return
         self._scanning = True
         self.background.run(
-            scan, self.engine.models, on_done=self._catalog_done, on_error=self._catalog_failed
+            self.engine.models_view.catalog,
+            on_done=self._catalog_done,
+            on_error=self._catalog_failed,
         )
 
     def _catalog_done(self, found: Catalog) -> None:
@@ -238,8 +236,9 @@ class Studio(QObject):
     def usable_rows(self) -> list[ModelRow]:
         """One row per model: the variant a job would use now."""
         out = []
-        for spec in self.engine.models.manifest:
-            var = self.engine.models.resolve(spec.id)[1]
+        view = self.engine.models_view
+        for spec in view.manifest:
+            var = view.resolve(spec.id)[1]
             row = self.row(spec.id, var.name)
             if row is not None:
                 out.append(row)

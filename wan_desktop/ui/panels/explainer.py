@@ -89,7 +89,7 @@ class ExplainerPanel(QWidget, JobForm):
         super().__init__()
         self.studio = studio
         self.settings, self.settings_error = load_settings(
-            studio.engine.settings.extra.get("explainer", {})
+            studio.engine.info.extra.get("explainer", {})
         )
         outer = page_layout(self)
         outer.setSpacing(14)

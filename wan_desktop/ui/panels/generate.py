@@ -140,7 +140,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
         studio.dev_mode_changed.connect(lambda _on: self._update_mode())
         studio.use_settings.connect(self.load_params)
         self._update_mode()
-        first = next(iter(studio.engine.models.manifest), None)
+        first = next(iter(studio.engine.models_view.manifest), None)
         if first is not None:
             self.select_model(first.id)
         self.restore_last()
@@ -149,7 +149,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
     # ------------------------------------------------------------------------------ layout
 
     def _build_model_card(self) -> None:
-        self.picker = ModelPicker(list(self.studio.engine.models.manifest))
+        self.picker = ModelPicker(list(self.studio.engine.models_view.manifest))
         self.picker.chosen.connect(self.select_model)
         self.form.addWidget(self.picker)
 
@@ -263,7 +263,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
 
     @Slot(str)
     def select_model(self, model_id: str) -> None:
-        spec = self.studio.engine.models.manifest.get(model_id)
+        spec = self.studio.engine.models_view.manifest.get(model_id)
         changed = self.spec is None or self.spec.id != spec.id
         self.spec = spec
         self.picker.select(spec)
@@ -296,7 +296,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
         if self.spec is None:
             return {}
         try:
-            self.studio.engine.pipeline(self.KIND).validate(self.params())
+            self.studio.engine.validate(self.KIND, self.params())
         except InvalidInputError as exc:
             return exc.errors
         except EngineError:  # no pipeline here (engine packages missing): submitting says so

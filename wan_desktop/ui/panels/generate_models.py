@@ -158,7 +158,7 @@ class ModelChoice:
         """Each model's verdict at the form's size, computed off the GUI thread (cached)."""
         engine, cache = self.studio.engine, self.studio.fits
         form = self._fit_params()
-        specs = list(engine.models.manifest)
+        specs = list(engine.models_view.manifest)
         self._fit_token += 1
         token = self._fit_token
 
@@ -207,7 +207,7 @@ class ModelChoice:
         if not show:
             return
         clear_layout(self.welcome_models)
-        for spec in s.engine.models.manifest:
+        for spec in s.engine.models_view.manifest:
             row = s.row(spec.id, spec.default_variant)
             line = QHBoxLayout()
             line.setSpacing(8)
@@ -232,13 +232,13 @@ class ModelChoice:
         self.welcome.setVisible(False)
 
     def _download(self, model_id: str) -> None:
-        spec = self.studio.engine.models.manifest.get(model_id)
+        spec = self.studio.engine.models_view.manifest.get(model_id)
         self.studio.engine.ensure_model(model_id)
         self.studio.navigate.emit(f"models:{spec.id}:{spec.default_variant}")
 
     def _apply_defaults(self, spec: ModelSpec) -> None:
         """The defaults of the variant a job would run (the tiny one in development mode)."""
-        d = spec.defaults_for(self.studio.engine.models.resolve(spec.id)[1].name)
+        d = spec.defaults_for(self.studio.engine.models_view.resolve(spec.id)[1].name)
         self.resolution.blockSignals(True)
         self.resolution.clear()
         options = list(dict.fromkeys([*CONTRACT_RESOLUTIONS, d.resolution]))
@@ -265,7 +265,7 @@ class ModelChoice:
         if self.spec is None:
             return
         try:
-            variant = self.studio.engine.models.resolve(self.spec.id)[1].name  # tiny in dev mode
+            variant = self.studio.engine.models_view.resolve(self.spec.id)[1].name  # dev: tiny
             size = parse_resolution(self.resolution.currentText())
         except ValueError:
             return

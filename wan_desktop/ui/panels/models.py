@@ -11,11 +11,11 @@ from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QVBoxLayout, QWidget
 
 from wan_desktop.engine import ModelDownloadFinished
+from wan_desktop.engine.model_catalog import ModelRow
 from wan_desktop.models import DownloadProgress, ModelError, ModelState, VerifyReport
 
 from .. import format as fmt
 from .. import widgets
-from ..catalog import ModelRow
 from ..state import Notice, Studio
 from ..widgets import (
     Badge,
@@ -140,7 +140,7 @@ class VariantRow(QWidget):
             + (f" ({fmt.size(st.bytes_present)} here)" if st.bytes_present else "")
         )
         bits = [row.variant.description or row.variant.label, row.variant.dtype]
-        mirror = self.studio.engine.models.config.local_mirror
+        mirror = self.studio.engine.models_view.local_mirror
         if st.source:
             bits.append(f"from {source_name(st.source, mirror)}")
         elif row.variant.sources:
@@ -235,7 +235,7 @@ class VariantRow(QWidget):
     def verify(self) -> None:
         self.busy = "verify"
         self._update_buttons()
-        store = self.studio.engine.models
+        store = self.studio.engine.models_view
         self.studio.background.run(
             store.verify,
             self.row.spec.id,
@@ -282,7 +282,7 @@ class VariantRow(QWidget):
         self.busy = "delete"
         self._update_buttons()
         self.studio.background.run(
-            self.studio.engine.models.delete,
+            self.studio.engine.models_view.delete,
             self.row.spec.id,
             self.row.variant.name,
             on_done=self._deleted,
@@ -296,7 +296,7 @@ class VariantRow(QWidget):
         self.studio.models_changed.emit()
 
     def toggle_pin(self) -> None:
-        store = self.studio.engine.models
+        store = self.studio.engine.models_view
         want = not self.row.pinned
         model, variant = self.row.spec.id, self.row.variant.name
         self.busy = "pin"

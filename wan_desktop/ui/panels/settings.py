@@ -81,9 +81,9 @@ class SettingsPanel(QWidget):
         col.setSpacing(14)
 
         storage = Card("Storage")
-        cfg = studio.engine.models.config
+        info = studio.engine.info
         self.models_dir = QLineEdit()
-        self.models_dir.setPlaceholderText(str(cfg.models_root))
+        self.models_dir.setPlaceholderText(str(info.models_root))
         self.models_field = Field(
             "Models folder",
             _folder_row(self.models_dir, "models folder"),
@@ -91,7 +91,7 @@ class SettingsPanel(QWidget):
         )
         storage.body.addWidget(self.models_field)
         self.outputs_dir = QLineEdit()
-        self.outputs_dir.setPlaceholderText(str(studio.engine.settings.outputs_dir))
+        self.outputs_dir.setPlaceholderText(str(info.outputs_dir))
         self.outputs_field = Field(
             "Outputs folder",
             _folder_row(self.outputs_dir, "outputs folder"),
@@ -239,7 +239,7 @@ class SettingsPanel(QWidget):
         self._on_api_state(api.describe())
         studio.background.run(self._read_keyring, on_done=self._on_keyring)
         studio.background.run(
-            quota.saved_quota, studio.engine.models, on_done=self._on_quota, on_error=self._no_quota
+            studio.engine.models_view.saved_quota, on_done=self._on_quota, on_error=self._no_quota
         )
 
     # ------------------------------------------------------------------------------- form
@@ -381,12 +381,13 @@ class SettingsPanel(QWidget):
     # ------------------------------------------------------------------------------ quota
 
     def _on_quota(self, saved: int | None) -> None:
-        override = quota.env_override()
+        models = self.studio.engine.models_view
+        override = models.quota_override
         if override is not None:
             self.quota_field.hint.setText(
                 f"Set by {ENV_QUOTA}={override} in the environment, which wins over this setting."
             )
-            effective = self.studio.engine.models.config.quota_bytes
+            effective = models.quota_bytes
             self.quota.setValue(effective / quota.GIB if effective else 0)
             return
         self.quota.setValue(saved / quota.GIB if saved else 0)
@@ -401,15 +402,14 @@ class SettingsPanel(QWidget):
         if not self.quota.isEnabled() or wanted == self.saved_quota_gb:
             return
         quota_bytes = int(wanted * quota.GIB) if wanted else None
-        store = self.studio.engine.models
+        models = self.studio.engine.models_view
 
         def saved(_r: None) -> None:
             self.saved_quota_gb = wanted
-            quota.apply_quota(self.studio.engine, quota_bytes)
             self.studio.models_changed.emit()  # the Models page shows the new limit
 
         self.studio.background.run(
-            quota.save_quota, store, quota_bytes, on_done=saved, on_error=self._quota_error
+            models.set_quota, quota_bytes, on_done=saved, on_error=self._quota_error
         )
 
     def _quota_error(self, exc: BaseException) -> None:

@@ -200,7 +200,7 @@ class SystemPanel(QWidget):
         for m in (self.ram, self.cpu, self.gpu):
             meters.body.addWidget(m)
         meters.body.addStretch(1)
-        self.history = Sparkline(sample_s=studio.engine.settings.memory_sample_s)
+        self.history = Sparkline(sample_s=studio.engine.info.memory_sample_s)
         meters.body.addWidget(self.history)
         top.addWidget(meters, 1)
         col.addLayout(top)

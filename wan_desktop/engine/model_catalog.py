@@ -1,5 +1,6 @@
-"""What the manifest offers and what is on disk: one row per model variant, read off-thread,
-with the orchestrator's disk usage (sizes, pins, last use, what is in use) beside it."""
+"""What the manifest offers and what is on disk: one row per model variant, with the
+orchestrator's disk usage (sizes, pins, last use, what is in use) beside it. The UI reads it
+off-thread through the engine's models view (``face.ModelsView.catalog``)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class ModelRow:
 @dataclass(frozen=True)
 class Catalog:
     rows: tuple[ModelRow, ...]
-    disk: DiskUsage
+    disk: DiskUsage | None  # None where the folder's use is not known (a server's)
 
 
 def scan(store: ModelStore) -> Catalog:
