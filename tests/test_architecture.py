@@ -16,8 +16,10 @@ ALLOWED = {
     "explainer": {"engine", "models"},
     "api": {"engine", "explainer", "models", "pool"},
     "pool": {"engine", "models"},
-    "ui": {"engine", "explainer", "models"},
+    "remote": {"engine", "models"},
+    "ui": {"engine", "explainer", "models", "remote"},
 }
+# remote is the app's client of a server's engine: the GUI uses it, the API never does.
 # ui and api are two faces of one engine and never import each other: the app's entry point
 # (wan_desktop/__main__.py) gives the GUI the API's server class. The explainer is a pipeline
 # beside the engine: it registers itself, and the engine never imports it.

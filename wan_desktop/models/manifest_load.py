@@ -5,7 +5,7 @@ lookup of ids, names and aliases.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -79,10 +79,17 @@ def parse_manifest(data: Mapping[str, Any], *, path: Path | None = None) -> Mani
             "models.toml defines no models", fix='add a [models."name@X.Y.Z"] table'
         )
 
+    specs = [_parse_model(model_id, body) for model_id, body in models_raw.items()]
+    return manifest_of(specs, path=path)
+
+
+def manifest_of(specs: Iterable[ModelSpec], *, path: Path | None = None) -> Manifest:
+    """A manifest of these models, every id, alias and bare name looked up as in a file's
+    (also for models that came from elsewhere, a server's list say)."""
     models: dict[str, ModelSpec] = {}
     lookup: dict[str, str] = {}
-    for model_id, body in models_raw.items():
-        spec = _parse_model(model_id, body)
+    for spec in specs:
+        model_id = spec.id
         models[model_id] = spec
         keys = [model_id, *spec.aliases]
         for key in keys:
@@ -97,8 +104,8 @@ def parse_manifest(data: Mapping[str, Any], *, path: Path | None = None) -> Mani
     by_name: dict[str, list[ModelSpec]] = {}
     for spec in models.values():
         by_name.setdefault(spec.name.casefold(), []).append(spec)
-    for name, specs in by_name.items():
-        newest = max(specs, key=lambda s: tuple(int(p) for p in s.version.split(".")))
+    for name, same in by_name.items():
+        newest = max(same, key=lambda s: tuple(int(p) for p in s.version.split(".")))
         lookup.setdefault(name, newest.id)
     return Manifest(
         schema_version=SCHEMA_VERSION,
