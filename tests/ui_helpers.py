@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.engine_helpers import mock_engine
 from wan_desktop.engine import Engine
+from wan_desktop.engine.face import EngineFace
 from wan_desktop.ui.api_control import ApiController
 from wan_desktop.ui.config import AppSettings, SettingsStore
 from wan_desktop.ui.state import Studio
@@ -21,7 +22,7 @@ from wan_desktop.ui.window import MainWindow
 
 @contextmanager
 def studio_for(
-    engine: Engine, config_dir: Path, settings: AppSettings | None = None
+    engine: EngineFace, config_dir: Path, settings: AppSettings | None = None
 ) -> Iterator[Studio]:
     store = SettingsStore(config_dir)
     studio = Studio(engine, store, settings or AppSettings(welcomed=True))
@@ -55,7 +56,8 @@ def mock_studio(root: Path, **engine_kwargs: Any) -> Iterator[Studio]:
 
 
 def make_window(qtbot: Any, studio: Studio) -> MainWindow:
-    window = MainWindow(studio, ApiController(local(studio), None))
+    engine = studio.engine if isinstance(studio.engine, Engine) else None  # the API's: local
+    window = MainWindow(studio, ApiController(engine, None))
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)

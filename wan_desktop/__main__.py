@@ -45,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mock", action="store_true", help="run jobs with the mock pipeline (no model, labelled)"
     )
+    parser.add_argument(
+        "--connect",
+        metavar="URL",
+        help="drive the engine of a `wan serve` on another machine (http://gpu-box:8000) "
+        "instead of this computer's; remembered choices live in Settings → Engine",
+    )
+    parser.add_argument(
+        "--token",
+        help="the server's access token (printed by `wan serve`; visible to other users in the "
+        "process list: prefer Settings → Engine, which keeps it in the OS keyring, or "
+        "WAN_API_TOKEN)",
+    )
     return parser
 
 

@@ -5,7 +5,7 @@ Imports ``engine`` and ``models``; the GUI imports it, the API never does.
 
 from __future__ import annotations
 
-from .engine import RemoteEngine
+from .engine import RemoteEngine, probe
 from .errors import (
     IncompatibleServerError,
     NotWanServeError,
@@ -21,4 +21,5 @@ __all__ = [
     "RemoteError",
     "ServerUnreachableError",
     "WrongTokenError",
+    "probe",
 ]

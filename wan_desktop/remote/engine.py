@@ -25,7 +25,10 @@ from wan_desktop.engine.events import (
     EventBus,
     JobStateChanged,
     Listener,
+    ModelDownload,
     ModelDownloadFinished,
+    ModelLoaded,
+    ModelUnloaded,
     QueueChanged,
     Subscription,
 )
@@ -53,6 +56,37 @@ def cache_folder(data_dir: Path, url: str) -> Path:
     return data_dir / "remote" / name
 
 
+def say_hello(http: Http) -> Mapping[str, Any]:
+    """The server's hello, checked: a ``RemoteError`` saying what to do when it is not a
+    ``wan serve`` this app can use."""
+    try:
+        hello = http.get("/hello")
+    except RemoteCommandError as exc:
+        raise NotWanServeError(http.url, f"HTTP {exc.status} for the engine's hello") from None
+    except ValueError:
+        raise NotWanServeError(http.url, "its answer to the engine's hello is not JSON") from None
+    if not isinstance(hello, Mapping) or hello.get("server") != "wan-desktop":
+        raise NotWanServeError(http.url, "its answer to the engine's hello is not Wan Desktop's")
+    if hello.get("wire") != WIRE_VERSION or "hardware" not in hello:
+        raise IncompatibleServerError(
+            http.url, str(hello.get("version")), hello.get("wire"), WIRE_VERSION
+        )
+    return hello
+
+
+def probe(url: str, token: str | None) -> str:
+    """Check a server the way connecting does (blocking): what it is, in a few words, or a
+    ``RemoteError`` that says what to do."""
+    http = Http(url, token)
+    try:
+        hello = say_hello(http)
+    finally:
+        http.close()
+    hardware: HardwareProfile = from_wire(HardwareProfile, hello["hardware"])
+    mode = "  ·  development mode" if hello.get("dev_mode") else ""
+    return f"Wan Desktop {hello.get('version')} at {http.url}  ·  {hardware.summary}{mode}"
+
+
 class RemoteEngine:
     """A client of the engine of a ``wan serve`` at ``url``; raises a ``RemoteError`` (with what
     to do) when the server cannot be reached, refuses the token or is not a ``wan serve``."""
@@ -69,19 +103,10 @@ class RemoteEngine:
         self.http = Http(url, token)
         self.url = self.http.url
         try:
-            hello = self.http.get("/hello")
-        except RemoteCommandError as exc:
-            self.http.close()
-            raise NotWanServeError(self.url, f"HTTP {exc.status} for the engine's hello") from None
-        except ValueError:
-            self.http.close()
-            raise NotWanServeError(
-                self.url, "its answer to the engine's hello is not JSON"
-            ) from None
+            hello = say_hello(self.http)
         except Exception:
             self.http.close()
             raise
-        self._check_hello(hello)
         self.server_version = str(hello.get("version"))
         settings = hello.get("settings") or {}
         self._hardware: HardwareProfile = from_wire(HardwareProfile, hello["hardware"])
@@ -105,6 +130,8 @@ class RemoteEngine:
         self._paused = False
         self._running: str | None = None
         self._recovered: list[Job] = []
+        self._loaded: list[LoadedModel] = []
+        self._busy_downloads: list[tuple[str, str]] = []
         self._downloads: dict[tuple[str, str], Future[Any]] = {}
         self._inbox: queue.Queue[Event | None] = queue.Queue()
         self._fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wan-remote-files")
@@ -123,16 +150,6 @@ class RemoteEngine:
         self._read_state(recovered=True)
         if start:
             self.start()
-
-    def _check_hello(self, hello: Any) -> None:
-        if not isinstance(hello, Mapping) or hello.get("server") != "wan-desktop":
-            raise NotWanServeError(
-                self.url, "its answer to the engine's hello is not Wan Desktop's"
-            )
-        if hello.get("wire") != WIRE_VERSION or "hardware" not in hello:
-            raise IncompatibleServerError(
-                self.url, str(hello.get("version")), hello.get("wire"), WIRE_VERSION
-            )
 
     def start(self) -> None:
         if self._started:
@@ -198,9 +215,12 @@ class RemoteEngine:
 
     def _read_state(self, *, recovered: bool = False) -> dict[str, Any]:
         state = self.http.get("/state")
+        loaded = [from_wire(LoadedModel, m) for m in state.get("loaded") or ()]
         with self._lock:
             self._paused = bool(state.get("paused"))
             self._running = state.get("running_job_id")
+            self._loaded = loaded
+            self._busy_downloads = [(str(m), str(v)) for m, v in state.get("downloads") or ()]
         if recovered:
             ids = [str(i) for i in state.get("recovered") or ()]
             self._recovered = [self.get(i) for i in ids[:100]]
@@ -232,12 +252,14 @@ class RemoteEngine:
         return [self._local(from_wire(Job, j)) for j in self.http.get("/queue")]
 
     def loaded_models(self) -> list[LoadedModel]:
-        state = self._read_state()
-        return [from_wire(LoadedModel, m) for m in state.get("loaded") or ()]
+        """As the server last said (reread when a model loads or unloads, and on reconnect):
+        the pages ask on the GUI thread, which must not wait for, or fail with, the link."""
+        with self._lock:
+            return list(self._loaded)
 
     def downloads(self) -> list[tuple[str, str]]:
-        state = self._read_state()
-        return [(str(m), str(v)) for m, v in state.get("downloads") or ()]
+        with self._lock:
+            return list(self._busy_downloads)
 
     def validate(self, kind: JobKind, params: Mapping[str, Any]) -> None:
         self.http.post("/validate", {"kind": str(kind), "params": self._upload(params)})
@@ -410,6 +432,11 @@ class RemoteEngine:
             event = replace(event, job=job)
         elif isinstance(event, QueueChanged):
             self._paused = event.paused
+        elif isinstance(event, ModelLoaded | ModelUnloaded | ModelDownload):
+            if not isinstance(event, ModelDownload) or event.progress.model_id not in dict(
+                self.downloads()
+            ):
+                self._resync()  # the server's loaded models and downloads, before the app asks
         elif isinstance(event, ModelDownloadFinished):
             with self._lock:
                 future = self._downloads.pop((event.model_id, event.variant), None)

@@ -14,6 +14,14 @@ class RemoteError(EngineError):
         self.what_to_do = what_to_do
 
 
+class BadAddressError(RemoteError, ValueError):
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"{address!r} is not a server address",
+            "write it as http://host:port (or https://host behind a TLS proxy)",
+        )
+
+
 class ServerUnreachableError(RemoteError):
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(

@@ -16,7 +16,7 @@ from wan_desktop.engine.errors import (
     StoreUnavailableError,
 )
 
-from .errors import RemoteCommandError, ServerUnreachableError, WrongTokenError
+from .errors import BadAddressError, RemoteCommandError, ServerUnreachableError, WrongTokenError
 
 log = logging.getLogger("wan_desktop.remote")
 
@@ -26,15 +26,17 @@ CONNECT_TIMEOUT_S = 5.0
 
 
 def normalise_url(url: str) -> str:
-    """``gpu-box:8000`` → ``http://gpu-box:8000``; no trailing slash. ValueError if unusable."""
+    """``gpu-box:8000`` → ``http://gpu-box:8000``; no trailing slash. BadAddressError if
+    unusable."""
     text = url.strip().rstrip("/")
-    if not text:
-        raise ValueError("give the server's address, like http://gpu-box:8000")
     if "://" not in text:
         text = "http://" + text
-    parsed = httpx.URL(text)
+    try:
+        parsed = httpx.URL(text)
+    except httpx.InvalidURL:
+        raise BadAddressError(url) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError(f"{url!r} is not a server address: use http://host:port or https://host")
+        raise BadAddressError(url)
     return text
 
 

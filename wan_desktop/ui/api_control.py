@@ -31,7 +31,10 @@ class ApiController(QObject):
     state_changed = Signal(str)  # a sentence for the Settings panel and the status bar
 
     def __init__(
-        self, engine: Engine, factory: ServerFactory | None, parent: QObject | None = None
+        self,
+        engine: Engine | None,
+        factory: ServerFactory | None,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.engine = engine
@@ -42,13 +45,15 @@ class ApiController(QObject):
 
     @property
     def available(self) -> bool:
-        return self.factory is not None
+        return self.factory is not None and self.engine is not None
 
     @property
     def running(self) -> bool:
         return bool(self.server is not None and getattr(self.server, "running", False))
 
     def describe(self) -> str:
+        if self.engine is None:
+            return "API off: the app drives a server's engine"
         if not self.available:
             return "API not installed in this build"
         if self.error:

@@ -23,11 +23,14 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from wan_desktop import __version__, explainer
 from wan_desktop.engine import Engine, libraries
+from wan_desktop.engine.face import EngineFace
+from wan_desktop.remote import RemoteError
 
 from . import icons, theme
 from .api_control import ApiController, ServerFactory
 from .collector import GuiCollector
-from .config import SettingsStore, engine_settings
+from .config import AppSettings, SettingsStore
+from .engines import EngineChoice, choose, open_engine
 from .state import Notice, Studio
 from .window import MainWindow
 
@@ -67,6 +70,7 @@ class Session:
         collector: GuiCollector | None = None,
     ) -> None:
         self.args = args
+        self.api_factory = api_factory
         self.collector = collector
         self.libraries_loaded: asyncio.Future[None] | None = None
         self.started = started
@@ -75,13 +79,40 @@ class Session:
         if args.api:
             settings = dataclasses.replace(settings, api_enabled=True)
         explainer.register()  # the Explainer page submits explainer jobs
-        self.engine = Engine(engine_settings(settings, mock=args.mock, dev=args.dev), start=False)
-        self.studio = Studio(self.engine, self.store, settings)
-        self.api = ApiController(self.engine, api_factory)
-        self.window = MainWindow(self.studio, self.api)
-        self.window.confirm_quit = not args.self_test
+        connect = getattr(args, "connect", None)
+        self.choice = choose(settings, connect, getattr(args, "token", None))
+        unreachable: RemoteError | None = None
+        try:
+            engine = open_engine(self.choice, settings, mock=args.mock, dev=args.dev)
+        except RemoteError as exc:
+            if connect:  # asked for on the command line: say why and stop
+                raise
+            # The remembered server cannot be used now: this computer's engine meanwhile.
+            unreachable, self.choice = exc, EngineChoice()
+            engine = open_engine(self.choice, settings, mock=args.mock, dev=args.dev)
+        self._build(engine, settings)
         self.first_paint_s: float | None = None
         self.window.first_painted.connect(self._after_first_paint)
+        if unreachable is not None:
+            self.studio.post(
+                Notice(
+                    "error",
+                    "Could not connect to the server",
+                    unreachable.problem,
+                    (unreachable.what_to_do, "this computer's engine runs meanwhile"),
+                    sticky=True,
+                )
+            )
+
+    def _build(self, engine: EngineFace, settings: AppSettings) -> None:
+        """The state, the API switch and the window over ``engine``."""
+        self.engine = engine
+        self.studio = Studio(engine, self.store, settings)
+        self.studio.engine_requested.connect(self._on_engine_requested)
+        # The local API serves this computer's engine only.
+        self.api = ApiController(engine if isinstance(engine, Engine) else None, self.api_factory)
+        self.window = MainWindow(self.studio, self.api)
+        self.window.confirm_quit = not self.args.self_test
 
     def _after_first_paint(self) -> None:
         self.first_paint_s = time.perf_counter() - self.started
@@ -90,7 +121,7 @@ class Session:
 
     def _start_engine(self) -> None:
         self.engine.start()
-        if not self.args.self_test:
+        if not self.args.self_test and not self.choice.remote:
             self.libraries_loaded = asyncio.ensure_future(self._load_libraries())
         if self.studio.settings.api_enabled:
             self.api.apply(self.studio.settings)
@@ -103,6 +134,48 @@ class Session:
                     ("retry them from the Queue",),
                 )
             )
+
+    def _on_engine_requested(self, choice: EngineChoice) -> None:
+        self.switching = asyncio.ensure_future(self.switch_engine(choice))
+
+    async def switch_engine(self, choice: EngineChoice) -> bool:
+        """Drive ``choice``'s engine from now on, without a restart: a new window over it takes
+        the old one's place; the old engine stops (its running job is marked interrupted)."""
+        loop = asyncio.get_running_loop()
+        settings = self.studio.settings
+        args = self.args
+        try:
+            engine = await loop.run_in_executor(
+                None, lambda: open_engine(choice, settings, mock=args.mock, dev=args.dev)
+            )
+        except Exception as exc:  # a RemoteError says what to do; a local store may refuse
+            log.warning("could not switch to %s: %s", choice.describe(), exc)
+            self.studio.post(
+                Notice("error", f"Could not switch to {choice.describe()}", str(exc), sticky=True)
+            )
+            return False
+        old_window, old_studio, old_engine, old_api = (
+            self.window,
+            self.studio,
+            self.engine,
+            self.api,
+        )
+        await old_api.stop()
+        self.choice = choice
+        self._build(engine, settings)
+        self.window.setGeometry(old_window.geometry())
+        self.window.show()
+        self.window.show_page("settings")
+        old_window.confirm_quit = False
+        old_window.close()  # another window is open: the app goes on
+        old_studio.close()
+        engine.start()
+        if settings.api_enabled:
+            self.api.apply(settings)
+        self.studio.post(Notice("success", "Engine switched", f"now on {choice.describe()}"))
+        await loop.run_in_executor(None, old_engine.shutdown)
+        old_window.deleteLater()
+        return True
 
     async def _load_libraries(self) -> None:
         """Import what generation needs, off the GUI thread, then freeze the heap (once)."""
@@ -209,6 +282,12 @@ def run(
     collector = GuiCollector(app)  # Qt objects are only ever freed on this thread
     try:
         session = Session(args, started=started, api_factory=api_factory, collector=collector)
+    except RemoteError as exc:  # --connect to a server that cannot be used: what to do
+        log.error("could not connect: %s", exc)
+        if not args.self_test:
+            QMessageBox.critical(None, "Wan Desktop could not connect", f"{exc}")
+        print(f"wan-desktop: could not connect: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         log.exception("the app could not start")
         if not args.self_test:

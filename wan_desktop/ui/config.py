@@ -52,6 +52,9 @@ class AppSettings:
     notifications: bool = True
     preview_every: int = 2  # a live preview of the frames every N steps while generating; 0 off
     welcomed: bool = False  # the first-run card was dismissed
+    # The engine the app drives: "" this computer's, else a `wan serve` address (its token is
+    # kept in the OS keyring, never here).
+    engine_url: str = ""
     # The last job each form queued ("wan", "explainer" → its parameters): the forms open with them.
     last_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # keys a newer version wrote

@@ -20,12 +20,14 @@ class Secret(enum.StrEnum):
     hf_token = hf.KEYRING_USER
     s3_access_key = s3.KEYRING_ACCESS_KEY_ID
     s3_secret_key = s3.KEYRING_SECRET_ACCESS_KEY
+    server_token = "wan-server-token"  # the access token of the `wan serve` the app drives
 
 
 ENV_FALLBACK = {
     Secret.hf_token: "HF_TOKEN",
     Secret.s3_access_key: "AWS_ACCESS_KEY_ID",
     Secret.s3_secret_key: "AWS_SECRET_ACCESS_KEY",
+    Secret.server_token: "WAN_API_TOKEN",
 }
 
 

@@ -31,7 +31,7 @@ from wan_desktop.engine import (
     ModelDownloadFinished,
     QueueChanged,
 )
-from wan_desktop.engine.face import EngineFace
+from wan_desktop.engine.face import THIS_COMPUTER, EngineFace, LinkChanged
 from wan_desktop.engine.lora_library import LoraLibrary
 from wan_desktop.engine.model_catalog import Catalog, ModelRow
 from wan_desktop.engine.pipelines.base import LoadedModel
@@ -76,6 +76,8 @@ class Studio(QObject):
     use_settings = Signal(object)  # a Wan job's params, for the Generate panel
     explain_settings = Signal(object)  # an explainer job's params, for the Explainer page
     navigate = Signal(str)  # page name
+    link_changed = Signal(object)  # LinkChanged: the link to a server's engine
+    engine_requested = Signal(object)  # EngineChoice: drive this engine from now on
 
     def __init__(
         self,
@@ -97,6 +99,7 @@ class Studio(QObject):
         self.memory: MemorySample | None = None
         self.loaded: list[LoadedModel] = []
         self.paused = engine.paused
+        self.link: LinkChanged | None = None  # None: no word yet (a local engine never has one)
         self.catalog: list[ModelRow] = []
         self.disk: DiskUsage | None = None
         self.catalog_loaded = False
@@ -119,6 +122,7 @@ class Studio(QObject):
         b.model_loaded.connect(self._on_loaded_changed)
         b.model_unloaded.connect(self._on_loaded_changed)
         b.alert.connect(self._on_alert)
+        b.link_changed.connect(self._on_link)
         self.reload_jobs()
         self.refresh_catalog()
 
@@ -131,6 +135,20 @@ class Studio(QObject):
     @property
     def mock(self) -> bool:
         return self.engine.info.mock
+
+    def engine_status(self) -> tuple[str, str]:
+        """Which engine the app is on and how its link is, for the status bar: (text, kind)."""
+        where = self.engine.info.location
+        link = self.link
+        if link is None:
+            if where == THIS_COMPUTER:
+                return "Engine: this computer", "success"
+            return f"Engine: {where}  ·  connecting…", "warning"
+        if link.state == "up":
+            return f"Engine: {where}  ·  connected", "success"
+        if link.state == "reconnecting":
+            return f"Engine: {where}  ·  reconnecting…", "warning"
+        return f"Engine: {where}  ·  link down", "danger"
 
     def queued(self) -> list[Job]:
         return sorted(
@@ -372,9 +390,13 @@ class Studio(QObject):
             self._jobs_changed_soon()
         elif event.reason in ("reordered", "output_deleted"):
             ids = set(event.job_ids)
-            fresh = [self.engine.get(jid) for jid in ids if jid in self.jobs]
-            if event.reason == "reordered":
-                fresh += [j for j in self.engine.queue() if j.id not in ids]
+            try:
+                fresh = [self.engine.get(jid) for jid in ids if jid in self.jobs]
+                if event.reason == "reordered":
+                    fresh += [j for j in self.engine.queue() if j.id not in ids]
+            except EngineError as exc:  # gone meanwhile, or a server's link dropped
+                log.info("the queue was not reread: %s", exc)
+                return
             for job in fresh:
                 self.jobs[job.id] = job
             self._jobs_changed_soon()
@@ -422,6 +444,27 @@ class Studio(QObject):
     def _on_loaded_changed(self, _event: object) -> None:
         self.loaded = self.engine.loaded_models()
         self.loaded_changed.emit()
+
+    @Slot(object)
+    def _on_link(self, event: LinkChanged) -> None:
+        before, self.link = self.link, event
+        if event.state == "up":
+            # Whatever happened while the link was down, the server's state is the truth now.
+            try:
+                self.reload_jobs()
+            except EngineError as exc:  # down again already: the next "up" reloads
+                log.info("the jobs were not reloaded: %s", exc)
+            if self.engine.paused != self.paused:
+                self.paused = self.engine.paused
+                self.paused_changed.emit(self.paused)
+            self._on_loaded_changed(event)
+            self.refresh_catalog()
+            if before is not None and before.state == "down":
+                self.post(Notice("success", "Server link restored", self.engine.info.location))
+        elif event.state == "down" and (before is None or before.state != "down"):
+            suggestions = (event.what_to_do,) if event.what_to_do else ()
+            self.post(Notice("error", "Server link down", event.reason, suggestions))
+        self.link_changed.emit(event)
 
     @Slot(object)
     def _on_alert(self, alert: Alert) -> None:

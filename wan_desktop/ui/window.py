@@ -148,8 +148,10 @@ class MainWindow(QMainWindow):
         self.queue_status = QLabel()
         self.memory_status = QLabel()
         self.api_status = QLabel()
+        self.engine_status = Badge()
         bar.addWidget(self.queue_status)
         bar.addPermanentWidget(self.memory_status)
+        bar.addPermanentWidget(self.engine_status)
         bar.addPermanentWidget(self.api_status)
 
         self.toasts = ToastHost(self, self.sidebar, list(self.nav_buttons.values()))
@@ -161,6 +163,8 @@ class MainWindow(QMainWindow):
         studio.paused_changed.connect(lambda _p: self._update_status())
         studio.memory_changed.connect(self._on_memory)
         studio.dev_mode_changed.connect(lambda _on: self._update_mode())
+        studio.link_changed.connect(lambda _e: self._update_engine_status())
+        self._update_engine_status()
         api.state_changed.connect(self.api_status.setText)
         self.api_status.setText(api.describe())
         self.shortcuts: dict[str, QShortcut] = {}
@@ -315,6 +319,14 @@ class MainWindow(QMainWindow):
             else QSystemTrayIcon.MessageIcon.Information
         )
         self._tray.showMessage(notice.title, notice.message, icon, 8000)
+
+    def _update_engine_status(self) -> None:
+        text, kind = self.studio.engine_status()
+        self.engine_status.set(text, kind)
+        link = self.studio.link
+        self.engine_status.setToolTip(
+            f"{link.reason}  {link.what_to_do}".strip() if link is not None else ""
+        )
 
     def _update_status(self) -> None:
         s = self.studio

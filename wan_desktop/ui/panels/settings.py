@@ -41,6 +41,7 @@ from ..widgets import (
     scroll_page,
     tool,
 )
+from .engine_card import EngineCard
 
 
 def _folder_row(edit: QLineEdit, title: str) -> QHBoxLayout:
@@ -80,6 +81,8 @@ class SettingsPanel(QWidget):
         col.setContentsMargins(0, 0, 8, 0)
         col.setSpacing(14)
 
+        self.engine_card = EngineCard(studio)
+        col.addWidget(self.engine_card)
         storage = Card("Storage")
         info = studio.engine.info
         self.models_dir = QLineEdit()

@@ -1,0 +1,168 @@
+"""The real app driving a real ``wan serve --mock`` subprocess (``wan-desktop --connect``):
+jobs with live steps, an uploaded image, cancel, the video played from the cache; a kill -9 of
+the server; clear messages for servers that cannot be used; switching engines without restart."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api_helpers import image_bytes
+from tests.engine_helpers import wan_spec
+from tests.remote_helpers import TOKEN, free_port, not_wan_server, serve
+from tests.test_remote_engine import server_job
+from tests.ui_helpers import app_env, wait_until
+from wan_desktop.engine import JobState
+from wan_desktop.remote import RemoteEngine
+from wan_desktop.ui.app import Session, run
+from wan_desktop.ui.engines import EngineChoice
+from wan_desktop.ui.panels.gallery import GalleryPanel
+from wan_desktop.ui.panels.settings import SettingsPanel
+
+
+def app_args(**kw: Any) -> argparse.Namespace:
+    base = {
+        "connect": None,
+        "token": None,
+        "mock": True,
+        "dev": False,
+        "api": False,
+        "self_test": True,  # no confirmation on quit, no library import
+        "check_engine": False,
+    }
+    return argparse.Namespace(**{**base, **kw})
+
+
+@pytest.fixture
+def app_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key, value in app_env(tmp_path / "app").items():
+        if key.startswith(("WAN_", "MODELS_ROOT", "PYTHON_KEYRING")):
+            monkeypatch.setenv(key, value)
+    return tmp_path / "app"
+
+
+@contextmanager
+def session_for(qtbot: Any, args: argparse.Namespace) -> Iterator[Session]:
+    session = Session(args, started=0.0, api_factory=None)
+    session.window.show()
+    session._start_engine()
+    try:
+        yield session
+    finally:
+        session.window.confirm_quit = False
+        session.window.close()
+        session.studio.close()
+        session.engine.shutdown()
+
+
+def test_the_app_on_a_server_runs_cancels_plays_and_survives_a_server_kill(
+    qtbot: Any, tmp_path: Path, app_folders: Path
+) -> None:
+    port = free_port()
+    server = serve(tmp_path / "server", port=port)
+    try:
+        with session_for(qtbot, app_args(connect=server.url, token=TOKEN)) as session:
+            studio, window = session.studio, session.window
+            assert isinstance(studio.engine, RemoteEngine)
+            wait_until(qtbot, lambda: studio.link is not None and studio.link.state == "up")
+            assert window.engine_status.text() == f"Engine: {server.url}  ·  connected"
+
+            t2v = studio.submit(wan_spec(steps=6).params)
+            picture = tmp_path / "first.png"
+            picture.write_bytes(image_bytes())
+            i2v = studio.submit(wan_spec(model="I2V-A14B", image=str(picture), steps=3).params)
+            doomed = studio.submit(wan_spec(steps=100).params)
+            wait_until(qtbot, lambda: (studio.jobs[t2v.id].step or 0) >= 1, 60)
+            wait_until(qtbot, lambda: studio.jobs[doomed.id].state.active, 60)
+            studio.job_command("cancel", doomed.id)
+            wait_until(qtbot, lambda: studio.jobs[doomed.id].state is JobState.cancelled, 60)
+            done = (t2v.id, i2v.id)
+            wait_until(qtbot, lambda: all(studio.jobs[i].state.finished for i in done), 60)
+            assert [studio.jobs[i].state for i in done] == [JobState.completed] * 2
+            assert server_job(server.url, doomed.id)["state"] == "cancelled"
+
+            window.show_page(f"gallery:{i2v.id}")
+            gallery = window.pages["gallery"]
+            assert isinstance(gallery, GalleryPanel) and gallery.player is not None
+            played = Path(gallery.player.player.source().toLocalFile())
+            assert played.is_relative_to(app_folders), "it plays the local cache"
+            remote = server_job(server.url, i2v.id)["output"]["video"]
+            assert played.read_bytes() == Path(remote).read_bytes()
+
+            running = studio.submit(wan_spec(steps=100).params)
+            wait_until(qtbot, lambda: studio.jobs[running.id].state.active, 60)
+            server.stop(sig=signal.SIGKILL)
+            wait_until(qtbot, lambda: studio.link is not None and studio.link.state != "up", 30)
+            assert "reconnecting" in window.engine_status.text() or "down" in (
+                window.engine_status.text()
+            )
+            server = serve(tmp_path / "server", port=port)
+            wait_until(qtbot, lambda: studio.link is not None and studio.link.state == "up", 60)
+            wait_until(qtbot, lambda: studio.jobs[running.id].state is JobState.interrupted, 30)
+            for job_id in (t2v.id, i2v.id, doomed.id, running.id):
+                assert str(studio.jobs[job_id].state) == server_job(server.url, job_id)["state"]
+            assert window.engine_status.text().endswith("connected")
+    finally:
+        server.stop()
+
+
+def test_a_server_that_cannot_be_used_is_a_clear_message_without_a_traceback(
+    qtbot: Any,
+    tmp_path: Path,
+    app_folders: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    with serve(tmp_path / "server") as server:
+        assert run(app_args(connect=server.url, token="wrong-token-wrong-token")) == 1
+        assert "refused the access token" in capsys.readouterr().err
+    assert run(app_args(connect=f"127.0.0.1:{free_port()}", token=TOKEN)) == 1
+    assert "cannot reach the server" in capsys.readouterr().err
+    with not_wan_server() as url:
+        assert run(app_args(connect=url, token=TOKEN)) == 1
+        assert "not a Wan Desktop server" in capsys.readouterr().err
+    assert "Traceback" not in caplog.text
+
+
+def test_settings_switch_between_this_computer_and_a_server_without_restart(
+    qtbot: Any, qapp: Any, tmp_path: Path, app_folders: Path
+) -> None:
+    import qasync
+
+    with serve(tmp_path / "server") as server, session_for(qtbot, app_args()) as session:
+        assert session.window.engine_status.text() == "Engine: this computer"
+        session.window.show_page("settings")
+        page = session.window.pages["settings"]
+        assert isinstance(page, SettingsPanel)
+        card = page.engine_card
+        card.server.setChecked(True)
+        card.address.setText(server.url)
+        card.token.setText("wrong-token-wrong-token")
+        card.test_btn.click()
+        wait_until(qtbot, lambda: "refused the access token" in card.result.text(), 30)
+        card.token.setText(TOKEN)
+        card.test_btn.click()
+        wait_until(qtbot, lambda: card.result.text().startswith("OK: Wan Desktop"), 30)
+
+        loop = qasync.QEventLoop(qapp)
+        try:
+            choice = card.wanted()
+            assert loop.run_until_complete(session.switch_engine(choice))
+            assert isinstance(session.engine, RemoteEngine)
+            wait_until(qtbot, lambda: session.window.engine_status.text().endswith("connected"))
+            job = session.studio.submit(wan_spec(steps=2).params)
+            wait_until(qtbot, lambda: session.studio.jobs[job.id].state is JobState.completed, 60)
+            assert server_job(server.url, job.id)["state"] == "completed"
+            assert loop.run_until_complete(session.switch_engine(EngineChoice()))
+            assert session.window.engine_status.text() == "Engine: this computer"
+            assert job.id not in session.studio.jobs, "this computer's own queue again"
+        finally:
+            loop.close()
