@@ -13,18 +13,30 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QScrollArea, QWidget
 
 from tests.engine_helpers import ScriptedPipeline, mock_engine, wan_spec
+from tests.remote_helpers import TOKEN, serve
 from tests.ui_helpers import make_window, mock_studio, studio_for, wait_until
 from wan_desktop.engine import FailureCategory, JobFailedError, JobState
 from wan_desktop.engine.context import JobContext
 from wan_desktop.engine.jobs import JobOutput
+from wan_desktop.remote import RemoteEngine
 from wan_desktop.ui.panels.queue import QueuePanel
 from wan_desktop.ui.state import Studio
 
 
-@pytest.fixture
-def studio(qtbot: Any, tmp_path: Path) -> Iterator[Studio]:
-    with mock_studio(tmp_path, step_s=0.05) as s:
-        yield s
+@pytest.fixture(params=["local", "remote"])
+def studio(qtbot: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Studio]:
+    """One test body, two engines: this process's own, and a `wan serve` driven over the wire
+    (its mock pipeline also takes 0.05 s a step)."""
+    if request.param == "local":
+        with mock_studio(tmp_path, step_s=0.05) as s:
+            yield s
+        return
+    with serve(tmp_path / "server") as server:
+        engine = RemoteEngine(server.url, TOKEN, data_dir=tmp_path / "app", start=False)
+        with studio_for(engine, tmp_path) as s:
+            engine.start()  # as the app does: once the studio listens
+            wait_until(qtbot, lambda: s.link is not None and s.link.state == "up")
+            yield s
 
 
 def panel(qtbot: Any, studio: Studio) -> QueuePanel:
