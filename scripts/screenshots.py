@@ -88,9 +88,59 @@ def make_lora(path: Path, rank: int = 4, width: int = 24, blocks: int = 2) -> No
     save_file(tensors, str(path), metadata={"ss_network_alpha": str(rank)})
 
 
+def remote(app: object, out: Path, tmp: Path) -> None:
+    """The app driving a `wan serve` (a real subprocess on loopback, with a token): the Queue
+    with a job running on the server, the status bar naming the server and the link."""
+    from tests.api_helpers import WanServe
+    from wan_desktop.remote import RemoteEngine
+    from wan_desktop.ui.api_control import ApiController
+    from wan_desktop.ui.config import AppSettings, SettingsStore
+    from wan_desktop.ui.state import Studio
+    from wan_desktop.ui.window import MainWindow
+
+    token = "screenshot-token-0123456789"
+    with WanServe(tmp / "server", env={"WAN_API_TOKEN": token}) as server:
+        engine = RemoteEngine(server.url, token, data_dir=tmp / "client", start=False)
+        settings = AppSettings(welcomed=True, engine_url=server.url)
+        studio = Studio(engine, SettingsStore(tmp / "client-config"), settings)
+        window = MainWindow(studio, ApiController(None, None))
+        window.resize(*SIZE)
+        window.show()
+        engine.start()
+        pump(app, 30, until=lambda: studio.link is not None and studio.link.state == "up")
+        prompts = [p for _m, p, _s in FINISHED] + [p for _m, p, _s in RUNNING]
+        jobs = []
+        for i, prompt in enumerate(prompts):
+            params = {"model": "T2V-A14B", "prompt": prompt, "seed": i}
+            params |= {"steps": 6 if i < 3 else 100, "frames": 17, "resolution": "832x480"}
+            jobs.append(studio.submit(params))
+        pump(
+            app,
+            60,
+            until=lambda: sum(j.state.value == "completed" for j in studio.jobs.values()) >= 3,
+        )
+        pump(app, 30, until=lambda: any((j.step or 0) >= 8 for j in studio.active()))
+        for toast in list(window.toasts.toasts):
+            toast.dismiss()
+        window.show_page("queue")
+        pump(app, 0.6)
+        path = out / "remote.png"
+        window.grab().save(str(path))
+        print(f"wrote {path}")
+        for job in studio.active() + studio.queued():
+            engine.cancel(job.id)
+        window.close()
+        studio.close()
+        engine.shutdown()
+        server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument(
+        "--only", choices=("all", "remote"), default="all", help="remote: the server picture only"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="wan-shots-"))
@@ -115,6 +165,10 @@ def main() -> int:
     pace_local_source(0.08)  # like a network, so the download is still running
     app = make_app()
     assert isinstance(app, QApplication)
+    remote(app, args.out, tmp / "remote")
+    if args.only == "remote":
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     hardware = read_profile()
 
     def shoot(
