@@ -16,8 +16,8 @@ Ratios in one run, on this machine (client and server share the cores):
     queue, the recent jobs and the engine state until the client's view equals the server's.
     Against the same refetch from a server that never went away.
   * result download: a ``--size-mb`` result through a relay on 127.0.0.1 that shapes the link
-    (``tests/netproxy.LinkProxy``, ``--mbit`` for all connections), streamed to a file with httpx
-    as a client does (1 MiB reads), and the same with the link dropped once half-way
+    (``tests/netproxy.LinkProxy`` in its own process, ``--mbit`` for all connections), streamed
+    to a file with httpx as a client does, and the same with the link dropped once half-way
     (``CutProxy``) and resumed with ``Range`` + ``If-Range``; against ``curl`` of the same URL
     through the same link. Target: ≥ 0.95× curl's speed. Also on loopback (no relay): CPU-bound.
 """
@@ -36,6 +36,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,6 @@ from websockets.sync.client import connect  # noqa: E402
 from bench.bench_api import fill_history  # noqa: E402
 from tests.api_helpers import WanServe  # noqa: E402
 from tests.engine_helpers import mock_engine, wait_job, wan_spec  # noqa: E402
-from tests.netproxy import CutProxy, LinkProxy  # noqa: E402
 from wan_desktop.engine import Event, Job, JobState, JobStep  # noqa: E402
 from wan_desktop.engine.jobs import JobKind, JobSpec  # noqa: E402
 from wan_desktop.engine.wire import event_from_wire, from_wire, to_wire  # noqa: E402
@@ -154,8 +155,8 @@ def first_step_remote(server: WanServe, jobs: int) -> list[float]:
 def prepare_history(root: Path, history: int) -> None:
     engine = mock_engine(root)
     try:
+        engine.pause()  # the queued jobs stay queued (and the history's template is cancelled)
         fill_history(engine, history)
-        engine.pause()
         for i in range(20):
             engine.submit(wan_spec(**{**PARAMS, "prompt": f"queued {i}"}))
     finally:
@@ -231,11 +232,12 @@ def make_result(server: WanServe, size_mb: int) -> tuple[str, Path]:
     return job.id, video
 
 
-def download(url: str, dest: Path) -> float:
-    """Stream ``url`` to ``dest`` as a client does, resuming with Range + If-Range after a drop."""
+def download(c: httpx.Client, url: str, dest: Path) -> float:
+    """Stream ``url`` to ``dest`` as a client does (its connection pool made once, like the
+    app's), resuming with Range + If-Range after a drop."""
     t0 = time.perf_counter()
     etag = None
-    with dest.open("wb") as out, httpx.Client(headers=AUTH, timeout=60) as c:
+    with dest.open("wb") as out:
         while True:
             headers: dict[str, str] = {}
             if out.tell() and etag:
@@ -248,7 +250,7 @@ def download(url: str, dest: Path) -> float:
                     elif r.status_code != 206:
                         raise RuntimeError(f"{r.status_code}: {r.read()[:200]!r}")
                     etag = r.headers.get("etag")
-                    for chunk in r.iter_raw(MIB):
+                    for chunk in r.iter_raw():
                         out.write(chunk)
                 return time.perf_counter() - t0
             except httpx.TransportError:
@@ -264,25 +266,56 @@ def curl(url: str, dest: Path) -> float:
     return time.perf_counter() - t0
 
 
+RELAY = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from tests.netproxy import CutProxy, LinkProxy
+kind, port, arg = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+relay = LinkProxy(port, rate_bps=arg) if kind == "link" else CutProxy(port, cut_after=int(arg))
+relay.start()
+print(relay.port, flush=True)
+sys.stdin.read()  # until the benchmark closes it
+relay.stop()
+"""
+
+
+@contextmanager
+def relay(kind: str, port: int, arg: float) -> Iterator[str]:
+    """A relay in its own process (a relay in this one would share the GIL with the client)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RELAY, str(ROOT), kind, str(port), str(arg)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield f"http://127.0.0.1:{int(proc.stdout.readline())}"
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(30)
+
+
 def downloads(server: WanServe, work: Path, size_mb: int, mbit: float, repeat: int) -> Any:
     job_id, video = make_result(server, size_mb)
     port = int(server.url.rsplit(":", 1)[1])
     path = f"{ENGINE}/jobs/{job_id}/files/video"
     size = video.stat().st_size
     results: dict[str, dict[str, list[float]]] = {}
-    with LinkProxy(port, rate_bps=mbit * 1e6 / 8) as link:
+    with relay("link", port, mbit * 1e6 / 8) as link, httpx.Client(headers=AUTH, timeout=60) as c:
+        link_port = int(link.rsplit(":", 1)[1])
         for _ in range(repeat):  # interleaved: a change in load hits every contender alike
-            for cond, base in (("loopback", server.url), ("link", link.endpoint)):
+            for cond, base in (("loopback", server.url), ("link", link)):
                 r = results.setdefault(cond, {"ours": [], "curl": [], "ours_dropped": []})
                 dest = work / "download.bin"
                 r["curl"].append(curl(base + path, dest))
                 assert dest.stat().st_size == size
-                r["ours"].append(download(base + path, dest))
+                r["ours"].append(download(c, base + path, dest))
                 assert dest.stat().st_size == size
                 if cond == "link":
-                    with CutProxy(link.port, cut_after=size // 2) as cut:
-                        r["ours_dropped"].append(download(cut.endpoint + path, dest))
-                        assert cut.cut == 1
+                    with relay("cut", link_port, size // 2) as cut:
+                        r["ours_dropped"].append(download(c, cut + path, dest))
                     with dest.open("rb") as a, video.open("rb") as b:
                         while (x := a.read(8 * MIB)) or b.read(1):
                             assert x == b.read(len(x)), "the resumed file differs"
