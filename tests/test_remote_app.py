@@ -19,9 +19,10 @@ from tests.engine_helpers import wan_spec
 from tests.remote_helpers import TOKEN, free_port, not_wan_server, serve
 from tests.test_remote_engine import server_job
 from tests.ui_helpers import app_env, wait_until
-from wan_desktop.engine import JobState
+from wan_desktop.engine import Engine, JobState
 from wan_desktop.remote import RemoteEngine
 from wan_desktop.ui.app import Session, run
+from wan_desktop.ui.config import AppSettings, SettingsStore
 from wan_desktop.ui.engines import EngineChoice
 from wan_desktop.ui.panels.gallery import GalleryPanel
 from wan_desktop.ui.panels.settings import SettingsPanel
@@ -166,3 +167,17 @@ def test_settings_switch_between_this_computer_and_a_server_without_restart(
             assert job.id not in session.studio.jobs, "this computer's own queue again"
         finally:
             loop.close()
+
+
+def test_a_remembered_server_that_is_gone_leaves_the_app_on_this_computer_and_says_so(
+    qtbot: Any, tmp_path: Path, app_folders: Path
+) -> None:
+    store = SettingsStore(app_folders / "config")
+    store.save(AppSettings(engine_url=f"http://127.0.0.1:{free_port()}", welcomed=True))
+    with session_for(qtbot, app_args()) as session:
+        assert isinstance(session.engine, Engine)
+        assert session.window.engine_status.text() == "Engine: this computer"
+        notices = [n for n in session.window.toasts.history if n.kind == "error"]
+        assert [n.title for n in notices] == ["Could not connect to the server"]
+        assert "cannot reach the server" in notices[0].message
+        assert session.studio.settings.engine_url, "the choice stays for the next start"

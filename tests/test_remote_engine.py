@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_helpers import image_bytes
+from tests.api_helpers import image_bytes, lora_bytes
 from tests.engine_helpers import wan_spec
 from tests.remote_helpers import (
     TOKEN,
@@ -28,9 +28,11 @@ from wan_desktop.engine.jobs import JobKind, JobSpec
 from wan_desktop.remote import (
     NotWanServeError,
     RemoteEngine,
+    RemoteError,
     ServerUnreachableError,
     WrongTokenError,
 )
+from wan_desktop.remote.errors import RemoteCommandError
 
 
 def server_job(url: str, job_id: str) -> dict[str, Any]:
@@ -156,3 +158,32 @@ def test_wrong_token_unreachable_and_not_a_wan_server_are_clear_errors(
         RemoteEngine(url, TOKEN, data_dir=tmp_path / "app")
     assert "Traceback" not in caplog.text
     assert TOKEN not in caplog.text, "the token never appears in logs"
+
+
+def test_the_servers_models_loras_and_fit_through_the_interface(tmp_path: Path) -> None:
+    with serve(tmp_path / "server") as server, remote_engine(server, tmp_path / "app") as engine:
+        face: EngineFace = engine
+        view = face.models_view
+        rows = view.catalog().rows
+        assert len(rows) == 9 and all(not r.status.complete for r in rows), "the server's folder"
+        assert view.pin("t2v-A14B@2.2.0", "tiny", pinned=True)
+        assert [r.pinned for r in view.catalog().rows if r.key == ("t2v-A14B@2.2.0", "tiny")] == [
+            True
+        ]
+        with pytest.raises(RemoteCommandError, match="wan models ensure"):
+            view.verify("t2v-A14B@2.2.0", "tiny")
+        with pytest.raises(RemoteError, match="wan models gc"):
+            view.gc(dry_run=True)
+        face.set_dev_mode(True)
+        assert [r.variant.name for r in view.catalog().rows] == ["tiny"] * 3
+        assert view.resolve("T2V-A14B")[1].name == "tiny"
+        face.set_dev_mode(False)
+
+        lora = tmp_path / "style.safetensors"
+        lora.write_bytes(lora_bytes())
+        params = {**wan_spec(steps=2).params, "loras": [{"path": str(lora), "strength": 0.8}]}
+        job = face.submit(JobSpec(kind=JobKind.wan, params=params))
+        sent = Path(job.params["loras"][0]["path"])
+        assert sent != lora and sent.read_bytes() == lora.read_bytes(), "uploaded, kept there"
+        verdict = face.fit("T2V-A14B", {"resolution": "320x192", "frames": 5, "steps": 3})
+        assert verdict.model_id == "t2v-A14B@2.2.0" and not verdict.development
