@@ -19,7 +19,7 @@ from tests.engine_helpers import wan_spec
 from tests.remote_helpers import TOKEN, free_port, not_wan_server, serve
 from tests.test_remote_engine import server_job
 from tests.ui_helpers import app_env, wait_until
-from wan_desktop.engine import Engine, JobState
+from wan_desktop.engine import Engine, JobKind, JobSpec, JobState
 from wan_desktop.remote import RemoteEngine
 from wan_desktop.ui.app import Session, run
 from wan_desktop.ui.config import AppSettings, SettingsStore
@@ -181,3 +181,33 @@ def test_a_remembered_server_that_is_gone_leaves_the_app_on_this_computer_and_sa
         assert [n.title for n in notices] == ["Could not connect to the server"]
         assert "cannot reach the server" in notices[0].message
         assert session.studio.settings.engine_url, "the choice stays for the next start"
+
+
+def test_a_video_made_before_the_app_connected_is_fetched_when_shown(
+    qtbot: Any, tmp_path: Path, app_folders: Path
+) -> None:
+    with serve(tmp_path / "server") as server:
+        with RemoteEngine(server.url, TOKEN, data_dir=tmp_path / "elsewhere") as other:
+            job = other.submit(JobSpec(kind=JobKind.wan, params=wan_spec(steps=2).params))
+            wait_until(qtbot, lambda: other.get(job.id).state is JobState.completed, 60)
+        with session_for(qtbot, app_args(connect=server.url, token=TOKEN)) as session:
+            studio, window = session.studio, session.window
+            wait_until(qtbot, lambda: job.id in studio.jobs)
+            listed = studio.jobs[job.id].output
+            assert listed is not None
+            video = Path(listed.video)
+            assert video.is_relative_to(app_folders) and not video.exists(), "not fetched yet"
+            wait_until(qtbot, lambda: Path(studio.jobs[job.id].output.thumbnail).is_file())  # type: ignore[arg-type, union-attr]
+            window.show_page(f"gallery:{job.id}")
+            gallery = window.pages["gallery"]
+            assert isinstance(gallery, GalleryPanel)
+            wait_until(
+                qtbot,
+                lambda: (
+                    gallery.player is not None
+                    and gallery.player.player.source().toLocalFile() == str(video)
+                ),
+                60,
+            )
+            remote = server_job(server.url, job.id)["output"]["video"]
+            assert video.read_bytes() == Path(remote).read_bytes()

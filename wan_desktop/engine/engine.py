@@ -324,6 +324,10 @@ class Engine(JobRunner):
             self.models, self.hardware, model_id, params, data_dir=self.settings.data_dir
         )
 
+    def fetch_output(self, job: Job) -> Job:
+        """A local job's files are already here."""
+        return job
+
     def tune(self, *, idle_unload_s: float | None = None, preview_every: int | None = None) -> None:
         """Settings read at each housekeeping tick or job: they apply at once."""
         with self._cond:

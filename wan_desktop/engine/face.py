@@ -176,6 +176,11 @@ class EngineFace(Protocol):
         """Whether and how ``model_id`` fits the engine's machine at ``params``; blocking."""
         ...
 
+    def fetch_output(self, job: Job) -> Job:
+        """The job with its result files on this computer (a server's are downloaded into a
+        local cache; blocking)."""
+        ...
+
     # --------------------------------------------------------------------------- commands
     def submit(self, spec: JobSpec) -> Job: ...
 

@@ -358,13 +358,14 @@ class RemoteEngine:
         return out
 
     def _local(self, job: Job) -> Job:
-        """The job with its result files pointing at the local cache (fetched in the background
-        when not there yet; an update follows once they are)."""
+        """The job with its result files pointing at the local cache. A listed job's thumbnail
+        is fetched in the background (an update follows); its video when the app shows it
+        (``fetch_output``): a history of long videos is not downloaded all at once."""
         out = job.output
         if out is None or job.state is not JobState.completed:
             return job
-        if not self.cache.has(job.id, "video", out.video):
-            self._fetcher.submit(self._fetch_later, job)
+        if out.thumbnail and not self.cache.has(job.id, "thumbnail", out.thumbnail):
+            self._fetcher.submit(self._fetch_later, job, ("thumbnail",))
         return replace(job, output=self._cached_output(job.id, out))
 
     def _cached_output(self, job_id: str, out: JobOutput) -> JobOutput:
@@ -382,20 +383,21 @@ class RemoteEngine:
             sidecar=local("sidecar"),
         )
 
-    def fetch_output(self, job: Job) -> Job:
-        """Download a finished job's video and thumbnail (blocking); the job pointing at them."""
+    def fetch_output(self, job: Job, files: Sequence[str] = FILES) -> Job:
+        """The job with its result files in the local cache (downloaded if not there, resumed
+        after a drop; blocking)."""
         out = job.output
         if out is None:
             return job
-        for what in FILES:
-            remote = getattr(out, what)
-            if remote:
-                self.cache.fetch(job.id, what, remote)
+        for what in files:
+            name = getattr(out, what)
+            if name:  # a cached path names the same file: only the job and suffix count
+                self.cache.fetch(job.id, what, name)
         return replace(job, output=self._cached_output(job.id, out))
 
-    def _fetch_later(self, job: Job) -> None:
+    def _fetch_later(self, job: Job, files: Sequence[str]) -> None:
         try:
-            local = self.fetch_output(job)
+            local = self.fetch_output(job, files)
         except Exception as exc:
             log.warning("could not download the result of job %s: %s", job.id, exc)
             return

@@ -217,7 +217,7 @@ class GalleryPanel(QWidget):
             self.player_box.addWidget(self.player)
         return self.player
 
-    def show_job(self, job: Job | None) -> None:
+    def show_job(self, job: Job | None, *, fetch: bool = True) -> None:
         self.current = job
         self.detail.setVisible(job is not None)
         if job is None or job.output is None:
@@ -225,7 +225,19 @@ class GalleryPanel(QWidget):
                 self.player.clear()
             return
         out = job.output
-        self.ensure_player().load(out.video, thumbnail(out.thumbnail))
+        if fetch and not Path(out.video).is_file():
+            # Not on this computer yet (a server's video): the engine brings it, then it plays.
+            self.ensure_player().clear()
+            self.studio.background.run(
+                self.studio.engine.fetch_output,
+                job,
+                on_done=self._fetched,
+                on_error=lambda exc: self.studio.post(
+                    Notice("error", "Could not get the video", str(exc))
+                ),
+            )
+        else:
+            self.ensure_player().load(out.video, thumbnail(out.thumbnail))
         self.label_badge.set(job.label if fmt.label_badge(job) and job.label else "", "dev")
         self.prompt.setText(job.prompt)
         self.subtitles.setVisible(False)
@@ -241,6 +253,11 @@ class GalleryPanel(QWidget):
             )
             + "</table>"
         )
+
+    def _fetched(self, job: Job) -> None:
+        self.studio.jobs[job.id] = job
+        if self.current is not None and self.current.id == job.id:
+            self.show_job(job, fetch=False)
 
     def _subtitles(self, text: str) -> None:
         cues = [b.split("\n", 2)[-1].replace("\n", " ") for b in text.strip().split("\n\n") if b]
