@@ -79,13 +79,15 @@ def not_wan_server() -> Iterator[str]:
 
 class CuttingRelay:
     """A TCP relay on loopback to ``target_port`` that cuts the first connection carrying a
-    request for ``marker`` once ``cut_after`` bytes of the answer went through."""
+    request for ``marker`` once ``cut_after`` bytes of the answer went through, and that can
+    go silent (``frozen``) without closing anything."""
 
     def __init__(self, target_port: int, marker: bytes, cut_after: int) -> None:
         self.target_port = target_port
         self.marker = marker
         self.cut_after = cut_after
         self.cuts = 0
+        self.frozen = False  # True: bytes are swallowed both ways, connections stay open
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -117,6 +119,8 @@ class CuttingRelay:
     ) -> None:
         try:
             while data := src.recv(65536):
+                if self.frozen:
+                    continue  # a dead link that nobody closed (a sleeping router, say)
                 if up and self.marker in data and self.cuts == 0:
                     state["armed"] = True
                 if not up and state["armed"]:

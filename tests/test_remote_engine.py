@@ -187,3 +187,18 @@ def test_the_servers_models_loras_and_fit_through_the_interface(tmp_path: Path) 
         assert sent != lora and sent.read_bytes() == lora.read_bytes(), "uploaded, kept there"
         verdict = face.fit("T2V-A14B", {"resolution": "320x192", "frames": 5, "steps": 3})
         assert verdict.model_id == "t2v-A14B@2.2.0" and not verdict.development
+
+
+def test_a_silent_link_is_found_dead_by_the_missed_pings_and_comes_back(tmp_path: Path) -> None:
+    with serve(tmp_path / "server") as server:
+        relay = CuttingRelay(int(server.url.rsplit(":", 1)[1]), b"never", cut_after=0)
+        try:
+            with remote_engine(server, tmp_path / "app", url=relay.url) as engine:
+                relay.frozen = True  # nothing closes: only the server's pings going missing tell
+                wait_for(lambda: engine.link != "up", 30, "the dead link to be noticed")
+                relay.frozen = False
+                wait_for(lambda: engine.link == "up", 60, "the reconnect")
+                job = engine.submit(JobSpec(kind=JobKind.wan, params=wan_spec(steps=2).params))
+                wait_for(lambda: engine.get(job.id).state is JobState.completed, 60)
+        finally:
+            relay.close()

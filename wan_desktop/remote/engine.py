@@ -451,11 +451,20 @@ class RemoteEngine:
 
     def _resync(self) -> None:
         """The server could not replay what was missed: reread its state (the app reloads its
-        job lists when the link comes up)."""
+        job lists when the link comes up). A download the server no longer runs has ended
+        (its finished event was lost with the gap): its waiter is told."""
         try:
-            self._read_state()
+            state = self._read_state()
         except Exception as exc:
             log.info("state not reread after a gap: %s", exc)
+            return
+        running = {(str(m), str(v)) for m, v in state.get("downloads") or ()}
+        with self._lock:
+            ended = [k for k in self._downloads if k not in running]
+            futures = [self._downloads.pop(k) for k in ended]
+        for future in futures:
+            if not future.done():
+                future.set_result(None)  # the catalog, reread, says how it ended
 
     def _on_link(self, state: str, reason: str, what_to_do: str) -> None:
         self._inbox.put(LinkChanged(state=state, reason=reason, what_to_do=what_to_do))
