@@ -40,6 +40,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WanServe]:
     with serve(tmp_path_factory.mktemp("remote")) as s:
         yield s
         s.stop()
+    # Whatever the tests sent (cut-off uploads, bad bodies, wrong tokens): no traceback.
+    assert "Traceback" not in s.stderr, s.stderr
 
 
 def client(server: WanServe) -> httpx.Client:
@@ -219,6 +221,31 @@ def test_uploads_are_stored_once_by_their_hash_and_jobs_use_them(server: WanServ
         assert "upload the file again" in v.json()["errors"]["image"]
         cancel = c.post(f"/jobs/{job.id}/cancel")
         assert cancel.status_code in (200, 409)
+
+
+def test_an_upload_cut_off_midway_leaves_nothing_behind(server: WanServe) -> None:
+    import socket
+
+    data = os.urandom(200_000)
+    digest = hashlib.sha256(data).hexdigest()
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as s:
+        s.sendall(
+            f"PUT {ENGINE}/blobs/{digest} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data[:50_000]
+        )
+        time.sleep(0.5)  # part of the body on its way, then the link is gone
+    with client(server) as c:
+        blobs = Path(c.get("/hello").json()["settings"]["data_dir"]) / "blobs"
+        deadline = time.monotonic() + TIMEOUT
+        while any(blobs.glob(".wan-tmp-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the server notices the disconnect and removes its temporary file
+        assert not any(blobs.glob(".wan-tmp-*"))
+        assert c.head(f"/blobs/{digest}").status_code == 404
+        whole = c.put(f"/blobs/{digest}", content=data)  # sent again, whole
+        assert whole.json()["stored"] is True
+        assert (blobs / digest).read_bytes() == data
 
 
 def test_engine_errors_carry_a_code_the_client_can_rebuild(server: WanServe) -> None:
