@@ -29,10 +29,9 @@ ENGINE = "/api/v1/engine"
 TIMEOUT = 60.0  # generous: two cores shared with other test runs
 
 
-def serve(root: Path) -> WanServe:
-    return WanServe(
-        root, "--log-level", "warning", env={"WAN_API_TOKEN": TOKEN, "WAN_DEV_MODE": "1"}
-    )
+def serve(root: Path, *, mock: bool = True) -> WanServe:
+    env = {"WAN_API_TOKEN": TOKEN, "WAN_DEV_MODE": "1"}
+    return WanServe(root, "--log-level", "warning", env=env, mock=mock)
 
 
 @pytest.fixture(scope="module")
@@ -301,3 +300,34 @@ def test_after_a_kill_and_restart_the_stream_says_gap_and_the_job_is_interrupted
             ]
             assert [j.id for j in jobs] == [job.id]
         second.stop()
+
+
+def test_a_real_tiny_model_job_streams_its_steps_and_its_video_comes_back_whole(
+    tmp_path: Path,
+) -> None:
+    """``wan --dev serve`` without --mock: the real pipeline on the tiny T2V-A14B (built by the
+    server on first use), every event it publishes through the codec, the video downloaded."""
+    with serve(tmp_path, mock=False) as server:
+        stream = Stream(server.url)
+        with client(server) as c:
+            r = c.post("/jobs", json=spec(steps=2, frames=5, resolution="160x96", seed=7))
+            assert r.status_code == 201, r.text
+            job = from_wire(Job, r.json())
+            assert job.development and not job.mock
+            try:
+                seen = stream.events_until(finished(job.id))
+            finally:
+                stream.close()
+            final = seen[-1][1].job  # type: ignore[attr-defined]
+            assert final.state is JobState.completed, final.failure
+            steps = [e for _, e in seen if isinstance(e, JobStep)]
+            assert [e.step for e in steps] == [1, 2]
+            assert {e.expert for e in steps} <= {"high_noise", "low_noise"}  # two experts
+            assert "ModelLoaded" in {type(e).__name__ for _, e in seen}
+            video = c.get(f"/jobs/{job.id}/files/video")
+            assert video.status_code == 200
+            assert final.output is not None
+            assert video.content == Path(final.output.video).read_bytes()
+            sidecar = c.get(f"/jobs/{job.id}/files/sidecar").json()
+            assert sidecar["seed"] == 7 and "random weights" in sidecar["model"]["label"]
+        server.stop()
