@@ -22,6 +22,7 @@ from wan_desktop.engine import Job, JobState, JobStateChanged, JobStep
 from wan_desktop.engine.events import Event
 from wan_desktop.engine.jobs import JobKind, JobSpec
 from wan_desktop.engine.wire import event_from_wire, from_wire, to_wire
+from wan_desktop.models.types import ModelState, ModelStatus, VerifyReport
 
 TOKEN = "remote-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -330,4 +331,22 @@ def test_a_real_tiny_model_job_streams_its_steps_and_its_video_comes_back_whole(
             assert video.content == Path(final.output.video).read_bytes()
             sidecar = c.get(f"/jobs/{job.id}/files/sidecar").json()
             assert sidecar["seed"] == 7 and "random weights" in sidecar["model"]["label"]
+
+            # The server's model store through the same surface: state, pin, verify, delete.
+            t2v = next(m for m in c.get("/models").json() if m["spec"]["id"] == "t2v-A14B@2.2.0")
+            assert t2v["variant"] == "tiny"
+            status = from_wire(ModelStatus, t2v["variants"]["tiny"]["status"])
+            assert status.state is ModelState.complete and t2v["variants"]["tiny"]["loaded"]
+            model = "/models/t2v-A14B@2.2.0"
+            assert c.post(f"{model}/pin", json={"pinned": True}).json() == {"pinned": True}
+            report = from_wire(VerifyReport, c.post(f"{model}/verify", json={}).json())
+            assert report.ok and report.checked
+            assert c.post("/unload").status_code == 204
+            deadline = time.monotonic() + TIMEOUT
+            while c.get("/state").json()["loaded"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            freed = c.delete(model, params={"variant": "tiny"})
+            assert freed.status_code == 200 and freed.json()["freed"] > 0, freed.text
+            gone = next(m for m in c.get("/models").json() if m["spec"]["id"] == t2v["spec"]["id"])
+            assert gone["variants"]["tiny"]["status"]["state"] == "NOT_PRESENT"
         server.stop()
