@@ -22,6 +22,7 @@ from wan_desktop.engine import Job, JobState, JobStateChanged, JobStep
 from wan_desktop.engine.events import Event
 from wan_desktop.engine.jobs import JobKind, JobSpec
 from wan_desktop.engine.wire import event_from_wire, from_wire, to_wire
+from wan_desktop.models.types import ModelState, ModelStatus, VerifyReport
 
 TOKEN = "remote-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -29,10 +30,9 @@ ENGINE = "/api/v1/engine"
 TIMEOUT = 60.0  # generous: two cores shared with other test runs
 
 
-def serve(root: Path) -> WanServe:
-    return WanServe(
-        root, "--log-level", "warning", env={"WAN_API_TOKEN": TOKEN, "WAN_DEV_MODE": "1"}
-    )
+def serve(root: Path, *, mock: bool = True) -> WanServe:
+    env = {"WAN_API_TOKEN": TOKEN, "WAN_DEV_MODE": "1"}
+    return WanServe(root, "--log-level", "warning", env=env, mock=mock)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WanServe]:
     with serve(tmp_path_factory.mktemp("remote")) as s:
         yield s
         s.stop()
+    # Whatever the tests sent (cut-off uploads, bad bodies, wrong tokens): no traceback.
+    assert "Traceback" not in s.stderr, s.stderr
 
 
 def client(server: WanServe) -> httpx.Client:
@@ -221,6 +223,31 @@ def test_uploads_are_stored_once_by_their_hash_and_jobs_use_them(server: WanServ
         assert cancel.status_code in (200, 409)
 
 
+def test_an_upload_cut_off_midway_leaves_nothing_behind(server: WanServe) -> None:
+    import socket
+
+    data = os.urandom(200_000)
+    digest = hashlib.sha256(data).hexdigest()
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as s:
+        s.sendall(
+            f"PUT {ENGINE}/blobs/{digest} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data[:50_000]
+        )
+        time.sleep(0.5)  # part of the body on its way, then the link is gone
+    with client(server) as c:
+        blobs = Path(c.get("/hello").json()["settings"]["data_dir"]) / "blobs"
+        deadline = time.monotonic() + TIMEOUT
+        while any(blobs.glob(".wan-tmp-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the server notices the disconnect and removes its temporary file
+        assert not any(blobs.glob(".wan-tmp-*"))
+        assert c.head(f"/blobs/{digest}").status_code == 404
+        whole = c.put(f"/blobs/{digest}", content=data)  # sent again, whole
+        assert whole.json()["stored"] is True
+        assert (blobs / digest).read_bytes() == data
+
+
 def test_engine_errors_carry_a_code_the_client_can_rebuild(server: WanServe) -> None:
     with client(server) as c:
         r = c.get("/jobs/no-such-job")
@@ -274,3 +301,52 @@ def test_after_a_kill_and_restart_the_stream_says_gap_and_the_job_is_interrupted
             ]
             assert [j.id for j in jobs] == [job.id]
         second.stop()
+
+
+def test_a_real_tiny_model_job_streams_its_steps_and_its_video_comes_back_whole(
+    tmp_path: Path,
+) -> None:
+    """``wan --dev serve`` without --mock: the real pipeline on the tiny T2V-A14B (built by the
+    server on first use), every event it publishes through the codec, the video downloaded."""
+    with serve(tmp_path, mock=False) as server:
+        stream = Stream(server.url)
+        with client(server) as c:
+            r = c.post("/jobs", json=spec(steps=2, frames=5, resolution="160x96", seed=7))
+            assert r.status_code == 201, r.text
+            job = from_wire(Job, r.json())
+            assert job.development and not job.mock
+            try:
+                seen = stream.events_until(finished(job.id))
+            finally:
+                stream.close()
+            final = seen[-1][1].job  # type: ignore[attr-defined]
+            assert final.state is JobState.completed, final.failure
+            steps = [e for _, e in seen if isinstance(e, JobStep)]
+            assert [e.step for e in steps] == [1, 2]
+            assert {e.expert for e in steps} <= {"high_noise", "low_noise"}  # two experts
+            assert "ModelLoaded" in {type(e).__name__ for _, e in seen}
+            video = c.get(f"/jobs/{job.id}/files/video")
+            assert video.status_code == 200
+            assert final.output is not None
+            assert video.content == Path(final.output.video).read_bytes()
+            sidecar = c.get(f"/jobs/{job.id}/files/sidecar").json()
+            assert sidecar["seed"] == 7 and "random weights" in sidecar["model"]["label"]
+
+            # The server's model store through the same surface: state, pin, verify, delete.
+            t2v = next(m for m in c.get("/models").json() if m["spec"]["id"] == "t2v-A14B@2.2.0")
+            assert t2v["variant"] == "tiny"
+            status = from_wire(ModelStatus, t2v["variants"]["tiny"]["status"])
+            assert status.state is ModelState.complete and t2v["variants"]["tiny"]["loaded"]
+            model = "/models/t2v-A14B@2.2.0"
+            assert c.post(f"{model}/pin", json={"pinned": True}).json() == {"pinned": True}
+            report = from_wire(VerifyReport, c.post(f"{model}/verify", json={}).json())
+            assert report.ok and report.checked
+            assert c.post("/unload").status_code == 204
+            deadline = time.monotonic() + TIMEOUT
+            while c.get("/state").json()["loaded"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            freed = c.delete(model, params={"variant": "tiny"})
+            assert freed.status_code == 200 and freed.json()["freed"] > 0, freed.text
+            gone = next(m for m in c.get("/models").json() if m["spec"]["id"] == t2v["spec"]["id"])
+            assert gone["variants"]["tiny"]["status"]["state"] == "NOT_PRESENT"
+        server.stop()

@@ -328,12 +328,16 @@ def blob_head(digest: str, ctx: Ctx) -> Response:
 
 
 @router.put("/blobs/{digest}", summary="Upload a file named by its sha256 (the raw body)")
-async def blob_put(digest: str, request: Request, ctx: Ctx) -> dict[str, Any]:
+async def blob_put(digest: str, request: Request, ctx: Ctx) -> Any:
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
     length = request.headers.get("content-length")
     declared = int(length) if length and length.isdigit() else None
-    _, new = await ctx.blobs.put(digest, request.stream(), declared=declared)
+    try:
+        _, new = await ctx.blobs.put(digest, request.stream(), declared=declared)
+    except ClientDisconnect:  # gone mid-upload: nothing was stored; it uploads again
+        return Response(status_code=400)
     if new:
         await run_in_threadpool(_evict, ctx)
     return {"ref": ref_of(digest), "stored": new}
