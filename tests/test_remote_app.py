@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.api_helpers import image_bytes
+from tests.api_helpers import WanServe, image_bytes
 from tests.engine_helpers import wan_spec
 from tests.remote_helpers import TOKEN, free_port, not_wan_server, serve
 from tests.test_remote_engine import server_job
@@ -211,3 +211,32 @@ def test_a_video_made_before_the_app_connected_is_fetched_when_shown(
             )
             remote = server_job(server.url, job.id)["output"]["video"]
             assert video.read_bytes() == Path(remote).read_bytes()
+
+
+def test_the_app_on_wan_dev_serve_runs_a_real_tiny_model_job(
+    qtbot: Any, tmp_path: Path, app_folders: Path
+) -> None:
+    """No mock: the server builds the tiny T2V-A14B and runs the real pipeline on it."""
+    env = {"WAN_API_TOKEN": TOKEN, "WAN_DEV_MODE": "1"}
+    with (
+        WanServe(tmp_path / "server", env=env, mock=False) as server,
+        session_for(qtbot, app_args(connect=server.url, token=TOKEN, mock=False)) as session,
+    ):
+        studio, window = session.studio, session.window
+        wait_until(qtbot, lambda: studio.link is not None and studio.link.state == "up")
+        assert studio.dev_mode and not studio.mock, "the server's mode shows in the app"
+        params = wan_spec(steps=2, frames=5, resolution="160x96", seed=7).params
+        job = studio.submit(params)
+        wait_until(qtbot, lambda: studio.jobs[job.id].finished, 240)
+        done = studio.jobs[job.id]
+        assert done.state is JobState.completed, done.failure
+        assert done.development and done.total_steps == 2
+        window.show_page(f"gallery:{job.id}")
+        gallery = window.pages["gallery"]
+        assert isinstance(gallery, GalleryPanel) and gallery.player is not None
+        played = Path(gallery.player.player.source().toLocalFile())
+        remote = server_job(server.url, job.id)["output"]["video"]
+        assert played.is_relative_to(app_folders)
+        assert played.read_bytes() == Path(remote).read_bytes()
+        key = ("t2v-A14B@2.2.0", "tiny")
+        wait_until(qtbot, lambda: (r := studio.row(*key)) is not None and r.status.complete, 30)
