@@ -35,7 +35,8 @@ class WrongTokenError(RemoteError):
     def __init__(self, url: str) -> None:
         super().__init__(
             f"the server at {url} refused the access token",
-            "copy the token that `wan serve` printed (or its token file) into Settings → Engine",
+            "give the token that `wan serve` printed (or its token file): --token, "
+            "WAN_API_TOKEN, or Settings → Engine",
         )
 
 

@@ -141,7 +141,7 @@ class EventStream:
             if status in (401, 403):
                 raise LinkRefusedError(
                     "the server refused the access token",
-                    "copy the token that `wan serve` printed into Settings → Engine",
+                    "give the token that `wan serve` printed: Settings → Engine (or --token)",
                 ) from None
             raise LinkRefusedError(
                 f"the server has no engine event stream (HTTP {status})",

@@ -9,6 +9,7 @@ from PySide6.QtGui import QFont, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QProgressBar, QVBoxLayout, QWidget
 
 from wan_desktop.engine import HardwareProfile, MemorySample
+from wan_desktop.engine.face import THIS_COMPUTER
 
 from .. import format as fmt
 from .. import theme
@@ -205,7 +206,8 @@ class SystemPanel(QWidget):
         top.addWidget(meters, 1)
         col.addLayout(top)
 
-        machine = Card("This machine")
+        where = studio.engine.info.location
+        machine = Card("This machine" if where == THIS_COMPUTER else f"The server ({where})")
         self.facts = QGridLayout()
         self.facts.setHorizontalSpacing(24)
         self.facts.setVerticalSpacing(8)
