@@ -22,7 +22,7 @@ from tests.remote_helpers import (
     serve,
     wait_for,
 )
-from wan_desktop.engine import Event, JobState, JobStateChanged, JobStep
+from wan_desktop.engine import Event, InvalidInputError, JobState, JobStateChanged, JobStep
 from wan_desktop.engine.face import EngineFace, LinkChanged
 from wan_desktop.engine.jobs import JobKind, JobSpec
 from wan_desktop.remote import (
@@ -202,3 +202,18 @@ def test_a_silent_link_is_found_dead_by_the_missed_pings_and_comes_back(tmp_path
                 wait_for(lambda: engine.get(job.id).state is JobState.completed, 60)
         finally:
             relay.close()
+
+
+def test_the_form_is_checked_without_a_round_trip_by_the_servers_rules(tmp_path: Path) -> None:
+    with serve(tmp_path / "server") as server, remote_engine(server, tmp_path / "app") as engine:
+        picture = tmp_path / "start.png"
+        picture.write_bytes(image_bytes())
+        good = wan_spec(model="I2V-A14B", image=str(picture)).params
+        engine.validate(JobKind.wan, good)
+        assert engine.uploads.sent == 0, "checking a form uploads nothing"
+        with pytest.raises(InvalidInputError) as bad:
+            engine.validate(JobKind.wan, {**good, "steps": 500, "image": str(tmp_path / "no.png")})
+        assert set(bad.value.errors) == {"steps", "image"}
+        with pytest.raises(InvalidInputError) as refused:  # the server says the same
+            engine.submit(JobSpec(kind=JobKind.wan, params={**good, "steps": 500}))
+        assert set(refused.value.errors) == {"steps"}

@@ -35,6 +35,7 @@ from wan_desktop.engine.events import (
 from wan_desktop.engine.face import EngineInfo, LinkChanged
 from wan_desktop.engine.hardware import HardwareProfile
 from wan_desktop.engine.jobs import Job, JobKind, JobOutput, JobSpec, JobState
+from wan_desktop.engine.params import validate_wan_params
 from wan_desktop.engine.pipelines.base import LoadedModel
 from wan_desktop.engine.wire import WIRE_VERSION, from_wire, to_wire
 
@@ -262,6 +263,12 @@ class RemoteEngine:
             return list(self._busy_downloads)
 
     def validate(self, kind: JobKind, params: Mapping[str, Any]) -> None:
+        """A video job is checked here, by the server's own rules against its manifest (the
+        form asks at every change: no round trip, and its images are files of this computer);
+        other kinds by the server. Submitting checks again on the server."""
+        if kind is JobKind.wan:
+            validate_wan_params(params, self._models.manifest, dev_mode=self._info.dev_mode)
+            return
         self.http.post("/validate", {"kind": str(kind), "params": self._upload(params)})
 
     def fit(self, model_id: str, params: Mapping[str, Any]) -> FitVerdict:
