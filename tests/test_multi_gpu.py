@@ -5,6 +5,9 @@ the weights on every GPU and splits the activations). The pool's own tests are i
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,10 +15,16 @@ import pytest
 from tests.api_helpers import api_client
 from tests.helpers import REAL_MANIFEST
 from wan_desktop.engine import InvalidInputError
-from wan_desktop.engine.params import validate_wan_params
+from wan_desktop.engine.hardware import simulated_profile
+from wan_desktop.engine.model_facts import facts_from_manifest
+from wan_desktop.engine.params import round_size, validate_wan_params
+from wan_desktop.engine.planner import JobShape, activations_gb, plan, weights_gb
 from wan_desktop.models import load_manifest
+from wan_desktop.models.manifest import parse_resolution
 
 MANIFEST = load_manifest(REAL_MANIFEST)
+H100 = simulated_profile(80, 256, name="H100", compute_capability=(9, 0))
+RTX_4090 = simulated_profile(24, 64, name="RTX 4090", compute_capability=(8, 9))
 
 
 def refusal(dev_mode: bool, **raw: object) -> str:
@@ -60,3 +69,89 @@ def test_a_server_without_a_pool_refuses_a_multi_gpu_job_with_a_4xx(tmp_path: Pa
             json={"model_type": "T2V-A14B", "prompt": "a kite", "resolution": "854x480", "gpus": 1},
         )
         assert r.status_code == 200, r.text
+
+
+def shape(model: str, resolution: str, frames: int, gpus: int = 1) -> JobShape:
+    spec = MANIFEST.get(model)
+    w, h = round_size(*parse_resolution(resolution), spec)
+    return JobShape(w, h, frames, spec.defaults.steps, gpus=gpus)
+
+
+def test_a_split_job_keeps_full_weights_and_an_nth_of_the_activations_on_each_gpu() -> None:
+    facts = facts_from_manifest(MANIFEST.get("T2V-A14B"))
+    one = shape("T2V-A14B", "1280x720", 81)
+    for n in (2, 4, 8):
+        split = replace(one, gpus=n)
+        assert activations_gb(facts, "bfloat16", split) == pytest.approx(
+            activations_gb(facts, "bfloat16", one) / n, rel=1e-3
+        )
+    weights = sum(weights_gb(facts, "bfloat16").values())
+
+    # On an H100 the whole A14B model and one GPU's activations do not fit: one expert at a
+    # time. Split in two, every GPU holds all the weights and half the activations: it fits.
+    alone = plan(facts, "bfloat16", one, H100)
+    two = plan(facts, "bfloat16", replace(one, gpus=2), H100)
+    assert alone.strategy == "model_offload" and two.strategy == "gpu" and two.fits
+    assert two.vram_gb > weights, "a full copy of the weights on every GPU"
+    by = {(c.strategy, c.vae_tiling): c for c in alone.candidates}
+    for c in two.candidates:  # never more per GPU than one GPU alone
+        assert c.vram_gb <= by[(c.strategy, c.vae_tiling)].vram_gb, c
+    assert two.minutes < alone.minutes
+    assert two.gpus == 2 and alone.gpus == 1
+    assert two.estimate()["gpus"] == 2 and two.to_dict()["gpus"] == 2
+    assert "per GPU, on each of 2 GPUs" in two.summary
+    assert "per GPU" not in alone.summary
+
+
+def test_the_ranks_of_a_split_job_share_one_machines_ram() -> None:
+    facts = facts_from_manifest(MANIFEST.get("T2V-A14B"))
+    one = shape("T2V-A14B", "1280x720", 81)
+    alone = plan(facts, "bfloat16", one, RTX_4090)
+    assert alone.fits and alone.ram_gb * 2 > alone.ram_budget_gb
+    two = plan(facts, "bfloat16", replace(one, gpus=2), RTX_4090)
+    assert not two.fits, "two processes holding 40 GiB each do not fit 54 GiB of RAM"
+    assert "RAM is the limit" in two.notes[-1]
+
+
+def test_wan_generate_splits_a_job_across_gpus_into_the_video_of_one(
+    tiny_models_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("ray", reason="the pool extra (ray) is installed by setup.sh --dev")
+    pytest.importorskip("diffusers")
+    import numpy as np
+    import torch
+
+    from wan_desktop.cli import main
+    from wan_desktop.engine.cli import EXIT_INVALID, EXIT_OK
+    from wan_desktop.engine.outputs import read_mp4
+
+    monkeypatch.setenv("MODELS_ROOT", str(tiny_models_root))
+    monkeypatch.setenv("WAN_DEV_MODE", "1")
+    job = ["--model", "T2V-A14B", "--prompt", "a kite over the dunes", "--seed", "7"]
+    base = ["generate", *job, "--steps", "4", "--frames", "9", "--resolution", "96x64", "--json"]
+
+    # Refused before a pool starts: the tiny variant that runs has 2 attention heads.
+    assert main([*base, "--gpus", "4", "--out", str(tmp_path / "x.mp4")]) == EXIT_INVALID
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["error"]["fields"]["gpus"].endswith("use one of 1, 2")
+    assert not (tmp_path / "x.mp4").exists()
+
+    # Two ranks on this CPU machine (gloo), on a private local Ray instance.
+    code = main([*base, "--gpus", "2", "--out", str(tmp_path / "two.mp4")])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == EXIT_OK, doc
+    side = json.loads((tmp_path / "two.json").read_text("utf-8"))
+    assert side["params"]["gpus"] == 2
+
+    # The same job on one GPU, with the torch threads each of the two workers had.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        assert main([*base, "--out", str(tmp_path / "one.mp4")]) == EXIT_OK
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    assert np.array_equal(read_mp4(tmp_path / "two.mp4"), read_mp4(tmp_path / "one.mp4"))

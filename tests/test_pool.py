@@ -221,6 +221,9 @@ def test_a_two_gpu_job_makes_the_frames_of_a_one_gpu_job(
     finally:
         rec.sub.close()
     assert two.params["gpus"] == 2 and sidecar(two)["params"]["gpus"] == 2
+    # The job records its degree and the plan of each of its GPUs.
+    assert two.estimate["gpus"] == 2 and two.memory_plan["gpus"] == 2
+    assert "per GPU, on each of 2 GPUs" in two.memory_plan["summary"]
     lines = [line["message"] for line in pool.logs(two.id)]
     assert any("Ulysses context parallelism of degree 2" in line for line in lines), lines
     deadline = time.monotonic() + 60  # the other rank finishes its copy of the job just after
