@@ -9,6 +9,7 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,3 +156,19 @@ def test_wan_generate_splits_a_job_across_gpus_into_the_video_of_one(
         torch.set_num_threads(threads)
     capsys.readouterr()
     assert np.array_equal(read_mp4(tmp_path / "two.mp4"), read_mp4(tmp_path / "one.mp4"))
+
+
+def test_the_generate_form_offers_no_gpu_choice_where_a_job_runs_on_one(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    from tests.ui_helpers import mock_studio
+    from wan_desktop.ui.panels.generate import GeneratePanel
+
+    with mock_studio(tmp_path) as studio:
+        gen = GeneratePanel(studio)
+        qtbot.addWidget(gen)
+        assert gen.gpus_field.isHidden() and gen.gpus.count() == 1
+        gen.prompt.setPlainText("a kite over the dunes")
+        assert "gpus" not in gen.params()
+        job = gen.submit()
+        assert job is not None and job.params["gpus"] == 1

@@ -309,6 +309,34 @@ def test_pool_events_reach_the_desktop_apps_bridge_in_order(pool: PoolEngine, qt
     assert seen.index(("stage", "generating")) < first_step < seen.index(("stage", "saving"))
 
 
+def test_the_generate_form_offers_the_pools_gpus_for_one_video(
+    pool: PoolEngine, qtbot: Any, tmp_path: Path
+) -> None:
+    from wan_desktop.ui.config import AppSettings, SettingsStore
+    from wan_desktop.ui.panels.generate import GeneratePanel
+    from wan_desktop.ui.state import Studio
+
+    studio = Studio(pool, SettingsStore(tmp_path / "config"), AppSettings(welcomed=True))
+    try:
+        gen = GeneratePanel(studio)
+        qtbot.addWidget(gen)
+        assert not gen.gpus_field.isHidden(), "two workers of one machine: the choice is there"
+        assert [gen.gpus.itemData(i) for i in range(gen.gpus.count())] == [1, 2]
+        gen.select_model("T2V-A14B")
+        gen.prompt.setPlainText("a kite over the dunes")
+        gen.resolution.setCurrentText("854x480")  # development mode makes it small
+        gen.steps.setValue(4)
+        gen.frames.setValue(9)
+        assert "gpus" not in gen.params(), "one GPU unless chosen"
+        gen.gpus.setCurrentIndex(gen.gpus.findData(2))
+        job = gen.submit()
+        assert job is not None and job.params["gpus"] == 2
+        done = finished(pool, job.id)
+        assert done.state is JobState.completed, done.failure
+    finally:
+        studio.close()
+
+
 def test_cancel_reaches_the_running_worker_within_one_step(pool: PoolEngine) -> None:
     rec = Recorder(pool)
     try:
