@@ -134,7 +134,11 @@ def test_wan_generate_splits_a_job_across_gpus_into_the_video_of_one(
     job = ["--model", "T2V-A14B", "--prompt", "a kite over the dunes", "--seed", "7"]
     base = ["generate", *job, "--steps", "4", "--frames", "9", "--resolution", "96x64", "--json"]
 
-    # Refused before a pool starts: the tiny variant that runs has 2 attention heads.
+    # Refused before a pool starts: not a count, and a count the tiny variant that runs (2
+    # attention heads) cannot be split by.
+    assert main([*base, "--gpus", "two", "--out", str(tmp_path / "x.mp4")]) == EXIT_INVALID
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["error"]["fields"]["gpus"] == "must be a whole number between 1 and 8"
     assert main([*base, "--gpus", "4", "--out", str(tmp_path / "x.mp4")]) == EXIT_INVALID
     doc = json.loads(capsys.readouterr().out)
     assert doc["error"]["fields"]["gpus"].endswith("use one of 1, 2")

@@ -226,18 +226,18 @@ def _generate(args: argparse.Namespace, params: dict[str, Any], tmp: Path, out: 
         overrides["device"] = args.device
     started = time.monotonic()
     settings = EngineSettings.from_env(**overrides)
-    gpus = int(params.get("gpus") or 1)
-    if gpus > 1:
-        # Every other field is checked before a pool starts (it takes seconds).
+    if params.get("gpus") not in (None, "1"):
+        # Every field is checked before a pool starts (that takes seconds).
         errors = _validation_errors(params)
         if errors:
             return out.invalid(errors)
-        if args.split_engine is None:
-            return out.failed(
-                "engine_unavailable",
-                f"--gpus {gpus} needs the GPU pool, which this program was started without",
-                ("run it as wan generate", "use --gpus 1"),
-            )
+    gpus = int(params.get("gpus") or 1)
+    if gpus > 1 and args.split_engine is None:
+        return out.failed(
+            "engine_unavailable",
+            f"--gpus {gpus} needs the GPU pool, which this program was started without",
+            ("run it as wan generate", "use --gpus 1"),
+        )
     try:
         engine = Engine(settings) if gpus <= 1 else args.split_engine(settings, gpus)
     except InvalidInputError as exc:
