@@ -119,6 +119,7 @@ def torch_zip_lora_bytes() -> bytes:
 
 class WanServe:
     """A real ``wan serve --mock`` subprocess on a free port of 127.0.0.1; ``url`` once it listens.
+    ``mock=False`` runs the real pipelines (with ``WAN_DEV_MODE=1``: the tiny models).
 
     Stopped (SIGINT, then kill) by ``stop()``, killed on leaving the ``with`` block.
     """
@@ -129,6 +130,7 @@ class WanServe:
         *args: str,
         env: Mapping[str, str] | None = None,
         ignore_sigint: bool = False,
+        mock: bool = True,
     ) -> None:
         import os
         import subprocess
@@ -146,7 +148,8 @@ class WanServe:
             ),
             **(env or {}),
         }
-        command = [sys.executable, "-m", "wan_desktop.cli", "serve", "--port", "0", "--mock", *args]
+        command = [sys.executable, "-m", "wan_desktop.cli", "serve", "--port", "0"]
+        command += ["--mock", *args] if mock else list(args)
         if ignore_sigint:
             # As a script's background job ("wan serve &") starts: SIGINT ignored, inherited.
             command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]

@@ -7,6 +7,7 @@ equally to every contender. Optionally it adds a round-trip time (half of it eac
 for a new connection's handshake) and caps each connection at ``conn_bps``: over a long path a
 single TCP stream is held well under the link by loss and its window (the reason download
 accelerators open several), and a request costs a round trip however small it is.
+``CutProxy`` drops a connection after so many bytes (a download that must resume).
 ``ForwardProxy`` is what ``HTTP_PROXY``/``HTTPS_PROXY`` point at:
 it takes absolute-URI requests and ``CONNECT`` tunnels, resolves host names through its own
 table (so a client that bypassed it could not reach the fake host at all) and logs what it saw.
@@ -194,6 +195,52 @@ class LinkProxy(Relay):
         self._spawn(_pipe_delayed, conn, upstream, None, one_way, self.rtt_s)
         cap = _Link(self.conn_bps) if self.conn_bps else None
         _pipe_delayed(upstream, conn, self.link, one_way, 0.0, cap)
+
+
+class CutProxy(Relay):
+    """127.0.0.1 TCP relay to ``target_port`` that drops the link: each of the first ``cuts``
+    connections is closed both ways once ``cut_after`` bytes went down to the client (as when
+    a Wi-Fi link or a VPN drops mid-download). Later connections pass whole."""
+
+    def __init__(self, target_port: int, *, cut_after: int, cuts: int = 1) -> None:
+        super().__init__()
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.cuts_left = cuts
+        self.cut = 0  # connections cut so far
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            conn.close()
+            return
+        with self._lock:
+            self._conns.append(upstream)
+            cut = self.cuts_left > 0
+            self.cuts_left -= 1 if cut else 0
+        if not cut:
+            self._pipe_both(conn, upstream, None)
+            return
+        self._spawn(_pipe, conn, upstream, None)
+        sent = 0
+        try:
+            while sent < self.cut_after:
+                data = upstream.recv(min(CHUNK, self.cut_after - sent))
+                if not data:
+                    break
+                conn.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            if sent >= self.cut_after:
+                with self._lock:
+                    self.cut += 1
+            for s in (conn, upstream):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
 
 
 def _pipe_delayed(

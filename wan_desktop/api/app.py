@@ -18,16 +18,19 @@ from wan_desktop import __version__, explainer
 from wan_desktop.engine import Engine
 from wan_desktop.engine.lora_library import LoraLibrary
 
+from .blobs import BlobStore
 from .context import ApiContext
 from .edge import EdgeGuard
 from .errors import install_handlers
 from .estimates import Estimates
+from .event_log import EventLog
 from .mapping import Mapper
 from .metrics import MetricsMiddleware
 from .prompt import PromptEnhancer, RuleEnhancer
 from .queue_view import QueueView
 from .ratelimit import RateLimiter
 from .remote import RemoteLinks
+from .routes import engine as engine_routes
 from .routes import generation, jobs, lora, models, outputs, prompt, queue, system, videos
 from .security import AccessGuard
 from .settings import API_BASE, ApiSettings
@@ -50,6 +53,7 @@ def create_app(
     mapper = Mapper(engine.models.manifest, loras_dir=es.loras_dir, uploads_dir=es.uploads_dir)
     stats = SystemStats(engine, settings)
     hub = Hub(engine, mapper, stats, settings)
+    events = EventLog(engine, settings)
     ctx = ApiContext(
         engine=engine,
         settings=settings,
@@ -62,14 +66,22 @@ def create_app(
         queue=QueueView(engine, mapper),
         remote=RemoteLinks(engine),
         estimates=Estimates(engine),
+        events=events,
+        blobs=BlobStore(
+            es.data_dir / "blobs",
+            max_blob=max(settings.max_image_bytes, settings.max_lora_bytes),
+            max_total=settings.max_blob_store_bytes,
+        ),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await hub.start()
+        await events.start()
         try:
             yield
         finally:
+            await events.stop()
             await hub.stop()
 
     # /docs and /redoc with their scripts served from here, not a CDN: the docs page is
@@ -80,7 +92,8 @@ def create_app(
         version=__version__,
         description="Local API of Wan Desktop: Wan2.2 generation queue, outputs, LoRAs, "
         "prompt help, system and models; explainer videos (/videos) and every job of the "
-        "queue (/jobs). WebSocket at /ws.",
+        "queue (/jobs). WebSocket at /ws. Programs drive the engine itself under /api/v1/engine "
+        "(events at /api/v1/engine/events).",
         lifespan=lifespan,
     )
     app.state.ctx = ctx
@@ -88,10 +101,16 @@ def create_app(
     for module in (generation, queue, outputs, lora, prompt, system, models, videos, jobs):
         app.include_router(module.router, prefix=API_BASE)
     app.include_router(system.root_router)
+    app.include_router(engine_routes.router, prefix=API_BASE)
 
     @app.websocket("/ws")
     async def websocket(ws: WebSocket) -> None:
         await hub.serve(ws)
+
+    # For programs (the desktop app's remote engine): every engine event, numbered.
+    @app.websocket(f"{API_BASE}/engine/events")
+    async def engine_events(ws: WebSocket) -> None:
+        await events.serve(ws)
 
     # Added last = outermost: metrics see every answer, CORS answers preflights first, the
     # token is checked before a body is read.

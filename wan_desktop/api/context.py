@@ -10,7 +10,9 @@ from fastapi import Depends, Request
 from wan_desktop.engine import Engine
 from wan_desktop.engine.lora_library import LoraLibrary
 
+from .blobs import BlobStore
 from .estimates import Estimates
+from .event_log import EventLog
 from .mapping import Mapper
 from .prompt import PromptEnhancer
 from .queue_view import QueueView
@@ -34,6 +36,8 @@ class ApiContext:
     queue: QueueView
     remote: RemoteLinks
     estimates: Estimates
+    events: EventLog
+    blobs: BlobStore
 
 
 def get_ctx(request: Request) -> ApiContext:

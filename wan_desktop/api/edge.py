@@ -6,7 +6,8 @@ One pure ASGI middleware, so every route, FastAPI-parsed or parsed by hand, gets
 - a path and query string that decode as UTF-8 (422);
 - a request body of at most ``max_json_bytes`` (413, answered from Content-Length before reading,
   or as soon as a chunked body passes the cap) — except multipart uploads to the routes that take
-  files, which keep their own, larger, streaming limits (``uploads.read_form``);
+  files, which keep their own, larger, streaming limits (``uploads.read_form``), and the raw
+  content-addressed uploads (``PUT /engine/blobs/{sha256}``, capped by ``blobs.BlobStore``);
 - a JSON or form body that is UTF-8, nested at most ``MAX_DEPTH`` deep, and holds no text that
   cannot be encoded as UTF-8 (a lone surrogate such as ``"\\ud800"`` is valid JSON, but no file,
   database or log can store it): 422 naming the field.
@@ -31,6 +32,8 @@ MAX_DEPTH = 64
 FORM_ROUTES = re.compile(
     rf"^{re.escape(API_BASE)}/(generation/submit|lora/upload|lora/[^/]+/preview)/?$"
 )
+# Routes that take a raw file body (any content type); capped by the route itself.
+RAW_ROUTES = re.compile(rf"^{re.escape(API_BASE)}/engine/blobs/[^/]+$")
 
 
 class RefusedError(Exception):
@@ -147,6 +150,9 @@ class EdgeGuard:
         content_type = _header(scope, b"content-type").lower()
         if content_type.startswith("multipart/form-data") and FORM_ROUTES.match(scope["path"]):
             await self.app(scope, receive, send)  # read_form caps and checks it
+            return
+        if scope["method"] == "PUT" and RAW_ROUTES.match(scope["path"]):
+            await self.app(scope, receive, send)  # the blob store caps and hashes it
             return
         try:
             body = await self._read(scope, receive)

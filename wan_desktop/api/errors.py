@@ -4,6 +4,10 @@
 submissions, 507 a full data folder, 503 a read-only or damaged job store. Never a 500 for bad
 input.
 
+The program-facing engine routes (``/api/v1/engine``) answer every error as
+``{"detail": text, "code": kind, ...}`` with the fields the client needs to raise the same
+exception type (``engine_error`` below; docs/remote-wire.md lists them).
+
 A 422 on the React frontend's routes carries ``detail`` as ONE readable string naming every bad
 field (the frontend shows ``detail`` only when it is a string) and the structured list, FastAPI's
 shape, under ``errors``. The explainer routes (``/videos``, ``/jobs``) keep FastAPI's list in
@@ -28,7 +32,9 @@ from wan_desktop.engine import EngineError, InvalidInputError, JobNotFoundError,
 from wan_desktop.engine.errors import StoreUnavailableError
 from wan_desktop.engine.lora_library import LoraExistsError, LoraNotFoundError
 from wan_desktop.models import ModelError
+from wan_desktop.models.errors import ErrorCode
 
+from .blobs import BlobError
 from .settings import API_BASE
 
 log = logging.getLogger("wan_desktop.api")
@@ -208,24 +214,87 @@ def validation_response(
     return JSONResponse(body, status_code=422, headers=dict(headers) if headers else None)
 
 
+ENGINE_ROUTES = f"{API_BASE}/engine"
+# Orchestrator errors by the status that says what happened; any other is 422 (bad request).
+MODEL_STATUS = {
+    ErrorCode.model_not_found: 404,
+    ErrorCode.variant_not_found: 404,
+    ErrorCode.not_present: 404,
+    ErrorCode.in_use: 409,
+    ErrorCode.lock_timeout: 409,
+    ErrorCode.no_space: 507,
+    ErrorCode.quota_exceeded: 507,
+    ErrorCode.rate_limit: 503,
+    ErrorCode.source_unavailable: 503,
+    ErrorCode.all_sources_failed: 503,
+}
+
+
+# Other refusals on the engine routes (a missing file, a full upload, a busy client).
+HTTP_CODES = {404: "not_found", 409: "conflict", 413: "too_large", 429: "rate_limited"}
+
+
+def is_engine_route(path: str) -> bool:
+    return path == ENGINE_ROUTES or path.startswith(f"{ENGINE_ROUTES}/")
+
+
+def engine_error(exc: Exception) -> JSONResponse:
+    """An engine or orchestrator error on the engine routes: its status, and a body from which
+    the client rebuilds the same exception (``code`` names its type)."""
+    body: dict[str, Any]
+    if isinstance(exc, InvalidInputError):
+        status, body = 422, {"code": "invalid_input", "errors": exc.errors}
+    elif isinstance(exc, JobNotFoundError):
+        status, body = 404, {"code": "job_not_found", "job_id": exc.job_id}
+    elif isinstance(exc, JobStateError):
+        status = 409
+        body = {"code": "job_state", "job_id": exc.job_id, "state": str(exc.state)}
+        body["action"] = exc.action
+    elif isinstance(exc, StoreUnavailableError):
+        status = 507 if exc.reason == "storage_full" else 503
+        body = {"code": "store_unavailable", "reason": exc.reason}
+        body["suggestions"] = list(exc.suggestions)
+    elif isinstance(exc, ModelError):
+        status = MODEL_STATUS.get(exc.code, 422)
+        body = {"code": "model_error", "model_code": str(exc.code), "message": exc.message}
+        body.update(fix=exc.fix, details=json_safe(exc.details))
+    elif isinstance(exc, EngineError):
+        status, body = 400, {"code": "engine_error"}
+    else:
+        status, body = 500, {"code": "internal"}
+    return JSONResponse({"detail": str(exc), **body}, status_code=status)
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if is_engine_route(request.url.path):
+            errors = {_field(e.get("loc", ())): str(e.get("msg")) for e in exc.errors()}
+            return engine_error(InvalidInputError(errors))
         return validation_response(request, list(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Any:
         detail: Any = exc.detail  # typed str, but routes raise 422s with FastAPI's list
+        if is_engine_route(request.url.path) and isinstance(detail, str):
+            code = HTTP_CODES.get(exc.status_code, "http_error")
+            return JSONResponse(
+                {"detail": detail, "code": code}, status_code=exc.status_code, headers=exc.headers
+            )
         if exc.status_code == 422 and isinstance(detail, list):
             return validation_response(request, detail, exc.headers)
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(InvalidInputError)
     async def _invalid(request: Request, exc: InvalidInputError) -> JSONResponse:
+        if is_engine_route(request.url.path):
+            return engine_error(exc)
         return validation_response(request, detail_list(exc.errors))
 
     @app.exception_handler(JobNotFoundError)
-    async def _job_missing(_: Request, exc: JobNotFoundError) -> JSONResponse:
+    async def _job_missing(request: Request, exc: JobNotFoundError) -> JSONResponse:
+        if is_engine_route(request.url.path):
+            return engine_error(exc)
         return JSONResponse({"detail": f"Task {exc.job_id} not found"}, status_code=404)
 
     @app.exception_handler(LoraNotFoundError)
@@ -237,20 +306,35 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(JobStateError)
-    async def _state(_: Request, exc: JobStateError) -> JSONResponse:
+    async def _state(request: Request, exc: JobStateError) -> JSONResponse:
+        if is_engine_route(request.url.path):
+            return engine_error(exc)
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     @app.exception_handler(StoreUnavailableError)
-    async def _store(_: Request, exc: StoreUnavailableError) -> JSONResponse:
+    async def _store(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        if is_engine_route(request.url.path):
+            return engine_error(exc)
         # 507 Insufficient Storage: the data folder is full; 503: read-only or damaged store.
         status = 507 if exc.reason == "storage_full" else 503
         body = {"detail": str(exc), "code": exc.reason, "suggestions": list(exc.suggestions)}
         return JSONResponse(body, status_code=status)
 
     @app.exception_handler(EngineError)
-    async def _engine(_: Request, exc: EngineError) -> JSONResponse:
+    async def _engine(request: Request, exc: EngineError) -> JSONResponse:
+        if is_engine_route(request.url.path):
+            return engine_error(exc)
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    @app.exception_handler(BlobError)
+    async def _blob(_: Request, exc: BlobError) -> JSONResponse:
+        headers = {"Connection": "close"} if exc.status == 413 else None
+        return JSONResponse(
+            {"detail": str(exc), "code": exc.code}, status_code=exc.status, headers=headers
+        )
+
     @app.exception_handler(ModelError)
-    async def _model(_: Request, exc: ModelError) -> JSONResponse:
+    async def _model(request: Request, exc: ModelError) -> JSONResponse:
+        if is_engine_route(request.url.path):
+            return engine_error(exc)
         return JSONResponse({"detail": str(exc), "code": str(exc.code)}, status_code=422)

@@ -92,11 +92,26 @@ class AccessGuard:
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
-        if scope["type"] == "websocket":
-            # Closing before accept makes the server answer the handshake with 403.
-            await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
-            return
         body = json.dumps({"detail": detail}).encode()
+        if scope["type"] == "websocket":
+            if "websocket.http.response" not in scope.get("extensions", {}):
+                # Closing before accept makes the server answer the handshake with 403.
+                await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
+                return
+            # The handshake answered with the real status (401 for a token) and the reason.
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        *([(b"www-authenticate", b"Bearer")] if status == 401 else []),
+                    ],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+            return
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -37,6 +37,9 @@ class ApiSettings:
     origins: tuple[str, ...] = DEFAULT_ORIGINS
     max_image_bytes: int = 10 * MB
     max_lora_bytes: int = 500 * MB
+    # Content-addressed uploads of remote clients (/engine/blobs): least recently used removed
+    # past this, except what an unfinished job uses.
+    max_blob_store_bytes: int = 4096 * MB
     # Any other request body (JSON, urlencoded): refused with 413 past this.
     max_json_bytes: int = 512 * 1024
     # Request headers: their count (431 past it) and their total size (400 past it).
