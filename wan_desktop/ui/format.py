@@ -38,11 +38,16 @@ def duration(seconds: float | None) -> str:
     return f"{h}h {m:02d}m"
 
 
-def clock(seconds: float) -> str:
-    """A player position: 0:07, 1:05; tenths for short clips (0.8 s)."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    m, s = divmod(int(seconds), 60)
+def clock(seconds: float | None, length: float | None = None) -> str:
+    """A video's length, or a position in a video of ``length``, the way a player shows it:
+    0:25, 1:05; tenths for a clip under 10 s (1.0 s). Always truncated, never rounded up (a
+    25.5 s video is 0:25 on its card and in the player alike). Not for waits: see duration."""
+    if seconds is None:
+        return "—"
+    ms = max(0, round(seconds * 1000))  # whole milliseconds first: 1.0999999 is 1.1
+    if (length if length is not None else seconds) < 10:
+        return f"{ms // 100 / 10:.1f} s"
+    m, s = divmod(ms // 1000, 60)
     return f"{m}:{s:02d}"
 
 
@@ -100,7 +105,8 @@ def summary(job: Job) -> str:
     parts = [model_type(job)]
     if job.kind is JobKind.explainer:
         parts.append(f"{p.get('quality', '?')} quality")
-        scenes = p.get("scene_count") or (job.estimate or {}).get("scenes")
+        # The pipeline's count (asked for, or the planner's once known), as the stages say it.
+        scenes = (job.estimate or {}).get("scenes") or p.get("scene_count")
         if scenes:
             parts.append(f"{scenes} scenes")
         if p.get("enable_subtitles"):

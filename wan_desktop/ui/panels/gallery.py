@@ -302,7 +302,7 @@ def wan_rows(job: Job) -> list[tuple[str, str]]:
     rows = [
         ("Model", f"{fmt.model_type(job)}" + (f" ({job.variant})" if job.variant else "")),
         ("Size", f"{out.width}×{out.height}, {out.frames} frames at {out.fps:g} fps"),
-        ("Length", f"{fmt.duration(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
+        ("Length", f"{fmt.clock(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
         ("Steps", str(p.get("steps"))),
         ("Seed", str(p.get("seed"))),
         (
@@ -334,7 +334,7 @@ def explainer_rows(job: Job) -> list[tuple[str, str]]:
         ("Kind", "Explainer (Manim)"),
         ("Context", context if len(context) <= 160 else context[:159] + "…"),
         ("Size", f"{out.width}×{out.height} at {out.fps:g} fps, {p.get('quality')} quality"),
-        ("Length", f"{fmt.duration(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
+        ("Length", f"{fmt.clock(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
         ("Scenes", str(p.get("scene_count") or "planner's choice")),
         ("Writer", writer_text(job)),
         ("Subtitles", Path(out.subtitles).name if out.subtitles else "none"),
