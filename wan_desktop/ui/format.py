@@ -21,8 +21,9 @@ def count(n: float) -> str:
     return f"{n:.0f}"
 
 
-def speed(bps: float) -> str:
-    return f"{size(bps)}/s" if bps > 0 else "—"
+def speed(bps: float | None) -> str:
+    """A transfer or hashing rate; nothing at all when it is 0 or unknown."""
+    return f"{size(bps)}/s" if bps and bps > 0 else ""
 
 
 def duration(seconds: float | None) -> str:

@@ -66,7 +66,7 @@ class ModelTile(QFrame):
         elif row.status.state is ModelState.corrupt:
             self.status.set("damaged: repair", "danger")
         else:
-            word = "builds here" if row.variant.development else "download"
+            word = "builds here" if row.built_here else "download"
             self.status.set(f"{word} · {fmt.size(row.size_bytes)}", "info")
         self.fit.set(fit.text, fit.kind)
         self.fit.setToolTip(fit.detail)
