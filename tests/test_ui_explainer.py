@@ -233,3 +233,16 @@ def test_the_explainer_player_shows_its_length_and_subtitles_and_the_card_its_re
         player.toggle()
         player.player.setPosition(round(cues[0].start_s * 1000 + 100))
         wait_until(qtbot, lambda: player.view.caption == cues[0].text)
+
+        # The Gallery's player shows the same cues.
+        window.show_page(f"gallery:{job.id}")
+        gallery = window.pages["gallery"]
+        assert isinstance(gallery, GalleryPanel)
+        wait_until(qtbot, lambda: gallery.player is not None and gallery.player.cues == cues)
+        assert gallery.subtitles.text() == "Subtitles: " + "  ·  ".join(
+            c.text for c in cues[:4]
+        ) + ("  …" if len(cues) > 4 else "")
+        gallery_player = gallery.player
+        assert gallery_player is not None
+        gallery_player.player.setPosition(round(cues[0].start_s * 1000 + 100))
+        wait_until(qtbot, lambda: gallery_player.view.caption == cues[0].text)
