@@ -200,3 +200,35 @@ def test_settings_fields_are_editable_without_the_environment(
         assert page.idle.isEnabled() and page.dev_mode.isEnabled()
         assert not page.models_field.findChildren(Badge)
         assert not page.dev_mode_note.isVisibleTo(page)
+
+
+def test_building_a_development_model_reads_as_building_not_downloading(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    settings = engine_settings(tmp_path)
+    settings = replace(settings, models=replace(settings.models, dev_mode=True))
+    engine = Engine(settings, hardware=simulated_profile(0))
+    key = ("ti2v-5B@2.2.0", "tiny")
+    with studio_for(engine, tmp_path / "config") as studio:
+        window = make_window(qtbot, studio)
+        models = window.pages["models"]
+        generate = window.pages["generate"]
+        assert isinstance(models, ModelsPanel) and isinstance(generate, GeneratePanel)
+        window.show_page("models")
+        wait_until(qtbot, lambda: key in models.rows and models.rows[key].download_btn.isVisible())
+        seen: list[tuple[str, str, str]] = []
+        studio.download_changed.connect(
+            lambda _p: seen.append(
+                (
+                    models.rows[key].state.text(),
+                    models.rows[key].progress_text.text(),
+                    generate.picker.tiles[key[0]].status.text(),
+                )
+            )
+        )
+        models.rows[key].download_btn.click()
+        wait_until(qtbot, lambda: models.rows[key].state.text() == "Ready", timeout=120)
+        assert seen, "progress was shown"
+        for badge, progress, tile in seen:
+            assert badge.startswith("Building") and "download" not in progress, (badge, progress)
+            assert not tile.startswith("downloading"), tile

@@ -203,6 +203,8 @@ class VariantRow(QWidget):
         else:
             self.bar.setValue(int(frac * 1000))
         phase = PHASE_TEXT.get(str(p.phase), str(p.phase))
+        if self.row.built_here and phase == "downloading":
+            phase = "building"
         parts = [phase]
         if p.bytes_total:
             parts.append(f"{fmt.size(p.bytes_done)} of {fmt.size(p.bytes_total)}")
@@ -211,9 +213,8 @@ class VariantRow(QWidget):
         if p.eta_s is not None:
             parts.append(f"{fmt.duration(p.eta_s)} left")
         self.progress_text.setText("  ·  ".join(parts))
-        self.state.set(
-            f"Downloading {frac * 100:.0f}%" if frac is not None else "Downloading", "accent"
-        )
+        word = "Building" if self.row.built_here else "Downloading"
+        self.state.set(f"{word} {frac * 100:.0f}%" if frac is not None else word, "accent")
         self.progress_box.setVisible(True)
         self.busy = "download"
         self._update_buttons()
