@@ -216,12 +216,10 @@ def test_the_explainer_player_shows_its_length_and_subtitles_and_the_card_its_re
         player.view.set_caption(second.text)
 
         # Playing, the cue follows the position.
-        seen: set[str] = set()
         player.toggle()
 
         def moved_on() -> bool:
             cue = cue_at(cues, player.player.position() / 1000)
-            seen.add(player.view.caption)
             return (
                 cue is not None
                 and cue.start_s >= second.end_s

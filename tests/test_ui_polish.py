@@ -232,3 +232,12 @@ def test_building_a_development_model_reads_as_building_not_downloading(
         for badge, progress, tile in seen:
             assert badge.startswith("Building") and "download" not in progress, (badge, progress)
             assert not tile.startswith("downloading"), tile
+
+
+def test_a_videos_length_reads_one_way_on_cards_and_in_the_player() -> None:
+    """A 25.5 s video was "26s video" on its card and 0:25 in the player."""
+    assert fmt.clock(25.5) == "0:25" and fmt.clock(25.9) == "0:25"
+    assert fmt.clock(11.999) == fmt.clock(12.0) == "0:12", "frames and container agree"
+    assert fmt.clock(0, 25.5) == "0:00" and fmt.clock(5.3, 25.5) == "0:05"
+    assert fmt.clock(1.0625) == "1.0 s" and fmt.clock(0.4, 1.0625) == "0.4 s"
+    assert fmt.clock(75.2) == "1:15" and fmt.clock(None) == "—"

@@ -39,14 +39,20 @@ def duration(seconds: float | None) -> str:
     return f"{h}h {m:02d}m"
 
 
+CLOCK_SLACK_MS = 20
+
+
 def clock(seconds: float | None, length: float | None = None) -> str:
     """A video's length, or a position in a video of ``length``, the way a player shows it:
     0:25, 1:05; tenths for a clip under 10 s (1.0 s). Always truncated, never rounded up (a
     25.5 s video is 0:25 on its card and in the player alike). Not for waits: see duration."""
     if seconds is None:
         return "—"
-    ms = max(0, round(seconds * 1000))  # whole milliseconds first: 1.0999999 is 1.1
-    if (length if length is not None else seconds) < 10:
+    # The same video's length from its frames and from its container can differ by a few ms
+    # (time bases): within CLOCK_SLACK_MS of the next unit reads as it, so both say the same.
+    ms = max(0, round(seconds * 1000) + CLOCK_SLACK_MS)
+    span = seconds if length is None else length
+    if round(span * 1000) + CLOCK_SLACK_MS < 10_000:
         return f"{ms // 100 / 10:.1f} s"
     m, s = divmod(ms // 1000, 60)
     return f"{m}:{s:02d}"
