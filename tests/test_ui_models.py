@@ -19,11 +19,12 @@ from tests.helpers import (
     synth_model_entry,
     write_manifest,
 )
-from tests.ui_helpers import make_window, studio_for, wait_until
+from tests.ui_helpers import layout_problems, make_window, studio_for, wait_until
 from wan_desktop.engine import Engine, simulated_profile
 from wan_desktop.models import ModelState
 from wan_desktop.models import sources as model_sources
 from wan_desktop.ui import format as fmt
+from wan_desktop.ui import theme
 from wan_desktop.ui.cleanup import CleanupDialog
 from wan_desktop.ui.panels.models import ModelsPanel
 from wan_desktop.ui.state import Studio
@@ -291,6 +292,11 @@ def test_in_development_mode_a_real_models_partial_download_is_listed_and_discar
         window.show_page("models")
         wait_until(qtbot, lambda: len(models.partials) == 2)
         assert len(models.rows) == 3, "the page lists the tiny variants"
+        window.setFont(theme.ui_font())  # the app's look, at the smallest supported size
+        window.setStyleSheet(theme.stylesheet())
+        window.resize(1024, 700)
+        qtbot.wait(50)
+        assert layout_problems(window) == []
         known, unknown = models.partials["t2v-A14B@2.2.0"], models.partials["t2v-A14B@2.1.0"]
         assert "293 KiB downloaded" in known.info.text()
         assert "development mode is on" in known.info.text() and not known.resume_btn.isEnabled()
