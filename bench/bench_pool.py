@@ -1,15 +1,21 @@
 """GPU pool benchmark on this machine's CPUs: throughput of 2 workers vs 1, and step latency.
 
-    .venv/bin/python bench/bench_pool.py [--jobs 8] [--resolution 160x96 --frames 17 --steps 8]
+    .venv/bin/python bench/bench_pool.py [--jobs 8] [--rounds 3]
+                                         [--resolution 160x96 --frames 17 --steps 8]
 
-One Ray instance (``num_cpus=2``: CPU workers, one torch thread each) and the tiny T2V-A14B
-variant (built on first use):
-  * throughput: --jobs jobs submitted at once to a pool of 1 worker, then of 2 workers; each
-    pool is warmed first (one job per worker: torch imported, model loaded), so the ratio is the
-    steady state a server sees; wall time from the first submit to the last completion
-  * latency: during the 2-worker run a WebSocket client (subscribed to generation_progress)
-    stamps each step's message on arrival; latency = arrival - the step's time on the worker
-    (same clock: one machine), p50 and p99 over every step of every job
+One Ray instance (CPU workers, one torch thread each) and the tiny T2V-A14B variant (built on
+first use):
+  * throughput: a pool of 1 worker and a pool of 2 workers, both started and warmed first (one
+    job per worker: torch imported, model loaded), so the ratio is the steady state a server
+    sees. Then --rounds rounds, each submitting --jobs jobs at once to one pool and then to the
+    other, in alternating order (ABBA): on a machine other work shares, the load drifts, and a
+    ratio taken within one round sees about the same load for both. Wall time from the first
+    submit to the last completion; the ratio reported is the median of the rounds' ratios
+  * latency: after the rounds, one more run on the 2-worker pool with a WebSocket client
+    (subscribed to generation_progress) stamping each step's message on arrival; latency =
+    arrival - the step's time on the worker (same clock: one machine), p50 and p99 over every
+    step of every job. (Kept out of the timed rounds: its server and client use CPU that the
+    1-worker rounds would not pay.)
 Targets (issue 15): ratio >= 1.7x; p99 < 50 ms.
 """
 
@@ -19,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -88,45 +95,37 @@ async def listen(url: str, expected: int, arrivals: list[tuple[str, int, float]]
 ready = threading.Event()
 
 
-def bench(
-    root: Path, workers: int, n: int, params: dict[str, Any], latency: bool
-) -> dict[str, Any]:
-    pool = make_pool(root, workers)
+def latency_run(pool: PoolEngine, specs: list[Any], steps: int) -> dict[str, Any]:
+    created: dict[tuple[str, int], float] = {}
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, JobStep):
+            created[(event.job_id, event.step)] = event.at
+
+    sub = pool.subscribe(on_event, name="bench")
+    arrivals: list[tuple[str, int, float]] = []
     try:
-        # Warm-up: every worker imports torch and loads the model once.
-        run_all(pool, [wan_spec(**params, seed=100 + i) for i in range(workers)])
-        specs = [wan_spec(**params, seed=i) for i in range(n)]
-        stats: dict[str, float] = {}
-        if not latency:
-            return {"seconds": run_all(pool, specs, stats), **stats}
-        created: dict[tuple[str, int], float] = {}
-
-        def on_event(event: Event) -> None:
-            if isinstance(event, JobStep):
-                created[(event.job_id, event.step)] = event.at
-
-        sub = pool.subscribe(on_event, name="bench")
-        arrivals: list[tuple[str, int, float]] = []
         with ServerThread(pool) as server:
             url = server.url.replace("http://", "ws://") + "/ws"
             ready.clear()
             listener = threading.Thread(
-                target=lambda: asyncio.run(listen(url, n * params["steps"], arrivals)), daemon=True
+                target=lambda: asyncio.run(listen(url, len(specs) * steps, arrivals)),
+                daemon=True,
             )
             listener.start()
             ready.wait(30)
-            seconds = run_all(pool, specs, stats)
+            seconds = run_all(pool, specs)
             listener.join(60)
-        sub.close()
-        lat = [t - created[(jid, step)] for jid, step, t in arrivals if (jid, step) in created]
-        return {"seconds": seconds, "latency": lat, **stats}
     finally:
-        pool.shutdown()
+        sub.close()
+    lat = [t - created[(jid, step)] for jid, step, t in arrivals if (jid, step) in created]
+    return {"seconds": seconds, "latency": lat}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--resolution", default="160x96")
     ap.add_argument("--frames", type=int, default=17)
     ap.add_argument("--steps", type=int, default=8)
@@ -138,28 +137,53 @@ def main() -> int:
         "steps": args.steps,
     }
     load = os.getloadavg()[0]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Three logical CPUs: both pools exist at once (one CPU bundle per worker), one runs at a time.
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    rounds: list[dict[int, dict[str, float]]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-pool-") as tmp:
             root = Path(tmp)
-            one = bench(root, 1, args.jobs, params, latency=False)
-            two = bench(root, 2, args.jobs, params, latency=True)
+            pools = {1: make_pool(root, 1), 2: make_pool(root, 2)}
+            try:
+                for workers, pool in pools.items():  # every worker imports torch, loads once
+                    run_all(pool, [wan_spec(**params, seed=100 + i) for i in range(workers)])
+                for r in range(args.rounds):
+                    got: dict[int, dict[str, float]] = {}
+                    for workers in (1, 2) if r % 2 == 0 else (2, 1):
+                        specs = [wan_spec(**params, seed=i) for i in range(args.jobs)]
+                        stats: dict[str, float] = {}
+                        seconds = run_all(pools[workers], specs, stats)
+                        got[workers] = {"seconds": seconds, **stats}
+                    rounds.append(got)
+                specs = [wan_spec(**params, seed=50 + i) for i in range(args.jobs)]
+                lat = latency_run(pools[2], specs, args.steps)["latency"]
+            finally:
+                for pool in pools.values():
+                    pool.shutdown()
     finally:
         ray.shutdown()
-    ratio = one["seconds"] / two["seconds"]
+    ratios = [g[1]["seconds"] / g[2]["seconds"] for g in rounds]
+    ratio = statistics.median(ratios)
+    server_ms = {
+        w: 1000 * statistics.mean(g[w]["server_cpu"] for g in rounds) / args.jobs for w in (1, 2)
+    }
+    busy = {w: 100 * statistics.mean(g[w]["busy"] for g in rounds) for w in (1, 2)}
     print(
-        f"load average {load:.1f} at the start ({os.cpu_count()} cores): the ratio needs two "
-        "free cores; the server itself used "
-        f"{1000 * one['server_cpu'] / args.jobs:.0f} ms CPU per job (1 worker), "
-        f"{1000 * two['server_cpu'] / args.jobs:.0f} ms (2 workers, with the WebSocket server)"
+        f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+        f"({os.cpu_count()} cores): the ratio needs two free cores; the server itself used "
+        f"{server_ms[1]:.0f} ms CPU per job (1 worker), {server_ms[2]:.0f} ms (2 workers)"
     )
     print(
         f"{args.jobs} jobs ({args.resolution}, {args.frames} frames, {args.steps} steps, tiny "
-        f"T2V-A14B): 1 worker {one['seconds']:.1f} s, 2 workers {two['seconds']:.1f} s: "
-        f"{ratio:.2f}x throughput (target >= 1.7x); workers busy {100 * one['busy']:.0f} % "
-        f"and {100 * two['busy']:.0f} % of the time"
+        f"T2V-A14B), {len(rounds)} rounds: 1 worker "
+        + ", ".join(f"{g[1]['seconds']:.1f}" for g in rounds)
+        + " s, 2 workers "
+        + ", ".join(f"{g[2]['seconds']:.1f}" for g in rounds)
+        + " s: "
+        + ", ".join(f"{x:.2f}x" for x in ratios)
+        + f"; median {ratio:.2f}x throughput (target >= 1.7x); workers busy {busy[1]:.0f} % "
+        f"and {busy[2]:.0f} % of the time"
     )
-    lat = two["latency"]
     print(
         f"worker step -> WebSocket client, {len(lat)} steps: {ms(lat)} "
         f"(target p99 < 50 ms; max {1000 * max(lat):.1f} ms)"

@@ -95,6 +95,20 @@ def test_previews_and_samples_are_numbered_but_not_kept_state_changes_are(
     assert latest == 4 and [i.seq for i in items] == [1, 4]
 
 
+def test_a_non_finite_figure_does_not_lose_the_event(log_of: Callable[..., EventLog]) -> None:
+    from wan_desktop.engine import JobStep
+    from wan_desktop.engine.wire import event_from_wire
+
+    log = log_of()
+    step = JobStep(
+        job_id="j", step=1, total_steps=2, progress=0.5, eta_s=float("inf"), step_time_s=1
+    )
+    item = log.record(step)
+    assert item.seq == 1 and log.latest == 1
+    back = event_from_wire(json.loads(item.text)["event"])
+    assert back == step
+
+
 def test_the_backlog_is_bounded_by_bytes_too(log_of: Callable[..., EventLog]) -> None:
     log = log_of(max_events=10_000, max_bytes=2_000)
     for i in range(100):

@@ -368,11 +368,21 @@ def test_detect_without_a_planner_answer_says_so_and_never_fails(
     assert r["requires_image"] is False and r["recommended_steps"] > 0
 
 
-def test_every_input_limit_is_the_engines() -> None:
+def submit_schemas(client: Any) -> dict[str, dict[str, Any]]:
+    """The request body of /generation/submit as /openapi.json shows it, by content type."""
+    op = client.get("/openapi.json").json()["paths"]["/api/v1/generation/submit"]["post"]
+    return {kind: c["schema"] for kind, c in op["requestBody"]["content"].items()}
+
+
+def typed(prop: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's schema is anyOf [its type, null]: its type."""
+    return next((o for o in prop.get("anyOf", ()) if o.get("type") != "null"), prop)
+
+
+def test_every_input_limit_is_the_engines(client: Any) -> None:
     """Declared once (engine/params.py): the negative prompt was 2000 in the API and unlimited
     in the engine; the API's schema and checks now map their names onto the engine's limits."""
     from tests.helpers import REAL_MANIFEST
-    from wan_desktop.api.routes.generation import _FIELDS
     from wan_desktop.engine.errors import InvalidInputError
     from wan_desktop.engine.params import LIMITS, TEXT_MAX, validate_wan_params
     from wan_desktop.models import load_manifest
@@ -384,7 +394,213 @@ def test_every_input_limit_is_the_engines() -> None:
             {"model": "T2V-A14B", "prompt": "a fox", "negative_prompt": too_long}, manifest
         )
     assert set(err.value.errors) == {"negative_prompt"}
-    assert _FIELDS["negative_prompt"]["maxLength"] == TEXT_MAX["negative_prompt"]
-    assert (_FIELDS["num_frames"]["minimum"], _FIELDS["num_frames"]["maximum"]) == LIMITS["frames"]
-    assert (_FIELDS["steps"]["minimum"], _FIELDS["steps"]["maximum"]) == LIMITS["steps"]
-    assert (_FIELDS["fps"]["minimum"], _FIELDS["fps"]["maximum"]) == LIMITS["fps"]
+    fields = {
+        k: typed(v) for k, v in submit_schemas(client)["application/json"]["properties"].items()
+    }
+    assert fields["negative_prompt"]["maxLength"] == TEXT_MAX["negative_prompt"]
+    assert (fields["num_frames"]["minimum"], fields["num_frames"]["maximum"]) == LIMITS["frames"]
+    assert (fields["steps"]["minimum"], fields["steps"]["maximum"]) == LIMITS["steps"]
+    assert (fields["fps"]["minimum"], fields["fps"]["maximum"]) == LIMITS["fps"]
+
+
+def test_the_openapi_schema_shows_the_real_fields_with_the_engines_bounds(client: Any) -> None:
+    """The request body in /openapi.json is the model that checks it, generated from
+    engine/params: every bound there is the engine's, and every bound is the one enforced."""
+    from wan_desktop.api.errors import FIELD_NAMES
+    from wan_desktop.engine.params import CONTRACT_RESOLUTIONS, LIMITS, TEXT_MAX
+
+    schemas = submit_schemas(client)
+    assert set(schemas) == {"application/json", "multipart/form-data"}
+    engine_name = {contract: engine for engine, contract in FIELD_NAMES.items()}
+    for kind, schema in schemas.items():
+        props = {k: typed(v) for k, v in schema["properties"].items()}
+        assert schema["required"] == ["model_type", "prompt"], kind
+        assert schema["additionalProperties"] is False, kind  # unknown fields are refused
+        numbers = {k for k, v in props.items() if v.get("type") in ("integer", "number")}
+        assert numbers == {
+            "steps",
+            "lora_strength",
+            "seed",
+            "num_frames",
+            "fps",
+            "guidance_scale",
+            "gpus",
+        }, kind
+        for name in numbers:
+            lo, hi = LIMITS[engine_name.get(name, name)]
+            assert (props[name]["minimum"], props[name]["maximum"]) == (lo, hi), (kind, name)
+        for name in ("prompt", "negative_prompt"):
+            assert props[name]["maxLength"] == TEXT_MAX[name], (kind, name)
+        assert props["prompt"]["minLength"] == 1
+        assert props["model_type"]["enum"] == ["T2V-A14B", "I2V-A14B", "TI2V-5B"]
+        assert props["resolution"]["enum"] == list(CONTRACT_RESOLUTIONS)
+        assert props["steps"]["default"] == 50 and props["lora_strength"]["default"] == 1.0
+    files = {"image", "end_image"}
+    multipart = schemas["multipart/form-data"]["properties"]
+    assert all(
+        multipart[f] == {**multipart[f], "type": "string", "format": "binary"} for f in files
+    )
+    assert not files & set(schemas["application/json"]["properties"])  # no file in JSON
+
+    # The bounds shown are the bounds checked: one past each is refused in those words.
+    client.engine.pause()
+    props = {k: typed(v) for k, v in schemas["application/json"]["properties"].items()}
+    for name in sorted(numbers):
+        whole = props[name]["type"] == "integer"  # (bounds in /openapi.json are 1.0 or 1)
+        lo, hi = (int(b) if whole else b for b in (props[name]["minimum"], props[name]["maximum"]))
+        step = 1 if whole else 0.5
+        for bad in (lo - step, hi + step):
+            body = {"model_type": "T2V-A14B", "prompt": "x", name: bad}
+            r = client.post("/api/v1/generation/submit", json=body)
+            assert r.status_code == 422 and fields_of(r) == {name}, (name, bad, r.text)
+            assert f"{name}: is {bad}; use {lo}–{hi}" in r.json()["detail"]
+    ok = {"model_type": "T2V-A14B", "prompt": "x", "num_frames": 5, "gpus": 1}
+    ok |= {name: props[name]["minimum"] for name in numbers - set(ok)}
+    r = client.post("/api/v1/generation/submit", json=ok)
+    assert r.status_code == 200, r.text
+    client.engine.cancel(r.json()["task_id"])
+
+
+# What a browser sends for a form's empty file input: a part with no file name and no bytes.
+NO_FILE = {"end_image": ("", b"", "application/octet-stream")}
+
+
+def test_json_and_multipart_are_checked_by_one_model_the_same_way(client: Any) -> None:
+    """Form fields are text: they are coerced exactly as the same values sent in JSON, and an
+    empty field means "not given" (the default), as null does."""
+    client.engine.pause()
+    bad = {
+        "model_type": "T2V-A14B",
+        "prompt": "x",
+        "steps": "0",
+        "seed": "many",
+        "lora_strength": "nan",
+        "fps": "61",
+        "guidance_scale": "inf",
+        "num_frames": "2.5",
+        "priority": "HIGH",
+    }
+    as_json = client.post("/api/v1/generation/submit", json=bad)
+    as_form = client.post(
+        "/api/v1/generation/submit",
+        data=bad,
+        files=NO_FILE,
+    )
+    assert as_json.status_code == as_form.status_code == 422, (as_json.text, as_form.text)
+    assert as_json.json()["errors"] == as_form.json()["errors"]
+    assert fields_of(as_json) == set(bad) - {"model_type", "prompt"}
+    detail = as_json.json()["detail"]
+    assert "steps: is 0; use 1–100" in detail and "seed: must be a whole number" in detail
+    assert "lora_strength: is nan; use 0.0–2.0" in detail and "guidance_scale: is inf" in detail
+    assert "priority: 'HIGH' is not one of low, normal, high (exact case)" in detail
+
+    good = {
+        "model_type": "T2V-A14B",
+        "prompt": "x",
+        "steps": "3",
+        "seed": "",
+        "num_frames": "5",
+        "fps": " 8 ",
+        "lora_strength": "",
+        "guidance_scale": "2.5",
+        "resolution": "",
+        "priority": "",
+        "negative_prompt": "",
+    }
+    for r in (
+        client.post("/api/v1/generation/submit", json=good),
+        client.post("/api/v1/generation/submit", data=good, files=NO_FILE),
+    ):
+        assert r.status_code == 200, r.text
+        job = client.engine.get(r.json()["task_id"])
+        p = job.params
+        assert (p["steps"], p["frames"], p["fps"], p["guidance_scale"]) == (3, 5, 8, 2.5)
+        assert isinstance(p["seed"], int)  # "" = none: a seed is drawn and recorded
+        assert r.json()["parameters"]["resolution"] == "1280x720"  # "" = the default
+        assert r.json()["parameters"]["lora_strength"] == 1.0 and job.priority.name == "normal"
+        client.engine.cancel(job.id)
+
+
+def test_yes_no_and_non_finite_values_are_not_numbers(client: Any) -> None:
+    """Pydantic's lax mode reads true as 1: a yes/no is refused where a number goes."""
+    body = '{"model_type": "T2V-A14B", "prompt": "x", "steps": true, "seed": false, '
+    body += '"lora_strength": true, "guidance_scale": NaN, "fps": Infinity}'
+    r = client.post(
+        "/api/v1/generation/submit", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422, r.text
+    assert fields_of(r) == {"steps", "seed", "lora_strength", "guidance_scale", "fps"}
+    detail = r.json()["detail"]
+    assert "steps: must be a whole number 1–100" in detail
+    assert "lora_strength: must be a number 0.0–2.0" in detail
+    assert "guidance_scale: is nan; use 0.0–30.0" in detail
+    assert client.engine.queue() == []
+
+
+def test_prompts_are_measured_after_trimming_and_long_ones_say_by_how_much(client: Any) -> None:
+    from wan_desktop.engine.params import TEXT_MAX
+
+    client.engine.pause()
+    most = TEXT_MAX["prompt"]
+    r = client.post(
+        "/api/v1/generation/submit",
+        json={"model_type": "T2V-A14B", "prompt": f"  {'p' * most}\n "},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["parameters"]["prompt"] == "p" * most
+    r = client.post(
+        "/api/v1/generation/submit",
+        json={
+            "model_type": "T2V-A14B",
+            "prompt": "p" * (most + 1),
+            "negative_prompt": " " + "n" * (TEXT_MAX["negative_prompt"] + 1),
+        },
+    )
+    assert r.status_code == 422 and fields_of(r) == {"prompt", "negative_prompt"}
+    detail = r.json()["detail"]
+    assert f"prompt: is {most + 1} characters; shorten it to {most}" in detail
+    n = TEXT_MAX["negative_prompt"]
+    assert f"negative_prompt: is {n + 1} characters; shorten it to {n}" in detail
+
+
+def test_an_image_sent_as_text_is_refused_not_ignored(client: Any) -> None:
+    """A JSON "image" was silently dropped: the job ran without the picture the client meant."""
+    body = {"model_type": "I2V-A14B", "prompt": "x", "image": "/etc/hostname"}
+    r = client.post("/api/v1/generation/submit", json=body)
+    assert r.status_code == 422 and fields_of(r) == {"image"}
+    assert "image: send a file, as a part of multipart/form-data" in r.json()["detail"]
+    r = client.post("/api/v1/generation/submit", json={**body, "model_type": "T2V-A14B"})
+    assert r.status_code == 422 and fields_of(r) == {"image"}
+    assert client.engine.queue() == []
+    # null and "" (an empty file input) mean no image.
+    client.engine.pause()
+    for none in (None, ""):
+        r = client.post(
+            "/api/v1/generation/submit",
+            json={"model_type": "T2V-A14B", "prompt": "x", "image": none, "end_image": none},
+        )
+        assert r.status_code == 200, r.text
+        client.engine.cancel(r.json()["task_id"])
+
+
+def test_a_field_sent_under_both_of_its_names_is_refused(client: Any) -> None:
+    """model_type and modelType disagreeing: one of them was dropped without a word."""
+    r = client.post(
+        "/api/v1/generation/submit",
+        json={"model_type": "T2V-A14B", "modelType": "I2V-A14B", "prompt": "x"},
+    )
+    assert r.status_code == 422 and fields_of(r) == {"model_type"}, r.text
+    assert "model_type: send model_type or modelType, not both" in r.json()["detail"]
+    assert client.engine.queue() == []
+
+
+def test_errors_never_echo_a_huge_value_or_list_every_unknown_field(client: Any) -> None:
+    huge = 10**300
+    body: dict[str, Any] = {"model_type": "T2V-A14B", "prompt": "x", "steps": huge}
+    r = client.post("/api/v1/generation/submit", json=body)
+    assert r.status_code == 422 and fields_of(r) == {"steps"}
+    assert str(huge) not in r.text and "(301 characters)" in r.json()["detail"]
+    body |= {f"extra_{i}": i for i in range(12)}
+    r = client.post("/api/v1/generation/submit", json=body)
+    assert r.status_code == 422 and "body: 12 unknown fields; remove them" in r.json()["detail"]
+    assert len(fields_of(r)) == 10 + 2  # ten named, the body, and steps

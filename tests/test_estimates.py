@@ -37,7 +37,14 @@ def test_the_tiny_architecture_known_before_the_build_matches_the_built_files(
         built = facts_for(spec, status.path)
         before = tiny_facts(spec)
         assert built.source == "files" and before.source == "tiny"
-        for name in ("hidden_size", "num_layers", "ffn_dim", "vae_base_dim", "latent_channels"):
+        for name in (
+            "hidden_size",
+            "num_layers",
+            "ffn_dim",
+            "vae_base_dim",
+            "latent_channels",
+            "num_heads",
+        ):
             assert getattr(before, name) == getattr(built, name), name
         assert set(before.params) == set(built.params)
         for comp, n in built.params.items():

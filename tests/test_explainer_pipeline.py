@@ -205,6 +205,7 @@ def test_a_broken_scene_is_fixed_by_the_model_and_the_job_completes_on_try_2(
                 explainer(topic="Words", context="Three words appear.", use_rag=True)
             )
             assert job.label is None and job.estimate["writer"] == "coder"
+            assert "scenes" not in job.estimate, "the model decides how many while planning"
             done = wait_job(engine, job.id, JobState.completed, JobState.failed, timeout=300)
             logs = [line["message"] for line in engine.logs(job.id)]
         finally:
@@ -218,6 +219,7 @@ def test_a_broken_scene_is_fixed_by_the_model_and_the_job_completes_on_try_2(
     assert done.output is not None
     sidecar = json.loads(Path(done.output.sidecar or "").read_text("utf-8"))
     assert [s["tries"] for s in sidecar["scenes"]] == [2, 1, 1]
+    assert done.estimate["scenes"] == 3, "the job's count is the outline's"
     assert sidecar["scenes"][0]["history"][0]["result"] == "exception"
     assert sidecar["writer"]["models"]["planner"] == "planner"
     assert any("scene 1 try 1/4 failed (exception): NameError" in m for m in logs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from wan_desktop.explainer.codecheck import check_scene_code
 from wan_desktop.explainer.content import analyse, parse_function
 from wan_desktop.explainer.llm import ChatClient, ChatError
 from wan_desktop.explainer.llm_writer import LlmWriter
-from wan_desktop.explainer.media import cues_for, srt_text
+from wan_desktop.explainer.media import CUE_CHARS, Cue, cue_at, cues_for, parse_subtitles, srt_text
 from wan_desktop.explainer.offline import OfflineWriter
 from wan_desktop.explainer.params import ExplainerParams, validate_explainer_params
 from wan_desktop.explainer.plan import SceneKind
@@ -333,6 +334,56 @@ def test_subtitles_follow_the_scenes_and_stay_readable() -> None:
     srt = srt_text(cues)
     assert srt.startswith("1\n00:00:00,000 --> 00:00:03,000\nShort one.\n")
     assert "00:00:09,000" in srt
+
+
+LONG_CONTEXT = (
+    "Photosynthesis turns light into chemical energy. Plants take in carbon dioxide and water. "
+    "The key relation is 6CO2 + 6H2O = C6H12O6 + 6O2. Chlorophyll, the green pigment in the "
+    "chloroplasts, absorbs mostly red and blue light, which is why leaves look green to us. "
+    "Oxygen is released as a by-product. The sugar feeds the plant and, through food chains, "
+    "almost every animal on Earth."
+)
+
+
+def test_subtitle_cues_end_at_sentence_ends_and_cut_long_sentences_only_at_clauses() -> None:
+    """The offline planner's real narration: a cue never stops in the middle of a sentence,
+    except a sentence too long for one cue, cut after a comma, and never inside a word."""
+    params = ExplainerParams(topic="Photosynthesis", context=LONG_CONTEXT)
+    writer = OfflineWriter()
+    outline = writer.outline(params)
+    plans = [writer.scene_plan(params, outline, s.index) for s in outline.scenes]
+    narrations = [p.narration for p in plans]
+    cues = cues_for(narrations, [p.duration_s for p in plans])
+    sentences = [s for n in narrations for s in re.split(r"(?<=\.)\s+", n)]
+    assert any(len(s) > CUE_CHARS for s in sentences), "the text has a sentence to cut"
+    t = 0.0
+    for narration, plan in zip(narrations, plans, strict=True):
+        mine = [c for c in cues if t <= c.start_s < t + plan.duration_s - 1e-6]
+        assert " ".join(c.text for c in mine) == narration, "no word lost or cut"
+        t += plan.duration_s
+    for cue in cues:
+        assert cue.text.endswith((".", ",")), f"cue stops mid-sentence: {cue.text!r}"
+        if cue.text.endswith(","):
+            whole = next(s for s in sentences if cue.text in s)
+            assert len(whole) > CUE_CHARS, f"a short sentence was cut: {whole!r}"
+        assert len(cue.text) <= CUE_CHARS or cue.text in sentences
+    # Short sentences that fit a cue together share it; each is whole.
+    assert "Plants take in carbon dioxide and water." in [c.text for c in cues]
+    assert parse_subtitles(srt_text(cues)) == cues, "the SRT reads back as written"
+
+
+def test_subtitles_read_back_from_srt_and_webvtt() -> None:
+    vtt = (
+        "WEBVTT\n\nNOTE made by hand\n\nintro\n00:00.500 --> 00:02.000 align:center\n"
+        "<v Narrator>Light becomes</v>\nsugar.\n\n00:01:02.250 --> 00:01:03.000\nLater.\n"
+    )
+    assert parse_subtitles(vtt) == [
+        Cue(0.5, 2.0, "Light becomes sugar."),
+        Cue(62.25, 63.0, "Later."),
+    ]
+    srt = "1\r\n00:00:00,000 --> 00:00:01,250\r\nOne\r\n\r\n2\r\nno timing here\r\n"
+    assert parse_subtitles(srt) == [Cue(0.0, 1.25, "One")]
+    assert cue_at(parse_subtitles(srt), 1.25) is None and cue_at(parse_subtitles(srt), 0.0)
 
 
 # ------------------------------------------------------------------------- retrieval, retry

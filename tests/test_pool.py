@@ -99,6 +99,43 @@ def test_a_worker_that_cannot_start_is_a_clear_error(cluster: None, tmp_path: Pa
     assert ray.available_resources().get("GPU") == 2, "its actor is gone"
 
 
+def test_a_one_worker_pool_offers_no_multi_gpu_job(cluster: None, tmp_path: Path) -> None:
+    # Before the shared pool holds the cluster's GPUs.
+    eng = PoolEngine(
+        dev_settings(tmp_path / "models", tmp_path / "data"),
+        workers=1,
+        hardware=HARDWARE,
+        worker_hardware=HARDWARE,
+        torch_threads=1,
+    )
+    try:
+        assert eng.gpus_per_machine() == 1
+        with pytest.raises(InvalidInputError) as err:
+            eng.submit(small_spec(gpus=2))
+        assert err.value.errors["gpus"] == "is 2; this pool has at most 1 on one machine"
+        (group,) = eng.placement_groups()
+        assert ray.util.placement_group_table(group)["strategy"] == "STRICT_PACK"
+    finally:
+        eng.shutdown()
+    deadline = time.monotonic() + 60  # its placement group gives the GPU back
+    while ray.available_resources().get("GPU") != 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ray.available_resources().get("GPU") == 2
+
+
+def test_the_workers_of_a_machine_live_in_one_strict_pack_placement_group(
+    pool: PoolEngine,
+) -> None:
+    (group,) = pool.placement_groups()
+    table = ray.util.placement_group_table(group)
+    assert table["strategy"] == "STRICT_PACK" and table["state"] == "CREATED"
+    assert list(table["bundles"].values()) == [{"CPU": 1.0, "GPU": 1.0}] * 2
+    assert len(set(table["bundles_to_node_id"].values())) == 1, "all bundles on one node"
+    infos = [ray.get(pool.actor(w.name).info.remote(), timeout=60) for w in pool.workers()]
+    assert {i["placement_group"] for i in infos} == {group.id.hex()}
+    assert pool.gpus_per_machine() == 2
+
+
 def test_one_worker_per_gpu_that_ray_sees(pool: PoolEngine) -> None:
     workers = pool.workers()
     assert [w.name for w in workers] == ["worker-1", "worker-2"]
@@ -163,12 +200,12 @@ def test_a_two_gpu_job_makes_the_frames_of_a_one_gpu_job(
     pool: PoolEngine, tiny_models_root: Path, tmp_path: Path
 ) -> None:
     params = {"model": "T2V-A14B", "seed": 7, "prompt": "a kite over the dunes"}
-    with pytest.raises(InvalidInputError) as err:
+    with pytest.raises(InvalidInputError) as err:  # the tiny variant's 2 heads, 72 tokens
         pool.submit(small_spec(**params, gpus=4))
-    assert "at most 2 on one machine" in err.value.errors["gpus"]
-    with pytest.raises(InvalidInputError) as err:  # 40 heads, 72 tokens: 7 splits neither
+    assert err.value.errors["gpus"].endswith("use one of 1, 2")
+    with pytest.raises(InvalidInputError) as err:  # 7 splits neither
         pool.submit(small_spec(**params, gpus=7))
-    assert err.value.errors["gpus"].endswith("use one of 1, 2, 4, 8")
+    assert err.value.errors["gpus"].endswith("use one of 1, 2")
     with api_client(tmp_path, engine=pool) as (client, _):
         r = client.post(
             "/api/v1/generation/submit",
@@ -184,6 +221,9 @@ def test_a_two_gpu_job_makes_the_frames_of_a_one_gpu_job(
     finally:
         rec.sub.close()
     assert two.params["gpus"] == 2 and sidecar(two)["params"]["gpus"] == 2
+    # The job records its degree and the plan of each of its GPUs.
+    assert two.estimate["gpus"] == 2 and two.memory_plan["gpus"] == 2
+    assert "per GPU, on each of 2 GPUs" in two.memory_plan["summary"]
     lines = [line["message"] for line in pool.logs(two.id)]
     assert any("Ulysses context parallelism of degree 2" in line for line in lines), lines
     deadline = time.monotonic() + 60  # the other rank finishes its copy of the job just after
@@ -194,14 +234,13 @@ def test_a_two_gpu_job_makes_the_frames_of_a_one_gpu_job(
     assert one.state is JobState.completed, one.failure
     assert np.array_equal(decoded(two), decoded(one))
 
-    # Without a pool the job is refused before any model loads.
+    # Without a pool the job is refused at once: nothing is queued, no model loads.
     local = real_engine(tiny_models_root, tmp_path, hardware=HARDWARE)
     try:
-        alone = finished(local, local.submit(small_spec(**params, gpus=2)).id)
-        assert alone.state is JobState.failed and alone.failure is not None
-        assert alone.failure.category is FailureCategory.invalid_input
-        assert "wan serve --pool" in alone.failure.message
-        assert local.loaded_models() == []
+        with pytest.raises(InvalidInputError) as err:
+            local.submit(small_spec(**params, gpus=2))
+        assert "wan serve --pool" in err.value.errors["gpus"]
+        assert local.store.count() == 0 and local.loaded_models() == []
     finally:
         local.shutdown()
 
@@ -270,6 +309,34 @@ def test_pool_events_reach_the_desktop_apps_bridge_in_order(pool: PoolEngine, qt
     assert seen.index(("stage", "generating")) < first_step < seen.index(("stage", "saving"))
 
 
+def test_the_generate_form_offers_the_pools_gpus_for_one_video(
+    pool: PoolEngine, qtbot: Any, tmp_path: Path
+) -> None:
+    from wan_desktop.ui.config import AppSettings, SettingsStore
+    from wan_desktop.ui.panels.generate import GeneratePanel
+    from wan_desktop.ui.state import Studio
+
+    studio = Studio(pool, SettingsStore(tmp_path / "config"), AppSettings(welcomed=True))
+    try:
+        gen = GeneratePanel(studio)
+        qtbot.addWidget(gen)
+        assert not gen.gpus_field.isHidden(), "two workers of one machine: the choice is there"
+        assert [gen.gpus.itemData(i) for i in range(gen.gpus.count())] == [1, 2]
+        gen.select_model("T2V-A14B")
+        gen.prompt.setPlainText("a kite over the dunes")
+        gen.resolution.setCurrentText("854x480")  # development mode makes it small
+        gen.steps.setValue(4)
+        gen.frames.setValue(9)
+        assert "gpus" not in gen.params(), "one GPU unless chosen"
+        gen.gpus.setCurrentIndex(gen.gpus.findData(2))
+        job = gen.submit()
+        assert job is not None and job.params["gpus"] == 2
+        done = finished(pool, job.id)
+        assert done.state is JobState.completed, done.failure
+    finally:
+        studio.close()
+
+
 def test_cancel_reaches_the_running_worker_within_one_step(pool: PoolEngine) -> None:
     rec = Recorder(pool)
     try:
@@ -308,6 +375,12 @@ def test_cancel_stops_every_rank_of_a_multi_gpu_job(pool: PoolEngine) -> None:
     try:
         job = pool.submit(small_spec(steps=100, resolution="160x96", gpus=2, seed=41))
         rec.wait(lambda: len(rec.of(JobStep, job.id)) >= 2, timeout=240)
+        team = [w.name for w in pool.workers() if w.current_job == job.id]
+        assert len(team) == 2, "its team: the two workers of the one placement group"
+        (group,) = pool.placement_groups()
+        for name in team:
+            info = ray.get(pool.actor(name).info.remote(), timeout=60)
+            assert info["placement_group"] == group.id.hex()
         pool.cancel(job.id)
         assert finished(pool, job.id, timeout=60).state is JobState.cancelled
         deadline = time.monotonic() + 60  # well under the group's 120 s timeout

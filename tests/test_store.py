@@ -465,3 +465,24 @@ def test_delete_removes_model_and_partial_download(tmp_path: Path, synth: Any) -
     assert store.delete(SYNTH_ID) == synth.total()
     assert store.status(SYNTH_ID).state is ModelState.not_present
     assert not store.paths.model_dir(SYNTH_ID, "full", "full").exists()
+
+
+def test_discard_partial_removes_only_the_partial_download(tmp_path: Path, synth: Any) -> None:
+    store = synth_store(tmp_path, [f"local://{synth.path}"], synth.manifest_files())
+    store.ensure(SYNTH_ID)
+    # What a cancelled re-download (a repair) leaves beside the installed model.
+    staging = store.paths.staging_dir(SYNTH_ID)
+    (staging / "transformer").mkdir(parents=True)
+    (staging / "transformer" / ".wan-partial.w.safetensors").write_bytes(b"\0" * 5000)
+    scratch = staging.with_name(staging.name + ".scratch")
+    scratch.mkdir()
+    (scratch / "part").write_bytes(b"\0" * 100)
+    partial = [m for m in store.disk_usage().models if not m.complete]
+    assert [(m.dir_name, m.bytes) for m in partial] == [(SYNTH_ID, 5100)]
+    assert store.discard_partial(SYNTH_ID) == 5100
+    assert not staging.exists() and not scratch.exists()
+    assert store.status(SYNTH_ID).complete and store.verify(SYNTH_ID).ok
+    assert store.discard_partial(SYNTH_ID) == 0, "nothing left: nothing to free"
+    for bad in ("", "..", "../models"):
+        with pytest.raises(ValueError, match="not a folder name"):
+            store.discard_partial(bad)

@@ -149,3 +149,98 @@ def test_the_explainer_form_opens_with_the_last_choices_after_a_restart(
         assert window.current_page() == "generate", "restoring did not switch pages"
         for job in studio.queued():
             studio.engine.cancel(job.id)
+
+
+@pytest.mark.slow
+def test_the_explainer_player_shows_its_length_and_subtitles_and_the_card_its_real_scene_count(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    """The planner decides the scene count: the card says the count the stages render (it said
+    "4 scenes" while "rendering 3 scenes"). The finished video's length shows before Play, as
+    on the card; the current cue is drawn under the picture while it plays and where a seek
+    lands."""
+    from wan_desktop.explainer.media import cue_at
+    from wan_desktop.ui import format as fmt
+
+    with mock_studio(tmp_path, extra={"explainer": {"max_concurrent_renders": 2}}) as studio:
+        window = make_window(qtbot, studio)
+        window.show_page("explain")
+        page = window.pages["explain"]
+        assert isinstance(page, ExplainerPanel)
+        page.topic.setText("Photosynthesis")
+        page.context.setPlainText(CONTEXT)
+        page.quality.setCurrentIndex(page.quality.findData("low"))
+        assert page.scenes.text() == "planner decides"
+        said: list[tuple[str, str]] = []  # (the card's summary, the stage's message)
+
+        def follow(j: Job) -> None:
+            card = page.latest.card
+            if j.kind is JobKind.explainer and j.stage and card is not None:
+                said.append((card.meta.full_text(), j.stage_message or ""))
+
+        studio.job_updated.connect(follow)
+        job = page.submit()
+        assert job is not None and job.params.get("scene_count") is None
+        assert "3 scenes" in fmt.summary(job), fmt.summary(job)
+        wait_until(qtbot, lambda: studio.jobs[job.id].finished, timeout=240)
+        done = studio.jobs[job.id]
+        assert done.state is JobState.completed, done.failure
+        rendering = [(card, msg) for card, msg in said if msg.startswith("rendering ")]
+        assert rendering and all(msg.startswith("rendering 3 scenes") for _, msg in rendering)
+        assert all("3 scenes" in card for card, _ in said), said
+
+        out = done.output
+        assert out is not None and out.subtitles
+        latest = page.latest
+        wait_until(qtbot, lambda: latest.player is not None and latest.player.isVisible())
+        player = latest.player
+        assert player is not None and latest.card is not None
+        # The length as soon as the video is loaded, before Play; the card says the same.
+        length = fmt.clock(out.duration_s)
+        wait_until(qtbot, lambda: player.time.text().endswith(f" / {length}"), timeout=60)
+        assert player.time.text() == f"{fmt.clock(0, out.duration_s)} / {length}"
+        assert f"{length} video" in latest.card.status.full_text()
+        assert player.player.playbackState() != player.player.PlaybackState.PlayingState
+
+        # The cues come from the job's subtitle file; a seek shows the cue where it lands.
+        wait_until(qtbot, lambda: len(player.cues) >= 3)
+        cues = player.cues
+        assert "-->" in latest.subtitles.toPlainText()
+        second = cues[1]
+        player.player.setPosition(round((second.start_s + second.end_s) / 2 * 1000))
+        wait_until(qtbot, lambda: player.view.caption == second.text)
+        # It is drawn: the picture differs from the same frame without it.
+        with_cue = player.view.grab().toImage()
+        player.view.set_caption("")
+        assert player.view.grab().toImage() != with_cue
+        player.view.set_caption(second.text)
+
+        # Playing, the cue follows the position.
+        player.toggle()
+
+        def moved_on() -> bool:
+            cue = cue_at(cues, player.player.position() / 1000)
+            return (
+                cue is not None
+                and cue.start_s >= second.end_s
+                and player.view.caption == (cue.text)
+            )
+
+        wait_until(qtbot, moved_on, timeout=60)
+        assert player.player.playbackState() == player.player.PlaybackState.PlayingState
+        player.toggle()
+        player.player.setPosition(round(cues[0].start_s * 1000 + 100))
+        wait_until(qtbot, lambda: player.view.caption == cues[0].text)
+
+        # The Gallery's player shows the same cues.
+        window.show_page(f"gallery:{job.id}")
+        gallery = window.pages["gallery"]
+        assert isinstance(gallery, GalleryPanel)
+        wait_until(qtbot, lambda: gallery.player is not None and gallery.player.cues == cues)
+        assert gallery.subtitles.text() == "Subtitles: " + "  ·  ".join(
+            c.text for c in cues[:4]
+        ) + ("  …" if len(cues) > 4 else "")
+        gallery_player = gallery.player
+        assert gallery_player is not None
+        gallery_player.player.setPosition(round(cues[0].start_s * 1000 + 100))
+        wait_until(qtbot, lambda: gallery_player.view.caption == cues[0].text)

@@ -19,10 +19,12 @@ from tests.helpers import (
     synth_model_entry,
     write_manifest,
 )
-from tests.ui_helpers import local, make_window, studio_for, wait_until
+from tests.ui_helpers import layout_problems, local, make_window, studio_for, wait_until
 from wan_desktop.engine import Engine, simulated_profile
 from wan_desktop.models import ModelState
 from wan_desktop.models import sources as model_sources
+from wan_desktop.ui import format as fmt
+from wan_desktop.ui import theme
 from wan_desktop.ui.cleanup import CleanupDialog
 from wan_desktop.ui.panels.models import ModelsPanel
 from wan_desktop.ui.state import Studio
@@ -127,7 +129,7 @@ def test_verify_and_delete_a_model(
         assert [n.title for n in window.toasts.history] == ["Verified"], window.toasts.history
         assert models.rows[key].delete_btn.isEnabled()
         models.rows[key].delete_btn.click()
-        wait_until(qtbot, lambda: models.rows[key].state.text() == "Not downloaded")
+        wait_until(qtbot, lambda: models.rows[key].state.text() == "Not built yet")
         assert asked == ["Delete model"]
         assert not local(studio).models.status(*key).complete
         assert models.rows[key].download_btn.text() == "Build"
@@ -176,7 +178,7 @@ def test_pins_in_use_marks_and_a_clean_up_previewed_before_anything_goes(
             )
         assert not engine.models.status(*ti2v).complete
         assert engine.models.status(*t2v).complete and engine.models.status(*i2v).complete
-        wait_until(qtbot, lambda: models.rows[ti2v].state.text() == "Not downloaded")
+        wait_until(qtbot, lambda: models.rows[ti2v].state.text() == "Not built yet")
 
 
 @pytest.mark.parametrize("quota_gb", [None, 250])
@@ -210,3 +212,100 @@ def test_clean_up_opens_at_the_quota_or_with_nothing_selected(
             else:
                 assert dialog.max_size() > 0 and dialog.report.total_before <= dialog.max_size()
             dialog.close()
+
+
+def test_a_leftover_partial_download_is_listed_and_can_be_resumed_or_discarded(
+    qtbot: Any, synth_studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clean up listed a cancelled download's leftovers; the Models page did not. It lists it
+    with its size, and Resume finishes it, Discard removes it (only it)."""
+    monkeypatch.setattr("wan_desktop.ui.widgets.confirm", lambda *_a: True)  # "Discard"
+    studio = synth_studio
+    window = make_window(qtbot, studio)
+    models = window.pages["models"]
+    assert isinstance(models, ModelsPanel)
+    window.show_page("models")
+    key = (SYNTH_ID, "full")
+    wait_until(qtbot, lambda: shown(models, key, "download_btn"))
+    assert not models.partials and not models.partials_title.isVisibleTo(models)
+
+    def leave_a_partial() -> str:
+        models.rows[key].download_btn.click()
+        wait_until(qtbot, lambda: models.rows[key].bar.value() > 0)
+        models.rows[key].cancel_btn.click()
+        wait_until(qtbot, lambda: not studio.engine.downloads())
+        studio.refresh_catalog()
+        wait_until(qtbot, lambda: len(models.partials) == 1 and not studio.background.pending)
+        (name,) = models.partials
+        return name
+
+    name = leave_a_partial()
+    part = models.partials[name]
+    usage = next(m for m in local(studio).models.disk_usage().models if not m.complete)
+    assert part.isVisibleTo(models) and models.partials_title.isVisibleTo(models)
+    assert f"{fmt.size(usage.bytes)} downloaded" in part.info.text() and usage.bytes > 0
+    assert part.title.text() == f"{SYNTH_ID} (full)"
+    assert part.resume_btn.isEnabled() and part.discard_btn.isEnabled()
+
+    part.resume_btn.click()
+    wait_until(qtbot, lambda: models.rows[key].state.text() == "Ready", timeout=60)
+    wait_until(qtbot, lambda: not models.partials)
+    assert local(studio).models.status(*key).complete
+
+    local(studio).models.delete(*key)
+    studio.refresh_catalog()
+    wait_until(qtbot, lambda: shown(models, key, "download_btn"))
+    name = leave_a_partial()
+    staging = local(studio).models.paths.staging_dir(name)
+    assert staging.is_dir()
+    models.partials[name].discard_btn.click()
+    wait_until(qtbot, lambda: not models.partials and not staging.exists())
+    assert any(n.title == "Partial download discarded" for n in window.toasts.history)
+    assert local(studio).models.status(*key).state is ModelState.not_present
+
+
+def test_in_development_mode_a_real_models_partial_download_is_listed_and_discarded(
+    qtbot: Any, tmp_path: Path, tiny_models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Development mode shows only the tiny variants: a real model's download cancelled
+    earlier (and a folder of a model no longer in models.toml) still shows, with why it cannot
+    be resumed now; Discard removes it and nothing else."""
+    monkeypatch.setattr("wan_desktop.ui.widgets.confirm", lambda *_a: True)
+    root = tmp_path / "models"
+    shutil.copytree(tiny_models_root, root, symlinks=True)
+    settings = engine_settings(tmp_path)
+    settings = replace(settings, models=replace(settings.models, models_root=root, dev_mode=True))
+    engine = Engine(settings, hardware=simulated_profile(0))
+    paths = engine.models.paths
+    real = paths.staging_dir("t2v-A14B@2.2.0")  # the real T2V's default variant
+    (real / "transformer").mkdir(parents=True)
+    (real / "transformer" / ".wan-partial.diffusion_pytorch_model-00001.safetensors").write_bytes(
+        b"\0" * 300_000
+    )
+    gone = paths.staging_dir("t2v-A14B@2.1.0")  # a version the manifest no longer lists
+    gone.mkdir(parents=True)
+    (gone / "model_index.json").write_text("{}")
+    with studio_for(engine, tmp_path / "config") as studio:
+        window = make_window(qtbot, studio)
+        models = window.pages["models"]
+        assert isinstance(models, ModelsPanel)
+        window.show_page("models")
+        wait_until(qtbot, lambda: len(models.partials) == 2)
+        assert len(models.rows) == 3, "the page lists the tiny variants"
+        window.setFont(theme.ui_font())  # the app's look, at the smallest supported size
+        window.setStyleSheet(theme.stylesheet())
+        window.resize(1024, 700)
+        qtbot.wait(50)
+        assert layout_problems(window) == []
+        known, unknown = models.partials["t2v-A14B@2.2.0"], models.partials["t2v-A14B@2.1.0"]
+        assert "293 KiB downloaded" in known.info.text()
+        assert "development mode is on" in known.info.text() and not known.resume_btn.isEnabled()
+        assert "no longer in the model list" in unknown.info.text()
+        assert not unknown.resume_btn.isEnabled() and unknown.discard_btn.isEnabled()
+        known.discard_btn.click()
+        wait_until(qtbot, lambda: list(models.partials) == ["t2v-A14B@2.1.0"])
+        assert not real.exists() and gone.is_dir()
+        assert all(engine.models.status(*k).complete for k in models.rows)
+        models.partials["t2v-A14B@2.1.0"].discard_btn.click()
+        wait_until(qtbot, lambda: not models.partials and not gone.exists())
+        assert not models.partials_title.isVisibleTo(models)

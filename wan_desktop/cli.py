@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from . import __version__
 from .models.config import ENV_DEV_MODE
@@ -57,11 +58,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dev:
         # Everything below (orchestrator, engine, API) reads the mode from the environment.
         os.environ[ENV_DEV_MODE] = "1"
+    if hasattr(args, "split_engine"):  # wan generate --gpus N: the engine never imports the pool
+        args.split_engine = _local_pool
     try:
         code: int = commands[args.cmd].run(args)
     except SettingError as exc:  # a bad environment variable, found wherever it is first read
         return setting_failed(exc, as_json=bool(getattr(args, "json", False)))
     return code
+
+
+def _local_pool(settings: Any, gpus: int) -> Any:
+    from .pool.engine import local_pool
+
+    return local_pool(settings, gpus)
 
 
 def setting_failed(exc: SettingError, *, as_json: bool) -> int:

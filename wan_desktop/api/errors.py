@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -88,6 +88,79 @@ def excerpt(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return f"<list of {len(value)} items>"
     return json_safe(value)
+
+
+MAX_UNKNOWN_REPORTED = 10
+_OUT_OF_RANGE = ("greater_than_equal", "less_than_equal", "finite_number")
+
+
+def in_words(
+    errors: Sequence[Mapping[str, Any]],
+    schema: Mapping[str, Any],
+    aliases: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Pydantic's errors for a request body in the contract's words, by field name.
+
+    The words are read from the model's JSON schema (the one /openapi.json shows): a field's
+    bounds, choices and description. ``aliases`` maps other accepted names to the fields'.
+    """
+    aliases = aliases or {}
+    props = schema.get("properties", {})
+    out: dict[str, str] = {}
+    unknown: list[str] = []
+    for e in errors:
+        loc = e.get("loc") or ("body",)
+        key = str(loc[0])
+        if e.get("type") == "extra_forbidden":
+            if key in aliases:  # the field sent under both of its names
+                out[aliases[key]] = f"send {aliases[key]} or {key}, not both"
+            else:
+                unknown.append(key)
+            continue
+        name = aliases.get(key, key)
+        out.setdefault(name, _say(e, props.get(name, {})))
+    for key in unknown[:MAX_UNKNOWN_REPORTED]:
+        also = f" (camelCase aliases: {', '.join(aliases)})" if aliases else ""
+        out[excerpt(key)] = f"unknown field; send only {', '.join(props)}{also}"
+    if len(unknown) > MAX_UNKNOWN_REPORTED:
+        out["body"] = f"{len(unknown)} unknown fields; remove them"
+    return out
+
+
+def _say(error: Mapping[str, Any], prop: Mapping[str, Any]) -> str:
+    """One error for one field in plain words, from the field's schema."""
+    kind, value = error.get("type"), error.get("input")
+    # An optional field's schema is anyOf [its type, null]: read its type.
+    typed: Mapping[str, Any] = next(
+        (o for o in prop.get("anyOf", ()) if o.get("type") != "null"), {}
+    )
+    p = {**prop, **typed}
+    absent = kind == "missing" or value is None
+    if "enum" in p:
+        choices = ", ".join(map(str, p["enum"]))
+        if absent:
+            return f"required: one of {choices}"
+        if not isinstance(value, str):
+            return f"must be text: one of {choices}"
+        near = value.lower() in {str(c).lower() for c in p["enum"]}
+        return f"{excerpt(value)!r} is not one of {choices}" + (" (exact case)" if near else "")
+    if p.get("format") == "binary":
+        return "send a file, as a part of multipart/form-data"
+    if p.get("type") in ("integer", "number"):
+        span = f"{p.get('minimum')}–{p.get('maximum')}"
+        if kind in _OUT_OF_RANGE:
+            return f"is {excerpt(str(value))}; use {span}"
+        return f"must be a {'whole number' if p['type'] == 'integer' else 'number'} {span}"
+    if p.get("type") == "string":
+        if kind == "string_type" and not absent:
+            return "must be text"
+        lo, hi = p.get("minLength"), p.get("maxLength")
+        if absent or kind == "string_too_short":
+            what = f"{p['description']} " if p.get("description") else ""
+            return f"required: {what}({lo or 1}–{hi} characters)"
+        if kind == "string_too_long" and isinstance(value, str):
+            return f"is {len(value.strip())} characters; shorten it to {hi}"
+    return str(error.get("msg", "invalid"))
 
 
 def _short(error: Mapping[str, Any]) -> dict[str, Any]:

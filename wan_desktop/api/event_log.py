@@ -60,11 +60,14 @@ class Numbered:
 
 
 def event_message(seq: int, event: Event) -> str:
-    return json.dumps(
-        {"type": "event", "seq": seq, "event": event_to_wire(event)},
-        separators=(",", ":"),
-        allow_nan=False,
-    )
+    message = {"type": "event", "seq": seq, "event": event_to_wire(event)}
+    try:
+        return json.dumps(message, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        # A NaN or infinity in a figure: sent as JSON's common extension (Python reads it)
+        # rather than losing the event, which may be a job's last state.
+        log.warning("%s carries a non-finite number", type(event).__name__)
+        return json.dumps(message, separators=(",", ":"))
 
 
 class StreamClient:
@@ -160,8 +163,8 @@ class EventLog:
     def record(self, event: Event) -> Numbered:
         """Number ``event`` and keep it in the backlog (bounded by count and bytes)."""
         with self._lock:
-            self._seq += 1
-            text = event_message(self._seq, event)
+            text = event_message(self._seq + 1, event)
+            self._seq += 1  # only once it is a message: no seq is ever skipped for an error
             item = Numbered(self._seq, text, isinstance(event, DROPPABLE))
             if not isinstance(event, NOT_KEPT):
                 self._backlog.append(item)

@@ -7,6 +7,10 @@ input (every bad field is named; also an image that turns out unreadable), 130 i
 job is cancelled first). The output place, images and size are checked before anything runs; a
 video that still cannot be written to ``--out`` is kept in the outputs folder. Temporary folders
 of killed runs are removed by the next run.
+
+With ``--gpus N`` (N > 1) the job is split across N GPUs of this machine: it runs on a private
+GPU pool (a local Ray instance, the pool extra) that the command's entry point hands over as
+``args.split_engine``, since the engine never imports the pool.
 """
 
 from __future__ import annotations
@@ -61,8 +65,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--flow-shift", help="the scheduler's flow shift (default: the model's)")
     p.add_argument("--variant", help="model variant (default: full precision; tiny with --dev)")
     p.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the best available)")
+    p.add_argument(
+        "--gpus",
+        help="split the job across N GPUs of this machine (Ulysses context parallelism, the "
+        "pool extra); N must divide the model's attention heads and the video tokens",
+    )
     p.add_argument("--out", required=True, type=Path, help="where to write the MP4 (F.mp4)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    # (settings, gpus) -> an engine whose jobs may use that many GPUs: set by ``wan``'s entry
+    # point (wan_desktop/cli.py) to the pool's private local pool.
+    p.set_defaults(split_engine=None)
     return p
 
 
@@ -166,6 +178,7 @@ def _params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
         "flow_shift": args.flow_shift,
         "variant": args.variant,
         "loras": loras,
+        "gpus": args.gpus,
     }
     return {k: v for k, v in params.items() if v not in (None, [])}, errors
 
@@ -212,7 +225,26 @@ def _generate(args: argparse.Namespace, params: dict[str, Any], tmp: Path, out: 
     if args.device:
         overrides["device"] = args.device
     started = time.monotonic()
-    with Engine(EngineSettings.from_env(**overrides)) as engine:
+    settings = EngineSettings.from_env(**overrides)
+    if params.get("gpus") not in (None, "1"):
+        # Every field is checked before a pool starts (that takes seconds).
+        errors = _validation_errors(params)
+        if errors:
+            return out.invalid(errors)
+    gpus = int(params.get("gpus") or 1)
+    if gpus > 1 and args.split_engine is None:
+        return out.failed(
+            "engine_unavailable",
+            f"--gpus {gpus} needs the GPU pool, which this program was started without",
+            ("run it as wan generate", "use --gpus 1"),
+        )
+    try:
+        engine = Engine(settings) if gpus <= 1 else args.split_engine(settings, gpus)
+    except InvalidInputError as exc:
+        return out.invalid(exc.errors)
+    except EngineError as exc:
+        return out.failed("engine_unavailable", str(exc), ("use --gpus 1",))
+    with engine:
         done = threading.Event()
         bar = _Progress(out.stderr) if out.stderr.isatty() and not out.json_mode else None
         job_id: list[str] = []

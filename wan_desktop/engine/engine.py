@@ -25,7 +25,7 @@ from wan_desktop.models.store import with_dev_mode
 from wan_desktop.models.types import DownloadProgress
 
 from . import libraries
-from .errors import EngineError, JobStateError, StoreUnavailableError
+from .errors import EngineError, InvalidInputError, JobStateError, StoreUnavailableError
 from .estimate import FitVerdict, fit_verdict
 from .events import (
     Alert,
@@ -120,6 +120,9 @@ class Engine(JobRunner):
         """Validate, store and queue a job. Raises InvalidInputError with every bad field."""
         pipeline = self.pipeline(spec.kind)
         params = pipeline.validate(spec.params)
+        gpus = int(params.get("gpus") or 1)
+        if gpus > self.gpus_per_machine():
+            raise InvalidInputError({"gpus": self.gpus_refusal(gpus)})
         desc = pipeline.describe(params)
         now = time.time()
         with self._cond:
@@ -146,6 +149,19 @@ class Engine(JobRunner):
         self.publish(JobStateChanged(job=job, previous=None))
         self.publish(QueueChanged(reason="submitted", job_ids=(job.id,), paused=self._paused))
         return job
+
+    def gpus_per_machine(self) -> int:
+        """The most GPUs one job can use here. This engine runs a job in its own process, on
+        one GPU; a pool (``wan serve --pool``) splits one job across the GPUs of a machine."""
+        return 1
+
+    def gpus_refusal(self, gpus: int) -> str:
+        """What to do about a job that asks for more GPUs than ``gpus_per_machine``."""
+        return (
+            f"is {gpus}; this server runs each job on one GPU: to split one job across "
+            f"{gpus} GPUs of one machine, start it with wan serve --pool on a machine with "
+            f"{gpus} GPUs, or use gpus 1"
+        )
 
     def _position_for(self, priority: Priority) -> float:
         """After every queued job of the same or higher priority, before the lower ones."""

@@ -107,6 +107,10 @@ class ModelsView(Protocol):
 
     def delete(self, model_id: str, variant: str | None = None) -> int: ...
 
+    def discard_partial(self, dir_name: str) -> int:
+        """Remove what an unfinished download left in folder ``dir_name``; the bytes freed."""
+        ...
+
     def pin(self, model_id: str, variant: str | None = None, *, pinned: bool = True) -> bool: ...
 
     def gc(self, *, max_size: int | None = None, dry_run: bool = False) -> GcReport: ...
@@ -165,6 +169,10 @@ class EngineFace(Protocol):
     def queue(self) -> list[Job]: ...
 
     def loaded_models(self) -> list[LoadedModel]: ...
+
+    def gpus_per_machine(self) -> int:
+        """The most GPUs one job can use (more than one only on a pool of one machine's GPUs)."""
+        ...
 
     def downloads(self) -> list[tuple[str, str]]: ...
 
@@ -267,6 +275,9 @@ class LocalModels:
 
     def delete(self, model_id: str, variant: str | None = None) -> int:
         return self._store().delete(model_id, variant)
+
+    def discard_partial(self, dir_name: str) -> int:
+        return self._store().discard_partial(dir_name)
 
     def pin(self, model_id: str, variant: str | None = None, *, pinned: bool = True) -> bool:
         return self._store().pin(model_id, variant, pinned=pinned)

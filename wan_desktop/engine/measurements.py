@@ -152,6 +152,8 @@ def measured_plan(
     profile: HardwareProfile,
 ) -> MemoryPlan:
     """The plan's estimate from a recorded measurement when there is one for this exact job."""
+    if job.gpus > 1:
+        return mp  # measurements are of one GPU's runs; a split job is not one of them
     key = MeasurementKey.of(model_id, variant, mp.strategy, job, profile)
     return use_measured(mp, MeasurementStore(data_dir).get(key), facts, job, profile)
 
@@ -169,8 +171,8 @@ def record_job(
     goes wrong is logged."""
     step_times = details.get("median_step_s") or {}
     counts = details.get("experts") or {}
-    if not step_times or job.steps < 2:
-        return  # one step is mostly warm-up: not a figure to plan by
+    if not step_times or job.steps < 2 or job.gpus > 1:
+        return  # one step is mostly warm-up; a split job is not a one-GPU figure to plan by
     total = sum(step_times[e] * counts.get(e, 1) for e in step_times)
     s_per_step = total / sum(counts.get(e, 1) for e in step_times)
     peak = details.get("peak") or {}

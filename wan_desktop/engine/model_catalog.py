@@ -15,6 +15,7 @@ from wan_desktop.models import (
     ModelUsage,
     VariantSpec,
 )
+from wan_desktop.models.settings import format_size
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,28 @@ class ModelRow:
         return (self.spec.id, self.variant.name)
 
     @property
+    def disk_bytes(self) -> int:
+        """What it takes on disk now, its folder (or its partial download's) as the disk usage
+        measures it: the number the quota, Clean up and Delete count, so every page says it."""
+        return self.usage.bytes if self.usage is not None else self.status.bytes_present
+
+    @property
     def size_bytes(self) -> int | None:
+        """Its size on disk when installed, else what it will take (to download or build)."""
         st = self.status
         if st.complete:
-            return st.bytes_present
+            return self.disk_bytes
         return st.bytes_total or st.approx_size_bytes or self.variant.approx_size_bytes
+
+    @property
+    def built_here(self) -> bool:
+        """A development variant: built on this machine from random weights, never downloaded."""
+        return self.variant.development
+
+    def to_get_text(self) -> str:
+        """What getting it means, with its size: "64.0 GiB to download", "436 KiB, built here"."""
+        size = format_size(self.size_bytes)
+        return f"{size}, built here" if self.built_here else f"{size} to download"
 
     @property
     def in_use(self) -> bool:

@@ -38,6 +38,7 @@ class ModelFacts:
     text_len: int
     vae_base_dim: int
     source: str  # "files", "manifest" or "tiny" (a development variant not built yet)
+    num_heads: int = 1  # attention heads: a job's GPU count (Ulysses degree) must divide them
 
     @property
     def experts(self) -> tuple[str, ...]:
@@ -61,6 +62,7 @@ def facts_from_manifest(spec: ModelSpec) -> ModelFacts:
         # (an over-estimate for Wan2.2's, which is 160 wide; the folder's config has the truth).
         vae_base_dim=max(8, round(96 * math.sqrt(vae / 0.127e9))),
         source="manifest",
+        num_heads=m.num_heads,
     )
 
 
@@ -68,7 +70,7 @@ def facts_from_manifest(spec: ModelSpec) -> ModelFacts:
 # 3 channels wide, tens of thousands of parameters per component. Known before the first build,
 # so a first development job is not estimated with the real model's billions of parameters
 # (once built, its files give the exact figures; a test keeps the two in step).
-TINY_ARCH = {"hidden_size": 24, "num_layers": 2, "ffn_dim": 32, "vae_base_dim": 3}
+TINY_ARCH = {"hidden_size": 24, "num_layers": 2, "ffn_dim": 32, "vae_base_dim": 3, "num_heads": 2}
 TINY_PARAMS = 35_000.0  # per component
 
 
@@ -82,6 +84,7 @@ def tiny_facts(spec: ModelSpec) -> ModelFacts:
         ffn_dim=TINY_ARCH["ffn_dim"],
         vae_base_dim=TINY_ARCH["vae_base_dim"],
         source="tiny",
+        num_heads=TINY_ARCH["num_heads"],
     )
 
 
@@ -125,6 +128,7 @@ def _facts_from_folder(spec: ModelSpec, folder: Path) -> ModelFacts:
         latent_channels=int(vcfg.get("z_dim") or base.latent_channels),
         vae_base_dim=int(vcfg.get("base_dim") or base.vae_base_dim),
         source="files",
+        num_heads=int(heads or base.num_heads),
     )
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from wan_desktop.models.errors import ModelError
-from wan_desktop.models.manifest import Manifest, ModelSpec, parse_resolution
+from wan_desktop.models.manifest import DEV_VARIANT, Manifest, ModelSpec, parse_resolution
 
 from .errors import InvalidInputError
+from .model_facts import facts_for
 
 # Every limit on a Wan job's input, declared here once: the engine checks them, the API's
 # routes and schema map their field names onto them, and the desktop app's fields and counters
@@ -234,7 +235,9 @@ def validate_wan_params(
     w, h = round_size(*(size or parse_resolution(d.resolution)), spec, runs)
     n_frames = frames or d.frames
     if gpus is not None and gpus > 1:
-        problem = degree_problem(spec.memory.num_heads, w, h, n_frames, spec, gpus)
+        # The heads of the variant that runs: the tiny development architecture has its own.
+        heads = facts_for(spec, None, tiny=runs == DEV_VARIANT).num_heads
+        problem = degree_problem(heads, w, h, n_frames, spec, gpus)
         if problem:
             raise InvalidInputError({"gpus": problem})
     return WanParams(

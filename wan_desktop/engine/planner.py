@@ -15,6 +15,12 @@ strategies, cheapest first (in speed), on a GPU:
 and without a GPU: ``cpu``, then ``cpu_fp8``. VAE tiling is switched on above 256 px when the
 untiled decode would not fit. The figures are estimates with stated constants (below), meant to
 choose well and to warn early; an out-of-memory error still triggers a retry one strategy down.
+
+A job of ``gpus`` N > 1 (Ulysses context parallelism on a pool, ``pipelines/context_parallel.py``)
+is planned per GPU: every rank holds a full copy of the weights (Ulysses buys speed, not memory)
+and runs the whole VAE decode, while the transformer's activations, split along the sequence of
+video tokens, are an N-th on each; the denoising compute is split N ways too. The N ranks share
+one machine's RAM.
 """
 
 from __future__ import annotations
@@ -112,6 +118,7 @@ class JobShape:
     steps: int
     guidance: bool = True  # classifier-free guidance: two forwards per step
     image: bool = False  # I2V: the VAE also encodes the conditioning video
+    gpus: int = 1  # Ulysses degree: the video tokens are split across this many GPUs
 
 
 def tokens(facts: ModelFacts, job: JobShape) -> int:
@@ -119,6 +126,11 @@ def tokens(facts: ModelFacts, job: JobShape) -> int:
     lat_h = job.height // facts.vae_scale_spatial // facts.patch_size[1]
     lat_w = job.width // facts.vae_scale_spatial // facts.patch_size[2]
     return max(1, lat_f * lat_h * lat_w)
+
+
+def tokens_per_gpu(facts: ModelFacts, job: JobShape) -> int:
+    """The tokens each GPU's transformer holds: an N-th of the sequence under Ulysses."""
+    return -(-tokens(facts, job) // max(1, job.gpus))
 
 
 # ------------------------------------------------------------------------------------- plans
@@ -151,6 +163,7 @@ class MemoryPlan:
     notes: tuple[str, ...] = ()
     ladder: tuple[str, ...] = ()
     basis: str = PREDICTED  # or "measured on this GPU": see engine/measurements.py
+    gpus: int = 1  # > 1: the figures are per GPU, on each of this many (Ulysses)
 
     @property
     def description(self) -> str:
@@ -162,9 +175,15 @@ class MemoryPlan:
         amount = self.vram_gb if STRATEGIES[self.strategy].gpu else self.ram_gb
         budget = self.vram_budget_gb if STRATEGIES[self.strategy].gpu else self.ram_budget_gb
         tiling = ", VAE tiling" if self.vae_tiling else ""
+        each = (
+            f" per GPU, on each of {self.gpus} GPUs (full weights on every GPU, activations "
+            f"split {self.gpus} ways)"
+            if self.gpus > 1
+            else ""
+        )
         return (
             f"{self.strategy} ({self.description}{tiling}): about {amount:.1f} GiB {where} "
-            f"of {budget:.1f} GiB usable"
+            f"of {budget:.1f} GiB usable{each}"
         )
 
     def estimate(self) -> dict[str, Any]:
@@ -182,6 +201,7 @@ class MemoryPlan:
             "strategy": self.strategy,
             "facts": self.facts_source,
             "fits": self.fits,
+            "gpus": self.gpus,  # vram_gb and ram_gb are per GPU (and its process) when > 1
             "guess": self.basis == PREDICTED,
             "basis": (
                 f"a guess from the planner's model of this {self.device.split(':')[0]} "
@@ -256,7 +276,7 @@ def plan(
             limit = None
             if strategy.gpu and vram > vram_budget:
                 limit = "vram"
-            elif ram > ram_budget:
+            elif ram * job.gpus > ram_budget:  # the ranks of a split job share one machine
                 limit = "ram"
             candidates.append(
                 Candidate(
@@ -299,6 +319,7 @@ def plan(
         candidates=tuple(candidates),
         notes=notes,
         ladder=tuple(names),
+        gpus=job.gpus,
     )
 
 
@@ -353,7 +374,8 @@ def weights_gb(facts: ModelFacts, dtype: str, *, fp8: bool = False) -> dict[str,
 
 
 def activations_gb(facts: ModelFacts, dtype: str, job: JobShape) -> float:
-    n = tokens(facts, job)
+    """Of one GPU's transformer (its share of the tokens when the job is split)."""
+    n = tokens_per_gpu(facts, job)
     per_token = max(
         ACT_HIDDEN_TENSORS * facts.hidden_size, 2 * facts.hidden_size + 2 * facts.ffn_dim
     )
@@ -432,7 +454,8 @@ def estimate_minutes(
         rate, overhead = MPS_THROUGHPUT, STEP_OVERHEAD_S["gpu"]
     else:
         rate, overhead = profile.cpu_count * CPU_FLOPS_PER_CORE, STEP_OVERHEAD_S["cpu"]
-    compute = forward / rate * (1.1 if strategy.fp8 else 1.0)
+    # Split N ways by Ulysses (the all-to-all exchanges are not counted: an ideal split).
+    compute = forward / rate * (1.1 if strategy.fp8 else 1.0) / max(1, job.gpus)
     expert_bytes = expert * (1 if strategy.fp8 else DTYPE_BYTES[dtype])
     transfer = expert_bytes / PCIE_BYTES_PER_S if strategy.gpu else 0.0
     if strategy.offload == "group":

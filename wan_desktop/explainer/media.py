@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import io
 import logging
-import math
+import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -66,13 +66,54 @@ def cues_for(narrations: Sequence[str], durations: Sequence[float]) -> list[Cue]
 
 
 def _chunks(text: str, most: int) -> list[str]:
-    """Pieces of at most two subtitle lines, of similar length, at most ``most`` of them."""
+    """Whole sentences, at most two subtitle lines a piece, at most ``most`` pieces.
+
+    A cue ends where a sentence ends; only a sentence too long for one cue is cut, at a clause
+    boundary (a comma, semicolon, colon or dash), and only a clause too long for one cue between
+    two words. Never inside a word. Short sentences share a cue while they fit in it.
+    """
     words = " ".join(text.split())
     if not words:
         return []
-    count = min(most, math.ceil(len(words) / CUE_CHARS))
-    width = max(CUE_CHARS, math.ceil(len(words) / count) + 8) if count > 1 else len(words)
-    return textwrap.wrap(words, width, break_long_words=True) or [words]
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(words):
+        pieces += _fit(sentence, _CLAUSE_END) if len(sentence) > CUE_CHARS else [sentence]
+    cues = _pack(pieces, CUE_CHARS, joinable=lambda a: a.endswith(_STOPS))
+    while len(cues) > most:  # too many to read in the time: join the shortest neighbours
+        i = min(range(len(cues) - 1), key=lambda k: len(cues[k]) + len(cues[k + 1]))
+        cues[i : i + 2] = [f"{cues[i]} {cues[i + 1]}"]
+    return cues
+
+
+_STOPS = (".", "!", "?", "…", '."', '?"', '!"')
+_SENTENCE_END = re.compile(r"""(?:(?<=[.!?…])|(?<=[.!?…]["')\]]))\s+""")
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+|\s+(?=[—–-]\s)")
+
+
+def _fit(sentence: str, boundary: re.Pattern[str]) -> list[str]:
+    """A long sentence in pieces of at most CUE_CHARS: at clauses, else between words."""
+    clauses = boundary.split(sentence)
+    out: list[str] = []
+    for clause in _pack(clauses, CUE_CHARS):
+        if len(clause) <= CUE_CHARS:
+            out.append(clause)
+        else:
+            out += textwrap.wrap(clause, CUE_CHARS, break_long_words=False) or [clause]
+    return out
+
+
+def _pack(
+    pieces: list[str], width: int, joinable: Callable[[str], bool] | None = None
+) -> list[str]:
+    """Neighbouring pieces joined while they fit in ``width`` (and ``joinable`` allows)."""
+    out: list[str] = []
+    for piece in pieces:
+        fits = out and len(out[-1]) + 1 + len(piece) <= width
+        if fits and (joinable is None or joinable(out[-1])):
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out
 
 
 def srt_text(cues: Sequence[Cue]) -> str:
@@ -94,6 +135,35 @@ def _stamp(seconds: float) -> str:
 def write_srt(cues: Sequence[Cue], dest: Path) -> None:
     with atomic_path(dest) as tmp:
         tmp.write_text(srt_text(cues), "utf-8")
+
+
+_TIMING = re.compile(
+    r"(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{3})\s*-->\s*(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{3})"
+)
+
+
+def parse_subtitles(text: str) -> list[Cue]:
+    """The cues of an SRT or WebVTT text, in time order; blocks without a timing are skipped."""
+    cues: list[Cue] = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").strip()):
+        lines = block.split("\n")
+        at = next((i for i, line in enumerate(lines) if _TIMING.search(line)), None)
+        if at is None:
+            continue  # the WEBVTT header, a NOTE or STYLE block, a damaged block
+        m = _TIMING.search(lines[at])
+        assert m is not None
+        g = [int(v) if v else 0 for v in m.groups()]
+        start = g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000
+        end = g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000
+        body = " ".join(line.strip() for line in lines[at + 1 :] if line.strip())
+        body = re.sub(r"<[^>]+>", "", body)  # WebVTT voice and style tags
+        if body and end > start:
+            cues.append(Cue(round(start, 3), round(end, 3), body))
+    return sorted(cues, key=lambda c: c.start_s)
+
+
+def cue_at(cues: Sequence[Cue], t: float) -> Cue | None:
+    return next((c for c in cues if c.start_s <= t < c.end_s), None)
 
 
 # -------------------------------------------------------------------------------- joining
@@ -202,7 +272,7 @@ class _CueDrawer:
     def draw(self, image: Any, t: float) -> Any:
         from PIL import ImageDraw
 
-        cue = next((c for c in self.cues if c.start_s <= t < c.end_s), None)
+        cue = cue_at(self.cues, t)
         if cue is None:
             return image
         text = "\n".join(textwrap.wrap(cue.text, LINE_CHARS))

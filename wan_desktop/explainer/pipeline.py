@@ -89,17 +89,30 @@ class ExplainerPipeline(Delivery, Pipeline):
 
     def describe(self, params: Mapping[str, Any]) -> JobDescription:
         p = ExplainerParams.from_dict(params)
+        scenes = self._planned_scenes(p)
+        estimate: dict[str, Any] = {
+            "vram_gb": 0.0,
+            "minutes": round(self._estimate_s(p, "initializing", scenes) / 60, 2),
+            "strategy": "manim (CPU)",
+            "writer": self._writer_name(p),
+        }
+        if scenes is not None:
+            estimate["scenes"] = scenes
         return JobDescription(
             model_id=None,
             label=None if self._uses_llm(p) or p.offline else OFFLINE_LABEL,
-            estimate={
-                "vram_gb": 0.0,
-                "minutes": round(self._estimate_s(p, "initializing") / 60, 2),
-                "strategy": "manim (CPU)",
-                "scenes": p.scene_count or TYPICAL_SCENES,
-                "writer": self._writer_name(p),
-            },
+            estimate=estimate,
         )
+
+    def _planned_scenes(self, p: ExplainerParams) -> int | None:
+        """How many scenes the video will have, where that is known before planning: the count
+        asked for, or the offline planner's own choice (it is deterministic and quick). A
+        language model decides while planning; the job's estimate gets the count then."""
+        if p.scene_count:
+            return p.scene_count
+        if not self._uses_llm(p):
+            return len(OfflineWriter().outline(p).scenes)
+        return None
 
     def _writer_name(self, p: ExplainerParams) -> str:
         if not self._uses_llm(p):
@@ -299,6 +312,8 @@ class ExplainerPipeline(Delivery, Pipeline):
             what="the outline could not be made",
             model="PLANNER_MODEL",
         )
+        if run.ctx.job.estimate.get("scenes") != len(outline.scenes):
+            run.ctx.update(estimate={**run.ctx.job.estimate, "scenes": len(outline.scenes)})
         titles = "; ".join(f"{s.index}. {s.title}" for s in outline.scenes)
         run.ctx.log("info", f"outline: {outline.title} — {len(outline.scenes)} scenes: {titles}")
         return outline

@@ -246,7 +246,8 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def _lock_held(paths: ModelPaths, dir_name: str) -> bool:
+def download_running(paths: ModelPaths, dir_name: str) -> bool:
+    """Whether a process holds the download lock of model folder ``dir_name`` now."""
     from filelock import FileLock, Timeout
 
     lock_path = paths.lock_file(dir_name)
@@ -277,7 +278,7 @@ def disk_usage(layout: Layout) -> DiskUsage:
         )
         family = family or paths.family_dir().name
         leases = live_leases(paths, name)
-        downloading = _lock_held(paths, name)
+        downloading = download_running(paths, name)
         size = folder_bytes(folder)
         if not complete:
             scratch = folder.with_name(name + ".scratch")

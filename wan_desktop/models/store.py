@@ -15,7 +15,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -394,14 +394,41 @@ class ModelStore:
                 staging,
                 staging.with_name(staging.name + install.SCRATCH_SUFFIX),
             ):
-                if folder.exists():
-                    freed += folder_bytes(folder)
-                    trash = self.paths.trash_dir()
-                    trash.mkdir(parents=True, exist_ok=True)
-                    gone = trash / f"{folder.name}.{uuid.uuid4().hex[:8]}"
-                    folder.replace(gone)
-                    shutil.rmtree(gone, ignore_errors=True)
+                freed += self._remove_folder(folder)
         return freed
+
+    def discard_partial(self, dir_name: str) -> int:
+        """Remove the partial download in staging folder ``dir_name`` (a name from
+        ``disk_usage()``, in the manifest or not), never an installed model; the bytes freed.
+        A download of it that is running now is not touched: cancel it first."""
+        staging = self.paths.staging_dir(dir_name)
+        if staging.parent != self.paths.staging_root() or dir_name in ("", ".", ".."):
+            raise ValueError(f"{dir_name!r} is not a folder name")
+        if disk.download_running(self.paths, dir_name):
+            raise InUseError(
+                f"{dir_name} is downloading now",
+                fix="cancel its download first, then discard what it left",
+                details={"folder": dir_name},
+            )
+        reporter = Reporter(dir_name, "", None)
+        with install.model_lock(self.paths, self.config, dir_name, reporter, CancelToken()):
+            scratch = staging.with_name(staging.name + install.SCRATCH_SUFFIX)
+            # Every byte counts here, as the disk usage counts it: partial files are hidden ones.
+            measure = disk.folder_bytes
+            return self._remove_folder(staging, measure) + self._remove_folder(scratch, measure)
+
+    def _remove_folder(self, folder: Path, measure: Callable[[Path], int] = folder_bytes) -> int:
+        """Move ``folder`` to the trash (atomic: nothing half-deleted stays in place), empty it;
+        its size by ``measure``."""
+        if not folder.exists():
+            return 0
+        size = measure(folder)
+        trash = self.paths.trash_dir()
+        trash.mkdir(parents=True, exist_ok=True)
+        gone = trash / f"{folder.name}.{uuid.uuid4().hex[:8]}"
+        folder.replace(gone)
+        shutil.rmtree(gone, ignore_errors=True)
+        return size
 
     # -------------------------------------------------------------------------------- disk
 

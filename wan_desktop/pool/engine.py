@@ -9,10 +9,20 @@ job that applies the actor's streamed messages (``pool/worker.py``) to the store
 A worker whose process or node dies mid-job makes its job interrupted, or queued again when the
 retry setting says so (``WAN_RETRY_INTERRUPTED``, as after a crash of the app); Ray restarts the
 actor (``MAX_RESTARTS``), and the scheduler uses it again once it answers.
+
+Placement: the pool holds one actor per GPU for its whole life, so the GPUs a multi-GPU job needs
+are already held by workers; reserving them again per job would ask Ray for GPUs that no longer
+exist. Instead the workers themselves are created in placement groups of strategy STRICT_PACK, one
+per machine (a group is sized to the room of one node: its GPUs, or its CPUs on a machine without
+any), each worker in a bundle of one GPU and one CPU. Ray puts every bundle of a STRICT_PACK group
+on one node, and keeps it there when an actor restarts (a dead node's group is placed again as a
+whole). A job of N GPUs is then given N idle workers of one group (``_team``): co-location is
+Ray's guarantee, not a guess from host names.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -24,7 +34,7 @@ from wan_desktop.engine.core import _Running
 from wan_desktop.engine.errors import EngineError, InvalidInputError
 from wan_desktop.engine.events import JobStateChanged
 from wan_desktop.engine.hardware import HardwareProfile
-from wan_desktop.engine.jobs import Job, JobSpec, JobState
+from wan_desktop.engine.jobs import Job, JobState
 from wan_desktop.engine.pipelines.base import LoadedModel, Pipeline
 from wan_desktop.engine.runner import HOUSEKEEPING_S
 from wan_desktop.engine.settings import EngineSettings
@@ -38,18 +48,70 @@ MAX_RESTARTS = 10  # per actor; a worker that keeps dying is then shown as dead
 START_TIMEOUT_S = 120.0  # for every worker to answer once (a node may import torch first)
 IDLE_CHECK_S = 5.0
 ACTOR_CONCURRENCY = 4  # run() streams while cancel(), info() and unload() answer beside it
+PLACEMENT_STRATEGY = "STRICT_PACK"  # every bundle of a group on one node
 
 
 def _team(idle: list[Slot], job: Job) -> list[Slot]:
     """The idle workers for ``job``: its model warm first, then ones holding nothing. A job of
-    N GPUs takes N workers of one machine; none where no machine has N idle."""
+    N GPUs takes N workers of one placement group (one machine); none where no group has N idle."""
     need = int(job.params.get("gpus") or 1)
     ranked = sorted(idle, key=lambda s: (not s.holds(job), bool(s.loaded)))
-    for node in dict.fromkeys(str(s.info.get("node")) for s in ranked):
-        here = [s for s in ranked if str(s.info.get("node")) == node]
+    for group in dict.fromkeys(s.group for s in ranked):
+        here = [s for s in ranked if s.group == group]
         if len(here) >= need:
             return here[:need]
     return []
+
+
+def group_sizes(nodes: list[dict[str, Any]], workers: int, resource: str) -> list[int]:
+    """How many of ``workers`` go in each STRICT_PACK group: the machines with the most room
+    (``resource``, and a CPU per worker) filled first, so a pool keeps its largest teams.
+    Raises ``EngineError`` when the cluster has no room for them all."""
+    room = sorted(
+        (
+            int(min(n["Resources"].get(resource, 0), n["Resources"].get("CPU", 0)))
+            for n in nodes
+            if n.get("Alive", True)
+        ),
+        reverse=True,
+    )
+    sizes: list[int] = []
+    left = workers
+    for here in room:
+        if left <= 0:
+            break
+        if here > 0:
+            sizes.append(min(here, left))
+            left -= sizes[-1]
+    if left > 0:
+        kind = "GPUs" if resource == "GPU" else "CPUs"
+        raise EngineError(
+            f"the Ray cluster has room for {workers - left} workers, not {workers} "
+            f"({kind} per machine: {', '.join(map(str, room)) or 'none'}); start fewer with "
+            "--workers, or add nodes (ray start --address …)"
+        )
+    return sizes
+
+
+def local_pool(settings: EngineSettings, gpus: int) -> PoolEngine:
+    """The private pool of ``wan generate --gpus N``: a fresh Ray instance on this machine with N
+    workers on its GPUs, or, on a machine without a GPU, N CPU workers sharing its cores (the
+    tiny development variants). Refuses N above the GPUs this machine has."""
+    import torch
+
+    have = torch.cuda.device_count()
+    if 0 < have < gpus:
+        raise InvalidInputError(
+            {"gpus": f"is {gpus}; this machine has {have} GPUs: use at most {have}"}
+        )
+    cores = os.cpu_count() or 1
+    return PoolEngine(
+        settings,
+        workers=gpus,
+        address="local",  # never someone's running cluster
+        num_cpus=None if have else max(cores, gpus),
+        torch_threads=None if have else max(1, cores // gpus),
+    )
 
 
 class PoolEngine(PoolJobs):
@@ -64,6 +126,7 @@ class PoolEngine(PoolJobs):
         worker_hardware: HardwareProfile | None = None,
         plugins: tuple[str, ...] = (),
         torch_threads: int | None = None,
+        num_cpus: int | None = None,
         start: bool = True,
     ) -> None:
         """Start (or join, with ``address``) a Ray cluster and ``workers`` actors on it.
@@ -71,9 +134,11 @@ class PoolEngine(PoolJobs):
         ``workers``: default one per GPU that Ray sees, or one CPU worker where it sees none.
         ``worker_hardware``: a profile for every worker (tests); default each reads its own.
         ``plugins``: modules whose ``register()`` each worker calls (e.g. the explainer).
+        ``num_cpus``: of a Ray instance this starts (default: Ray counts the cores).
         """
         ray = load_ray()
         self._slots: list[Slot] = []
+        self._groups: list[Any] = []  # Ray placement groups, one per machine (``Slot.group``)
         self._draining = False
         self._last_idle_check = 0.0
         super().__init__(settings, pipelines=pipelines, hardware=hardware, start=False)
@@ -82,6 +147,7 @@ class PoolEngine(PoolJobs):
             if self._owns_ray:
                 ray.init(
                     address=address,
+                    num_cpus=num_cpus,
                     include_dashboard=False,
                     log_to_driver=False,
                     configure_logging=False,
@@ -104,23 +170,34 @@ class PoolEngine(PoolJobs):
         torch_threads: int | None,
     ) -> None:
         ray = load_ray()
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         n = count if count is not None else max(1, gpus)
         if n < 1:
             raise EngineError(f"a pool needs at least one worker, not {n}")
+        sizes = group_sizes(ray.nodes(), n, "GPU" if gpus else "CPU")
+        bundle = {"CPU": 1.0, "GPU": 1.0} if gpus else {"CPU": 1.0}
         actor_class = ray.remote(PoolWorker)
         home = ray.get_runtime_context().get_node_id()  # the server's node
-        for i in range(n):
-            name = f"worker-{i + 1}"
-            actor = actor_class.options(
-                num_cpus=1,
-                num_gpus=1 if gpus else 0,
-                max_restarts=MAX_RESTARTS,
-                max_task_retries=0,  # a job that a dead worker ran is ours to decide on
-                max_concurrency=ACTOR_CONCURRENCY,
-            ).remote(name, self.settings, hardware, plugins, torch_threads, home)
-            self._slots.append(Slot(name, actor))
+        for g, size in enumerate(sizes):
+            group = placement_group([dict(bundle)] * size, strategy=PLACEMENT_STRATEGY)
+            self._groups.append(group)
+            for index in range(size):
+                name = f"worker-{len(self._slots) + 1}"
+                actor = actor_class.options(
+                    num_cpus=1,
+                    num_gpus=1 if gpus else 0,
+                    max_restarts=MAX_RESTARTS,
+                    max_task_retries=0,  # a job that a dead worker ran is ours to decide on
+                    max_concurrency=ACTOR_CONCURRENCY,
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(
+                        placement_group=group, placement_group_bundle_index=index
+                    ),
+                ).remote(name, self.settings, hardware, plugins, torch_threads, home)
+                self._slots.append(Slot(name, actor, group=g))
         refs = [s.actor.info.remote() for s in self._slots]
         try:
             infos = ray.get(refs, timeout=START_TIMEOUT_S)
@@ -184,22 +261,18 @@ class PoolEngine(PoolJobs):
 
     # ---------------------------------------------------------------------------- commands
 
-    def submit(self, spec: JobSpec) -> Job:
-        """Also refuses a job that asks for more GPUs than one machine of the pool has."""
-        params = self.pipeline(spec.kind).validate(spec.params)  # names every bad field first
-        gpus = int(params.get("gpus") or 1)
-        most = self.gpus_per_machine()
-        if gpus > most:
-            raise InvalidInputError(
-                {"gpus": f"is {gpus}; this pool has at most {most} on one machine"}
-            )
-        return super().submit(spec)
-
     def gpus_per_machine(self) -> int:
-        """Workers (GPUs) on the machine that has the most: the most one job can use."""
+        """Workers (GPUs) of the largest placement group: the most one job can use."""
         with self._cond:
-            nodes = Counter(str(s.info.get("node")) for s in self._slots)
-        return max(nodes.values(), default=1)
+            groups = Counter(s.group for s in self._slots if s.state is not WorkerState.dead)
+        return max(groups.values(), default=1)
+
+    def gpus_refusal(self, gpus: int) -> str:
+        return f"is {gpus}; this pool has at most {self.gpus_per_machine()} on one machine"
+
+    def placement_groups(self) -> list[Any]:
+        """The Ray placement groups the workers live in (``Slot.group`` indexes them)."""
+        return list(self._groups)
 
     def cancel(self, job_id: str) -> Job:
         with self._cond:
@@ -313,8 +386,16 @@ class PoolEngine(PoolJobs):
 
     def _kill_workers(self) -> None:
         ray = load_ray()
+        from ray.util.placement_group import remove_placement_group
+
         for slot in self._slots:
             try:
                 ray.kill(slot.actor, no_restart=True)
             except Exception:
                 log.debug("pool worker %s was already gone", slot.name)
+        for group in self._groups:  # gives their GPUs back to the cluster
+            try:
+                remove_placement_group(group)
+            except Exception:
+                log.debug("a placement group of the pool was already gone")
+        self._groups = []

@@ -56,6 +56,7 @@ class Slot:
     running: _Running | None = None
     restarts: int = 0
     thread: threading.Thread | None = None
+    group: int = 0  # index of its placement group (one machine): a team is of one group
 
     def holds(self, job: Job) -> bool:
         return any(m.model_id == job.model_id and m.variant == job.variant for m in self.loaded)

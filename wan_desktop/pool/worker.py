@@ -91,6 +91,16 @@ def node_settings(
     return replace(settings, models=models)
 
 
+def _placement_group_id() -> str | None:
+    """The hex id of the Ray placement group this actor runs in (None outside Ray or one)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_placement_group_id()
+    except Exception:
+        return None
+
+
 @dataclass
 class _Current:
     job_id: str
@@ -164,6 +174,7 @@ class PoolWorker:
             "loaded": [m for p in self._pipes() if (m := p.loaded()) is not None],
             "current_job": current.job_id if current else None,
             "pid": os.getpid(),
+            "placement_group": _placement_group_id(),
         }
 
     def _pipes(self) -> list[Pipeline]:

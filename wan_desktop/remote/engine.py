@@ -258,6 +258,10 @@ class RemoteEngine:
         with self._lock:
             return list(self._loaded)
 
+    def gpus_per_machine(self) -> int:
+        """One: the hello does not say how a server's pool splits jobs, so none is offered."""
+        return 1
+
     def downloads(self) -> list[tuple[str, str]]:
         with self._lock:
             return list(self._busy_downloads)

@@ -105,6 +105,10 @@ class RemoteModels:
         body = self._http.delete(f"/models/{quote(model_id)}", params=params)
         return int((body or {}).get("freed") or 0)
 
+    def discard_partial(self, dir_name: str) -> int:
+        # The server's partial downloads are not listed here (its folder's use is not sent).
+        raise ServerSideOnlyError("a partial download on the server", "wan models disk-usage")
+
     def pin(self, model_id: str, variant: str | None = None, *, pinned: bool = True) -> bool:
         body = {"pinned": pinned, "variant": variant}
         answer = self._http.post(f"/models/{quote(model_id)}/pin", body)

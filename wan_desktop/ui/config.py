@@ -144,6 +144,28 @@ class SettingsStore:
         return replace(self.load(), api_token=load_or_create_token())
 
 
+# The environment variable that wins over each of the app's settings (see engine_settings).
+ENV_FOR_SETTING = {
+    "models_dir": ENV_MODELS_ROOT,
+    "outputs_dir": ENV_OUTPUTS_DIR,
+    "idle_unload_min": ENV_IDLE_UNLOAD,
+    "preview_every": ENV_PREVIEW_EVERY,
+    "dev_mode": ENV_DEV_MODE,
+}
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """The settings an environment variable decides now: setting → (variable, its value). An
+    empty variable decides nothing, except WAN_DEV_MODE, whose presence decides (empty is off)."""
+    env = os.environ if environ is None else environ
+    found = {}
+    for setting, var in ENV_FOR_SETTING.items():
+        value = env.get(var)
+        if value or (var == ENV_DEV_MODE and value is not None):
+            found[setting] = (var, value or "")
+    return found
+
+
 def engine_settings(
     app: AppSettings,
     *,
@@ -153,17 +175,18 @@ def engine_settings(
 ) -> EngineSettings:
     """Engine settings from the environment, with the app's settings where the env is silent."""
     env = dict(os.environ if environ is None else environ)
+    wins = env_overrides(env)
     models = OrchestratorConfig.from_env(env)
-    if app.models_dir and not env.get(ENV_MODELS_ROOT):
+    if app.models_dir and "models_dir" not in wins:
         models = replace(models, models_root=Path(app.models_dir).expanduser())
-    if dev or (app.dev_mode and ENV_DEV_MODE not in env) or envvars.flag(env, ENV_DEV_MODE):
+    if dev or (app.dev_mode and "dev_mode" not in wins) or envvars.flag(env, ENV_DEV_MODE):
         models = replace(models, dev_mode=True)
     overrides: dict[str, Any] = {"models": models}
-    if app.outputs_dir and not env.get(ENV_OUTPUTS_DIR):
+    if app.outputs_dir and "outputs_dir" not in wins:
         overrides["outputs_dir"] = Path(app.outputs_dir).expanduser()
-    if not env.get(ENV_IDLE_UNLOAD):
+    if "idle_unload_min" not in wins:
         overrides["idle_unload_s"] = app.idle_unload_min * 60.0
-    if not env.get(ENV_PREVIEW_EVERY):
+    if "preview_every" not in wins:
         overrides["preview_every"] = app.preview_every
     settings = EngineSettings.from_env(env, **overrides)
     return replace(settings, mock=True) if mock else settings

@@ -21,8 +21,9 @@ def count(n: float) -> str:
     return f"{n:.0f}"
 
 
-def speed(bps: float) -> str:
-    return f"{size(bps)}/s" if bps > 0 else "—"
+def speed(bps: float | None) -> str:
+    """A transfer or hashing rate; nothing at all when it is 0 or unknown."""
+    return f"{size(bps)}/s" if bps and bps > 0 else ""
 
 
 def duration(seconds: float | None) -> str:
@@ -38,11 +39,22 @@ def duration(seconds: float | None) -> str:
     return f"{h}h {m:02d}m"
 
 
-def clock(seconds: float) -> str:
-    """A player position: 0:07, 1:05; tenths for short clips (0.8 s)."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    m, s = divmod(int(seconds), 60)
+CLOCK_SLACK_MS = 20
+
+
+def clock(seconds: float | None, length: float | None = None) -> str:
+    """A video's length, or a position in a video of ``length``, the way a player shows it:
+    0:25, 1:05; tenths for a clip under 10 s (1.0 s). Always truncated, never rounded up (a
+    25.5 s video is 0:25 on its card and in the player alike). Not for waits: see duration."""
+    if seconds is None:
+        return "—"
+    # The same video's length from its frames and from its container can differ by a few ms
+    # (time bases): within CLOCK_SLACK_MS of the next unit reads as it, so both say the same.
+    ms = max(0, round(seconds * 1000) + CLOCK_SLACK_MS)
+    span = seconds if length is None else length
+    if round(span * 1000) + CLOCK_SLACK_MS < 10_000:
+        return f"{ms // 100 / 10:.1f} s"
+    m, s = divmod(ms // 1000, 60)
     return f"{m}:{s:02d}"
 
 
@@ -100,7 +112,8 @@ def summary(job: Job) -> str:
     parts = [model_type(job)]
     if job.kind is JobKind.explainer:
         parts.append(f"{p.get('quality', '?')} quality")
-        scenes = p.get("scene_count") or (job.estimate or {}).get("scenes")
+        # The pipeline's count (asked for, or the planner's once known), as the stages say it.
+        scenes = (job.estimate or {}).get("scenes") or p.get("scene_count")
         if scenes:
             parts.append(f"{scenes} scenes")
         if p.get("enable_subtitles"):

@@ -199,7 +199,7 @@ class JobCard(Card):
         text.addWidget(self.meta)
         self.timeline = Timeline()
         text.addWidget(self.timeline)
-        self.status = label("", "faint")
+        self.status = ElidedLabel("", "faint")  # one line; a narrow card ends it in …
         text.addWidget(self.status)
         row.addLayout(text, 1)
 
@@ -248,8 +248,8 @@ class JobCard(Card):
         active = job.state.active
         self.timeline.setVisible(active or job.state in (JobState.failed,))
         self.timeline.set_job(job)
-        self.status.setText(self._status_text(job))
-        self.status.setVisible(bool(self.status.text()))
+        self.status.set_full_text(self._status_text(job))
+        self.status.setVisible(bool(self.status.full_text()))
         self.cancel_btn.setVisible(active or job.state is JobState.queued)
         self.retry_btn.setVisible(job.finished)
         self.delete_btn.setVisible(job.finished)
@@ -302,7 +302,7 @@ class JobCard(Card):
             o = job.output
             took = (job.finished_at or 0) - (job.started_at or 0)
             return (
-                f"{o.width}×{o.height}  ·  {fmt.duration(o.duration_s)} video  ·  "
+                f"{o.width}×{o.height}  ·  {fmt.clock(o.duration_s)} video  ·  "
                 f"{fmt.size(o.size_bytes)}  ·  took {fmt.duration(took)}"
             )
         if job.state is JobState.completed:

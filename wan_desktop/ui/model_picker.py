@@ -55,7 +55,8 @@ class ModelTile(QFrame):
         if download is not None:
             frac = download.fraction
             pct = f" {frac * 100:.0f}%" if frac is not None else "…"
-            self.status.set(f"downloading{pct}", "accent")
+            word = "building" if row is not None and row.built_here else "downloading"
+            self.status.set(f"{word}{pct}", "accent")
         elif row is None:
             self.status.set("checking…", "neutral")
         elif row.status.complete:
@@ -66,7 +67,7 @@ class ModelTile(QFrame):
         elif row.status.state is ModelState.corrupt:
             self.status.set("damaged: repair", "danger")
         else:
-            word = "builds here" if row.variant.development else "download"
+            word = "builds here" if row.built_here else "download"
             self.status.set(f"{word} · {fmt.size(row.size_bytes)}", "info")
         self.fit.set(fit.text, fit.kind)
         self.fit.setToolTip(fit.detail)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from wan_desktop.access import ENV_TOKEN
 from wan_desktop.models.sources import hf, s3
 
 SERVICE = hf.KEYRING_SERVICE
@@ -27,7 +28,7 @@ ENV_FALLBACK = {
     Secret.hf_token: "HF_TOKEN",
     Secret.s3_access_key: "AWS_ACCESS_KEY_ID",
     Secret.s3_secret_key: "AWS_SECRET_ACCESS_KEY",
-    Secret.server_token: "WAN_API_TOKEN",
+    Secret.server_token: ENV_TOKEN,  # the variable `wan serve` reads its token from
 }
 
 

@@ -102,7 +102,7 @@ def list_jobs(
     ctx: Ctx,
     state: Annotated[list[JobState] | None, Query()] = None,
     kind: Annotated[list[JobKind] | None, Query()] = None,
-    limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    limit: Annotated[int | None, Query(ge=0)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[Any]:
     return _jobs(ctx.engine.jobs(states=state, kinds=kind, limit=limit, offset=offset))

@@ -11,23 +11,26 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from wan_desktop.engine import InvalidInputError, JobKind, JobSpec, Priority
-from wan_desktop.engine.params import CONTRACT_RESOLUTIONS, LIMITS, PROMPT_MAX, TEXT_MAX
 
 from ..context import ApiContext, Ctx
-from ..errors import detail_list, excerpt
+from ..errors import detail_list, invalid
 from ..mapping import STATUS
 from ..ratelimit import client_key, refuse_if_limited
+from ..submit_request import (
+    ENGINE_FIELDS,
+    ENGINE_NAMES,
+    FILES,
+    MODEL_TYPES,
+    openapi_body,
+    read_submit,
+)
 from ..uploads import MULTIPART_SLACK, read_form, save_image
 
 router = APIRouter(tags=["generation"])
 
-MODEL_TYPES = ("T2V-A14B", "I2V-A14B", "TI2V-5B")
 # The contract asks an image of both (TI2V-5B could run text-only, but not through this route);
 # detect's requirements.requires_image says the same.
 IMAGE_REQUIRED = ("I2V-A14B", "TI2V-5B")
-DEFAULT_RESOLUTION = "1280x720"
-DEFAULT_STEPS = 50
-ALIASES = {"modelType": "model_type", "loraPath": "lora_path", "loraStrength": "lora_strength"}
 _TRANSFORM = re.compile(
     r"\b(transform|transforms|transforming|morph|morphs|morphing|evolve|evolves|evolving|"
     r"animate|animates|animating|from this image|based on|starting from|turn this|"
@@ -35,213 +38,48 @@ _TRANSFORM = re.compile(
     re.IGNORECASE,
 )
 
-# The contract's names for the engine's parameters; the limits are the engine's (params.LIMITS).
-ENGINE_NAMES = {"num_frames": "frames"}
 
-
-def _range(field: str, kind: str) -> dict[str, Any]:
-    lo, hi = LIMITS[ENGINE_NAMES.get(field, field)]
-    if kind == "integer":
-        return {"type": kind, "minimum": int(lo), "maximum": int(hi)}
-    return {"type": kind, "minimum": lo, "maximum": hi}
-
-
-_FIELDS: dict[str, dict[str, Any]] = {
-    "model_type": {"type": "string", "enum": list(MODEL_TYPES)},
-    "prompt": {"type": "string", "minLength": 1, "maxLength": PROMPT_MAX},
-    "resolution": {"type": "string", "enum": list(CONTRACT_RESOLUTIONS)},
-    "steps": _range("steps", "integer"),
-    "lora_path": {"type": "string"},
-    "lora_strength": _range("lora_strength", "number"),
-    "negative_prompt": {"type": "string", "maxLength": TEXT_MAX["negative_prompt"]},
-    "seed": _range("seed", "integer"),
-    "num_frames": _range("num_frames", "integer"),
-    "fps": _range("fps", "integer"),
-    "guidance_scale": _range("guidance_scale", "number"),
-    "priority": {"type": "string", "enum": ["low", "normal", "high"]},
-    "gpus": _range("gpus", "integer"),  # a pool splits one job
-}
-# Every field submit takes (images as file parts); anything else is refused, not ignored.
-KNOWN_FIELDS = (*_FIELDS, "image", "end_image")
-MAX_UNKNOWN_REPORTED = 10
-_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["model_type", "prompt"],
-                    "properties": _FIELDS,
-                }
-            },
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["model_type", "prompt"],
-                    "properties": {
-                        **_FIELDS,
-                        "image": {"type": "string", "format": "binary"},
-                        "end_image": {"type": "string", "format": "binary"},
-                    },
-                }
-            },
-        },
-    }
-}
-
-
-class _Fields:
-    """Reads and checks the request's fields, collecting every error before answering."""
-
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.raw = {ALIASES.get(k, k): v for k, v in raw.items()}
-        self.errors: dict[str, str] = {}
-        unknown = [k for k in self.raw if k not in KNOWN_FIELDS]
-        for name in unknown[:MAX_UNKNOWN_REPORTED]:
-            self.errors[excerpt(name)] = (
-                f"unknown field; send only {', '.join(KNOWN_FIELDS)} (camelCase aliases: "
-                f"{', '.join(ALIASES)})"
-            )
-        if len(unknown) > MAX_UNKNOWN_REPORTED:
-            self.errors["body"] = f"{len(unknown)} unknown fields; remove them"
-
-    def text(self, name: str) -> str | None:
-        v = self.raw.get(name)
-        if v is None:
-            return None
-        if not isinstance(v, str):
-            self.errors[name] = "must be text"
-            return None
-        return v
-
-    def integer(self, name: str) -> int | None:
-        lo, hi = (int(b) for b in LIMITS[ENGINE_NAMES.get(name, name)])
-        v = self.raw.get(name)
-        if v is None or v == "":
-            return None
+async def _fields(request: Request, ctx: ApiContext) -> dict[str, Any]:
+    """The request's fields, from a JSON object or a multipart form (file parts as files)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        limit = 2 * ctx.settings.max_image_bytes + MULTIPART_SLACK
+        form = await read_form(request, max_body=limit, field="image")
+        items = form.multi_items()
+        texts = {k: v for k, v in items if not isinstance(v, UploadFile)}
+        return {**texts, **{k: v for k, v in items if isinstance(v, UploadFile)}}
+    if content_type.startswith("application/json") or not content_type:
         try:
-            if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
-                raise ValueError
-            n = int(v)
-        except (TypeError, ValueError):
-            self.errors[name] = f"must be a whole number {lo}–{hi}"
-            return None
-        if not lo <= n <= hi:
-            self.errors[name] = f"is {n}; use {lo}–{hi}"
-            return None
-        return n
-
-    def number(self, name: str) -> float | None:
-        lo, hi = LIMITS[ENGINE_NAMES.get(name, name)]
-        v = self.raw.get(name)
-        if v is None or v == "":
-            return None
-        try:
-            if isinstance(v, bool):
-                raise ValueError
-            f = float(v)
-        except (TypeError, ValueError):
-            self.errors[name] = f"must be a number {lo}–{hi}"
-            return None
-        if not lo <= f <= hi:  # NaN fails this too
-            self.errors[name] = f"is {v}; use {lo}–{hi}"
-            return None
-        return f
-
-
-def _parse(f: _Fields) -> dict[str, Any]:
-    """The contract's fields to engine parameters (images and LoRA resolved by the caller)."""
-    model_type = f.text("model_type")
-    if model_type is None:
-        f.errors["model_type"] = f"required: one of {', '.join(MODEL_TYPES)}"
-    elif model_type not in MODEL_TYPES:
-        f.errors["model_type"] = (
-            f"{model_type!r} is not one of {', '.join(MODEL_TYPES)} (exact case)"
-        )
-    prompt = (f.text("prompt") or "").strip()
-    if "prompt" not in f.errors:
-        if not prompt:
-            f.errors["prompt"] = f"required: describe the video (1–{PROMPT_MAX} characters)"
-        elif len(prompt) > PROMPT_MAX:
-            f.errors["prompt"] = f"is {len(prompt)} characters; shorten it to {PROMPT_MAX}"
-    resolution = f.text("resolution") or DEFAULT_RESOLUTION
-    if "resolution" not in f.errors and resolution not in CONTRACT_RESOLUTIONS:
-        f.errors["resolution"] = f"{resolution!r} is not one of {', '.join(CONTRACT_RESOLUTIONS)}"
-    steps = f.integer("steps")
-    strength = f.number("lora_strength")
-    priority = f.text("priority")
-    if priority is not None and priority not in ("low", "normal", "high"):
-        f.errors["priority"] = f"{priority!r} is not one of low, normal, high"
-    negative = f.text("negative_prompt")
-    if negative is not None and len(negative.strip()) > TEXT_MAX["negative_prompt"]:
-        f.errors["negative_prompt"] = f"shorten it to {TEXT_MAX['negative_prompt']} characters"
-    params: dict[str, Any] = {
-        "model": model_type,
-        "prompt": prompt,
-        "resolution": resolution,
-        "steps": DEFAULT_STEPS if steps is None else steps,
-        "seed": f.integer("seed"),
-        "frames": f.integer("num_frames"),
-        "fps": f.integer("fps"),
-        "guidance_scale": f.number("guidance_scale"),
-        "negative_prompt": negative,
-        "lora_strength": 1.0 if strength is None else strength,  # an explicit 0 stays 0
-        "priority": priority or "normal",
-        "gpus": f.integer("gpus"),
-    }
-    return params
+            raw = await request.json()
+        except ValueError:
+            raise invalid("body", "the body is not valid JSON") from None
+        if not isinstance(raw, dict):
+            raise invalid("body", "send a JSON object of fields")
+        return raw
+    raise HTTPException(
+        415, detail="send application/json, or multipart/form-data when there is an image"
+    )
 
 
 @router.post(
     "/generation/submit",
-    openapi_extra=_OPENAPI,
+    openapi_extra=openapi_body(),
     summary="Queue a Wan generation (JSON, or multipart/form-data with image / end_image)",
 )
 async def submit(request: Request, ctx: Ctx) -> dict[str, Any]:
-    content_type = request.headers.get("content-type", "")
-    files: dict[str, Any] = {}
-    if content_type.startswith("multipart/form-data"):
-        limit = 2 * ctx.settings.max_image_bytes + MULTIPART_SLACK
-        form = await read_form(request, max_body=limit, field="image")
-        raw: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                files[key] = value
-            else:
-                raw[key] = value
-    elif content_type.startswith("application/json") or not content_type:
-        try:
-            raw = await request.json()
-        except ValueError:
-            raise HTTPException(
-                422, detail=detail_list({"body": "the body is not valid JSON"})
-            ) from None
-        if not isinstance(raw, dict):
-            raise HTTPException(422, detail=detail_list({"body": "send a JSON object of fields"}))
-    else:
-        raise HTTPException(
-            415, detail="send application/json, or multipart/form-data when there is an image"
-        )
-    # An empty text part where a file goes (a form's empty file input) means no file.
-    for name in ("image", "end_image"):
-        if raw.get(name) == "" and name not in files:
-            del raw[name]
-    fields = _Fields({**raw, **dict.fromkeys(files, "")})
-    for name in files:
-        fields.raw.pop(name)
-    params = _parse(fields)
-    spec = ctx.engine.models.manifest
-    model_type = params["model"]
+    values, errors = read_submit(await _fields(request, ctx))
+    files = {n: f for n in FILES if isinstance(f := values.get(n), UploadFile)}
+    model_type = values.get("model_type")
     warnings: list[str] = []
     if model_type in MODEL_TYPES:
-        model = spec.get(model_type)
+        model = ctx.engine.models.manifest.get(model_type)
         if model_type in IMAGE_REQUIRED and "image" not in files:
-            fields.errors["image"] = (
-                f"{model_type} needs an image: send multipart/form-data with an image file"
+            errors.setdefault(  # an image sent as text is already named, in its own words
+                "image",
+                f"{model_type} needs an image: send multipart/form-data with an image file",
             )
         if "image" in files and not model.accepts_image:
-            fields.errors["image"] = f"{model_type} takes no image; use I2V-A14B or TI2V-5B"
+            errors["image"] = f"{model_type} takes no image; use I2V-A14B or TI2V-5B"
         if "end_image" in files and not model.supports_end_image:
             if model.accepts_image:
                 # The original backend took an end image for every image model: accept it, say
@@ -249,50 +87,51 @@ async def submit(request: Request, ctx: Ctx) -> dict[str, Any]:
                 files.pop("end_image")
                 warnings.append(end_image_unused(model_type))
             else:
-                fields.errors["end_image"] = f"{model_type} takes no end image; use I2V-A14B"
-    lora_ref = fields.text("lora_path") or ""
+                errors["end_image"] = f"{model_type} takes no end image; use I2V-A14B"
+    lora_ref = values.get("lora_path")
+    lora_ref = lora_ref.strip() if isinstance(lora_ref, str) else ""
     lora_file = None
-    if lora_ref.strip():
+    if lora_ref:
         try:
             lora_file = ctx.loras.resolve(lora_ref)
         except InvalidInputError as exc:  # naming lora_path
-            fields.errors.update(exc.errors)
-    if fields.errors:
-        raise HTTPException(422, detail=detail_list(fields.errors))
+            errors.update(exc.errors)
+    if errors:
+        raise HTTPException(422, detail=detail_list(errors))
     refuse_if_limited(ctx.limiter, request)
-    for name in ("image", "end_image"):
-        if name in files:
-            path = await run_in_threadpool(
-                save_image,
-                files[name],
-                ctx.engine.settings.uploads_dir,
-                field=name,
-                max_bytes=ctx.settings.max_image_bytes,
-            )
-            params[name] = str(path)
-    strength = params.pop("lora_strength")
-    priority = Priority.parse(params.pop("priority"))
+    params: dict[str, Any] = {
+        ENGINE_NAMES.get(k, k): values[k] for k in ENGINE_FIELDS if values[k] is not None
+    }
+    for name, upload in files.items():
+        path = await run_in_threadpool(
+            save_image,
+            upload,
+            ctx.engine.settings.uploads_dir,
+            field=name,
+            max_bytes=ctx.settings.max_image_bytes,
+        )
+        params[name] = str(path)
+    strength = values["lora_strength"]
     if lora_file is not None:
         params["loras"] = [{"path": str(lora_file), "strength": strength}]
-    engine_params = {k: v for k, v in params.items() if v is not None}
     try:
         job = await run_in_threadpool(
             ctx.engine.submit,
             JobSpec(
                 kind=JobKind.wan,
-                params=engine_params,
-                priority=priority,
+                params=params,
+                priority=Priority.parse(values["priority"]),
                 client=client_key(request),
                 warnings=tuple(warnings),
             ),
         )
     except Exception:
         # Refused (an image too small for the engine…): the uploads it would have used go.
-        for name in ("image", "end_image"):
+        for name in FILES:
             if name in params:
                 Path(params[name]).unlink(missing_ok=True)
         raise
-    return submit_answer(ctx, job, lora_ref.strip() or None, strength)
+    return submit_answer(ctx, job, lora_ref or None, strength)
 
 
 def end_image_unused(model_type: str) -> str:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobFailedError
 from ..jobs import FailureCategory
+from ..model_facts import facts_for
 from ..params import WanParams, degree_problem
 
 if TYPE_CHECKING:
@@ -36,11 +36,7 @@ def check(p: WanParams, spec: ModelSpec, folder: Path) -> None:
             f"this job asks for {p.gpus} GPUs; it runs on a GPU pool (wan serve --pool)",
             ("submit it with gpus 1", "submit it to a server started with --pool"),
         )
-    try:
-        config = json.loads((folder / "transformer" / "config.json").read_text("utf-8"))
-        heads = int(config["num_attention_heads"])
-    except (OSError, ValueError, KeyError, TypeError):
-        heads = spec.memory.num_heads
+    heads = facts_for(spec, folder).num_heads  # from the transformer's config on disk
     problem = degree_problem(heads, p.width, p.height, p.frames, spec, p.gpus)
     if problem:
         raise JobFailedError(FailureCategory.invalid_input, problem, ("submit it with gpus 1",))

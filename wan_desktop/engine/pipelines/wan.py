@@ -314,6 +314,7 @@ def _shape(p: WanParams) -> JobShape:
         steps=p.steps,
         guidance=p.guidance_scale > 1.0,
         image=p.image is not None,
+        gpus=p.gpus,
     )
 
 

@@ -1,5 +1,6 @@
 """The Explainer page's latest video: the job's card while it runs, then its video, thumbnail and
-subtitles (read off the GUI thread), with the commands to open it elsewhere.
+subtitles (read off the GUI thread; the player shows the current cue under the picture), with the
+commands to open it elsewhere.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QVBoxLayout
 
 from wan_desktop.engine import Job, JobKind, JobState
+from wan_desktop.explainer.media import Cue, parse_subtitles
 
 from ..jobview import JobCard
 from ..pictures import Picture, job_image, thumbnail
@@ -22,17 +24,24 @@ if TYPE_CHECKING:
     from ..player import Player
 
 SUBTITLE_PREVIEW_BYTES = 64 * 1024
+SUBTITLE_CUES_BYTES = 4 * 1024 * 1024  # hours of cues; a bigger file is not subtitles
 
 
-def read_subtitles(path: str | None) -> str:
+def read_subtitles(path: str | None, limit: int = SUBTITLE_PREVIEW_BYTES) -> str:
     """The start of an SRT file, for the preview (blocking: a small file read)."""
     if not path or path.startswith("s3://"):
         return ""
     try:
         with Path(path).open("r", encoding="utf-8", errors="replace") as fh:
-            return fh.read(SUBTITLE_PREVIEW_BYTES)
+            return fh.read(limit)
     except OSError as exc:
         return f"(cannot read {Path(path).name}: {exc.strerror or exc})"
+
+
+def load_subtitles(path: str | None) -> tuple[str, list[Cue]]:
+    """The preview text and every cue of an SRT or WebVTT file (blocking: a small file read)."""
+    text = read_subtitles(path, SUBTITLE_CUES_BYTES)
+    return text[:SUBTITLE_PREVIEW_BYTES], parse_subtitles(text)
 
 
 class LatestExplainer(Card):
@@ -145,12 +154,19 @@ class LatestExplainer(Card):
                 "loading…" if out.subtitles else "No subtitles were asked for."
             )
             if out.subtitles:
+                job_id = job.id
                 self.studio.background.run(
-                    read_subtitles, out.subtitles, on_done=self._subtitles_read
+                    load_subtitles,
+                    out.subtitles,
+                    on_done=lambda got: self._subtitles_read(job_id, *got),
                 )
 
-    def _subtitles_read(self, text: str) -> None:
+    def _subtitles_read(self, job_id: str, text: str, cues: list[Cue]) -> None:
+        if job_id != self._subtitles_for:
+            return  # another job is shown now
         self.subtitles.setPlainText(text)
+        if self.player is not None:
+            self.player.set_cues(cues)
 
     @Slot(object)
     def _on_job(self, job: Job) -> None:

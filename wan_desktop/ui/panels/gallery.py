@@ -22,11 +22,12 @@ from PySide6.QtWidgets import (
 )
 
 from wan_desktop.engine import EngineError, Job, JobKind
+from wan_desktop.explainer.media import Cue
 
 from .. import format as fmt
 from ..jobview import WRITER_TEXT
 from ..pictures import poster, thumbnail
-from .explainer_latest import read_subtitles
+from .explainer_latest import load_subtitles
 
 if TYPE_CHECKING:
     from ..player import Player
@@ -243,7 +244,12 @@ class GalleryPanel(QWidget):
         self.subtitles.setVisible(False)
         rows = explainer_rows(job) if job.kind is JobKind.explainer else wan_rows(job)
         if job.kind is JobKind.explainer and out.subtitles:
-            self.studio.background.run(read_subtitles, out.subtitles, on_done=self._subtitles)
+            job_id = job.id
+
+            def read(got: tuple[str, list[Cue]]) -> None:
+                self._subtitles(job_id, got[1])
+
+            self.studio.background.run(load_subtitles, out.subtitles, on_done=read)
         self.params.setText(
             "<table cellspacing='0' cellpadding='3'>"
             + "".join(
@@ -259,10 +265,14 @@ class GalleryPanel(QWidget):
         if self.current is not None and self.current.id == job.id:
             self.show_job(job, fetch=False)
 
-    def _subtitles(self, text: str) -> None:
-        cues = [b.split("\n", 2)[-1].replace("\n", " ") for b in text.strip().split("\n\n") if b]
+    def _subtitles(self, job_id: str, cues: list[Cue]) -> None:
+        if self.current is None or self.current.id != job_id:
+            return  # another video is shown now
+        if self.player is not None:
+            self.player.set_cues(cues)  # drawn under the picture as it plays
         if cues:
-            shown = "  ·  ".join(cues[:4]) + ("  …" if len(cues) > 4 else "")
+            texts = [c.text for c in cues]
+            shown = "  ·  ".join(texts[:4]) + ("  …" if len(texts) > 4 else "")
             self.subtitles.setText(f"Subtitles: {shown}")
             self.subtitles.setVisible(True)
 
@@ -319,7 +329,7 @@ def wan_rows(job: Job) -> list[tuple[str, str]]:
     rows = [
         ("Model", f"{fmt.model_type(job)}" + (f" ({job.variant})" if job.variant else "")),
         ("Size", f"{out.width}×{out.height}, {out.frames} frames at {out.fps:g} fps"),
-        ("Length", f"{fmt.duration(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
+        ("Length", f"{fmt.clock(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
         ("Steps", str(p.get("steps"))),
         ("Seed", str(p.get("seed"))),
         (
@@ -351,7 +361,7 @@ def explainer_rows(job: Job) -> list[tuple[str, str]]:
         ("Kind", "Explainer (Manim)"),
         ("Context", context if len(context) <= 160 else context[:159] + "…"),
         ("Size", f"{out.width}×{out.height} at {out.fps:g} fps, {p.get('quality')} quality"),
-        ("Length", f"{fmt.duration(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
+        ("Length", f"{fmt.clock(out.duration_s)}  ·  {fmt.size(out.size_bytes)}"),
         ("Scenes", str(p.get("scene_count") or "planner's choice")),
         ("Writer", writer_text(job)),
         ("Subtitles", Path(out.subtitles).name if out.subtitles else "none"),

@@ -58,7 +58,7 @@ FIT_DEBOUNCE_MS = 200
 TYPED_MAX = 999_999
 # Fields checked as they change (the others when Generate is pressed): the numbers by the
 # engine's own rules, the images by whether they can be read.
-NUMBER_KEYS = ("steps", "frames", "seed", "guidance_scale", "guidance_scale_2")
+NUMBER_KEYS = ("steps", "frames", "seed", "guidance_scale", "guidance_scale_2", "gpus")
 LIVE_CHECKED = (*NUMBER_KEYS, "image", "end_image")
 
 
@@ -246,6 +246,18 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
         for gbox in (self.guidance, self.guidance_2):
             gbox.valueChanged.connect(lambda _v: self.check_inputs())
         grid.addWidget(self.guidance_2_field, 2, 1)
+        # One video across several GPUs: offered only where the engine can split a job (a pool
+        # with two or more workers on one machine); the engine says which counts fit the model.
+        self.gpus_most = self.studio.engine.gpus_per_machine()
+        self.gpus = QComboBox()
+        wheel_only_when_focused(self.gpus)
+        for n in range(1, self.gpus_most + 1):
+            self.gpus.addItem("1 (the usual)" if n == 1 else f"{n}, one video split across them", n)
+        self.gpus.currentIndexChanged.connect(lambda _i: self.check_inputs())
+        self.gpus_field = Field("GPUs", self.gpus)
+        self.gpus_field.setToolTip("Split one video across GPUs of one machine of the pool")
+        self.gpus_field.setVisible(self.gpus_most >= 2)
+        grid.addWidget(self.gpus_field, 3, 0)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
         card.body.addLayout(grid)
@@ -355,6 +367,8 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
         loras = self.loras.selection()
         if loras:
             p["loras"] = loras
+        if self.gpus_most >= 2 and int(self.gpus.currentData() or 1) > 1:
+            p["gpus"] = int(self.gpus.currentData())
         return p
 
     def show_queued(self, job: Job) -> None:
@@ -376,6 +390,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
             "image": self.image_field,
             "end_image": self.end_image_field,
             "loras": self.loras.field,
+            "gpus": self.gpus_field,
         }
 
     @Slot(object)
@@ -409,6 +424,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
             path = params.get(key)
             zone.set_path(str(path) if path and Path(str(path)).is_file() else "")
         self.loras.select(params.get("loras") or ())
+        self.gpus.setCurrentIndex(max(0, self.gpus.findData(int(params.get("gpus") or 1))))
         if navigate:
             self.studio.navigate.emit("generate")
 

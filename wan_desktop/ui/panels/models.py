@@ -12,7 +12,13 @@ from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QVBoxLayout, QWidget
 
 from wan_desktop.engine import ModelDownloadFinished
 from wan_desktop.engine.model_catalog import ModelRow
-from wan_desktop.models import DownloadProgress, ModelError, ModelState, VerifyReport
+from wan_desktop.models import (
+    DownloadProgress,
+    ModelError,
+    ModelState,
+    ModelUsage,
+    VerifyReport,
+)
 
 from .. import format as fmt
 from .. import widgets
@@ -132,12 +138,14 @@ class VariantRow(QWidget):
         self.row = row
         st = row.status
         text, kind = STATE_BADGE[st.state]
+        if st.state is ModelState.not_present and row.built_here:
+            text = "Not built yet"
         self.state.set(text, kind)
         self.size_label.setText(
-            fmt.size(st.bytes_present) + " on disk"
+            fmt.size(row.disk_bytes) + " on disk"
             if st.complete
-            else f"{fmt.size(row.size_bytes)} to download"
-            + (f" ({fmt.size(st.bytes_present)} here)" if st.bytes_present else "")
+            else row.to_get_text()
+            + (f" ({fmt.size(row.disk_bytes)} here)" if st.bytes_present else "")
         )
         bits = [row.variant.description or row.variant.label, row.variant.dtype]
         mirror = self.studio.engine.models_view.local_mirror
@@ -162,7 +170,7 @@ class VariantRow(QWidget):
         word = {
             ModelState.partial: "Resume",
             ModelState.corrupt: "Repair",
-        }.get(st.state, "Build" if self.row.variant.development else "Download")
+        }.get(st.state, "Build" if self.row.built_here else "Download")
         self.download_btn.setText(word)
         self.download_btn.setVisible(not st.complete and not downloading)
         self.cancel_btn.setVisible(downloading)
@@ -195,6 +203,8 @@ class VariantRow(QWidget):
         else:
             self.bar.setValue(int(frac * 1000))
         phase = PHASE_TEXT.get(str(p.phase), str(p.phase))
+        if self.row.built_here and phase == "downloading":
+            phase = "building"
         parts = [phase]
         if p.bytes_total:
             parts.append(f"{fmt.size(p.bytes_done)} of {fmt.size(p.bytes_total)}")
@@ -203,9 +213,8 @@ class VariantRow(QWidget):
         if p.eta_s is not None:
             parts.append(f"{fmt.duration(p.eta_s)} left")
         self.progress_text.setText("  ·  ".join(parts))
-        self.state.set(
-            f"Downloading {frac * 100:.0f}%" if frac is not None else "Downloading", "accent"
-        )
+        word = "Building" if self.row.built_here else "Downloading"
+        self.state.set(f"{word} {frac * 100:.0f}%" if frac is not None else word, "accent")
         self.progress_box.setVisible(True)
         self.busy = "download"
         self._update_buttons()
@@ -248,14 +257,7 @@ class VariantRow(QWidget):
         self.busy = ""
         self._update_buttons()
         if report.ok:
-            self.studio.post(
-                Notice(
-                    "success",
-                    "Verified",
-                    f"{report.model_id} ({report.variant}): {len(report.checked)} files, "
-                    f"{fmt.size(report.bytes_hashed)} in {report.seconds:.1f} s",
-                )
-            )
+            self.studio.post(Notice("success", "Verified", verified_text(report)))
         else:
             bad = len(report.mismatches) + len(report.missing)
             self.studio.post(
@@ -270,12 +272,13 @@ class VariantRow(QWidget):
         self.studio.models_changed.emit()
 
     def delete(self) -> None:
-        size = fmt.size(self.row.status.bytes_present)
+        size = fmt.size(self.row.disk_bytes)
+        again = "built" if self.row.built_here else "downloaded"
         if not widgets.confirm(
             self,
             "Delete model",
             f"Delete {self.row.spec.model_type} ({self.row.variant.name}, {size})? "
-            "It will have to be downloaded again.",
+            f"It will have to be {again} again.",
             "Delete",
         ):
             return
@@ -285,7 +288,8 @@ class VariantRow(QWidget):
             self.studio.engine.models_view.delete,
             self.row.spec.id,
             self.row.variant.name,
-            on_done=self._deleted,
+            # The folder's size as the page showed it (the store counts model files only).
+            on_done=lambda _files: self._deleted(self.row.disk_bytes),
             on_error=self._failed("Delete"),
         )
 
@@ -327,6 +331,99 @@ class VariantRow(QWidget):
         return on_error
 
 
+class PartialRow(QWidget):
+    """A download left half done in the staging folder: its size, and resume or discard it."""
+
+    def __init__(self, studio: Studio, usage: ModelUsage) -> None:
+        super().__init__()
+        self.studio = studio
+        self.usage = usage
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 2, 0, 2)
+        row.setSpacing(8)
+        text = QVBoxLayout()
+        text.setSpacing(2)
+        self.title = label(f"{usage.model_id} ({usage.variant or '?'})")
+        text.addWidget(self.title)
+        self.info = label("", "faint", wrap=True)
+        text.addWidget(self.info)
+        row.addLayout(text, 1)
+        self.resume_btn = button("Resume", "download", variant="ghost")
+        self.discard_btn = button("Discard", "delete", variant="ghost")
+        row.addWidget(self.resume_btn, 0, Qt.AlignmentFlag.AlignTop)
+        row.addWidget(self.discard_btn, 0, Qt.AlignmentFlag.AlignTop)
+        self.resume_btn.clicked.connect(self.resume)
+        self.discard_btn.clicked.connect(self.discard)
+        self.busy = False
+        self.set_usage(usage)
+
+    def set_usage(self, usage: ModelUsage) -> None:
+        self.usage = usage
+        s = self.studio
+        bits = [f"{fmt.size(usage.bytes)} downloaded"]
+        if usage.last_used:
+            bits.append(f"last written {fmt.ago(usage.last_used)}")
+        why_not = ""
+        if usage.downloading or (usage.model_id, usage.variant or "") in s.downloads:
+            why_not = "downloading now"
+        elif not usage.known or usage.variant is None:
+            why_not = "no longer in the model list (models.toml): it can only be discarded"
+        elif s.dev_mode:
+            why_not = "development mode is on: turn it off to resume this download"
+        if why_not:
+            bits.append(why_not)
+        self.info.setText("  ·  ".join(bits))
+        self.resume_btn.setEnabled(not why_not and not self.busy)
+        self.resume_btn.setToolTip(why_not or "Download the rest (what is here is kept)")
+        self.discard_btn.setEnabled(not usage.downloading and not self.busy)
+        self.discard_btn.setToolTip(
+            "Cancel the download first" if usage.downloading else "Delete what was downloaded"
+        )
+
+    def resume(self) -> None:
+        u = self.usage
+        self.busy = True
+        self.set_usage(u)
+        future = self.studio.engine.ensure_model(u.model_id, u.variant)
+        self.studio.background.watch(future, on_error=lambda _e: self._done())
+        self.studio.refresh_catalog()  # the variant's row shows the progress
+
+    def discard(self) -> None:
+        u = self.usage
+        if not widgets.confirm(
+            self,
+            "Discard partial download",
+            f"Delete the {fmt.size(u.bytes)} downloaded so far of {u.model_id} "
+            f"({u.variant or '?'})? A later download starts from the beginning.",
+            "Discard",
+        ):
+            return
+        self.busy = True
+        self.set_usage(u)
+        self.studio.background.run(
+            self.studio.engine.models_view.discard_partial,
+            u.dir_name,
+            on_done=self._discarded,
+            on_error=self._failed,
+        )
+
+    def _discarded(self, freed: int) -> None:
+        self._done()
+        self.studio.post(Notice("info", "Partial download discarded", f"{fmt.size(freed)} freed"))
+
+    def _failed(self, exc: BaseException) -> None:
+        self._done()
+        fix = exc.fix if isinstance(exc, ModelError) else None
+        self.studio.post(
+            Notice("error", "Discard failed", str(exc), (fix,) if fix else (), sticky=True)
+        )
+
+    def _done(self) -> None:
+        self.busy = False
+        self.set_usage(self.usage)
+        self.studio.models_changed.emit()
+
+
 class ModelsPanel(QWidget):
     def __init__(self, studio: Studio) -> None:
         super().__init__()
@@ -357,6 +454,13 @@ class ModelsPanel(QWidget):
         self.disk_text = label("", "muted", wrap=True)
         self.disk.body.addWidget(self.disk_text)
         self.disk.body.addWidget(self.disk_bar)
+        # Downloads left half done (cancelled, failed, or of a variant not shown now).
+        self.partials_title = label("PARTIAL DOWNLOADS", "section")
+        self.disk.body.addWidget(self.partials_title)
+        self.partials_box = QVBoxLayout()
+        self.partials_box.setSpacing(4)
+        self.disk.body.addLayout(self.partials_box)
+        self.partials: dict[str, PartialRow] = {}
         self.col.addWidget(self.disk)
         self.cards = QVBoxLayout()
         self.cards.setSpacing(14)
@@ -458,6 +562,19 @@ class ModelsPanel(QWidget):
             bits.append(f"{in_use} in use")
         self.disk_text.setText(f"{disk.models_root}\n" + "  ·  ".join(bits))
         self.cleanup_btn.setEnabled(bool(disk.models))
+        self._update_partials([m for m in disk.models if not m.complete])
+
+    def _update_partials(self, partials: list[ModelUsage]) -> None:
+        names = [m.dir_name for m in partials]
+        if names != list(self.partials):
+            clear_layout(self.partials_box)
+            self.partials = {m.dir_name: PartialRow(self.studio, m) for m in partials}
+            for row in self.partials.values():
+                self.partials_box.addWidget(row)
+        else:
+            for m in partials:
+                self.partials[m.dir_name].set_usage(m)
+        self.partials_title.setVisible(bool(partials))
 
     def clean_up(self) -> None:
         from ..cleanup import CleanupDialog
@@ -475,6 +592,25 @@ class ModelsPanel(QWidget):
         row = self.rows.get((event.model_id, event.variant))
         if row is not None:
             row.finished(event)
+
+
+NBSP = "\u00a0"  # a number and its unit never wrap apart in a narrow toast
+
+
+def verified_text(report: VerifyReport) -> str:
+    """What a verify checked, and how fast when that was measurable (never "0.0 s" or a rate
+    of 0): "t2v-A14B@2.2.0 (tiny): 12 files, 445 KiB checked in 1.2 s (371 KiB/s)"."""
+    files = len(report.checked)
+    text = (
+        f"{report.model_id} ({report.variant}): {files} file{'s' if files != 1 else ''}, "
+        f"{fmt.size(report.bytes_hashed).replace(' ', NBSP)} checked"
+    )
+    if report.seconds >= 0.05:
+        text += f" in {report.seconds:.1f}{NBSP}s"
+        rate = fmt.speed(report.bytes_hashed / report.seconds)
+        if rate:
+            text += f" ({rate.replace(' ', NBSP)})"
+    return text
 
 
 def source_name(uri: str, mirror: Path | None = None) -> str:

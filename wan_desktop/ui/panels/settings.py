@@ -21,12 +21,12 @@ from PySide6.QtWidgets import (
 )
 
 from wan_desktop.access import generate_token
-from wan_desktop.engine.settings import ENV_PREVIEW_EVERY
+from wan_desktop.engine.settings import ENV_DATA_DIR
 from wan_desktop.models.config import ENV_QUOTA
 
 from .. import quota, secrets
 from ..api_control import ApiController
-from ..config import PREVIEW_EVERY_MAX, AppSettings
+from ..config import PREVIEW_EVERY_MAX, AppSettings, env_overrides
 from ..state import Notice, Studio
 from ..widgets import (
     Badge,
@@ -44,11 +44,13 @@ from ..widgets import (
 from .engine_card import EngineCard
 
 
-def _folder_row(edit: QLineEdit, title: str) -> QHBoxLayout:
+def _folder_row(edit: QLineEdit, title: str, *, locked: bool = False) -> QHBoxLayout:
     row = QHBoxLayout()
     row.setSpacing(6)
     row.addWidget(edit, 1)
     browse = tool("folder", f"Choose the {title}")
+    edit.setEnabled(not locked)
+    browse.setEnabled(not locked)
 
     def choose() -> None:
         path = QFileDialog.getExistingDirectory(None, f"Choose the {title}", edit.text())
@@ -85,29 +87,54 @@ class SettingsPanel(QWidget):
         col.addWidget(self.engine_card)
         storage = Card("Storage")
         info = studio.engine.info
+        # Settings an environment variable decides are shown read-only, with the variable.
+        self.env = env_overrides()
         self.models_dir = QLineEdit()
         self.models_dir.setPlaceholderText(str(info.models_root))
         self.models_field = Field(
             "Models folder",
-            _folder_row(self.models_dir, "models folder"),
-            hint="Where downloaded models live (tens of GB each). Applies after a restart.",
+            _folder_row(self.models_dir, "models folder", locked="models_dir" in self.env),
+            hint=self._hint(
+                "models_dir",
+                "Where downloaded models live (tens of GB each). Applies after a restart.",
+            ),
+            trailing=self._env_badge("models_dir"),
         )
         storage.body.addWidget(self.models_field)
         self.outputs_dir = QLineEdit()
         self.outputs_dir.setPlaceholderText(str(info.outputs_dir))
         self.outputs_field = Field(
             "Outputs folder",
-            _folder_row(self.outputs_dir, "outputs folder"),
-            hint="Where videos, thumbnails and their settings go. Applies after a restart.",
+            _folder_row(self.outputs_dir, "outputs folder", locked="outputs_dir" in self.env),
+            hint=self._hint(
+                "outputs_dir",
+                "Where videos, thumbnails and their settings go. Applies after a restart.",
+            ),
+            trailing=self._env_badge("outputs_dir"),
         )
         storage.body.addWidget(self.outputs_field)
+        data_var = os.environ.get(ENV_DATA_DIR)
+        self.data_dir = label(
+            f"Job history, logs and uploads: {info.data_dir}"
+            + (f"  ·  set by {ENV_DATA_DIR} in the environment" if data_var else ""),
+            "faint",
+            wrap=True,
+        )
+        make_selectable(self.data_dir)  # a path: worth copying
+        storage.body.addWidget(self.data_dir)
         grid = QGridLayout()
         grid.setHorizontalSpacing(14)
         self.idle = padded(QDoubleSpinBox())
         self.idle.setRange(0, 24 * 60)
         self.idle.setDecimals(0)
         self.idle.setSuffix(" min")
-        self.idle_field = Field("Unload an idle model after", self.idle, hint="0 keeps it loaded.")
+        self.idle.setEnabled("idle_unload_min" not in self.env)
+        self.idle_field = Field(
+            "Unload an idle model after",
+            self.idle,
+            hint=self._hint("idle_unload_min", "0 keeps it loaded."),
+            trailing=self._env_badge("idle_unload_min"),
+        )
         grid.addWidget(self.idle_field, 0, 0)
         self.quota = padded(QDoubleSpinBox())
         self.quota.setRange(0, 100_000)
@@ -130,6 +157,10 @@ class SettingsPanel(QWidget):
             "Development mode: tiny random-weight models (output is noise, always labelled)"
         )
         storage.body.addWidget(self.dev_mode)
+        self.dev_mode.setEnabled("dev_mode" not in self.env)
+        self.dev_mode_note = label(self._hint("dev_mode", ""), "faint", wrap=True)
+        self.dev_mode_note.setVisible("dev_mode" in self.env)
+        storage.body.addWidget(self.dev_mode_note)
         self.notifications = QCheckBox("Notify me when a job finishes or fails")
         storage.body.addWidget(self.notifications)
         self.preview = padded(QSpinBox())
@@ -137,16 +168,17 @@ class SettingsPanel(QWidget):
         self.preview.setPrefix("every ")
         self.preview.setSuffix(" steps")
         self.preview.setSpecialValueText("off")
-        override = os.environ.get(ENV_PREVIEW_EVERY)
         self.preview_field = Field(
             "Live preview while generating",
             self.preview,
-            hint=f"Set by {ENV_PREVIEW_EVERY}={override} in the environment, which wins."
-            if override
-            else "A rough picture of the frames from the latents, on the Generate page and in "
-            "the Queue; costs a little time. Applies from the next model load.",
+            hint=self._hint(
+                "preview_every",
+                "A rough picture of the frames from the latents, on the Generate page and in "
+                "the Queue; costs a little time. Applies from the next model load.",
+            ),
+            trailing=self._env_badge("preview_every"),
         )
-        self.preview.setEnabled(not override)
+        self.preview.setEnabled("preview_every" not in self.env)
         storage.body.addWidget(self.preview_field)
         col.addWidget(storage)
 
@@ -244,6 +276,23 @@ class SettingsPanel(QWidget):
         studio.background.run(
             studio.engine.models_view.saved_quota, on_done=self._on_quota, on_error=self._no_quota
         )
+
+    def _hint(self, setting: str, hint: str) -> str:
+        if setting not in self.env:
+            return hint
+        var, value = self.env[setting]
+        return (
+            f"Read-only here: {var}={value} is set in the environment, and it wins over this "
+            f"setting. Unset {var} and restart the app to choose here."
+        )
+
+    def _env_badge(self, setting: str) -> Badge | None:
+        if setting not in self.env:
+            return None
+        var, value = self.env[setting]
+        badge = Badge(f"set by {var}", "warning")
+        badge.setToolTip(f"{var}={value}")
+        return badge
 
     # ------------------------------------------------------------------------------- form
 
