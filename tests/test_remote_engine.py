@@ -210,10 +210,14 @@ def test_the_form_is_checked_without_a_round_trip_by_the_servers_rules(tmp_path:
         picture.write_bytes(image_bytes())
         good = wan_spec(model="I2V-A14B", image=str(picture)).params
         engine.validate(JobKind.wan, good)
-        assert engine.uploads.sent == 0, "checking a form uploads nothing"
+        engine.validate(JobKind.wan, {**good, "steps": 3})  # the form changed: the same image
+        # The image goes up in the background while the user edits, once; submitting finds it.
+        wait_for(lambda: engine.uploads.sent == 1, 30, "the image sent ahead")
         with pytest.raises(InvalidInputError) as bad:
             engine.validate(JobKind.wan, {**good, "steps": 500, "image": str(tmp_path / "no.png")})
         assert set(bad.value.errors) == {"steps", "image"}
         with pytest.raises(InvalidInputError) as refused:  # the server says the same
             engine.submit(JobSpec(kind=JobKind.wan, params={**good, "steps": 500}))
         assert set(refused.value.errors) == {"steps"}
+        engine.submit(JobSpec(kind=JobKind.wan, params=good))
+        assert engine.uploads.sent == 1, "not sent again"

@@ -133,6 +133,7 @@ class RemoteEngine:
         self._recovered: list[Job] = []
         self._loaded: list[LoadedModel] = []
         self._busy_downloads: list[tuple[str, str]] = []
+        self._sent_ahead: set[tuple[str, int, int]] = set()
         self._downloads: dict[tuple[str, str], Future[Any]] = {}
         self._inbox: queue.Queue[Event | None] = queue.Queue()
         self._fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wan-remote-files")
@@ -271,6 +272,7 @@ class RemoteEngine:
         form asks at every change: no round trip, and its images are files of this computer);
         other kinds by the server. Submitting checks again on the server."""
         if kind is JobKind.wan:
+            self._send_ahead(params)
             validate_wan_params(params, self._models.manifest, dev_mode=self._info.dev_mode)
             return
         self.http.post("/validate", {"kind": str(kind), "params": self._upload(params)})
@@ -354,19 +356,44 @@ class RemoteEngine:
         """The job's params with every local image and LoRA replaced by the server's ref."""
         out = dict(params)
         for key in UPLOADED_PARAMS:
-            value = out.get(key)
-            if isinstance(value, str | Path) and value and Path(value).is_file():
-                out[key] = self.uploads.ref(value)
+            path = _local_file(out.get(key))
+            if path is not None:
+                out[key] = self.uploads.ref(path)
         loras = out.get("loras")
         if isinstance(loras, list | tuple):
             sent = []
             for item in loras:
-                if isinstance(item, Mapping) and Path(str(item.get("path", ""))).is_file():
+                if isinstance(item, Mapping) and _local_file(item.get("path")):
                     sent.append({**item, "path": self.uploads.ref(str(item["path"]))})
                 else:
                     sent.append(item)
             out["loras"] = sent
         return out
+
+    def _send_ahead(self, params: Mapping[str, Any]) -> None:
+        """Start uploading a form's files in the background (each once), so that submitting,
+        which the app does on its GUI thread, finds them on the server already."""
+        files = [params.get(key) for key in UPLOADED_PARAMS]
+        loras = params.get("loras")
+        if isinstance(loras, list | tuple):
+            files += [item.get("path") for item in loras if isinstance(item, Mapping)]
+        for value in files:
+            path = _local_file(value)
+            if path is None:
+                continue
+            st = path.stat()
+            key = (str(path), st.st_size, st.st_mtime_ns)
+            with self._lock:
+                if key in self._sent_ahead:
+                    continue
+                self._sent_ahead.add(key)
+            self._fetcher.submit(self._send_one, path)
+
+    def _send_one(self, path: Path) -> None:
+        try:
+            self.uploads.ref(path)
+        except Exception as exc:  # submitting tries again, and says what went wrong
+            log.info("%s was not uploaded ahead: %s", path.name, exc)
 
     def _local(self, job: Job) -> Job:
         """The job with its result files pointing at the local cache. A listed job's thumbnail
@@ -479,6 +506,13 @@ class RemoteEngine:
 
     def _on_link(self, state: str, reason: str, what_to_do: str) -> None:
         self._inbox.put(LinkChanged(state=state, reason=reason, what_to_do=what_to_do))
+
+
+def _local_file(value: Any) -> Path | None:
+    """``value`` as a file of this computer, if it names one."""
+    if isinstance(value, str | Path) and value and Path(value).is_file():
+        return Path(value)
+    return None
 
 
 def _shape_only(params: Mapping[str, Any]) -> dict[str, Any]:

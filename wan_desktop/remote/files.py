@@ -16,6 +16,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -41,12 +42,20 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _chunks(path: Path) -> Iterator[bytes]:
+    """A file's bytes a chunk at a time (a LoRA of hundreds of MB is never held whole)."""
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
 class Uploads:
     """Local files → ``blob:sha256:…`` refs on the server, each sent at most once."""
 
     def __init__(self, http: Http) -> None:
         self.http = http
         self._known: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) → sha256
+        self._gates: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.sent = 0  # uploads that carried bytes (for tests and the log)
 
@@ -61,14 +70,21 @@ class Uploads:
             digest = sha256_file(p)
             with self._lock:
                 self._known[key] = digest
-        try:
-            self.http.request("HEAD", f"/blobs/{digest}")
-            return BLOB_PREFIX + digest
-        except RemoteCommandError as exc:
-            if exc.status != 404:
-                raise
-        body = self.http.request("PUT", f"/blobs/{digest}", content=p.read_bytes()).json()
-        self.sent += 1
+        # One upload of these bytes at a time: a second asker waits, then finds them there.
+        with self._lock:
+            gate = self._gates.setdefault(digest, threading.Lock())
+        with gate:
+            try:
+                self.http.request("HEAD", f"/blobs/{digest}")
+                return BLOB_PREFIX + digest
+            except RemoteCommandError as exc:
+                if exc.status != 404:
+                    raise
+            headers = {"Content-Length": str(st.st_size)}
+            body = self.http.request(
+                "PUT", f"/blobs/{digest}", content=_chunks(p), headers=headers
+            ).json()
+            self.sent += 1
         return str(body.get("ref") or BLOB_PREFIX + digest)
 
 

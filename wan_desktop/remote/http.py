@@ -4,7 +4,7 @@ server's refusals turned back into the engine's own exceptions."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -62,7 +62,7 @@ class Http:
         *,
         json: Any = None,
         params: Any = None,
-        content: bytes | None = None,
+        content: bytes | Iterator[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         try:
