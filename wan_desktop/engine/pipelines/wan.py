@@ -46,6 +46,7 @@ class WanPipeline(Pipeline):
     def __init__(self, host: PipelineHost) -> None:
         self.host = host
         self._loaded: WarmModel | None = None
+        self._leaving: LoadedModel | None = None  # the model ``unload`` is freeing
         self._lock = threading.RLock()
         self._hashes = FileHashes()
 
@@ -83,7 +84,9 @@ class WanPipeline(Pipeline):
 
     def loaded(self) -> LoadedModel | None:
         current = self._loaded
-        return current.info() if current is not None else None
+        # A model being unloaded still counts until its memory is freed and its lease released:
+        # whoever sees nothing loaded may delete its files at once.
+        return current.info() if current is not None else self._leaving
 
     def lora_state(self) -> LoraState | None:
         current = self._loaded
@@ -99,11 +102,15 @@ class WanPipeline(Pipeline):
             if self._loaded is None:
                 return
             lease = self._loaded.lease
+            self._leaving = self._loaded.info()
             self._loaded = None  # the last reference: the weights go with it
-        from .wan_load import free_memory
+        try:
+            from .wan_load import free_memory
 
-        free_memory()
-        lease.close()
+            free_memory()
+            lease.close()
+        finally:
+            self._leaving = None
 
     def _unload_for(self, reason: str) -> None:
         """Unload on our own account (the engine announces its idle and requested unloads)."""
