@@ -35,6 +35,12 @@ LIMITS: dict[str, tuple[float, float]] = {
     "lora_strength": (0.0, 2.0),
     "gpus": (1, 8),  # one job across this many GPUs of one machine (context parallelism)
 }
+# Parameters that take one of a few named values; the first is the default.
+CHOICES: dict[str, tuple[str, ...]] = {
+    # Step caching, speed against quality: "off" runs every transformer call; the stronger the
+    # level, the more calls are skipped (pipelines/accelerate.py maps each to a diffusers cache).
+    "cache": ("off", "light", "medium", "strong"),
+}
 PROMPT_MAX = TEXT_MAX["prompt"]
 NEGATIVE_PROMPT_MAX = TEXT_MAX["negative_prompt"]
 STEPS_MAX = int(LIMITS["steps"][1])
@@ -74,6 +80,7 @@ class WanParams:
     variant: str | None = None  # asked-for variant; development mode runs tiny regardless
     requested_resolution: str | None = None
     gpus: int = 1  # > 1: one job across that many GPUs of a pool (context parallelism)
+    cache: str = CHOICES["cache"][0]
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -183,6 +190,25 @@ def validate_wan_params(
     flow_shift = number("flow_shift")
     gpus = integer("gpus")
 
+    def choice(name: str) -> str:
+        allowed = CHOICES[name]
+        value = raw.get(name)
+        if value is None or value == "":
+            return allowed[0]
+        text = str(value).strip().lower()
+        if text not in allowed:
+            errors[name] = f"{value!r} is not one of {', '.join(allowed)}"
+            return allowed[0]
+        return text
+
+    cache = choice("cache")
+    if cache != CHOICES["cache"][0] and gpus is not None and gpus > 1:
+        # Each GPU would decide from its own share of the tokens which calls to skip.
+        errors["cache"] = (
+            f"step caching runs on one GPU; use cache off for a {gpus}-GPU job, "
+            "or run it on one GPU"
+        )
+
     # "resolution" from a request, or width/height from already normalised parameters (retry).
     resolution = raw.get("resolution")
     if not resolution and raw.get("width") and raw.get("height"):
@@ -257,6 +283,7 @@ def validate_wan_params(
         requested_resolution=raw.get("requested_resolution")
         or (str(raw["resolution"]) if raw.get("resolution") else None),
         gpus=gpus or 1,
+        cache=cache,
     )
 
 

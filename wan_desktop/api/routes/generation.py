@@ -11,7 +11,13 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from wan_desktop.engine import InvalidInputError, JobKind, JobSpec, Priority
-from wan_desktop.engine.params import CONTRACT_RESOLUTIONS, LIMITS, PROMPT_MAX, TEXT_MAX
+from wan_desktop.engine.params import (
+    CHOICES,
+    CONTRACT_RESOLUTIONS,
+    LIMITS,
+    PROMPT_MAX,
+    TEXT_MAX,
+)
 
 from ..context import ApiContext, Ctx
 from ..errors import detail_list, excerpt
@@ -60,6 +66,8 @@ _FIELDS: dict[str, dict[str, Any]] = {
     "guidance_scale": _range("guidance_scale", "number"),
     "priority": {"type": "string", "enum": ["low", "normal", "high"]},
     "gpus": _range("gpus", "integer"),  # a pool splits one job
+    # Named choices, as the engine declares them (params.CHOICES): the engine checks the value.
+    **{name: {"type": "string", "enum": list(values)} for name, values in CHOICES.items()},
 }
 # Every field submit takes (images as file parts); anything else is refused, not ignored.
 KNOWN_FIELDS = (*_FIELDS, "image", "end_image")
@@ -112,6 +120,13 @@ class _Fields:
             return None
         if not isinstance(v, str):
             self.errors[name] = "must be text"
+            return None
+        return v
+
+    def choice(self, name: str) -> str | None:
+        v = self.text(name)
+        if v is not None and v.strip().lower() not in CHOICES[name]:
+            self.errors[name] = f"{v!r} is not one of {', '.join(CHOICES[name])}"
             return None
         return v
 
@@ -189,6 +204,7 @@ def _parse(f: _Fields) -> dict[str, Any]:
         "lora_strength": 1.0 if strength is None else strength,  # an explicit 0 stays 0
         "priority": priority or "normal",
         "gpus": f.integer("gpus"),
+        **{name: f.choice(name) for name in CHOICES},
     }
     return params
 

@@ -282,6 +282,7 @@ class WanPipeline(Pipeline):
         if self.host.settings.preview_every > 0:
             preview = LatentPreview.fit(pipe.vae, int(pipe.vae_scale_factor_spatial))
         wan_load.apply_strategy(pipe, mp, device)
+        backend = self._accelerate(pipe, device)
         strategy = STRATEGIES[mp.strategy]
         loras = LoraSet(
             pipe,
@@ -293,14 +294,43 @@ class WanPipeline(Pipeline):
         loaded = WarmModel(key, spec.id, var.name, folder, mp, pipe, device, loras, load_s)
         loaded.lease.enter_context(self.host.models.use(spec.id, var.name))
         loaded.preview = preview
+        loaded.attention_backend = backend
+        loaded.compiled = self.host.settings.compile_blocks
         with self._lock:
             self._loaded = loaded
         timings["load"] = round(load_s, 3)
         self.host.publish(
             ModelLoaded(model_id=spec.id, variant=var.name, strategy=mp.strategy, seconds=load_s)
         )
-        ctx.log("info", f"loaded {spec.id} ({var.name}) in {load_s:.1f} s: {mp.strategy}")
+        ctx.log(
+            "info",
+            f"loaded {spec.id} ({var.name}) in {load_s:.1f} s: {mp.strategy}, "
+            f"attention {backend}" + (", regional compile" if loaded.compiled else ""),
+        )
         return loaded
+
+    def _accelerate(self, pipe: Any, device: Any) -> str:
+        """The settings' attention backend and regional compile on every transformer; the
+        backend's name."""
+        from . import accelerate, wan_load
+
+        settings = self.host.settings
+        experts = wan_load.experts(pipe)
+        backend = accelerate.attention_backend(settings.attention_backend, device)
+        try:
+            accelerate.set_attention_backend(experts, backend)
+        except (RuntimeError, ValueError) as exc:
+            raise JobFailedError(
+                FailureCategory.invalid_input,
+                f"attention backend {backend} cannot run here: {exc}",
+                (
+                    "set WAN_ATTENTION_BACKEND=auto (the fastest one installed)",
+                    "or install the package the backend needs",
+                ),
+            ) from exc
+        if settings.compile_blocks:
+            accelerate.compile_blocks(experts)
+        return backend
 
 
 # ------------------------------------------------------------------------------------ helpers

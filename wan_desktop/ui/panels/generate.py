@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from wan_desktop.engine import EngineError, InvalidInputError, Job, JobKind
 from wan_desktop.engine.params import (
+    CHOICES,
     NEGATIVE_PROMPT_MAX,
     PROMPT_MAX,
     SEED_MAX,
@@ -56,6 +57,8 @@ from .latest import NowPanel
 FIT_DEBOUNCE_MS = 200
 # The number boxes accept up to this, so that a value out of range is shown, not clamped.
 TYPED_MAX = 999_999
+# The step-caching levels (params.CHOICES["cache"]) as the form names them.
+CACHE_LABELS = {"off": "Off", "light": "Light", "medium": "Medium", "strong": "Strong"}
 # Fields checked as they change (the others when Generate is pressed): the numbers by the
 # engine's own rules, the images by whether they can be read.
 NUMBER_KEYS = ("steps", "frames", "seed", "guidance_scale", "guidance_scale_2")
@@ -246,6 +249,17 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
         for gbox in (self.guidance, self.guidance_2):
             gbox.valueChanged.connect(lambda _v: self.check_inputs())
         grid.addWidget(self.guidance_2_field, 2, 1)
+        self.cache = QComboBox()
+        wheel_only_when_focused(self.cache)
+        for level in CHOICES["cache"]:
+            self.cache.addItem(CACHE_LABELS.get(level, level), level)
+        self.cache.setToolTip(
+            "Step caching skips transformer calls whose result barely changes: off is the best "
+            "quality; the stronger, the faster and the more the video may change. The job "
+            "records how many calls it skipped."
+        )
+        self.cache_field = Field("Step caching", self.cache)
+        grid.addWidget(self.cache_field, 3, 0)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
         card.body.addLayout(grid)
@@ -343,6 +357,8 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
             "frames": self.frames.value(),
             "guidance_scale": self.guidance.value(),
         }
+        if self.cache.currentData() != CHOICES["cache"][0]:
+            p["cache"] = self.cache.currentData()
         if self.guidance_2_field.isVisible() or self.spec.defaults.guidance_scale_2 is not None:
             p["guidance_scale_2"] = self.guidance_2.value()
         seed = self.seed.text().strip()
@@ -373,6 +389,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
             "seed": self.seed_field,
             "guidance_scale": self.guidance_field,
             "guidance_scale_2": self.guidance_2_field,
+            "cache": self.cache_field,
             "image": self.image_field,
             "end_image": self.end_image_field,
             "loras": self.loras.field,
@@ -405,6 +422,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
             self.guidance.setValue(float(params["guidance_scale"]))
         if params.get("guidance_scale_2") is not None:
             self.guidance_2.setValue(float(params["guidance_scale_2"]))
+        self.cache.setCurrentIndex(max(0, self.cache.findData(params.get("cache") or "off")))
         for key, zone in (("image", self.image), ("end_image", self.end_image)):
             path = params.get(key)
             zone.set_path(str(path) if path and Path(str(path)).is_file() else "")

@@ -1,0 +1,225 @@
+"""diffusers' own accelerators through the engine, on the tiny development variants: step caching
+(a per-job level), the attention backend and regional compilation (per loaded model)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.helpers import REAL_MANIFEST
+from tests.wan_helpers import (
+    decoded,
+    direct_frames,
+    forward_hook,
+    real_engine,
+    run_job,
+    sidecar,
+    write_image,
+)
+from wan_desktop.engine import Engine, FailureCategory, InvalidInputError, JobState
+from wan_desktop.engine.params import CHOICES, validate_wan_params
+from wan_desktop.engine.settings import ATTENTION_BACKENDS, EngineSettings
+from wan_desktop.models import load_manifest
+from wan_desktop.models.env import SettingError
+
+pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+LEVELS = CHOICES["cache"][1:]  # every level but off
+# Enough steps that each expert of the A14B models sees several calls in a row.
+CACHE_STEPS = 20
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    eng = real_engine(tiny_models_root, tmp_path_factory.mktemp("accel-engine"))
+    yield eng
+    eng.shutdown()
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(write_image(tmp_path_factory.mktemp("img") / "first.png", (128, 96), (200, 60, 30)))
+
+
+def model_params(model: str, image: str) -> dict[str, Any]:
+    return {"model": model, **({"image": image} if model != "T2V-A14B" else {})}
+
+
+def accelerators(job: Any) -> dict[str, Any]:
+    return dict(sidecar(job)["generation"]["accelerators"])
+
+
+# ------------------------------------------------------------------------------- step caching
+
+
+def test_cache_off_is_bit_identical_to_no_setting_also_after_a_cached_job(engine: Engine) -> None:
+    plain = run_job(engine, seed=11, steps=CACHE_STEPS)
+    assert plain.state is JobState.completed, plain.failure
+    assert plain.params["cache"] == "off"  # the default is recorded with the job
+    cached = run_job(engine, seed=11, steps=CACHE_STEPS, cache="strong")
+    assert cached.state is JobState.completed, cached.failure
+    assert accelerators(cached)["cache"]["skipped_calls"] > 0
+    # The same warm model: the cache's hooks (and our counter) are gone after its job.
+    off = run_job(engine, seed=11, steps=CACHE_STEPS, cache="off")
+    assert off.state is JobState.completed, off.failure
+    assert np.array_equal(decoded(off), decoded(plain)), "cache off must change nothing"
+    assert accelerators(off)["cache"] == {"level": "off"}
+    assert sidecar(off)["timings_s"]["load"] == 0.0  # it was the warm model
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("model", ["T2V-A14B", "I2V-A14B", "TI2V-5B"])
+def test_each_level_skips_transformer_calls_counted_from_the_hooks(
+    engine: Engine, image: str, model: str, level: str
+) -> None:
+    calls: dict[int, int] = {}
+
+    def count(module: Any, args: Any) -> None:
+        calls[id(module)] = calls.get(id(module), 0) + 1
+
+    with forward_hook(count):  # our own count of the transformers' calls, outside the cache
+        job = run_job(engine, seed=5, steps=CACHE_STEPS, cache=level, **model_params(model, image))
+    assert job.state is JobState.completed, job.failure
+    assert job.params["cache"] == level
+    cache = accelerators(job)["cache"]
+    assert cache["level"] == level and cache["method"] == "first_block_cache"
+    assert cache["transformer_calls"] == sum(calls.values()) == 2 * CACHE_STEPS  # CFG: 2 a step
+    assert 0 < cache["skipped_calls"] < cache["transformer_calls"]
+    experts = cache["per_expert"]
+    two = model != "TI2V-5B"
+    assert set(experts) == ({"transformer", "transformer_2"} if two else {"transformer"})
+    assert all(e["calls"] > 0 for e in experts.values())  # each expert got the cache
+    assert sum(e["skipped"] for e in experts.values()) == cache["skipped_calls"]
+
+
+def test_stronger_levels_skip_at_least_as_many_calls(engine: Engine) -> None:
+    skipped = []
+    for level in LEVELS:
+        job = run_job(engine, seed=8, steps=CACHE_STEPS, cache=level)
+        assert job.state is JobState.completed, job.failure
+        skipped.append(accelerators(job)["cache"]["skipped_calls"])
+    assert skipped == sorted(skipped) and skipped[-1] > 0
+
+
+def test_a_bad_cache_level_is_named_with_the_choices() -> None:
+    manifest = load_manifest(REAL_MANIFEST)
+    with pytest.raises(InvalidInputError) as err:
+        validate_wan_params({"model": "T2V-A14B", "prompt": "a fox", "cache": "max"}, manifest)
+    assert set(err.value.errors) == {"cache"}
+    assert all(level in err.value.errors["cache"] for level in CHOICES["cache"])
+    ok = validate_wan_params({"model": "T2V-A14B", "prompt": "a", "cache": " Light "}, manifest)
+    assert ok.cache == "light"
+    # Each GPU of a split job would decide on its own share of the tokens: refused.
+    with pytest.raises(InvalidInputError) as err:
+        validate_wan_params(
+            {"model": "T2V-A14B", "prompt": "a", "cache": "light", "gpus": 2}, manifest
+        )
+    assert "cache" in err.value.errors
+
+
+def test_cli_takes_a_cache_level(tmp_path: Path) -> None:
+    import argparse
+
+    from wan_desktop.engine import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    out = str(tmp_path / "a.mp4")
+    argv = ["generate", "--model", "T2V-A14B", "--prompt", "x", "--cache", "medium", "--out", out]
+    args = parser.parse_args(argv)
+    params, errors = cli._params(args)
+    assert params["cache"] == "medium" and not errors
+
+
+# ---------------------------------------------------------------------------- attention backend
+
+
+def test_native_backend_explicitly_equals_the_default_and_plain_diffusers(
+    tiny_models_root: Path, tmp_path: Path
+) -> None:
+    frames = {}
+    for backend in ("auto", "native"):
+        eng = real_engine(tiny_models_root, tmp_path / backend, attention_backend=backend)
+        try:
+            job = run_job(eng, seed=21)
+            assert job.state is JobState.completed, job.failure
+            assert accelerators(job)["attention_backend"] == "native"  # auto on a CPU
+            frames[backend] = decoded(job)
+            if backend == "native":
+                folder = eng.models.model_path(job.model_id)
+                direct = direct_frames(folder, job.params, tmp_path)
+        finally:
+            eng.shutdown()
+    assert np.array_equal(frames["native"], frames["auto"])
+    assert np.array_equal(frames["native"], direct), "differs from diffusers with no backend set"
+
+
+def test_an_unknown_backend_is_a_clear_error_naming_the_choices() -> None:
+    with pytest.raises(SettingError) as err:
+        EngineSettings.from_env({"WAN_ATTENTION_BACKEND": "fastest"})
+    assert "WAN_ATTENTION_BACKEND" in str(err.value)
+    assert all(name in str(err.value) for name in ("auto", "native", "flash", "sage"))
+
+
+def test_every_offered_backend_is_diffusers_and_none_downloads_kernels() -> None:
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    names = {b.value for b in AttentionBackendName}
+    offered = set(ATTENTION_BACKENDS) - {"auto"}
+    assert offered <= names
+    assert not any(name.endswith("_hub") for name in offered)
+
+
+def test_a_backend_whose_package_is_missing_fails_the_job_saying_what_to_install(
+    tiny_models_root: Path, tmp_path: Path
+) -> None:
+    from diffusers.models import attention_dispatch
+
+    if attention_dispatch._CAN_USE_FLASH_ATTN:
+        pytest.skip("flash-attn is installed here")
+    eng = real_engine(tiny_models_root, tmp_path, attention_backend="flash")
+    try:
+        job = run_job(eng, seed=1)
+    finally:
+        eng.shutdown()
+    assert job.state is JobState.failed
+    assert job.failure is not None and job.failure.category is FailureCategory.invalid_input
+    assert "flash" in job.failure.message and "flash-attn" in job.failure.message
+    assert any("WAN_ATTENTION_BACKEND=auto" in s for s in job.failure.suggestions)
+
+
+# ---------------------------------------------------------------------------- regional compile
+
+
+@pytest.mark.slow
+def test_regional_compile_is_paid_once_while_the_model_stays_warm(
+    tiny_models_root: Path, tmp_path: Path
+) -> None:
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("torch.compile needs a C compiler here (apt-get install build-essential)")
+    eng = real_engine(tiny_models_root, tmp_path / "compiled", compile_blocks=True)
+    try:
+        first = run_job(eng, seed=31, timeout=600)
+        assert first.state is JobState.completed, first.failure
+        second = run_job(eng, seed=31)
+        assert second.state is JobState.completed, second.failure
+    finally:
+        eng.shutdown()
+    one, two = accelerators(first)["compile"], accelerators(second)["compile"]
+    assert one["regional"] and two["regional"]
+    assert one["compile_s"] > 0 and sidecar(first)["timings_s"]["compile"] == one["compile_s"]
+    assert two["compile_s"] == 0.0 and "compile" not in sidecar(second)["timings_s"]
+    eager = real_engine(tiny_models_root, tmp_path / "eager")
+    try:
+        plain = run_job(eager, seed=31)
+    finally:
+        eager.shutdown()
+    # Compiled kernels may round differently in the last bit; the video is the same picture.
+    diff = np.abs(decoded(first).astype(int) - decoded(plain).astype(int))
+    assert diff.max() <= 2
