@@ -198,28 +198,74 @@ def test_a_backend_whose_package_is_missing_fails_the_job_saying_what_to_install
 
 
 @pytest.mark.slow
-def test_regional_compile_is_paid_once_while_the_model_stays_warm(
+def test_regional_compile_is_paid_once_while_the_model_stays_warm_and_takes_the_cache(
     tiny_models_root: Path, tmp_path: Path
 ) -> None:
     if not (shutil.which("cc") or shutil.which("gcc")):
         pytest.skip("torch.compile needs a C compiler here (apt-get install build-essential)")
     eng = real_engine(tiny_models_root, tmp_path / "compiled", compile_blocks=True)
     try:
-        first = run_job(eng, seed=31, timeout=600)
-        assert first.state is JobState.completed, first.failure
-        second = run_job(eng, seed=31)
-        assert second.state is JobState.completed, second.failure
+        jobs = [
+            run_job(eng, seed=31, timeout=600, **({"cache": cache} if cache else {}))
+            for cache in (None, None, "strong", "strong")
+        ]
     finally:
         eng.shutdown()
-    one, two = accelerators(first)["compile"], accelerators(second)["compile"]
-    assert one["regional"] and two["regional"]
-    assert one["compile_s"] > 0 and sidecar(first)["timings_s"]["compile"] == one["compile_s"]
-    assert two["compile_s"] == 0.0 and "compile" not in sidecar(second)["timings_s"]
+    assert all(job.state is JobState.completed for job in jobs), [j.failure for j in jobs]
+    first, again, cached, cached_again = (accelerators(job) for job in jobs)
+    assert all(a["compile"]["regional"] for a in (first, again, cached, cached_again))
+    assert first["compile"]["compile_s"] > 0
+    assert sidecar(jobs[0])["timings_s"]["compile"] == first["compile"]["compile_s"]
+    # Warm: the same blocks are not compiled again (the cache's hooks make a new version once).
+    assert again["compile"]["compile_s"] == 0.0 and "compile" not in sidecar(jobs[1])["timings_s"]
+    assert cached_again["compile"]["compile_s"] == 0.0
     eager = real_engine(tiny_models_root, tmp_path / "eager")
     try:
         plain = run_job(eager, seed=31)
+        eager_cached = run_job(eager, seed=31, cache="strong")
     finally:
         eager.shutdown()
+    # The cache decides the same in compiled blocks, and counts the same.
+    assert cached["cache"] == accelerators(eager_cached)["cache"]
+    assert cached["cache"]["skipped_calls"] > 0
     # Compiled kernels may round differently in the last bit; the video is the same picture.
-    diff = np.abs(decoded(first).astype(int) - decoded(plain).astype(int))
+    diff = np.abs(decoded(jobs[0]).astype(int) - decoded(plain).astype(int))
     assert diff.max() <= 2
+
+
+# ------------------------------------------------------------------------ with every strategy
+
+
+@pytest.mark.parametrize("strategy", ["model_offload", "group_offload", "sequential_offload"])
+def test_the_cache_runs_under_each_offload_strategy_and_leaves_no_trace(
+    tiny_models_root: Path, strategy: str
+) -> None:
+    """The offload strategies hook the same blocks the cache hooks (cpu→cpu here): both work
+    together, and removing the cache gives back the strategy's own result."""
+    import torch
+
+    from tests.test_strategies import T2V, plan_with
+    from wan_desktop.engine.pipelines import accelerate, wan_load
+
+    folder = tiny_models_root / "wan22" / f"{T2V}+tiny"
+    pipe = wan_load.load_pipeline(folder, "float32")
+    wan_load.apply_strategy(pipe, plan_with(folder, strategy), torch.device("cpu"))
+
+    def run() -> Any:
+        out = pipe(
+            prompt="a red fox",
+            height=64,
+            width=96,
+            num_frames=5,
+            num_inference_steps=CACHE_STEPS,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        )
+        pipe.maybe_free_model_hooks()
+        return out.frames[0]
+
+    before = run()
+    with accelerate.step_cache(wan_load.experts(pipe), "strong") as cache:
+        cached = run()
+    assert cache.skipped > 0 and np.isfinite(cached).all()
+    assert np.array_equal(run(), before)
