@@ -107,6 +107,24 @@ def test_stronger_levels_skip_at_least_as_many_calls(engine: Engine) -> None:
     assert skipped == sorted(skipped) and skipped[-1] > 0
 
 
+def test_cached_jobs_do_not_teach_the_planner_their_speed(
+    tiny_models_root: Path, tmp_path: Path
+) -> None:
+    from wan_desktop.engine.measurements import MeasurementStore
+
+    eng = real_engine(tiny_models_root, tmp_path)
+    try:
+        cached = run_job(eng, seed=2, steps=CACHE_STEPS, cache="medium")
+        assert cached.state is JobState.completed, cached.failure
+        assert accelerators(cached)["cache"]["skipped_calls"] > 0
+        assert MeasurementStore(eng.settings.data_dir).all() == {}
+        plain = run_job(eng, seed=2, steps=CACHE_STEPS)
+        assert plain.state is JobState.completed, plain.failure
+        assert len(MeasurementStore(eng.settings.data_dir).all()) == 1
+    finally:
+        eng.shutdown()
+
+
 def test_a_bad_cache_level_is_named_with_the_choices() -> None:
     manifest = load_manifest(REAL_MANIFEST)
     with pytest.raises(InvalidInputError) as err:

@@ -41,6 +41,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     # level, the more calls are skipped (pipelines/accelerate.py maps each to a diffusers cache).
     "cache": ("off", "light", "medium", "strong"),
 }
+CACHE_OFF = CHOICES["cache"][0]
 PROMPT_MAX = TEXT_MAX["prompt"]
 NEGATIVE_PROMPT_MAX = TEXT_MAX["negative_prompt"]
 STEPS_MAX = int(LIMITS["steps"][1])
@@ -80,7 +81,7 @@ class WanParams:
     variant: str | None = None  # asked-for variant; development mode runs tiny regardless
     requested_resolution: str | None = None
     gpus: int = 1  # > 1: one job across that many GPUs of a pool (context parallelism)
-    cache: str = CHOICES["cache"][0]
+    cache: str = CACHE_OFF
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -202,7 +203,7 @@ def validate_wan_params(
         return text
 
     cache = choice("cache")
-    if cache != CHOICES["cache"][0] and gpus is not None and gpus > 1:
+    if cache != CACHE_OFF and gpus is not None and gpus > 1:
         # Each GPU would decide from its own share of the tokens which calls to skip.
         errors["cache"] = (
             f"step caching runs on one GPU; use cache off for a {gpus}-GPU job, "

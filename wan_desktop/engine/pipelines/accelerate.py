@@ -19,10 +19,9 @@ from typing import Any
 
 from diffusers.hooks import HookRegistry, ModelHook
 
-from ..params import CHOICES
+from ..params import CACHE_OFF, CHOICES
 from ..settings import ATTENTION_AUTO
 
-CACHE_OFF = CHOICES["cache"][0]
 # FirstBlockCache (diffusers' ``FirstBlockCacheConfig``) at each level: a transformer call runs
 # its first block, and skips the others (reusing the last full call's residual) while the first
 # block's output changed by less than the threshold since then. Adaptive, per CFG branch and per

@@ -28,7 +28,7 @@ from ..jobs import FailureCategory, JobKind, JobOutput, JobState
 from ..lora import LoraSet, LoraState
 from ..measurements import record_job
 from ..outputs import expected_video_bytes
-from ..params import WanParams, validate_wan_params
+from ..params import CACHE_OFF, WanParams, validate_wan_params
 from ..planner import STRATEGIES, JobShape, MemoryPlan
 from . import context_parallel
 from .base import JobDescription, LoadedModel, Pipeline, PipelineHost
@@ -202,7 +202,10 @@ class WanPipeline(Pipeline):
             self._record_plan(ctx, mp)
             ctx.timer.times.clear()
 
-        record_job(data_dir, spec.id, var.name, mp, shape, profile, details)
+        if p.cache == CACHE_OFF and not timings.get("compile"):
+            # The planner learns the plain speed: a cached job skips calls, a compiling one
+            # spends its first steps compiling.
+            record_job(data_dir, spec.id, var.name, mp, shape, profile, details)
         ctx.set_state(JobState.encoding)
         ctx.stage("saving", 0.95, "writing the MP4, thumbnail and sidecar")
         return save_video(

@@ -18,7 +18,7 @@ from wan_desktop.models.manifest import ModelSpec, VariantSpec
 from ..errors import JobFailedError
 from ..jobs import FailureCategory, JobState
 from ..lora import LoraSet
-from ..params import WanParams
+from ..params import CACHE_OFF, WanParams
 from ..planner import MemoryPlan
 from .base import LoadedModel, PipelineHost
 
@@ -202,7 +202,7 @@ def generate(
             timings["compile"] = spent
             ctx.log("info", f"compiled the transformer blocks in {spent:.1f} s")
     cache_report = cache.report()
-    if p.cache != accelerate.CACHE_OFF:
+    if p.cache != CACHE_OFF:
         ctx.log(
             "info",
             f"step cache {p.cache}: skipped {cache.skipped} of "

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from wan_desktop.engine import EngineError, InvalidInputError, Job, JobKind
 from wan_desktop.engine.params import (
+    CACHE_OFF,
     CHOICES,
     NEGATIVE_PROMPT_MAX,
     PROMPT_MAX,
@@ -357,7 +358,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
             "frames": self.frames.value(),
             "guidance_scale": self.guidance.value(),
         }
-        if self.cache.currentData() != CHOICES["cache"][0]:
+        if self.cache.currentData() != CACHE_OFF:
             p["cache"] = self.cache.currentData()
         if self.guidance_2_field.isVisible() or self.spec.defaults.guidance_scale_2 is not None:
             p["guidance_scale_2"] = self.guidance_2.value()
@@ -422,7 +423,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
             self.guidance.setValue(float(params["guidance_scale"]))
         if params.get("guidance_scale_2") is not None:
             self.guidance_2.setValue(float(params["guidance_scale_2"]))
-        self.cache.setCurrentIndex(max(0, self.cache.findData(params.get("cache") or "off")))
+        self.cache.setCurrentIndex(max(0, self.cache.findData(params.get("cache") or CACHE_OFF)))
         for key, zone in (("image", self.image), ("end_image", self.end_image)):
             path = params.get(key)
             zone.set_path(str(path) if path and Path(str(path)).is_file() else "")
