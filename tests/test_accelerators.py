@@ -298,3 +298,37 @@ def test_the_cache_runs_under_each_offload_strategy_and_leaves_no_trace(
         cached = run()
     assert cache.skipped > 0 and np.isfinite(cached).all()
     assert np.array_equal(run(), before)
+
+
+# ------------------------------------------------------------------------------------ wan bench
+
+
+@pytest.mark.slow
+def test_wan_bench_measures_with_a_backend_and_compiled_blocks_without_teaching_the_planner(
+    tiny_models_root: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from tests.test_bench import SMALL, wan_bench
+    from wan_desktop.engine.measurements import MeasurementStore
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("torch.compile needs a C compiler here (apt-get install build-essential)")
+    data, models = tmp_path / "data", tmp_path / "models"
+    shutil.copytree(tiny_models_root, models, symlinks=True)
+    args = ("--tiny", *SMALL, "--strategy", "cpu", "--json")
+    proc = wan_bench(*args, "--attention-backend", "auto", "--compile", models=models, data=data)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["accelerators"] == {"attention_backend": "auto", "compile": True}
+    (result,) = doc["results"]
+    m = result["measured"]
+    assert result["ok"] and m["attention_backend"] == "native"  # auto on a CPU
+    assert m["compile_s"] > 0
+    # Each expert's first step compiled: only the low-noise expert's second step is steady.
+    assert m["experts"] == ["high_noise", "low_noise", "low_noise"]
+    assert m["s_per_step_mean"] == pytest.approx(m["step_times_s"][2], abs=1e-3)
+    assert doc["recorded"] is False and MeasurementStore(data).all() == {}
+
+    bad = wan_bench(*args, "--attention-backend", "fastest", models=models, data=data)
+    assert bad.returncode == 2 and "native" in bad.stderr and "fastest" in bad.stderr
