@@ -64,3 +64,27 @@ def test_the_form_offers_each_level_sends_it_and_restores_it(
     gen.cache.setCurrentIndex(0)
     gen.load_params(job.params, navigate=False)  # "use these settings again"
     assert gen.cache.currentData() == "strong"
+
+
+def test_the_form_offers_the_fast_preset_where_a_pack_exists_and_shows_its_settings(
+    qtbot: Any, window: MainWindow, studio: Studio
+) -> None:
+    gen = window.pages["generate"]
+    assert isinstance(gen, GeneratePanel)
+    gen.select_model("ti2v-5B@2.2.0")
+    fast = gen.preset.findData("fast")
+    assert not gen.preset.model().item(fast).isEnabled()  # type: ignore[attr-defined]
+    gen.select_model("t2v-A14B@2.2.0")
+    assert gen.preset.model().item(fast).isEnabled()  # type: ignore[attr-defined]
+    gen.prompt.setPlainText("a lighthouse in a storm")
+    gen.frames.setValue(5)
+    gen.preset.setCurrentIndex(fast)
+    assert (gen.steps.value(), gen.guidance.value(), gen.guidance_2.value()) == (4, 1.0, 1.0)
+    assert not gen.steps.isEnabled() and not gen.guidance.isEnabled()
+    gen.generate_btn.click()
+    (job,) = studio.jobs.values()
+    assert job.params["preset"] == "fast" and job.params["steps"] == 4
+    gen.select_model("ti2v-5B@2.2.0")  # no pack: back to standard, the fields editable again
+    assert gen.preset.currentData() == "none" and gen.steps.isEnabled()
+    gen.load_params(job.params, navigate=False)
+    assert gen.preset.currentData() == "fast"

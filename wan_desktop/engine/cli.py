@@ -68,6 +68,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         + ", ".join(CHOICES["cache"])
         + f" (default {CHOICES['cache'][0]}); stronger skips more transformer calls",
     )
+    p.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="fast: the model's 4-step LoRAs (downloaded like a model) with the steps and "
+        "guidance they were made for, over --steps and --guidance-scale (T2V-A14B, I2V-A14B)",
+    )
     p.add_argument("--variant", help="model variant (default: full precision; tiny with --dev)")
     p.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the best available)")
     p.add_argument("--out", required=True, type=Path, help="where to write the MP4 (F.mp4)")
@@ -175,6 +181,7 @@ def _params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
         "flow_shift": args.flow_shift,
         "variant": args.variant,
         "cache": args.cache,
+        "preset": args.preset,
         "loras": loras,
     }
     return {k: v for k, v in params.items() if v not in (None, [])}, errors

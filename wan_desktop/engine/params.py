@@ -40,8 +40,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     # Step caching, speed against quality: "off" runs every transformer call; the stronger the
     # level, the more calls are skipped (pipelines/accelerate.py maps each to a diffusers cache).
     "cache": ("off", "light", "medium", "strong"),
+    # A job preset made by a LoRA pack of models.toml: "fast" adds the model's step-distilled
+    # LoRAs (one per expert, at their strengths) and sets the steps and guidance they were
+    # made for (4 steps, guidance 1), over whatever the request said.
+    "preset": ("none", "fast"),
 }
 CACHE_OFF = CHOICES["cache"][0]
+PRESET_NONE = CHOICES["preset"][0]
 PROMPT_MAX = TEXT_MAX["prompt"]
 NEGATIVE_PROMPT_MAX = TEXT_MAX["negative_prompt"]
 STEPS_MAX = int(LIMITS["steps"][1])
@@ -82,6 +87,7 @@ class WanParams:
     requested_resolution: str | None = None
     gpus: int = 1  # > 1: one job across that many GPUs of a pool (context parallelism)
     cache: str = CACHE_OFF
+    preset: str = PRESET_NONE
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -203,6 +209,7 @@ def validate_wan_params(
         return text
 
     cache = choice("cache")
+    preset = choice("preset")
     if cache != CACHE_OFF and gpus is not None and gpus > 1:
         # Each GPU would decide from its own share of the tokens which calls to skip.
         errors["cache"] = (
@@ -246,6 +253,19 @@ def validate_wan_params(
                     f"strength_2 is for the second expert of the A14B models; "
                     f"{spec.model_type} has one transformer: remove it"
                 )
+        if preset != PRESET_NONE:
+            pack = manifest.lora_pack(spec.id, preset)
+            if pack is None:
+                errors["preset"] = (
+                    f"{spec.model_type} has no {preset} preset (models.toml lists no LoRA pack "
+                    f"for it); use preset {PRESET_NONE}"
+                )
+            else:
+                # What the LoRAs were made for, over the request's own values.
+                steps = int(pack.settings["steps"])
+                guidance = pack.settings.get("guidance_scale", guidance)
+                if two_experts:
+                    guidance_2 = pack.settings.get("guidance_scale_2", guidance_2)
         variant = raw.get("variant")
         if variant is not None:
             try:
@@ -285,6 +305,7 @@ def validate_wan_params(
         or (str(raw["resolution"]) if raw.get("resolution") else None),
         gpus=gpus or 1,
         cache=cache,
+        preset=preset,
     )
 
 

@@ -24,6 +24,7 @@ from .manifest import (
     ModelSpec,
 )
 from .manifest_fields import FieldReader
+from .manifest_loras import parse_lora_pack
 from .manifest_variants import parse_variant
 
 
@@ -67,7 +68,7 @@ def parse_manifest(data: Mapping[str, Any], *, path: Path | None = None) -> Mani
             ),
             details={"found": version, "supported": SCHEMA_VERSION},
         )
-    unknown_top = set(data) - {"schema_version", "models"}
+    unknown_top = set(data) - {"schema_version", "models", "loras"}
     if unknown_top:
         raise ManifestError(
             f"models.toml has unknown top-level keys: {', '.join(sorted(unknown_top))}",
@@ -100,11 +101,25 @@ def parse_manifest(data: Mapping[str, Any], *, path: Path | None = None) -> Mani
     for name, specs in by_name.items():
         newest = max(specs, key=lambda s: tuple(int(p) for p in s.version.split(".")))
         lookup.setdefault(name, newest.id)
+    loras_raw = data.get("loras") or {}
+    if not isinstance(loras_raw, Mapping):
+        raise ManifestError(
+            "models.toml: 'loras' is not a table", fix='write LoRA packs as [loras."name@X.Y.Z"]'
+        )
+    loras = {}
+    for pack_id, body in loras_raw.items():
+        if pack_id in models or pack_id.casefold() in lookup:
+            raise ManifestError(
+                f"LoRA pack {pack_id} has the id of a model",
+                fix="give every model and LoRA pack a distinct id",
+            )
+        loras[pack_id] = parse_lora_pack(pack_id, body, models)
     return Manifest(
         schema_version=SCHEMA_VERSION,
         models=MappingProxyType(models),
         path=path,
         _lookup=MappingProxyType(lookup),
+        loras=MappingProxyType(loras),
     )
 
 

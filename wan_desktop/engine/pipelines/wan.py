@@ -10,9 +10,11 @@ experts, ETA, previews and cancellation come from ``callback_on_step_end`` and a
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +30,7 @@ from ..jobs import FailureCategory, JobKind, JobOutput, JobState
 from ..lora import LoraSet, LoraState
 from ..measurements import record_job
 from ..outputs import expected_video_bytes
-from ..params import CACHE_OFF, WanParams, validate_wan_params
+from ..params import CACHE_OFF, PRESET_NONE, LoraSpec, WanParams, validate_wan_params
 from ..planner import STRATEGIES, JobShape, MemoryPlan
 from . import context_parallel
 from .base import JobDescription, LoadedModel, Pipeline, PipelineHost
@@ -128,8 +130,11 @@ class WanPipeline(Pipeline):
         spec, var = models.resolve(p.model, p.variant)
         label = f"{spec.title}, {var.name} variant" + (f" ({var.label})" if var.development else "")
         ctx.stage("initializing", 0.01, label)
+        pack = models.manifest.lora_pack(spec.id, p.preset) if p.preset != PRESET_NONE else None
         # In use from before the download to the saved video: GC leaves the model alone.
-        with models.use(spec.id, var.name):
+        with models.use(spec.id, var.name), contextlib.ExitStack() as leases:
+            if pack is not None:
+                leases.enter_context(models.use(pack.id))
             try:
                 return self._run(ctx, p, spec, var)
             finally:
@@ -146,6 +151,7 @@ class WanPipeline(Pipeline):
         if not models.status(spec.id, var.name).complete:
             ctx.stage("downloading_model", 0.02, f"{spec.title} ({var.name}) is not on disk yet")
         folder = ctx.ensure_model(spec.id, var.name)
+        p = self._with_preset(ctx, p, spec)
         profile = self.host.hardware
         try:
             device = wan_load.resolve_device(profile.device)
@@ -211,6 +217,41 @@ class WanPipeline(Pipeline):
         return save_video(
             ctx, frames, p.fps, sidecar(self.host, p, spec, var, model, details, timings)
         )
+
+    def _with_preset(self, ctx: JobContext, p: WanParams, spec: ModelSpec) -> WanParams:
+        """The job's parameters with its preset's LoRAs added (fetched first if needed): each
+        file on its own expert at the pack's strength. Steps and guidance were set at submit."""
+        if p.preset == PRESET_NONE:
+            return p
+        pack = self.host.models.manifest.lora_pack(spec.id, p.preset)
+        if pack is None:  # the manifest changed since the job was queued
+            raise JobFailedError(
+                FailureCategory.invalid_input,
+                f"{spec.model_type} has no {p.preset} preset in this models.toml",
+                (f"run the job with preset {PRESET_NONE}",),
+            )
+        if not self.host.models.status(pack.id).complete:
+            ctx.stage("downloading_model", 0.03, f"{pack.title} is not on disk yet")
+        folder = ctx.ensure_model(pack.id, None)
+        added = []
+        for expert, lora in pack.experts.items():
+            found = sorted(folder.rglob(lora.file))
+            if len(found) != 1:
+                raise JobFailedError(
+                    FailureCategory.model_unavailable,
+                    f"{pack.title}: {len(found)} files named {lora.file} in {folder}",
+                    (f"verify it: wan models verify {pack.id}",),
+                )
+            high = expert == "transformer"
+            added.append(
+                LoraSpec(
+                    str(found[0]),
+                    strength=lora.strength if high else 0.0,
+                    strength_2=0.0 if high else lora.strength,
+                )
+            )
+        ctx.log("info", f"preset {p.preset}: {pack.title}, {p.steps} steps")
+        return replace(p, loras=(*added, *p.loras))
 
     def _record_plan(self, ctx: JobContext, mp: MemoryPlan) -> None:
         ctx.update(memory_plan=mp.to_dict(), estimate={**dict(ctx.job.estimate), **mp.estimate()})
