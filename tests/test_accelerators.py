@@ -332,3 +332,47 @@ def test_wan_bench_measures_with_a_backend_and_compiled_blocks_without_teaching_
 
     bad = wan_bench(*args, "--attention-backend", "fastest", models=models, data=data)
     assert bad.returncode == 2 and "native" in bad.stderr and "fastest" in bad.stderr
+
+
+@pytest.mark.slow
+def test_gpu_acceptance_fastest_adds_a_compiled_run_per_case(
+    tiny_models_root: Path, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("torch.compile needs a C compiler here (apt-get install build-essential)")
+    models, out = tmp_path / "models", tmp_path / "acceptance"
+    shutil.copytree(tiny_models_root, models, symlinks=True)
+    env = {
+        **os.environ,
+        "MODELS_ROOT": str(models),
+        "WAN_DATA_DIR": str(tmp_path / "data"),
+        "PYTHON": sys.executable,
+    }
+    for name in ("WAN_DEV_MODE", "WAN_HARDWARE_PROFILE", "WAN_DEVICE"):
+        env.pop(name, None)
+    script = str(ROOT / "bench" / "gpu_acceptance.sh")
+    case = ["--case", "T2V-A14B:96x64x9:best", "--steps", "2", "--out", str(out)]
+    proc = subprocess.run(
+        [script, "--tiny", "--fastest", *case],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    plain, fastest = json.loads((out / "acceptance.json").read_text("utf-8"))["runs"]
+    assert plain["accelerators"] == {"attention_backend": None, "compile": False}
+    assert fastest["accelerators"] == {"attention_backend": "auto", "compile": True}
+    (result,) = fastest["results"]
+    assert result["ok"] and result["measured"]["compile_s"] > 0
+    assert fastest["job"]["steps"] == 6 and fastest["recorded"] is False
+    assert "attention auto, compiled blocks" in proc.stdout
