@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from wan_desktop.engine.params import CONTRACT_RESOLUTIONS, LIMITS, TEXT_MAX
+from wan_desktop.engine.params import CHOICES, CONTRACT_RESOLUTIONS, LIMITS, TEXT_MAX
 
 from .errors import FIELD_NAMES, in_words
 
@@ -51,6 +51,7 @@ ENGINE_FIELDS = (
     "guidance_scale",
     "negative_prompt",
     "gpus",
+    *CHOICES,  # the engine's named choices: step caching, preset
 )
 
 
@@ -135,6 +136,8 @@ _DEFINITIONS: dict[str, Any] = {
     "guidance_scale": _bounded("guidance_scale", float),
     "priority": _choice("priority", PRIORITIES, "normal"),
     "gpus": _bounded("gpus", int),  # a pool splits one job across this many GPUs
+    # The engine's named choices (params.CHOICES), the first of each is the default.
+    **{name: _choice(name, values, values[0]) for name, values in CHOICES.items()},
     "image": _FILE,
     "end_image": _FILE,
 }

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from .params import CHOICES
+
 NAME = "generate"
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -63,6 +65,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resolution", help="WIDTHxHEIGHT, rounded as the model needs")
     p.add_argument("--guidance-scale", help="classifier-free guidance (default: the model's)")
     p.add_argument("--flow-shift", help="the scheduler's flow shift (default: the model's)")
+    p.add_argument(
+        "--cache",
+        metavar="LEVEL",
+        help="step caching, speed against quality: "
+        + ", ".join(CHOICES["cache"])
+        + f" (default {CHOICES['cache'][0]}); stronger skips more transformer calls",
+    )
+    p.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="fast: the model's 4-step LoRAs (downloaded like a model) with the steps and "
+        "guidance they were made for, over --steps and --guidance-scale (T2V-A14B, I2V-A14B)",
+    )
     p.add_argument("--variant", help="model variant (default: full precision; tiny with --dev)")
     p.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the best available)")
     p.add_argument(
@@ -177,6 +192,8 @@ def _params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
         "guidance_scale": args.guidance_scale,
         "flow_shift": args.flow_shift,
         "variant": args.variant,
+        "cache": args.cache,
+        "preset": args.preset,
         "loras": loras,
         "gpus": args.gpus,
     }

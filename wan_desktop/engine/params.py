@@ -36,6 +36,18 @@ LIMITS: dict[str, tuple[float, float]] = {
     "lora_strength": (0.0, 2.0),
     "gpus": (1, 8),  # one job across this many GPUs of one machine (context parallelism)
 }
+# Parameters that take one of a few named values; the first is the default.
+CHOICES: dict[str, tuple[str, ...]] = {
+    # Step caching, speed against quality: "off" runs every transformer call; the stronger the
+    # level, the more calls are skipped (pipelines/accelerate.py maps each to a diffusers cache).
+    "cache": ("off", "light", "medium", "strong"),
+    # A job preset made by a LoRA pack of models.toml: "fast" adds the model's step-distilled
+    # LoRAs (one per expert, at their strengths) and sets the steps and guidance they were
+    # made for (4 steps, guidance 1), over whatever the request said.
+    "preset": ("none", "fast"),
+}
+CACHE_OFF = CHOICES["cache"][0]
+PRESET_NONE = CHOICES["preset"][0]
 PROMPT_MAX = TEXT_MAX["prompt"]
 NEGATIVE_PROMPT_MAX = TEXT_MAX["negative_prompt"]
 STEPS_MAX = int(LIMITS["steps"][1])
@@ -75,6 +87,8 @@ class WanParams:
     variant: str | None = None  # asked-for variant; development mode runs tiny regardless
     requested_resolution: str | None = None
     gpus: int = 1  # > 1: one job across that many GPUs of a pool (context parallelism)
+    cache: str = CACHE_OFF
+    preset: str = PRESET_NONE
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -184,6 +198,26 @@ def validate_wan_params(
     flow_shift = number("flow_shift")
     gpus = integer("gpus")
 
+    def choice(name: str) -> str:
+        allowed = CHOICES[name]
+        value = raw.get(name)
+        if value is None or value == "":
+            return allowed[0]
+        text = str(value).strip().lower()
+        if text not in allowed:
+            errors[name] = f"{value!r} is not one of {', '.join(allowed)}"
+            return allowed[0]
+        return text
+
+    cache = choice("cache")
+    preset = choice("preset")
+    if cache != CACHE_OFF and gpus is not None and gpus > 1:
+        # Each GPU would decide from its own share of the tokens which calls to skip.
+        errors["cache"] = (
+            f"step caching runs on one GPU; use cache off for a {gpus}-GPU job, "
+            "or run it on one GPU"
+        )
+
     # "resolution" from a request, or width/height from already normalised parameters (retry).
     resolution = raw.get("resolution")
     if not resolution and raw.get("width") and raw.get("height"):
@@ -220,6 +254,19 @@ def validate_wan_params(
                     f"strength_2 is for the second expert of the A14B models; "
                     f"{spec.model_type} has one transformer: remove it"
                 )
+        if preset != PRESET_NONE:
+            pack = manifest.lora_pack(spec.id, preset)
+            if pack is None:
+                errors["preset"] = (
+                    f"{spec.model_type} has no {preset} preset (models.toml lists no LoRA pack "
+                    f"for it); use preset {PRESET_NONE}"
+                )
+            else:
+                # What the LoRAs were made for, over the request's own values.
+                steps = int(pack.settings["steps"])
+                guidance = pack.settings.get("guidance_scale", guidance)
+                if two_experts:
+                    guidance_2 = pack.settings.get("guidance_scale_2", guidance_2)
         variant = raw.get("variant")
         if variant is not None:
             try:
@@ -260,6 +307,8 @@ def validate_wan_params(
         requested_resolution=raw.get("requested_resolution")
         or (str(raw["resolution"]) if raw.get("resolution") else None),
         gpus=gpus or 1,
+        cache=cache,
+        preset=preset,
     )
 
 

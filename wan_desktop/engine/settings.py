@@ -17,9 +17,30 @@ ENV_IDLE_UNLOAD = "WAN_IDLE_UNLOAD_S"
 ENV_RETRY_INTERRUPTED = "WAN_RETRY_INTERRUPTED"
 ENV_PREVIEW_EVERY = "WAN_PREVIEW_EVERY"
 ENV_DEVICE = "WAN_DEVICE"
+ENV_ATTENTION_BACKEND = "WAN_ATTENTION_BACKEND"
+ENV_COMPILE = "WAN_COMPILE"
 
 DEFAULT_IDLE_UNLOAD_S = 600.0
 DEFAULT_MEMORY_SAMPLE_S = 0.5
+# diffusers' attention backends that run from installed packages ("auto": the fastest one installed
+# for the device). The "*_hub" ones download kernels at run time and are not offered.
+ATTENTION_AUTO = "auto"
+ATTENTION_BACKENDS = (
+    ATTENTION_AUTO,
+    "native",
+    "_native_cudnn",
+    "_native_flash",
+    "_native_efficient",
+    "_native_math",
+    "flash",
+    "flash_varlen",
+    "_flash_3",
+    "_flash_varlen_3",
+    "sage",
+    "sage_varlen",
+    "xformers",
+    "flex",
+)
 
 
 def default_data_dir() -> Path:
@@ -39,7 +60,17 @@ class EngineSettings:
     preview_every: int = 0  # a preview every N steps; 0 = off
     memory_sample_s: float = DEFAULT_MEMORY_SAMPLE_S
     device: str | None = None  # "cuda", "cuda:1", "cpu"; None = best available
+    attention_backend: str = ATTENTION_AUTO  # one of ATTENTION_BACKENDS
+    compile_blocks: bool = False  # torch.compile each transformer block once per loaded model
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.attention_backend not in ATTENTION_BACKENDS:
+            raise envvars.SettingError(
+                ENV_ATTENTION_BACKEND,
+                f"{self.attention_backend!r} is not an attention backend; use one of "
+                f"{', '.join(ATTENTION_BACKENDS)}",
+            )
 
     @property
     def db_path(self) -> Path:
@@ -75,5 +106,7 @@ class EngineSettings:
             retry_interrupted=envvars.flag(env, ENV_RETRY_INTERRUPTED),
             preview_every=envvars.integer(env, ENV_PREVIEW_EVERY, 0, (0, 10_000)),
             device=envvars.text(env, ENV_DEVICE),
+            attention_backend=(envvars.text(env, ENV_ATTENTION_BACKEND) or ATTENTION_AUTO).lower(),
+            compile_blocks=envvars.flag(env, ENV_COMPILE),
         )
         return replace(settings, **overrides) if overrides else settings

@@ -24,6 +24,7 @@ from .errors import (
 SCHEMA_VERSION = 1
 DEV_VARIANT = "tiny"
 DEV_LABEL = "development variant: random weights, output is noise"
+LORA_PIPELINE = "lora"  # the pipeline of a LoRA pack's download view: no diffusers folder
 
 COMPONENTS = (
     "transformer",
@@ -165,11 +166,49 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class LoraExpert:
+    """One file of a LoRA pack: the file name (found anywhere in the pack's folder) and the
+    strength it is applied at on its expert."""
+
+    file: str
+    strength: float = 1.0
+
+
+@dataclass(frozen=True)
+class LoraPackSpec:
+    """LoRAs made for one model, one file per expert, with the job settings they were made for
+    (e.g. the step-distilled 4-step LoRAs: 4 steps, guidance 1).
+
+    The orchestrator fetches and verifies a pack like a model: ``download`` is that view of it
+    (the pack's sources and files under the base model's facts, which a pack never uses).
+    """
+
+    id: str
+    title: str
+    base: str  # the model id it is for
+    preset: str  # the job preset it makes ("fast")
+    experts: Mapping[str, LoraExpert]  # "transformer" (high noise), "transformer_2" (low noise)
+    settings: Mapping[str, Any]  # steps, guidance_scale, guidance_scale_2
+    download: ModelSpec
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Manifest:
     schema_version: int
     models: Mapping[str, ModelSpec]
     path: Path | None = None
     _lookup: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # LoRA packs: not models (listings iterate ``models``), but ensured, verified and deleted by
+    # id like one.
+    loras: Mapping[str, LoraPackSpec] = field(default_factory=dict)
+
+    def lora_pack(self, model_id: str, preset: str) -> LoraPackSpec | None:
+        """The pack that makes ``preset`` for a model, if the manifest lists one."""
+        for pack in self.loras.values():
+            if pack.base == model_id and pack.preset == preset:
+                return pack
+        return None
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self.models.values())
@@ -181,6 +220,8 @@ class Manifest:
         ref = ref.strip()
         if ref in self.models:
             return self.models[ref]
+        if ref in self.loras:
+            return self.loras[ref].download
         if ref.casefold() in self._lookup:
             return self.models[self._lookup[ref.casefold()]]
         if "@" in ref and not MODEL_ID_RE.match(ref):

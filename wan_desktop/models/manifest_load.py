@@ -19,11 +19,13 @@ from .manifest import (
     SCHEMA_VERSION,
     TASKS,
     Defaults,
+    LoraPackSpec,
     Manifest,
     MemoryFacts,
     ModelSpec,
 )
 from .manifest_fields import FieldReader
+from .manifest_loras import parse_lora_pack
 from .manifest_variants import parse_variant
 
 
@@ -67,7 +69,7 @@ def parse_manifest(data: Mapping[str, Any], *, path: Path | None = None) -> Mani
             ),
             details={"found": version, "supported": SCHEMA_VERSION},
         )
-    unknown_top = set(data) - {"schema_version", "models"}
+    unknown_top = set(data) - {"schema_version", "models", "loras"}
     if unknown_top:
         raise ManifestError(
             f"models.toml has unknown top-level keys: {', '.join(sorted(unknown_top))}",
@@ -80,10 +82,22 @@ def parse_manifest(data: Mapping[str, Any], *, path: Path | None = None) -> Mani
         )
 
     specs = [_parse_model(model_id, body) for model_id, body in models_raw.items()]
-    return manifest_of(specs, path=path)
+    loras_raw = data.get("loras") or {}
+    if not isinstance(loras_raw, Mapping):
+        raise ManifestError(
+            "models.toml: 'loras' is not a table", fix='write LoRA packs as [loras."name@X.Y.Z"]'
+        )
+    by_id = {spec.id: spec for spec in specs}
+    loras = {pack_id: parse_lora_pack(pack_id, body, by_id) for pack_id, body in loras_raw.items()}
+    return manifest_of(specs, path=path, loras=loras)
 
 
-def manifest_of(specs: Iterable[ModelSpec], *, path: Path | None = None) -> Manifest:
+def manifest_of(
+    specs: Iterable[ModelSpec],
+    *,
+    path: Path | None = None,
+    loras: Mapping[str, LoraPackSpec] | None = None,
+) -> Manifest:
     """A manifest of these models, every id, alias and bare name looked up as in a file's
     (also for models that came from elsewhere, a server's list say)."""
     models: dict[str, ModelSpec] = {}
@@ -107,11 +121,18 @@ def manifest_of(specs: Iterable[ModelSpec], *, path: Path | None = None) -> Mani
     for name, same in by_name.items():
         newest = max(same, key=lambda s: tuple(int(p) for p in s.version.split(".")))
         lookup.setdefault(name, newest.id)
+    for pack_id in loras or {}:
+        if pack_id in models or pack_id.casefold() in lookup:
+            raise ManifestError(
+                f"LoRA pack {pack_id} has the id of a model",
+                fix="give every model and LoRA pack a distinct id",
+            )
     return Manifest(
         schema_version=SCHEMA_VERSION,
         models=MappingProxyType(models),
         path=path,
         _lookup=MappingProxyType(lookup),
+        loras=MappingProxyType(dict(loras or {})),
     )
 
 

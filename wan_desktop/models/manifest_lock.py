@@ -153,7 +153,8 @@ def write_files(manifest: Path, model_id: str, variant: str, files: list[LockedF
     import tomlkit
 
     doc = tomlkit.parse(manifest.read_text("utf-8"))
-    table: Any = doc["models"][model_id]["variants"][variant]
+    section = "loras" if model_id in doc.get("loras", {}) else "models"  # a LoRA pack's own table
+    table: Any = doc[section][model_id]["variants"][variant]
     array = tomlkit.array()
     array.multiline(True)
     for f in files:

@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import ErrorCode, SourceError
 from .integrity import git_blob_sha1
 from .logs import LOGGER_NAME
-from .manifest import ModelSpec, VariantSpec
+from .manifest import LORA_PIPELINE, ModelSpec, VariantSpec
 from .paths import check_no_case_collisions, check_relative_path
 from .sources import RemoteFile, Source
 
@@ -72,7 +72,7 @@ def plan_files(spec: ModelSpec, var: VariantSpec, source: Source) -> list[Planne
             code=ErrorCode.incomplete_download,
             fix="check the source path; another source may have the model",
         )
-    if "model_index.json" not in {p.path for p in planned}:
+    if spec.pipeline != LORA_PIPELINE and "model_index.json" not in {p.path for p in planned}:
         raise SourceError(
             f"{source.describe()} has no model_index.json: not a diffusers model folder",
             code=ErrorCode.incomplete_download,

@@ -460,7 +460,8 @@ class ModelStore:
         """Which folder holds which model, for disk accounting and garbage collection."""
         known: dict[str, tuple[str, str, str]] = {}
         try:
-            for spec in self.manifest:
+            packs = [pack.download for pack in self.manifest.loras.values()]
+            for spec in (*self.manifest, *packs):
                 for name, var in spec.variants.items():
                     known[self.dir_name(spec, var)] = (spec.id, name, spec.family)
         except ModelError as exc:  # a broken manifest must not hide what is on disk: say so

@@ -237,6 +237,35 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
+# Tiny LoRA packs (models.toml [loras]): one file per expert, named like the real packs' files.
+LORA_BUILDERS = {
+    "tiny-lora/t2v-A14B": 1,
+    "tiny-lora/i2v-A14B": 2,
+}
+LORA_FILES = ("high_noise_model.safetensors", "low_noise_model.safetensors")
+LORA_RANK = 4
+
+
+def build_lora(name: str, dest: Path) -> None:
+    """Two random rank-4 LoRAs for the tiny transformers' attention, in diffusers' key format
+    (a change the output shows, like a real LoRA's)."""
+    import torch
+    from safetensors.torch import save_file
+
+    dim = 2 * 12  # the tiny transformers: 2 heads of 12
+    dest.mkdir(parents=True)
+    for i, file in enumerate(LORA_FILES):
+        gen = torch.Generator().manual_seed(SEED + 100 * LORA_BUILDERS[name] + i)
+        tensors = {}
+        for block in range(2):
+            for attn in ("attn1", "attn2"):
+                for proj in ("to_q", "to_k", "to_v", "to_out.0"):
+                    key = f"transformer.blocks.{block}.{attn}.{proj}"
+                    tensors[f"{key}.lora_A.weight"] = torch.randn(LORA_RANK, dim, generator=gen)
+                    tensors[f"{key}.lora_B.weight"] = torch.randn(dim, LORA_RANK, generator=gen)
+        save_file(tensors, str(dest / file))
+
+
 def build(name: str, dest: Path) -> None:
     """Build the named tiny pipeline into ``dest`` (which must not exist yet)."""
     if name not in BUILDERS:

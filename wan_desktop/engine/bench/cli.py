@@ -53,7 +53,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="start no strategy after the first once this long has passed (the slowest come last)",
     )
-    p.add_argument("--no-record", action="store_true", help="do not record for the planner")
+    p.add_argument(
+        "--attention-backend",
+        metavar="NAME",
+        help="set diffusers' attention backend on the transformers (auto: the fastest "
+        "installed); default: diffusers' own, as plain diffusers runs",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the transformers' repeated blocks (reports the compile seconds)",
+    )
+    p.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not record for the planner (runs with --attention-backend or --compile never "
+        "are: the planner learns plain diffusers' speed)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument("--out", type=Path, help="also write the JSON document to this file")
     return p
@@ -64,11 +80,18 @@ def run(args: argparse.Namespace) -> int:
     from wan_desktop.models.atomic import atomic_write_json
 
     from ..hardware import read_profile
-    from ..settings import EngineSettings
+    from ..settings import ATTENTION_BACKENDS, EngineSettings
     from .runner import DEFAULT_PROMPT, BenchError, BenchRequest, run_bench
 
     if args.tiny and args.variant and args.variant != "tiny":
         return _invalid(args, f"--tiny and --variant {args.variant} disagree", "give one of them")
+    backend = args.attention_backend.strip().lower() if args.attention_backend else None
+    if backend is not None and backend not in ATTENTION_BACKENDS:
+        return _invalid(
+            args,
+            f"--attention-backend {args.attention_backend!r} is not an attention backend",
+            f"use one of {', '.join(ATTENTION_BACKENDS)}",
+        )
     req = BenchRequest(
         model=args.model,
         variant="tiny" if args.tiny else args.variant,
@@ -80,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         prompt=args.prompt or DEFAULT_PROMPT,
         record=not args.no_record,
         time_budget_s=args.time_budget,
+        attention_backend=backend,
+        compile=args.compile,
     )
     settings = EngineSettings.from_env()
     try:
@@ -128,10 +153,14 @@ def _num(value: Any, fmt: str = "{:.2f}") -> str:
 def table(doc: dict[str, Any]) -> str:
     """The bench as a text table: measured figures with the prediction in brackets."""
     job = doc["job"]
+    acc = doc.get("accelerators") or {}
+    extras = [f"attention {acc['attention_backend']}"] if acc.get("attention_backend") else []
+    extras += ["compiled blocks"] if acc.get("compile") else []
     lines = [
         f"{doc['model']} ({doc['variant']}: {doc['label']}) on {doc['device_name']}, "
-        f"{job['width']}x{job['height']}x{job['frames']}, {job['steps']} steps; "
-        "measured [predicted]",
+        f"{job['width']}x{job['height']}x{job['frames']}, {job['steps']} steps"
+        + (f", {', '.join(extras)}" if extras else "")
+        + "; measured [predicted]",
         f"{'strategy':<20} {'load s':>7} {'s/step':>16} {'per expert':<34} {'decode s':>16} "
         f"{'VRAM GB':>15} {'RAM GB':>15}",
     ]
@@ -151,6 +180,8 @@ def table(doc: dict[str, Any]) -> str:
             f"{_num(vram, '{:.1f}') + ' [' + _num(p['vram_gb'], '{:.1f}') + ']':>15} "
             f"{_num(m['peak_ram_gb'], '{:.1f}') + ' [' + _num(p['ram_gb'], '{:.1f}') + ']':>15}"
         )
+        if m.get("compile_s"):
+            lines.append(f"{'':<20} compiled in {m['compile_s']:.1f} s (first steps, left out)")
     for s in doc["skipped"]:
         lines.append(f"{s['strategy']:<20} skipped: {s['reason']}")
     if doc["recorded"]:

@@ -61,6 +61,14 @@ class BenchRequest:
     # Start no strategy after the first once this many seconds have passed (the slowest come
     # last in the ladder).
     time_budget_s: float | None = None
+    # diffusers' accelerators on the loaded transformers (None and False: plain diffusers, the
+    # speed the planner learns; runs with either are reported but not recorded).
+    attention_backend: str | None = None
+    compile: bool = False
+
+    @property
+    def accelerated(self) -> bool:
+        return self.attention_backend is not None or self.compile
 
 
 @dataclass(frozen=True)
@@ -117,10 +125,10 @@ def run_bench(
             "predicted": predicted(setup, mp, profile),
         }
         try:
-            measured = measure(setup, mp, device, profile, req.prompt, decode=decode)
+            measured = measure(setup, mp, device, profile, req, decode=decode)
             result.update(ok=True, error=None, measured=measured)
             result["ratio"] = ratios(result["predicted"], measured)
-            if req.record:
+            if req.record and not req.accelerated:
                 record(data_dir, setup, mp, profile, measured)
         except Exception as exc:  # an out-of-memory on one strategy must not end the bench
             from ..failures import is_out_of_memory
@@ -151,7 +159,11 @@ def run_bench(
         "planner_choice": setup.plan.strategy,
         "results": results,
         "skipped": skipped,
-        "recorded": bool(req.record) and any(r["ok"] for r in results),
+        "accelerators": {
+            "attention_backend": req.attention_backend,  # None: diffusers' default
+            "compile": req.compile,
+        },
+        "recorded": bool(req.record) and not req.accelerated and any(r["ok"] for r in results),
         "wall_s": round(time.monotonic() - started, 1),
     }
 
@@ -269,13 +281,15 @@ def measure(
     mp: MemoryPlan,
     device: Any,
     profile: HardwareProfile,
-    prompt: str,
+    req: BenchRequest,
     *,
     decode: bool,
 ) -> dict[str, Any]:
     import torch
 
-    from ..pipelines import wan_load
+    from ..pipelines import accelerate, wan_load
+
+    prompt = req.prompt
 
     spec, job = setup.spec, setup.job
     defaults = spec.defaults_for(setup.var.name)
@@ -286,7 +300,14 @@ def measure(
             setup.folder, mp.compute_dtype, device=wan_load.weights_device(mp, device)
         )
         wan_load.apply_strategy(pipe, mp, device)
+        backend = None
+        if req.attention_backend is not None:
+            backend = accelerate.attention_backend(req.attention_backend, device)
+            accelerate.set_attention_backend(wan_load.experts(pipe), backend)
+        if req.compile:
+            accelerate.compile_blocks(wan_load.experts(pipe))
         load_s = _since(t0, device)
+        compiled_before = accelerate.compile_seconds()
 
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -363,15 +384,22 @@ def measure(
         pipe.maybe_free_model_hooks()
         vram = allocator.report()
         del pipe
+    compile_s = round(accelerate.compile_seconds() - compiled_before, 3) if req.compile else None
     per_expert: dict[str, list[float]] = {}
+    warmup = set()
     for i, (expert, seconds) in enumerate(steps):
         # The first step warms up (kernel choice, allocator growth): left out where the same
-        # expert has later steps.
+        # expert has later steps. Compiled, each expert's first step may compile: left out too.
         later = any(e == expert for e, _ in steps[i + 1 :])
-        if not (i == 0 and later):
+        first = i == 0 or (req.compile and all(e != expert for e, _ in steps[:i]))
+        if first and later:
+            warmup.add(i)
+        else:
             per_expert.setdefault(expert, []).append(seconds)
-    steady = [s for i, (_, s) in enumerate(steps) if i > 0 or len(steps) == 1]
+    steady = [s for i, (_, s) in enumerate(steps) if i not in warmup and (i > 0 or len(steps) == 1)]
     return {
+        "attention_backend": backend,
+        "compile_s": compile_s,
         "load_s": round(load_s, 3),
         "text_encode_s": round(text_s, 3),
         "s_per_step": {e: round(statistics.median(v), 4) for e, v in per_expert.items()},

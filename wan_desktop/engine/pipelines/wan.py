@@ -10,9 +10,11 @@ experts, ETA, previews and cancellation come from ``callback_on_step_end`` and a
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +30,7 @@ from ..jobs import FailureCategory, JobKind, JobOutput, JobState
 from ..lora import LoraSet, LoraState
 from ..measurements import record_job
 from ..outputs import expected_video_bytes
-from ..params import WanParams, validate_wan_params
+from ..params import CACHE_OFF, PRESET_NONE, LoraSpec, WanParams, validate_wan_params
 from ..planner import STRATEGIES, JobShape, MemoryPlan
 from . import context_parallel
 from .base import JobDescription, LoadedModel, Pipeline, PipelineHost
@@ -135,8 +137,11 @@ class WanPipeline(Pipeline):
         spec, var = models.resolve(p.model, p.variant)
         label = f"{spec.title}, {var.name} variant" + (f" ({var.label})" if var.development else "")
         ctx.stage("initializing", 0.01, label)
+        pack = models.manifest.lora_pack(spec.id, p.preset) if p.preset != PRESET_NONE else None
         # In use from before the download to the saved video: GC leaves the model alone.
-        with models.use(spec.id, var.name):
+        with models.use(spec.id, var.name), contextlib.ExitStack() as leases:
+            if pack is not None:
+                leases.enter_context(models.use(pack.id))
             try:
                 return self._run(ctx, p, spec, var)
             finally:
@@ -153,6 +158,7 @@ class WanPipeline(Pipeline):
         if not models.status(spec.id, var.name).complete:
             ctx.stage("downloading_model", 0.02, f"{spec.title} ({var.name}) is not on disk yet")
         folder = ctx.ensure_model(spec.id, var.name)
+        p = self._with_preset(ctx, p, spec)
         profile = self.host.hardware
         try:
             device = wan_load.resolve_device(profile.device)
@@ -209,12 +215,50 @@ class WanPipeline(Pipeline):
             self._record_plan(ctx, mp)
             ctx.timer.times.clear()
 
-        record_job(data_dir, spec.id, var.name, mp, shape, profile, details)
+        if p.cache == CACHE_OFF and not timings.get("compile"):
+            # The planner learns the plain speed: a cached job skips calls, a compiling one
+            # spends its first steps compiling.
+            record_job(data_dir, spec.id, var.name, mp, shape, profile, details)
         ctx.set_state(JobState.encoding)
         ctx.stage("saving", 0.95, "writing the MP4, thumbnail and sidecar")
         return save_video(
             ctx, frames, p.fps, sidecar(self.host, p, spec, var, model, details, timings)
         )
+
+    def _with_preset(self, ctx: JobContext, p: WanParams, spec: ModelSpec) -> WanParams:
+        """The job's parameters with its preset's LoRAs added (fetched first if needed): each
+        file on its own expert at the pack's strength. Steps and guidance were set at submit."""
+        if p.preset == PRESET_NONE:
+            return p
+        pack = self.host.models.manifest.lora_pack(spec.id, p.preset)
+        if pack is None:  # the manifest changed since the job was queued
+            raise JobFailedError(
+                FailureCategory.invalid_input,
+                f"{spec.model_type} has no {p.preset} preset in this models.toml",
+                (f"run the job with preset {PRESET_NONE}",),
+            )
+        if not self.host.models.status(pack.id).complete:
+            ctx.stage("downloading_model", 0.03, f"{pack.title} is not on disk yet")
+        folder = ctx.ensure_model(pack.id, None)
+        added = []
+        for expert, lora in pack.experts.items():
+            found = sorted(folder.rglob(lora.file))
+            if len(found) != 1:
+                raise JobFailedError(
+                    FailureCategory.model_unavailable,
+                    f"{pack.title}: {len(found)} files named {lora.file} in {folder}",
+                    (f"verify it: wan models verify {pack.id}",),
+                )
+            high = expert == "transformer"
+            added.append(
+                LoraSpec(
+                    str(found[0]),
+                    strength=lora.strength if high else 0.0,
+                    strength_2=0.0 if high else lora.strength,
+                )
+            )
+        ctx.log("info", f"preset {p.preset}: {pack.title}, {p.steps} steps")
+        return replace(p, loras=(*added, *p.loras))
 
     def _record_plan(self, ctx: JobContext, mp: MemoryPlan) -> None:
         ctx.update(memory_plan=mp.to_dict(), estimate={**dict(ctx.job.estimate), **mp.estimate()})
@@ -289,6 +333,7 @@ class WanPipeline(Pipeline):
         if self.host.settings.preview_every > 0:
             preview = LatentPreview.fit(pipe.vae, int(pipe.vae_scale_factor_spatial))
         wan_load.apply_strategy(pipe, mp, device)
+        backend = self._accelerate(pipe, device)
         strategy = STRATEGIES[mp.strategy]
         loras = LoraSet(
             pipe,
@@ -300,14 +345,43 @@ class WanPipeline(Pipeline):
         loaded = WarmModel(key, spec.id, var.name, folder, mp, pipe, device, loras, load_s)
         loaded.lease.enter_context(self.host.models.use(spec.id, var.name))
         loaded.preview = preview
+        loaded.attention_backend = backend
+        loaded.compiled = self.host.settings.compile_blocks
         with self._lock:
             self._loaded = loaded
         timings["load"] = round(load_s, 3)
         self.host.publish(
             ModelLoaded(model_id=spec.id, variant=var.name, strategy=mp.strategy, seconds=load_s)
         )
-        ctx.log("info", f"loaded {spec.id} ({var.name}) in {load_s:.1f} s: {mp.strategy}")
+        ctx.log(
+            "info",
+            f"loaded {spec.id} ({var.name}) in {load_s:.1f} s: {mp.strategy}, "
+            f"attention {backend}" + (", regional compile" if loaded.compiled else ""),
+        )
         return loaded
+
+    def _accelerate(self, pipe: Any, device: Any) -> str:
+        """The settings' attention backend and regional compile on every transformer; the
+        backend's name."""
+        from . import accelerate, wan_load
+
+        settings = self.host.settings
+        experts = wan_load.experts(pipe)
+        backend = accelerate.attention_backend(settings.attention_backend, device)
+        try:
+            accelerate.set_attention_backend(experts, backend)
+        except (RuntimeError, ValueError) as exc:
+            raise JobFailedError(
+                FailureCategory.invalid_input,
+                f"attention backend {backend} cannot run here: {exc}",
+                (
+                    "set WAN_ATTENTION_BACKEND=auto (the fastest one installed)",
+                    "or install the package the backend needs",
+                ),
+            ) from exc
+        if settings.compile_blocks:
+            accelerate.compile_blocks(experts)
+        return backend
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -18,7 +18,7 @@ from wan_desktop.models.manifest import ModelSpec, VariantSpec
 from ..errors import JobFailedError
 from ..jobs import FailureCategory, JobState
 from ..lora import LoraSet
-from ..params import WanParams
+from ..params import CACHE_OFF, WanParams
 from ..planner import MemoryPlan
 from .base import LoadedModel, PipelineHost
 
@@ -45,6 +45,9 @@ class WarmModel:
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     preview: Any = None  # LatentPreview, fitted at load when previews are on
+    attention_backend: str = "native"  # diffusers' backend set on every transformer at load
+    compiled: bool = False  # regional compilation on (compiles in the first calls)
+    compile_s: float | None = None  # compile seconds of its jobs so far (None: no job yet)
     image_pipe: Any = None  # the image-to-video view of a text-to-video folder (TI2V-5B)
     # The orchestrator's in-use lease: garbage collection never removes a loaded model.
     lease: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -90,7 +93,7 @@ def generate(
 ) -> tuple[Any, dict[str, Any]]:
     import torch
 
-    from . import wan_load
+    from . import accelerate, wan_load
 
     ctx.stage("preparing_inputs", 0.07)
     images = {
@@ -169,16 +172,42 @@ def generate(
     if pipe.config.boundary_ratio is not None:
         kwargs["guidance_scale_2"] = p.guidance_scale_2
     ctx.set_state(JobState.running)
-    ctx.stage("generating", 0.10, f"{n} steps")
+    compiling = model.compiled and model.compile_s is None
+    ctx.stage(
+        "generating",
+        0.10,
+        f"{n} steps" + ("; the first calls compile the transformer blocks" if compiling else ""),
+    )
     peak = wan_load.PeakMemory(model.device)
+    compiled_before = accelerate.compile_seconds()
     t0 = time.monotonic()
     try:
-        with wan_load.quiet_diffusers():
+        with (
+            wan_load.quiet_diffusers(),
+            accelerate.step_cache(wan_load.experts(pipe), p.cache) as cache,
+        ):
             out = pipe(**kwargs)
     finally:
         for h in hooks:
             h.remove()
     timings["generate"] = round(time.monotonic() - t0, 3)
+    compile_report: dict[str, Any] = {"regional": model.compiled}
+    if model.compiled:
+        # Paid by the first job after a load, and again by a job that changes what the blocks
+        # run (a step cache's hooks): torch keeps each compiled version while the model is warm.
+        spent = round(max(0.0, accelerate.compile_seconds() - compiled_before), 3)
+        compile_report["compile_s"] = spent
+        model.compile_s = (model.compile_s or 0.0) + spent
+        if spent > 0:
+            timings["compile"] = spent
+            ctx.log("info", f"compiled the transformer blocks in {spent:.1f} s")
+    cache_report = cache.report()
+    if p.cache != CACHE_OFF:
+        ctx.log(
+            "info",
+            f"step cache {p.cache}: skipped {cache.skipped} of "
+            f"{cache_report['transformer_calls']} transformer calls",
+        )
     pipe.maybe_free_model_hooks()
     model.last_used = time.time()
     steps = {
@@ -196,6 +225,11 @@ def generate(
         "device": str(model.device),
         "prompt_embeddings": "cached" if cached else "encoded",
         "median_step_s": steps,
+        "accelerators": {
+            "attention_backend": model.attention_backend,
+            "cache": cache_report,
+            "compile": compile_report,
+        },
         "peak": peak.report(),
         "loras": [
             *(

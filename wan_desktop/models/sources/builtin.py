@@ -30,6 +30,7 @@ class BuiltinSource(Source):
 
         builders = {
             **dict.fromkeys(tiny.BUILDERS, tiny.build),
+            **dict.fromkeys(tiny.LORA_BUILDERS, tiny.build_lora),
             **dict.fromkeys(random_weights.MODELS, random_weights.write_folder),
         }
         if self.name not in builders:

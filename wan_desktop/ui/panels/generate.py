@@ -22,7 +22,10 @@ from PySide6.QtWidgets import (
 
 from wan_desktop.engine import EngineError, InvalidInputError, Job, JobKind
 from wan_desktop.engine.params import (
+    CACHE_OFF,
+    CHOICES,
     NEGATIVE_PROMPT_MAX,
+    PRESET_NONE,
     PROMPT_MAX,
     SEED_MAX,
 )
@@ -56,6 +59,9 @@ from .latest import NowPanel
 FIT_DEBOUNCE_MS = 200
 # The number boxes accept up to this, so that a value out of range is shown, not clamped.
 TYPED_MAX = 999_999
+PRESET_LABELS = {"none": "Standard", "fast": "Fast (4-step LoRAs)"}
+# The step-caching levels (params.CHOICES["cache"]) as the form names them.
+CACHE_LABELS = {"off": "Off", "light": "Light", "medium": "Medium", "strong": "Strong"}
 # Fields checked as they change (the others when Generate is pressed): the numbers by the
 # engine's own rules, the images by whether they can be read.
 NUMBER_KEYS = ("steps", "frames", "seed", "guidance_scale", "guidance_scale_2", "gpus")
@@ -246,6 +252,28 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
         for gbox in (self.guidance, self.guidance_2):
             gbox.valueChanged.connect(lambda _v: self.check_inputs())
         grid.addWidget(self.guidance_2_field, 2, 1)
+        self.cache = QComboBox()
+        wheel_only_when_focused(self.cache)
+        for level in CHOICES["cache"]:
+            self.cache.addItem(CACHE_LABELS.get(level, level), level)
+        self.cache.setToolTip(
+            "Step caching skips transformer calls whose result barely changes: off is the best "
+            "quality; the stronger, the faster and the more the video may change. The job "
+            "records how many calls it skipped."
+        )
+        self.cache_field = Field("Step caching", self.cache)
+        grid.addWidget(self.cache_field, 3, 0)
+        self.preset = QComboBox()
+        wheel_only_when_focused(self.preset)
+        for name in CHOICES["preset"]:
+            self.preset.addItem(PRESET_LABELS.get(name, name), name)
+        self.preset.setToolTip(
+            "Fast: the model's step-distilled LoRAs (one per expert, downloaded like a model) "
+            "with the 4 steps and guidance 1 they were made for."
+        )
+        self.preset.currentIndexChanged.connect(lambda _i: self._apply_preset())
+        self.preset_field = Field("Preset", self.preset)
+        grid.addWidget(self.preset_field, 3, 1)
         # One video across several GPUs: offered only where the engine can split a job (a pool
         # with two or more workers on one machine); the engine says which counts fit the model.
         self.gpus_most = self.studio.engine.gpus_per_machine()
@@ -257,7 +285,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
         self.gpus_field = Field("GPUs", self.gpus)
         self.gpus_field.setToolTip("Split one video across GPUs of one machine of the pool")
         self.gpus_field.setVisible(self.gpus_most >= 2)
-        grid.addWidget(self.gpus_field, 3, 0)
+        grid.addWidget(self.gpus_field, 4, 0)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
         card.body.addLayout(grid)
@@ -286,8 +314,35 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
         self.guidance_2_field.setVisible(spec.defaults.guidance_scale_2 is not None)
         if changed:
             self._apply_defaults(spec)
+        # Presets this model has a LoRA pack for (models.toml); the others cannot be chosen.
+        manifest = self.studio.engine.models_view.manifest
+        model = self.preset.model()
+        for i in range(1, self.preset.count()):
+            pack = manifest.lora_pack(spec.id, self.preset.itemData(i))
+            model.item(i).setEnabled(pack is not None)  # type: ignore[attr-defined]
+        if not model.item(self.preset.currentIndex()).isEnabled():  # type: ignore[attr-defined]
+            self.preset.setCurrentIndex(0)
+        self._apply_preset()
         self.picker.field.set_error(None)
         self.fit_timer.start()
+
+    def _apply_preset(self) -> None:
+        """A preset sets the steps and guidance its LoRAs were made for: shown, not editable."""
+        if self.spec is None:
+            return
+        pack = self.studio.engine.models_view.manifest.lora_pack(
+            self.spec.id, self.preset.currentData()
+        )
+        for box in (self.steps, self.guidance, self.guidance_2):
+            box.setEnabled(pack is None)
+        if pack is not None:
+            self.steps.setValue(int(pack.settings["steps"]))
+            for box, key in (
+                (self.guidance, "guidance_scale"),
+                (self.guidance_2, "guidance_scale_2"),
+            ):
+                if key in pack.settings:
+                    box.setValue(float(pack.settings[key]))
 
     def _update_counts(self) -> None:
         for edit, counter, limit in (
@@ -355,6 +410,10 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
             "frames": self.frames.value(),
             "guidance_scale": self.guidance.value(),
         }
+        if self.cache.currentData() != CACHE_OFF:
+            p["cache"] = self.cache.currentData()
+        if self.preset.currentData() != PRESET_NONE:
+            p["preset"] = self.preset.currentData()
         if self.guidance_2_field.isVisible() or self.spec.defaults.guidance_scale_2 is not None:
             p["guidance_scale_2"] = self.guidance_2.value()
         seed = self.seed.text().strip()
@@ -387,6 +446,8 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
             "seed": self.seed_field,
             "guidance_scale": self.guidance_field,
             "guidance_scale_2": self.guidance_2_field,
+            "cache": self.cache_field,
+            "preset": self.preset_field,
             "image": self.image_field,
             "end_image": self.end_image_field,
             "loras": self.loras.field,
@@ -420,6 +481,10 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
             self.guidance.setValue(float(params["guidance_scale"]))
         if params.get("guidance_scale_2") is not None:
             self.guidance_2.setValue(float(params["guidance_scale_2"]))
+        self.cache.setCurrentIndex(max(0, self.cache.findData(params.get("cache") or CACHE_OFF)))
+        self.preset.setCurrentIndex(
+            max(0, self.preset.findData(params.get("preset") or PRESET_NONE))
+        )
         for key, zone in (("image", self.image), ("end_image", self.end_image)):
             path = params.get(key)
             zone.set_path(str(path) if path and Path(str(path)).is_file() else "")
