@@ -153,7 +153,8 @@ class LinkProxy(Relay):
     """127.0.0.1 TCP relay to ``target_port``; downstream bytes share one ``rate_bps`` link.
 
     ``rtt_s`` delays every byte by half of it in each direction (and a new connection's first
-    bytes by a further round trip, its handshake); ``conn_bps`` caps each connection's download.
+    bytes by a further round trip, its handshake); ``conn_bps`` caps each connection's download;
+    ``up_bps`` shapes what each connection sends up (an upload over a home line).
     """
 
     def __init__(
@@ -163,12 +164,14 @@ class LinkProxy(Relay):
         rate_bps: float,
         rtt_s: float = 0.0,
         conn_bps: float | None = None,
+        up_bps: float | None = None,
     ) -> None:
         super().__init__()
         self.target_port = target_port
         self.link = _Link(rate_bps)
         self.rtt_s = rtt_s
         self.conn_bps = conn_bps
+        self.up_bps = up_bps
 
     def measured_bps(self) -> float:
         """Bytes per second the link carried while it was busy (checks the shaping)."""
@@ -186,6 +189,12 @@ class LinkProxy(Relay):
         for s in (conn, upstream):
             with contextlib.suppress(OSError):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.up_bps is not None:
+            with self._lock:
+                self._conns.append(upstream)
+            self._spawn(_pipe, conn, upstream, _Link(self.up_bps))
+            _pipe(upstream, conn, self.link)
+            return
         if not self.rtt_s and self.conn_bps is None:
             self._pipe_both(conn, upstream, self.link)
             return

@@ -169,6 +169,67 @@ def test_settings_switch_between_this_computer_and_a_server_without_restart(
             loop.close()
 
 
+def test_submitting_a_large_image_over_a_slow_link_never_blocks_the_window(
+    qtbot: Any, tmp_path: Path, app_folders: Path
+) -> None:
+    """The job goes to the server off the GUI thread: the window keeps turning (a timer ticks)
+    while the image crawls up the link, the button says so, and the job then shows."""
+    import random
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QColor, QImage
+
+    from tests.netproxy import LinkProxy
+    from wan_desktop.ui.panels.generate import GeneratePanel
+
+    rng = random.Random(5)
+    picture = QImage(1400, 1400, QImage.Format.Format_RGB32)
+    for y in range(0, 1400, 2):  # noise that PNG cannot squeeze: several MB to send
+        for x in range(0, 1400, 2):
+            picture.setPixelColor(x, y, QColor(rng.randrange(1 << 24)))
+    path = tmp_path / "large.png"
+    assert picture.save(str(path))
+    size = path.stat().st_size
+    assert size > 1_500_000
+    up_bps = size / 4.0  # about four seconds on the way up
+    port = free_port()
+    with (
+        serve(tmp_path / "server", port=port) as server,
+        LinkProxy(port, rate_bps=50e6, up_bps=up_bps) as proxy,
+        session_for(qtbot, app_args(connect=proxy.endpoint, token=TOKEN)) as session,
+    ):
+        studio, window = session.studio, session.window
+        wait_until(qtbot, lambda: studio.link is not None and studio.link.state == "up")
+        window.show_page("generate")
+        gen = window.pages["generate"]
+        assert isinstance(gen, GeneratePanel)
+        wait_until(qtbot, lambda: studio.catalog_loaded, 30)
+        gen.select_model("I2V-A14B")
+        gen.prompt.setPlainText("a tide pool at noon")
+        gen.steps.setValue(2)
+        gen.frames.setValue(5)
+        gen.image.set_path(str(path))
+        ticks: list[int] = []
+        timer = QTimer()
+        timer.timeout.connect(lambda: ticks.append(1))
+        timer.start(50)
+        try:
+            gen.generate_btn.click()
+            assert not studio.jobs, "the click returned before the job reached the server"
+            assert gen.generate_btn.text() == "Sending…" and not gen.generate_btn.isEnabled()
+            before = len(ticks)
+            wait_until(qtbot, lambda: len(studio.jobs) == 1, 120)
+            in_flight = len(ticks) - before
+        finally:
+            timer.stop()
+        assert in_flight >= 10, f"the timer ticked {in_flight} times while the job was sent"
+        assert gen.generate_btn.text() == "Generate" and gen.generate_btn.isEnabled()
+        (job,) = studio.jobs.values()
+        assert job.params["image"] != str(path), "the server's copy of the image"
+        assert server_job(server.url, job.id)["id"] == job.id
+        assert proxy.link.bytes > 0
+
+
 def test_a_remembered_server_that_is_gone_leaves_the_app_on_this_computer_and_says_so(
     qtbot: Any, tmp_path: Path, app_folders: Path
 ) -> None:

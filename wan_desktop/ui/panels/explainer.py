@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
     QPlainTextEdit,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -133,7 +134,7 @@ class ExplainerPanel(QWidget, JobForm):
         right.addWidget(self.general_error)
         self.make_btn = button("Make explainer", "explain", variant="primary", large=True)
         self.make_btn.setToolTip("Queue this explainer video")
-        self.make_btn.clicked.connect(self.submit)
+        self.make_btn.clicked.connect(self.send)
         right.addWidget(self.make_btn)
         self.estimate = label("", "faint", wrap=True)
         self.estimate.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -355,6 +356,9 @@ class ExplainerPanel(QWidget, JobForm):
 
     def show_queued(self, job: Job) -> None:
         self.latest.show_job(job)
+
+    def submit_button(self) -> QPushButton:
+        return self.make_btn
 
     @Slot(object)
     def load_params(self, params: Mapping[str, Any], *, navigate: bool = True) -> None:
