@@ -230,6 +230,47 @@ def test_submitting_a_large_image_over_a_slow_link_never_blocks_the_window(
         assert proxy.link.bytes > 0
 
 
+def test_the_explainer_page_shows_the_servers_language_model_never_its_key(
+    qtbot: Any, tmp_path: Path, app_folders: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The explainer runs on the server: its page shows the server's settings (from the hello),
+    not this computer's environment, and the server's API key never travels."""
+    import httpx
+
+    from wan_desktop.ui.panels.explainer import ExplainerPanel
+
+    monkeypatch.setenv("LLM_BASE_URL", "http://127.0.0.1:9/v1")  # this computer's: not used
+    monkeypatch.setenv("PLANNER_MODEL", "laptop-model")
+    env = {
+        "WAN_API_TOKEN": TOKEN,
+        "LLM_BASE_URL": "http://10.0.0.7:11434/v1",
+        "PLANNER_MODEL": "server-planner",
+        "LLM_API_KEY": "sk-server-secret-0123",
+        "MAX_FIX_ATTEMPTS": "2",
+    }
+    with WanServe(tmp_path / "server", env=env) as server:
+        hello = httpx.get(
+            f"{server.url}/api/v1/engine/hello", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert "sk-server-secret" not in hello.text
+        with session_for(qtbot, app_args(connect=server.url, token=TOKEN)) as session:
+            page = session.window.pages["explain"]
+            assert isinstance(page, ExplainerPanel)
+            assert page.writer_badge.text() == "MODEL: server-planner"
+            assert page.llm_values["LLM_BASE_URL"].text() == "http://10.0.0.7:11434/v1"
+            assert page.llm_values["LLM_API_KEY"].text() == "set (hidden)"
+            assert "up to 2 tries" in page.writer_note.text()
+    bad = {"WAN_API_TOKEN": TOKEN, "DEFAULT_QUALITY": "cinematic"}
+    with (
+        WanServe(tmp_path / "bad", env=bad) as server,
+        session_for(qtbot, app_args(connect=server.url, token=TOKEN)) as session,
+    ):
+        page = session.window.pages["explain"]
+        assert isinstance(page, ExplainerPanel)
+        assert page.writer_badge.text() == "MISCONFIGURED"
+        assert "DEFAULT_QUALITY='cinematic'" in page.writer_note.text()
+
+
 def test_a_remembered_server_that_is_gone_leaves_the_app_on_this_computer_and_says_so(
     qtbot: Any, tmp_path: Path, app_folders: Path
 ) -> None:

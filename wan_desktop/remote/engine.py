@@ -122,7 +122,10 @@ class RemoteEngine:
             dev_mode=bool(settings.get("dev_mode", hello.get("dev_mode", False))),
             mock=bool(settings.get("mock", False)),
             location=self.url,
+            # The explainer runs on the server, with the settings of the server's environment.
+            extra={"explainer_resolved": settings["explainer"]} if "explainer" in settings else {},
         )
+        self._gpus_per_machine = int(hello.get("gpus_per_machine") or 1)
         self.bus = EventBus()
         self.cache = ResultCache(cache_folder(data_dir, self.url), self.http, max_bytes=cache_bytes)
         self.uploads = Uploads(self.http)
@@ -260,8 +263,8 @@ class RemoteEngine:
             return list(self._loaded)
 
     def gpus_per_machine(self) -> int:
-        """One: the hello does not say how a server's pool splits jobs, so none is offered."""
-        return 1
+        """As the server's hello said (more than one on a pool of one machine's GPUs)."""
+        return self._gpus_per_machine
 
     def downloads(self) -> list[tuple[str, str]]:
         with self._lock:

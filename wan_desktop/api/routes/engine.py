@@ -19,6 +19,7 @@ from wan_desktop.engine import InvalidInputError, Job, JobKind, JobSpec, JobStat
 from wan_desktop.engine.estimate import fit_verdict
 from wan_desktop.engine.jobs import ACTIVE_STATES
 from wan_desktop.engine.wire import WIRE_VERSION, from_wire, to_wire
+from wan_desktop.explainer.settings import SECRET_KEPT, ExplainerSettings
 from wan_desktop.models import disk
 
 from ..blobs import FILE_PARAMS, ref_of
@@ -79,6 +80,7 @@ def hello(ctx: Ctx) -> dict[str, Any]:
         "wire": WIRE_VERSION,
         "dev_mode": es.dev_mode,
         "pool": type(engine).__name__ == "PoolEngine",
+        "gpus_per_machine": engine.gpus_per_machine(),
         "hardware": to_wire(engine.hardware),
         "settings": {
             "data_dir": str(es.data_dir),
@@ -90,8 +92,22 @@ def hello(ctx: Ctx) -> dict[str, Any]:
             "idle_unload_s": es.idle_unload_s,
             "dev_mode": es.dev_mode,
             "mock": es.mock,
+            "explainer": explainer_settings(es.extra),
         },
     }
+
+
+def explainer_settings(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The explainer settings this server's pipeline uses (its environment, not the client's),
+    for the app's Explainer page: ``{"settings": …}`` with the API key only said to be set, or
+    ``{"error": …}`` when they are misconfigured."""
+    try:
+        settings = ExplainerSettings.from_env(**dict(extra.get("explainer", {})))
+    except ValueError as exc:
+        return {"error": str(exc)}
+    llm = settings.llm
+    hidden = dataclasses.replace(llm, api_key=SECRET_KEPT if llm.api_key else None)
+    return {"settings": to_wire(dataclasses.replace(settings, llm=hidden))}
 
 
 # ------------------------------------------------------------------------------------- jobs

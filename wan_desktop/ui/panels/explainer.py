@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from wan_desktop.engine import Job, JobKind
+from wan_desktop.engine.wire import from_wire
 from wan_desktop.explainer.params import (
     CONTEXT_MAX,
     QUALITY_PRESETS,
@@ -75,9 +76,16 @@ def unavailable_reason() -> str | None:
 
 
 def load_settings(extra: Mapping[str, Any]) -> tuple[ExplainerSettings | None, str]:
-    """The explainer settings the engine's pipeline will use, or why they are unusable."""
+    """The explainer settings the engine's pipeline will use, or why they are unusable: as the
+    engine resolved them where it runs (a server's environment), else from this process's."""
+    resolved = extra.get("explainer_resolved")
     try:
-        return ExplainerSettings.from_env(**dict(extra)), ""
+        if isinstance(resolved, Mapping):
+            if "error" in resolved:
+                return None, str(resolved["error"])
+            found: ExplainerSettings = from_wire(ExplainerSettings, resolved.get("settings"))
+            return found, ""
+        return ExplainerSettings.from_env(**dict(extra.get("explainer", {}))), ""
     except ValueError as exc:
         return None, str(exc)
 
@@ -89,9 +97,7 @@ class ExplainerPanel(QWidget, JobForm):
     def __init__(self, studio: Studio) -> None:
         super().__init__()
         self.studio = studio
-        self.settings, self.settings_error = load_settings(
-            studio.engine.info.extra.get("explainer", {})
-        )
+        self.settings, self.settings_error = load_settings(studio.engine.info.extra)
         outer = page_layout(self)
         outer.setSpacing(14)
         head = QHBoxLayout()
