@@ -271,6 +271,36 @@ def test_the_explainer_page_shows_the_servers_language_model_never_its_key(
         assert "DEFAULT_QUALITY='cinematic'" in page.writer_note.text()
 
 
+def test_the_system_page_shows_the_servers_gpu_and_this_computers_ram_and_cpu(
+    qtbot: Any, tmp_path: Path, app_folders: Path
+) -> None:
+    import psutil
+
+    from tests.test_ui_system import sample
+    from wan_desktop.ui.panels.system import SystemPanel
+
+    with (
+        serve(tmp_path / "server") as server,
+        session_for(qtbot, app_args(connect=server.url, token=TOKEN)) as session,
+    ):
+        studio, window = session.studio, session.window
+        system = window.pages["system"]
+        assert isinstance(system, SystemPanel)
+        assert system.ram.title.text() == "RAM  ·  this computer"
+        assert system.cpu.title.text() == "CPU  ·  this computer"
+        assert system.gpu.title.text() == "GPU load  ·  server"
+        here_total = f"{psutil.virtual_memory().total / 1024**3:.1f} GiB"
+        wait_until(qtbot, lambda: system.ram.value.text().endswith(f" / {here_total}"), 30)
+        wait_until(qtbot, lambda: system.cpu.value.text().endswith("%"), 30)
+        studio._on_memory(sample(92.0))  # a sample of the server's: a 24 GB GPU, 32 GiB of RAM
+        assert system.gauge.percent == pytest.approx(92.0)
+        assert "22.1 of 24.0 GiB" in system.gauge.caption
+        assert system.gpu.value.text() == "63%"
+        assert system.ram.value.text().endswith(f" / {here_total}"), "this computer's RAM"
+        assert list(system.history.history["VRAM"]) == [pytest.approx(92.0)]
+        assert 25.0 not in system.history.history["RAM"], "the server's RAM is not this one's"
+
+
 def test_a_remembered_server_that_is_gone_leaves_the_app_on_this_computer_and_says_so(
     qtbot: Any, tmp_path: Path, app_folders: Path
 ) -> None:

@@ -31,6 +31,7 @@ from .events import (
     Alert,
     EventBus,
     JobStateChanged,
+    MemorySample,
     ModelDownload,
     ModelDownloadFinished,
     QueueChanged,
@@ -325,6 +326,10 @@ class Engine(JobRunner):
             mock=s.mock,
             extra=s.extra,
         )
+
+    def this_computer_load(self) -> MemorySample | None:
+        """None: this engine's own samples are of this computer."""
+        return None
 
     @property
     def models_view(self) -> LocalModels:

@@ -30,7 +30,7 @@ from wan_desktop.models.config import ENV_QUOTA
 from wan_desktop.models.settings import load_settings, save_settings
 
 from .estimate import FitVerdict
-from .events import Event, Listener, Subscription
+from .events import Event, Listener, MemorySample, Subscription
 from .hardware import HardwareProfile
 from .jobs import Job, JobKind, JobSpec, JobState
 from .model_catalog import Catalog, scan
@@ -175,6 +175,12 @@ class EngineFace(Protocol):
         ...
 
     def downloads(self) -> list[tuple[str, str]]: ...
+
+    def this_computer_load(self) -> MemorySample | None:
+        """RAM and CPU of the computer the app runs on when the engine's ``MemorySample``
+        events are of another machine (a server's GPU and load); None when they are this
+        computer's own."""
+        ...
 
     def validate(self, kind: JobKind, params: Mapping[str, Any]) -> None:
         """Raise InvalidInputError naming every bad field, as submit would."""

@@ -25,6 +25,7 @@ from wan_desktop.engine.events import (
     EventBus,
     JobStateChanged,
     Listener,
+    MemorySample,
     ModelDownload,
     ModelDownloadFinished,
     ModelLoaded,
@@ -33,7 +34,7 @@ from wan_desktop.engine.events import (
     Subscription,
 )
 from wan_desktop.engine.face import EngineInfo, LinkChanged
-from wan_desktop.engine.hardware import HardwareProfile
+from wan_desktop.engine.hardware import HardwareProfile, host_sample
 from wan_desktop.engine.jobs import Job, JobKind, JobOutput, JobSpec, JobState
 from wan_desktop.engine.params import validate_wan_params
 from wan_desktop.engine.pipelines.base import LoadedModel
@@ -269,6 +270,10 @@ class RemoteEngine:
     def downloads(self) -> list[tuple[str, str]]:
         with self._lock:
             return list(self._busy_downloads)
+
+    def this_computer_load(self) -> MemorySample:
+        """The server's samples are of the server: this computer's RAM and CPU, read here."""
+        return host_sample()
 
     def validate(self, kind: JobKind, params: Mapping[str, Any]) -> None:
         """A video job is checked here, by the server's own rules against its manifest (the
