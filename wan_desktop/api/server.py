@@ -301,10 +301,12 @@ class EmbeddedServer:
         server, task = self._server, self._task
         if server is None or task is None:
             return
-        # Close WebSocket clients first: their handlers end, so uvicorn's shutdown cannot hang.
+        # Close WebSocket clients first (the frontend's /ws and the engine's event stream):
+        # their handlers end, so uvicorn's shutdown cannot hang.
         if self.app is not None:
             with contextlib.suppress(Exception):
                 await self.app.state.ctx.hub.stop()
+                await self.app.state.ctx.events.stop()
         server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
