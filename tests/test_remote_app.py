@@ -301,6 +301,85 @@ def test_the_system_page_shows_the_servers_gpu_and_this_computers_ram_and_cpu(
         assert 25.0 not in system.history.history["RAM"], "the server's RAM is not this one's"
 
 
+def test_the_models_page_on_a_server_shows_its_disk_and_cleans_it_up_as_wan_models_gc(
+    qtbot: Any, tmp_path: Path, app_folders: Path, tiny_models_root: Path
+) -> None:
+    """The server's models folder: its use, free space, quota, pins; Clean up previews and
+    removes on the server by the code ``wan models gc`` runs there (the same answer)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.helpers import REAL_MANIFEST, ROOT
+    from wan_desktop.ui.cleanup import CleanupDialog
+    from wan_desktop.ui.panels.models import ModelsPanel
+
+    root = tmp_path / "server" / "models"
+    shutil.copytree(tiny_models_root, root, symlinks=True)
+    env = {"WAN_API_TOKEN": TOKEN, "WAN_DEV_MODE": "1"}
+    t2v, i2v, ti2v = ((f"{m}@2.2.0", "tiny") for m in ("t2v-A14B", "i2v-A14B", "ti2v-5B"))
+    with (
+        WanServe(tmp_path / "server", env=env) as server,
+        session_for(qtbot, app_args(connect=server.url, token=TOKEN)) as session,
+    ):
+        studio, window = session.studio, session.window
+        window.show_page("models")
+        models = window.pages["models"]
+        assert isinstance(models, ModelsPanel)
+        wait_until(qtbot, lambda: t2v in models.rows and studio.disk is not None, 30)
+        models.rows[t2v].pin_btn.click()
+        wait_until(qtbot, lambda: "1 pinned" in models.disk_text.text(), 30)
+        disk = studio.disk
+        assert disk is not None and disk.models_root == root, "the server's folder"
+        assert disk.total_bytes > 0 and disk.free_bytes > 0 and disk.quota_bytes is None
+        row = studio.row(*ti2v)
+        assert row is not None and row.disk_bytes > 0 and row.usage is not None
+
+        view = studio.engine.models_view
+        view.set_quota(40 * 1024**3)  # saved on the server, in force there at once
+        assert view.saved_quota() == 40 * 1024**3 and view.quota_bytes == 40 * 1024**3
+        cli_env = {
+            **os.environ,
+            "MODELS_ROOT": str(root),
+            "WAN_DATA_DIR": str(tmp_path / "server" / "data"),
+            "WAN_MODELS_MANIFEST": str(REAL_MANIFEST),
+            "WAN_DEV_MODE": "1",
+        }
+        gc_args = ("models", "gc", "--max-size", "0", "--dry-run", "--json")
+        cli = subprocess.run(
+            [sys.executable, "-m", "wan_desktop.cli", *gc_args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=cli_env,
+            timeout=120,
+            check=True,
+        )
+        by_cli = json.loads(cli.stdout)
+
+        dialog = CleanupDialog(studio, window)
+        qtbot.addWidget(dialog)
+        wait_until(qtbot, lambda: dialog.report is not None, 30)
+        assert dialog.limit.value() == 40.0, "it opens at the server's quota"
+        dialog.limit.setValue(0)
+        wait_until(qtbot, dialog.remove_btn.isEnabled, 30)
+        report = dialog.report
+        assert report is not None and report.dry_run
+        removed = sorted((d.model_id, d.variant) for d in report.removed)
+        assert removed == sorted([i2v, ti2v])
+        assert [d.dir_name for d in report.removed] == [d["dir_name"] for d in by_cli["removed"]]
+        assert {d.model_id: d.reason for d in report.kept} == {t2v[0]: "pinned"}
+        dialog.remove_btn.click()
+        wait_until(
+            qtbot, lambda: any(n.title == "Models cleaned up" for n in window.toasts.history), 30
+        )
+        wait_until(qtbot, lambda: models.rows[ti2v].state.text() == "Not built yet", 30)
+        after = {r.key: r.status.complete for r in view.catalog().rows}
+        assert after == {t2v: True, i2v: False, ti2v: False}
+
+
 def test_a_remembered_server_that_is_gone_leaves_the_app_on_this_computer_and_says_so(
     qtbot: Any, tmp_path: Path, app_folders: Path
 ) -> None:

@@ -285,6 +285,7 @@ def models(ctx: Ctx) -> list[dict[str, Any]]:
             in_use = bool(disk.live_leases(store.paths, store.dir_name(spec, var)))
             variants[name] = {
                 "status": to_wire(st),
+                "dir_name": store.dir_name(spec, var),  # names its folder in the disk use
                 "pinned": store.is_pinned(spec.id, name),
                 "in_use": in_use or (spec.id, name) in loaded,
                 "loaded": (spec.id, name) in loaded,
@@ -298,6 +299,42 @@ def models(ctx: Ctx) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+@router.get("/models/disk", summary="The models folder's use, free space, quota and max age")
+def models_disk(ctx: Ctx) -> dict[str, Any]:
+    view = ctx.engine.models_view
+    return {
+        "usage": to_wire(view.disk_usage()),
+        "saved_quota": view.saved_quota(),
+        "quota_override": view.quota_override,
+        "max_age_s": view.max_age_s,
+    }
+
+
+@router.post("/models/gc", summary="Clean up the models folder (as wan models gc); the report")
+def models_gc(ctx: Ctx, body: JsonBody = None) -> Any:
+    max_size: int | None = _field(body, "max_size", int | None, None)
+    dry_run: bool = _field(body, "dry_run", bool, False)
+    return to_wire(ctx.engine.models_view.gc(max_size=max_size, dry_run=dry_run))
+
+
+@router.put("/models/quota", summary="Save the models quota and apply it at once")
+def models_quota(body: JsonBody, ctx: Ctx) -> dict[str, Any]:
+    quota: int | None = _field(body, "quota_bytes", int | None)
+    if quota is not None and quota < 0:
+        raise InvalidInputError({"quota_bytes": "must be 0 or more bytes, or null for none"})
+    view = ctx.engine.models_view
+    view.set_quota(quota)
+    return {"saved_quota": view.saved_quota(), "quota_bytes": view.quota_bytes}
+
+
+@router.post("/models/partial/{dir_name}/discard", summary="Remove an unfinished download")
+def discard_partial(dir_name: str, ctx: Ctx) -> dict[str, int]:
+    try:
+        return {"freed": ctx.engine.models_view.discard_partial(dir_name)}
+    except ValueError as exc:
+        raise InvalidInputError({"dir_name": str(exc)}) from None
 
 
 def _variant(body: Any) -> str | None:
