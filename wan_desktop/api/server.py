@@ -137,7 +137,7 @@ def quick_close_ws() -> type[asyncio.Protocol]:
     the loop busy for 10 s."""
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-    from .ws import CLOSE_POLICY
+    from .sockets import CLOSE_POLICY
 
     class QuickCloseProtocol(WebSocketsSansIOProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
