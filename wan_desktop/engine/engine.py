@@ -36,7 +36,7 @@ from .events import (
     ModelDownloadFinished,
     QueueChanged,
 )
-from .face import EngineFace, EngineInfo, LocalModels
+from .face import Closing, EngineFace, EngineInfo, LocalModels
 from .hardware import HardwareProfile
 from .job_rows import UnreadableJobError
 from .jobs import Job, JobKind, JobSpec, JobState, Priority
@@ -51,7 +51,7 @@ log = logging.getLogger("wan_desktop.engine")
 META_PAUSED = "queue_paused"
 
 
-class Engine(JobRunner):
+class Engine(JobRunner, Closing):
     def __init__(
         self,
         settings: EngineSettings | None = None,
@@ -436,12 +436,6 @@ class Engine(JobRunner):
         self.bus.close()
         self.store.backup_if_changed()
         self.store.close()
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
 
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from wan_desktop.models import (
     DiskUsage,
@@ -66,6 +66,19 @@ class LinkChanged(Event):
     state: str  # "up", "down", "reconnecting"
     reason: str = ""
     what_to_do: str = ""
+
+
+class Closing:
+    """``with engine:`` shuts the engine down at the end (the local one and a server's client)."""
+
+    def shutdown(self, *, timeout: float = 30.0) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
 
 
 class ModelsView(Protocol):

@@ -33,7 +33,7 @@ from wan_desktop.engine.events import (
     QueueChanged,
     Subscription,
 )
-from wan_desktop.engine.face import EngineInfo, LinkChanged
+from wan_desktop.engine.face import Closing, EngineInfo, LinkChanged
 from wan_desktop.engine.hardware import HardwareProfile, host_sample
 from wan_desktop.engine.jobs import Job, JobKind, JobOutput, JobSpec, JobState
 from wan_desktop.engine.params import validate_wan_params
@@ -89,7 +89,7 @@ def probe(url: str, token: str | None) -> str:
     return f"Wan Desktop {hello.get('version')} at {http.url}  ·  {hardware.summary}{mode}"
 
 
-class RemoteEngine:
+class RemoteEngine(Closing):
     """A client of the engine of a ``wan serve`` at ``url``; raises a ``RemoteError`` (with what
     to do) when the server cannot be reached, refuses the token or is not a ``wan serve``."""
 
@@ -178,12 +178,6 @@ class RemoteEngine:
                 future.cancel()
         self.bus.close()
         self.http.close()
-
-    def __enter__(self) -> RemoteEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
 
     # ---------------------------------------------------------------------------- state
 
