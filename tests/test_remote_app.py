@@ -192,10 +192,9 @@ def test_submitting_a_large_image_over_a_slow_link_never_blocks_the_window(
     size = path.stat().st_size
     assert size > 1_500_000
     up_bps = size / 4.0  # about four seconds on the way up
-    port = free_port()
     with (
-        serve(tmp_path / "server", port=port) as server,
-        LinkProxy(port, rate_bps=50e6, up_bps=up_bps) as proxy,
+        serve(tmp_path / "server") as server,
+        LinkProxy(int(server.url.rsplit(":", 1)[1]), rate_bps=50e6, up_bps=up_bps) as proxy,
         session_for(qtbot, app_args(connect=proxy.endpoint, token=TOKEN)) as session,
     ):
         studio, window = session.studio, session.window
