@@ -36,7 +36,7 @@ from .events import (
     ModelDownloadFinished,
     QueueChanged,
 )
-from .face import Closing, EngineFace, EngineInfo, LocalModels
+from .face import EngineFace, EngineInfo, Lifecycle, LocalModels
 from .hardware import HardwareProfile
 from .job_rows import UnreadableJobError
 from .jobs import Job, JobKind, JobSpec, JobState, Priority
@@ -51,7 +51,7 @@ log = logging.getLogger("wan_desktop.engine")
 META_PAUSED = "queue_paused"
 
 
-class Engine(JobRunner, Closing):
+class Engine(JobRunner, Lifecycle):
     def __init__(
         self,
         settings: EngineSettings | None = None,
@@ -88,14 +88,10 @@ class Engine(JobRunner, Closing):
         self.store.backup_if_changed()
         self._worker = threading.Thread(target=self._work, name="wan-engine", daemon=True)
         self._sampler = threading.Thread(target=self._sample, name="wan-memory", daemon=True)
-        self._started = False
         if start:
             self.start()
 
-    def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
+    def _begin(self) -> None:
         health = self.store.health
         if not health.ok:
             # Said once listeners are attached (the app subscribes before it starts the engine).

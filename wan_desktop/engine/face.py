@@ -68,8 +68,20 @@ class LinkChanged(Event):
     what_to_do: str = ""
 
 
-class Closing:
-    """``with engine:`` shuts the engine down at the end (the local one and a server's client)."""
+class Lifecycle:
+    """An engine's life, the local one's and a server's client's alike: ``start`` begins it once
+    (a second call does nothing), and ``with engine:`` shuts it down at the end."""
+
+    _started = False
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._begin()
+
+    def _begin(self) -> None:
+        raise NotImplementedError
 
     def shutdown(self, *, timeout: float = 30.0) -> None:
         raise NotImplementedError

@@ -33,7 +33,7 @@ from wan_desktop.engine.events import (
     QueueChanged,
     Subscription,
 )
-from wan_desktop.engine.face import Closing, EngineInfo, LinkChanged
+from wan_desktop.engine.face import EngineInfo, Lifecycle, LinkChanged
 from wan_desktop.engine.hardware import HardwareProfile, host_sample
 from wan_desktop.engine.jobs import Job, JobKind, JobOutput, JobSpec, JobState
 from wan_desktop.engine.params import validate_wan_params
@@ -89,7 +89,7 @@ def probe(url: str, token: str | None) -> str:
     return f"Wan Desktop {hello.get('version')} at {http.url}  ·  {hardware.summary}{mode}"
 
 
-class RemoteEngine(Closing):
+class RemoteEngine(Lifecycle):
     """A client of the engine of a ``wan serve`` at ``url``; raises a ``RemoteError`` (with what
     to do) when the server cannot be reached, refuses the token or is not a ``wan serve``."""
 
@@ -151,16 +151,12 @@ class RemoteEngine(Closing):
             on_resync=self._resync,
             on_link=self._on_link,
         )
-        self._started = False
         self._closed = False
         self._read_state(recovered=True)
         if start:
             self.start()
 
-    def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
+    def _begin(self) -> None:
         self._dispatcher.start()
         self.stream.start()
 
