@@ -122,9 +122,22 @@ class Relay:
     def _serve(self, conn: socket.socket) -> None:
         raise NotImplementedError
 
+    def _upstream(self, conn: socket.socket, port: int) -> socket.socket | None:
+        """A connection to the local ``port`` for ``conn``, closed with it by ``stop``; None
+        (``conn`` closed) when nothing listens there."""
+        try:
+            upstream = socket.create_connection(("127.0.0.1", port))
+        except OSError:
+            conn.close()
+            return None
+        with self._lock:
+            self._conns.append(upstream)
+        return upstream
+
     def _pipe_both(
         self, client: socket.socket, upstream: socket.socket, link: _Link | None
     ) -> None:
+        """For an upstream not opened by ``_upstream``."""
         with self._lock:
             self._conns.append(upstream)
         self._spawn(_pipe, client, upstream, None)
@@ -153,7 +166,8 @@ class LinkProxy(Relay):
     """127.0.0.1 TCP relay to ``target_port``; downstream bytes share one ``rate_bps`` link.
 
     ``rtt_s`` delays every byte by half of it in each direction (and a new connection's first
-    bytes by a further round trip, its handshake); ``conn_bps`` caps each connection's download.
+    bytes by a further round trip, its handshake); ``conn_bps`` caps each connection's download;
+    ``up_bps`` shapes what each connection sends up (an upload over a home line).
     """
 
     def __init__(
@@ -163,12 +177,14 @@ class LinkProxy(Relay):
         rate_bps: float,
         rtt_s: float = 0.0,
         conn_bps: float | None = None,
+        up_bps: float | None = None,
     ) -> None:
         super().__init__()
         self.target_port = target_port
         self.link = _Link(rate_bps)
         self.rtt_s = rtt_s
         self.conn_bps = conn_bps
+        self.up_bps = up_bps
 
     def measured_bps(self) -> float:
         """Bytes per second the link carried while it was busy (checks the shaping)."""
@@ -178,69 +194,81 @@ class LinkProxy(Relay):
         return link.bytes / (link.busy_to - link.busy_from)
 
     def _serve(self, conn: socket.socket) -> None:
-        try:
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        except OSError:
-            conn.close()
+        upstream = self._upstream(conn, self.target_port)
+        if upstream is None:
             return
         for s in (conn, upstream):
             with contextlib.suppress(OSError):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        up = _Link(self.up_bps) if self.up_bps is not None else None
         if not self.rtt_s and self.conn_bps is None:
-            self._pipe_both(conn, upstream, self.link)
+            self._spawn(_pipe, conn, upstream, up)
+            _pipe(upstream, conn, self.link)
             return
-        with self._lock:
-            self._conns.append(upstream)
         one_way = self.rtt_s / 2
-        self._spawn(_pipe_delayed, conn, upstream, None, one_way, self.rtt_s)
+        self._spawn(_pipe_delayed, conn, upstream, up, one_way, self.rtt_s)
         cap = _Link(self.conn_bps) if self.conn_bps else None
         _pipe_delayed(upstream, conn, self.link, one_way, 0.0, cap)
 
 
 class CutProxy(Relay):
     """127.0.0.1 TCP relay to ``target_port`` that drops the link: each of the first ``cuts``
-    connections is closed both ways once ``cut_after`` bytes went down to the client (as when
-    a Wi-Fi link or a VPN drops mid-download). Later connections pass whole."""
+    connections (with ``marker``: of those carrying a request that contains it) is closed both
+    ways once ``cut_after`` bytes went down to the client (as when a Wi-Fi link or a VPN drops
+    mid-download). Later connections pass whole. ``frozen`` swallows bytes both ways and closes
+    nothing: a dead link that nobody closed (a sleeping router, say)."""
 
-    def __init__(self, target_port: int, *, cut_after: int, cuts: int = 1) -> None:
+    def __init__(
+        self, target_port: int, *, cut_after: int, cuts: int = 1, marker: bytes | None = None
+    ) -> None:
         super().__init__()
         self.target_port = target_port
         self.cut_after = cut_after
         self.cuts_left = cuts
+        self.marker = marker
         self.cut = 0  # connections cut so far
+        self.frozen = False
 
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        except OSError:
-            conn.close()
-            return
+    def _take_cut(self) -> bool:
         with self._lock:
-            self._conns.append(upstream)
             cut = self.cuts_left > 0
             self.cuts_left -= 1 if cut else 0
-        if not cut:
-            self._pipe_both(conn, upstream, None)
+        return cut
+
+    def _serve(self, conn: socket.socket) -> None:
+        upstream = self._upstream(conn, self.target_port)
+        if upstream is None:
             return
-        self._spawn(_pipe, conn, upstream, None)
-        sent = 0
+        state = {"armed": self.marker is None and self._take_cut(), "sent": 0}
+        self._spawn(self._pipe, conn, upstream, True, state)
+        self._pipe(upstream, conn, False, state)
+
+    def _pipe(
+        self, src: socket.socket, dst: socket.socket, up: bool, state: dict[str, int]
+    ) -> None:
         try:
-            while sent < self.cut_after:
-                data = upstream.recv(min(CHUNK, self.cut_after - sent))
-                if not data:
-                    break
-                conn.sendall(data)
-                sent += len(data)
+            while data := src.recv(CHUNK):
+                if self.frozen:
+                    continue
+                marked = up and self.marker is not None and self.marker in data
+                if marked and not state["armed"] and self._take_cut():
+                    state["armed"] = True
+                if not up and state["armed"]:
+                    room = self.cut_after - state["sent"]
+                    if len(data) >= room:
+                        dst.sendall(data[:room])
+                        with self._lock:
+                            self.cut += 1
+                        state["armed"] = False
+                        raise OSError("cut")
+                    state["sent"] += len(data)
+                dst.sendall(data)
         except OSError:
             pass
-        finally:
-            if sent >= self.cut_after:
-                with self._lock:
-                    self.cut += 1
-            for s in (conn, upstream):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
 
 
 def _pipe_delayed(

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -75,74 +75,3 @@ def not_wan_server() -> Iterator[str]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(10)
-
-
-class CuttingRelay:
-    """A TCP relay on loopback to ``target_port`` that cuts the first connection carrying a
-    request for ``marker`` once ``cut_after`` bytes of the answer went through, and that can
-    go silent (``frozen``) without closing anything."""
-
-    def __init__(self, target_port: int, marker: bytes, cut_after: int) -> None:
-        self.target_port = target_port
-        self.marker = marker
-        self.cut_after = cut_after
-        self.cuts = 0
-        self.frozen = False  # True: bytes are swallowed both ways, connections stay open
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._socks: list[socket.socket] = []
-        self._accept = threading.Thread(target=self._serve, daemon=True)
-        self._accept.start()
-
-    def _serve(self) -> None:
-        self._listener.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self._socks += [client, upstream]
-            state = {"armed": False, "sent": 0}
-            for src, dst, up in ((client, upstream, True), (upstream, client, False)):
-                t = threading.Thread(target=self._pipe, args=(src, dst, up, state), daemon=True)
-                t.start()
-                self._threads.append(t)
-
-    def _pipe(
-        self, src: socket.socket, dst: socket.socket, up: bool, state: dict[str, Any]
-    ) -> None:
-        try:
-            while data := src.recv(65536):
-                if self.frozen:
-                    continue  # a dead link that nobody closed (a sleeping router, say)
-                if up and self.marker in data and self.cuts == 0:
-                    state["armed"] = True
-                if not up and state["armed"]:
-                    room = self.cut_after - state["sent"]
-                    if len(data) >= room:
-                        dst.sendall(data[:room])
-                        self.cuts += 1
-                        state["armed"] = False
-                        raise OSError("cut")
-                    state["sent"] += len(data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            with suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for s in self._socks:
-            with suppress(OSError):
-                s.close()
-        self._accept.join(5)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -122,3 +123,42 @@ def test_a_server_without_a_pool_lists_its_one_local_worker(tmp_path: Path) -> N
         (busy,) = client.get("/api/v1/system/workers").json()["workers"]
         assert busy["state"] == "busy" and busy["current_job"] == job.id
         engine.cancel(job.id)
+
+
+def test_the_app_connected_to_a_pool_server_offers_its_gpus_for_one_video(
+    tmp_path: Path, qtbot: Any
+) -> None:
+    """The hello says how many GPUs one job may use: the Generate form of an app connected to
+    ``wan serve --pool --workers 2`` offers two, and the server takes a two-GPU job."""
+    from tests.api_helpers import WanServe
+    from tests.remote_helpers import TOKEN, remote_engine
+    from wan_desktop.ui.config import AppSettings, SettingsStore
+    from wan_desktop.ui.panels.generate import GeneratePanel
+    from wan_desktop.ui.state import Studio
+
+    env = {"WAN_API_TOKEN": TOKEN, "WAN_DEV_MODE": "1"}
+    with (
+        WanServe(tmp_path / "server", "--pool", "--workers", "2", env=env) as server,
+        remote_engine(server, tmp_path / "app") as engine,
+    ):
+        ray_processes = psutil.Process(server.proc.pid).children(recursive=True)
+        assert engine.gpus_per_machine() == 2
+        studio = Studio(engine, SettingsStore(tmp_path / "config"), AppSettings(welcomed=True))
+        try:
+            gen = GeneratePanel(studio)
+            qtbot.addWidget(gen)
+            assert not gen.gpus_field.isHidden(), "two workers of one machine: the choice is there"
+            assert [gen.gpus.itemData(i) for i in range(gen.gpus.count())] == [1, 2]
+            gen.select_model("T2V-A14B")
+            gen.prompt.setPlainText("a kite over the dunes")
+            gen.steps.setValue(2)
+            gen.frames.setValue(5)
+            gen.gpus.setCurrentIndex(gen.gpus.findData(2))
+            job = gen.submit()
+            assert job is not None and job.params["gpus"] == 2, gen.general_error.text()
+        finally:
+            studio.close()
+        code, rest = server.stop(60)  # Ctrl-C: the server takes its Ray instance down
+        assert code == 130 and "Traceback" not in rest, rest
+        _, alive = psutil.wait_procs(ray_processes, timeout=30)
+        assert not alive, [p.pid for p in alive]

@@ -169,6 +169,216 @@ def test_settings_switch_between_this_computer_and_a_server_without_restart(
             loop.close()
 
 
+def test_submitting_a_large_image_over_a_slow_link_never_blocks_the_window(
+    qtbot: Any, tmp_path: Path, app_folders: Path
+) -> None:
+    """The job goes to the server off the GUI thread: the window keeps turning (a timer ticks)
+    while the image crawls up the link, the button says so, and the job then shows."""
+    import random
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QColor, QImage
+
+    from tests.netproxy import LinkProxy
+    from wan_desktop.ui.panels.generate import GeneratePanel
+
+    rng = random.Random(5)
+    picture = QImage(1400, 1400, QImage.Format.Format_RGB32)
+    for y in range(0, 1400, 2):  # noise that PNG cannot squeeze: several MB to send
+        for x in range(0, 1400, 2):
+            picture.setPixelColor(x, y, QColor(rng.randrange(1 << 24)))
+    path = tmp_path / "large.png"
+    assert picture.save(str(path))
+    size = path.stat().st_size
+    assert size > 1_500_000
+    up_bps = size / 4.0  # about four seconds on the way up
+    with (
+        serve(tmp_path / "server") as server,
+        LinkProxy(int(server.url.rsplit(":", 1)[1]), rate_bps=50e6, up_bps=up_bps) as proxy,
+        session_for(qtbot, app_args(connect=proxy.endpoint, token=TOKEN)) as session,
+    ):
+        studio, window = session.studio, session.window
+        wait_until(qtbot, lambda: studio.link is not None and studio.link.state == "up")
+        window.show_page("generate")
+        gen = window.pages["generate"]
+        assert isinstance(gen, GeneratePanel)
+        wait_until(qtbot, lambda: studio.catalog_loaded, 30)
+        gen.select_model("I2V-A14B")
+        gen.prompt.setPlainText("a tide pool at noon")
+        gen.steps.setValue(2)
+        gen.frames.setValue(5)
+        gen.image.set_path(str(path))
+        ticks: list[int] = []
+        timer = QTimer()
+        timer.timeout.connect(lambda: ticks.append(1))
+        timer.start(50)
+        try:
+            gen.generate_btn.click()
+            assert not studio.jobs, "the click returned before the job reached the server"
+            assert gen.generate_btn.text() == "Sending…" and not gen.generate_btn.isEnabled()
+            before = len(ticks)
+            wait_until(qtbot, lambda: len(studio.jobs) == 1, 120)
+            in_flight = len(ticks) - before
+        finally:
+            timer.stop()
+        assert in_flight >= 10, f"the timer ticked {in_flight} times while the job was sent"
+        assert gen.generate_btn.text() == "Generate" and gen.generate_btn.isEnabled()
+        (job,) = studio.jobs.values()
+        assert job.params["image"] != str(path), "the server's copy of the image"
+        assert server_job(server.url, job.id)["id"] == job.id
+        assert proxy.link.bytes > 0
+
+
+def test_the_explainer_page_shows_the_servers_language_model_never_its_key(
+    qtbot: Any, tmp_path: Path, app_folders: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The explainer runs on the server: its page shows the server's settings (from the hello),
+    not this computer's environment, and the server's API key never travels."""
+    import httpx
+
+    from wan_desktop.ui.panels.explainer import ExplainerPanel
+
+    monkeypatch.setenv("LLM_BASE_URL", "http://127.0.0.1:9/v1")  # this computer's: not used
+    monkeypatch.setenv("PLANNER_MODEL", "laptop-model")
+    env = {
+        "WAN_API_TOKEN": TOKEN,
+        "LLM_BASE_URL": "http://10.0.0.7:11434/v1",
+        "PLANNER_MODEL": "server-planner",
+        "LLM_API_KEY": "sk-server-secret-0123",
+        "MAX_FIX_ATTEMPTS": "2",
+    }
+    with WanServe(tmp_path / "server", env=env) as server:
+        hello = httpx.get(
+            f"{server.url}/api/v1/engine/hello", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert "sk-server-secret" not in hello.text
+        with session_for(qtbot, app_args(connect=server.url, token=TOKEN)) as session:
+            page = session.window.pages["explain"]
+            assert isinstance(page, ExplainerPanel)
+            assert page.writer_badge.text() == "MODEL: server-planner"
+            assert page.llm_values["LLM_BASE_URL"].text() == "http://10.0.0.7:11434/v1"
+            assert page.llm_values["LLM_API_KEY"].text() == "set (hidden)"
+            assert "up to 2 tries" in page.writer_note.text()
+    bad = {"WAN_API_TOKEN": TOKEN, "DEFAULT_QUALITY": "cinematic"}
+    with (
+        WanServe(tmp_path / "bad", env=bad) as server,
+        session_for(qtbot, app_args(connect=server.url, token=TOKEN)) as session,
+    ):
+        page = session.window.pages["explain"]
+        assert isinstance(page, ExplainerPanel)
+        assert page.writer_badge.text() == "MISCONFIGURED"
+        assert "DEFAULT_QUALITY='cinematic'" in page.writer_note.text()
+
+
+def test_the_system_page_shows_the_servers_gpu_and_this_computers_ram_and_cpu(
+    qtbot: Any, tmp_path: Path, app_folders: Path
+) -> None:
+    import psutil
+
+    from tests.test_ui_system import sample
+    from wan_desktop.ui.panels.system import SystemPanel
+
+    with (
+        serve(tmp_path / "server") as server,
+        session_for(qtbot, app_args(connect=server.url, token=TOKEN)) as session,
+    ):
+        studio, window = session.studio, session.window
+        system = window.pages["system"]
+        assert isinstance(system, SystemPanel)
+        assert system.ram.title.text() == "RAM  ·  this computer"
+        assert system.cpu.title.text() == "CPU  ·  this computer"
+        assert system.gpu.title.text() == "GPU load  ·  server"
+        here_total = f"{psutil.virtual_memory().total / 1024**3:.1f} GiB"
+        wait_until(qtbot, lambda: system.ram.value.text().endswith(f" / {here_total}"), 30)
+        wait_until(qtbot, lambda: system.cpu.value.text().endswith("%"), 30)
+        studio._on_memory(sample(92.0))  # a sample of the server's: a 24 GB GPU, 32 GiB of RAM
+        assert system.gauge.percent == pytest.approx(92.0)
+        assert "22.1 of 24.0 GiB" in system.gauge.caption
+        assert system.gpu.value.text() == "63%"
+        assert system.ram.value.text().endswith(f" / {here_total}"), "this computer's RAM"
+        assert list(system.history.history["VRAM"]) == [pytest.approx(92.0)]
+        assert 25.0 not in system.history.history["RAM"], "the server's RAM is not this one's"
+
+
+def test_the_models_page_on_a_server_shows_its_disk_and_cleans_it_up_as_wan_models_gc(
+    qtbot: Any, tmp_path: Path, app_folders: Path, tiny_models_root: Path
+) -> None:
+    """The server's models folder: its use, free space, quota, pins; Clean up previews and
+    removes on the server by the code ``wan models gc`` runs there (the same answer)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.helpers import REAL_MANIFEST, ROOT
+    from wan_desktop.ui.cleanup import CleanupDialog
+    from wan_desktop.ui.panels.models import ModelsPanel
+
+    root = tmp_path / "server" / "models"
+    shutil.copytree(tiny_models_root, root, symlinks=True)
+    env = {"WAN_API_TOKEN": TOKEN, "WAN_DEV_MODE": "1"}
+    t2v, i2v, ti2v = ((f"{m}@2.2.0", "tiny") for m in ("t2v-A14B", "i2v-A14B", "ti2v-5B"))
+    with (
+        WanServe(tmp_path / "server", env=env) as server,
+        session_for(qtbot, app_args(connect=server.url, token=TOKEN)) as session,
+    ):
+        studio, window = session.studio, session.window
+        window.show_page("models")
+        models = window.pages["models"]
+        assert isinstance(models, ModelsPanel)
+        wait_until(qtbot, lambda: t2v in models.rows and studio.disk is not None, 30)
+        models.rows[t2v].pin_btn.click()
+        wait_until(qtbot, lambda: "1 pinned" in models.disk_text.text(), 30)
+        disk = studio.disk
+        assert disk is not None and disk.models_root == root, "the server's folder"
+        assert disk.total_bytes > 0 and disk.free_bytes > 0 and disk.quota_bytes is None
+        row = studio.row(*ti2v)
+        assert row is not None and row.disk_bytes > 0 and row.usage is not None
+
+        view = studio.engine.models_view
+        view.set_quota(40 * 1024**3)  # saved on the server, in force there at once
+        assert view.saved_quota() == 40 * 1024**3 and view.quota_bytes == 40 * 1024**3
+        cli_env = {
+            **os.environ,
+            "MODELS_ROOT": str(root),
+            "WAN_DATA_DIR": str(tmp_path / "server" / "data"),
+            "WAN_MODELS_MANIFEST": str(REAL_MANIFEST),
+            "WAN_DEV_MODE": "1",
+        }
+        gc_args = ("models", "gc", "--max-size", "0", "--dry-run", "--json")
+        cli = subprocess.run(
+            [sys.executable, "-m", "wan_desktop.cli", *gc_args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=cli_env,
+            timeout=120,
+            check=True,
+        )
+        by_cli = json.loads(cli.stdout)
+
+        dialog = CleanupDialog(studio, window)
+        qtbot.addWidget(dialog)
+        wait_until(qtbot, lambda: dialog.report is not None, 30)
+        assert dialog.limit.value() == 40.0, "it opens at the server's quota"
+        dialog.limit.setValue(0)
+        wait_until(qtbot, dialog.remove_btn.isEnabled, 30)
+        report = dialog.report
+        assert report is not None and report.dry_run
+        removed = sorted((d.model_id, d.variant) for d in report.removed)
+        assert removed == sorted([i2v, ti2v])
+        assert [d.dir_name for d in report.removed] == [d["dir_name"] for d in by_cli["removed"]]
+        assert {d.model_id: d.reason for d in report.kept} == {t2v[0]: "pinned"}
+        dialog.remove_btn.click()
+        wait_until(
+            qtbot, lambda: any(n.title == "Models cleaned up" for n in window.toasts.history), 30
+        )
+        wait_until(qtbot, lambda: models.rows[ti2v].state.text() == "Not built yet", 30)
+        after = {r.key: r.status.complete for r in view.catalog().rows}
+        assert after == {t2v: True, i2v: False, ti2v: False}
+
+
 def test_a_remembered_server_that_is_gone_leaves_the_app_on_this_computer_and_says_so(
     qtbot: Any, tmp_path: Path, app_folders: Path
 ) -> None:

@@ -121,6 +121,26 @@ def test_the_bridge_delivers_events_on_the_gui_thread_newest_sample_only(
         bridge.close()
 
 
+def test_a_closed_bridge_delivers_nothing_it_had_queued(qtbot: Any, tmp_path: Path) -> None:
+    """The app closes its state, then shuts the engine down: an event still queued for the GUI
+    thread (a server's link coming up, say) must not reach the closed state, which would ask
+    the engine that is gone."""
+    with mock_studio(tmp_path, start=False) as studio:
+        bridge = EngineBridge(studio.engine)
+        seen: list[str] = []
+        bridge.queue_changed.connect(lambda e: seen.append(e.reason))
+        local(studio).bus.publish(QueueChanged(reason="paused", paused=True))
+        wait_until(qtbot, lambda: seen == ["paused"])
+        local(studio).bus.publish(QueueChanged(reason="resumed", paused=False))
+        deadline = time.monotonic() + 30
+        while not bridge._pending:  # handed to the bridge; its drain waits for this thread
+            assert time.monotonic() < deadline, "the event never reached the bridge"
+            time.sleep(0.01)
+        bridge.close()
+        qtbot.wait(200)
+        assert seen == ["paused"]
+
+
 def test_pages_are_reachable_from_the_sidebar_and_shortcuts(qtbot: Any, tmp_path: Path) -> None:
     with mock_studio(tmp_path) as studio:
         window = make_window(qtbot, studio)

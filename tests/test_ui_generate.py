@@ -61,7 +61,8 @@ def test_a_job_submitted_from_the_form_runs_in_the_queue_and_lands_in_the_galler
     assert isinstance(gen, GeneratePanel) and isinstance(queue, QueuePanel)
     fill(gen, steps=6)
     gen.seed.setText("1234")
-    gen.generate_btn.click()
+    gen.generate_btn.click()  # sent off the GUI thread: the job shows once the engine took it
+    wait_until(qtbot, lambda: len(studio.jobs) == 1)
     window.show_page("queue")
     jobs = list(studio.jobs.values())
     assert len(jobs) == 1

@@ -248,3 +248,45 @@ def test_the_live_preview_is_on_by_default_and_its_interval_is_a_setting(
     panel.preview.setValue(0)
     assert panel.save() and local(studio).settings.preview_every == 0
     assert panel.preview.text() == "off"
+
+
+def test_quitting_right_after_the_api_is_switched_off_leaves_no_traceback(
+    qtbot: Any, qapp: Any, studio: Studio, caplog: pytest.LogCaptureFixture, capfd: Any
+) -> None:
+    """The app's loop ends only once the API has really stopped (its event stream's pinger
+    and WebSocket tasks included): nothing pending is destroyed at exit, nothing printed."""
+    import asyncio
+    import gc
+    import logging
+
+    import qasync
+
+    from wan_desktop.api.server import EmbeddedServer
+
+    api = ApiController(local(studio), EmbeddedServer)
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+
+    async def scenario() -> None:
+        api.apply(AppSettings(api_enabled=True, api_port=0, api_token="t" * 24))
+        for _ in range(500):
+            if api.running or api.error:
+                break
+            await asyncio.sleep(0.01)
+        assert api.running, api.error
+        api.apply(AppSettings(api_enabled=False))  # switched off…
+        await asyncio.sleep(0)
+        await api.stop()  # …and the app quits at once (Session.close)
+        assert not api.running
+
+    caplog.set_level(logging.DEBUG)
+    try:
+        with loop:
+            loop.run_until_complete(scenario())
+    finally:
+        asyncio.set_event_loop(None)
+    gc.collect()  # a task left pending says so when it is collected
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    printed = capfd.readouterr().err
+    for text in (logged, printed):
+        assert "Traceback" not in text and "was destroyed but it is pending" not in text, text

@@ -26,19 +26,18 @@ import logging
 import secrets
 import threading
 import time
-import uuid
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
-from wan_desktop.engine import Engine, Event, Subscription
+from wan_desktop.engine import Engine, Event
 from wan_desktop.engine.events import JobPreview, JobStep, MemorySample, ModelDownload
 from wan_desktop.engine.wire import WIRE_VERSION, event_to_wire
 
-from .metrics import metrics
-from .ratelimit import RateLimiter
 from .settings import ApiSettings
-from .ws import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER
+from .sockets import SocketClient, Sockets
 
 log = logging.getLogger("wan_desktop.api.event_log")
 
@@ -70,27 +69,18 @@ def event_message(seq: int, event: Event) -> str:
         return json.dumps(message, separators=(",", ":"))
 
 
-class StreamClient:
+class StreamClient(SocketClient):
     def __init__(self, ws: WebSocket, maxsize: int) -> None:
-        self.id = uuid.uuid4().hex[:16]
-        self.ws = ws
-        self.maxsize = maxsize
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize)
+        super().__init__(ws, maxsize)
         self.high = 0  # the highest seq queued: what the replay sent is never sent twice
-        self.dropped = 0
 
     def offer(self, item: Numbered) -> bool:
         """Queue an event; False when the client is hopelessly behind."""
         if item.seq <= self.high:
             return True
-        size = self.queue.qsize()
-        if size >= self.maxsize:
+        if self.put(item.text, item.droppable) == "full":
             return False
         self.high = item.seq
-        if item.droppable and size >= self.maxsize * 3 // 4:
-            self.dropped += 1
-            return True
-        self.queue.put_nowait(item.text)
         return True
 
     def say(self, text: str) -> None:
@@ -99,7 +89,11 @@ class StreamClient:
             self.queue.put_nowait(text)
 
 
-class EventLog:
+class EventLog(Sockets[StreamClient]):
+    SUBSCRIBER = "api-engine-events"
+    PERIODIC = "engine-events-ping"
+    SENDER = "engine-events"
+
     def __init__(
         self,
         engine: Engine,
@@ -109,8 +103,7 @@ class EventLog:
         max_bytes: int = BACKLOG_BYTES,
         ping_s: float = PING_S,
     ) -> None:
-        self.engine = engine
-        self.settings = settings
+        super().__init__(engine, settings)
         self.epoch = secrets.token_hex(8)
         self.max_events = max_events
         self.max_bytes = max_bytes
@@ -119,34 +112,6 @@ class EventLog:
         self._backlog: collections.deque[Numbered] = collections.deque()
         self._bytes = 0
         self._lock = threading.Lock()
-        self.clients: dict[str, StreamClient] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sub: Subscription | None = None
-        self._pinger: asyncio.Task[None] | None = None
-        self._closing = False
-        self._closers: set[asyncio.Future[None]] = set()
-        self._limiter = RateLimiter(settings.ws_message_burst, settings.ws_messages_per_s)
-
-    # ------------------------------------------------------------------------- lifecycle
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._closing = False
-        self._sub = self.engine.subscribe(self._on_event, name="api-engine-events")
-        self._pinger = asyncio.create_task(self._ping(), name="engine-events-ping")
-
-    async def stop(self) -> None:
-        self._closing = True
-        if self._sub is not None:
-            self._sub.close(wait=False)
-            self._sub = None
-        if self._pinger is not None:
-            self._pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pinger
-            self._pinger = None
-        for client in list(self.clients.values()):
-            await self._close(client, CLOSE_GOING_AWAY, "server shutting down")
 
     # ---------------------------------------------------------------------------- backlog
 
@@ -205,29 +170,22 @@ class EventLog:
 
     # --------------------------------------------------------------------- engine events
 
-    def _on_event(self, event: Event) -> None:
+    def on_event(self, event: Event) -> None:
         """On the bus's delivery thread: number, serialise, keep; then hand to the loop."""
         try:
             item = self.record(event)
         except Exception:
             log.exception("could not serialise %s for the event stream", type(event).__name__)
             return
-        loop = self._loop
-        if loop is not None and not self._closing:
-            with contextlib.suppress(RuntimeError):  # the loop closed under us
-                loop.call_soon_threadsafe(self._fanout, item)
+        self.hand_over(item)
 
-    def _fanout(self, item: Numbered) -> None:
+    def fanout(self, item: Numbered) -> None:
         for client in list(self.clients.values()):
             if not client.offer(item):
-                metrics().ws_disconnected_slow.inc()
-                task = asyncio.ensure_future(
-                    self._close(client, CLOSE_TRY_AGAIN_LATER, "too far behind; reconnect")
-                )
-                self._closers.add(task)
-                task.add_done_callback(self._closers.discard)
+                self.drop_slow(client)
 
-    async def _ping(self) -> None:
+    async def periodic(self) -> None:
+        """A ping to every client: the latest seq, and a sign that the link lives."""
         while True:
             await asyncio.sleep(self.ping_s)
             now = time.time()
@@ -256,45 +214,14 @@ class EventLog:
         # happen with no event slipping between them (StreamClient.high drops a repeat).
         _, items, hello, latest = self.replay(after, epoch)
         client.high = latest  # live events after the hello's seq; the replay covers the rest
-        self.clients[client.id] = client
-        sender = asyncio.create_task(
-            self._send_loop(client, hello, items), name=f"engine-events-{client.id}"
+        # The stream takes nothing from clients; a flood is closed like on /ws.
+        await self.run_client(
+            client,
+            [hello, *(item.text for item in items)],
+            _ignore,
+            "this stream takes no messages",
         )
-        try:
-            while not self._closing:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                # The stream takes nothing from clients; a flood is closed like on /ws.
-                if self._limiter.take(client.id):
-                    await self._close(client, CLOSE_POLICY, "this stream takes no messages")
-                    break
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-        finally:
-            self.clients.pop(client.id, None)
-            self._limiter.forget(client.id)
-            with contextlib.suppress(asyncio.QueueFull):
-                client.queue.put_nowait(None)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
 
-    async def _send_loop(self, client: StreamClient, hello: str, replay: list[Numbered]) -> None:
-        try:
-            await client.ws.send_text(hello)
-            for item in replay:
-                await client.ws.send_text(item.text)
-            while True:
-                text = await client.queue.get()
-                if text is None:
-                    return
-                await client.ws.send_text(text)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            return
 
-    async def _close(self, client: StreamClient, code: int, reason: str) -> None:
-        self.clients.pop(client.id, None)
-        if client.ws.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await client.ws.close(code, reason)
+async def _ignore(_client: StreamClient, _message: MutableMapping[str, Any]) -> None:
+    pass

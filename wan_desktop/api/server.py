@@ -137,7 +137,7 @@ def quick_close_ws() -> type[asyncio.Protocol]:
     the loop busy for 10 s."""
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-    from .ws import CLOSE_POLICY
+    from .sockets import CLOSE_POLICY
 
     class QuickCloseProtocol(WebSocketsSansIOProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -301,10 +301,12 @@ class EmbeddedServer:
         server, task = self._server, self._task
         if server is None or task is None:
             return
-        # Close WebSocket clients first: their handlers end, so uvicorn's shutdown cannot hang.
+        # Close WebSocket clients first (the frontend's /ws and the engine's event stream):
+        # their handlers end, so uvicorn's shutdown cannot hang.
         if self.app is not None:
             with contextlib.suppress(Exception):
                 await self.app.state.ctx.hub.stop()
+                await self.app.state.ctx.events.stop()
         server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)

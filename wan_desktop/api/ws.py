@@ -1,34 +1,28 @@
 """The ``/ws`` protocol: engine events in, ``{type, data}`` messages out.
 
-Engine events arrive on the bus's subscriber thread; they are translated and serialised there,
-then handed to the asyncio loop with ``call_soon_threadsafe``. Each client has a bounded queue
-and its own sender task, so a slow client never slows the engine or the others: when its queue
-fills past three quarters, progress messages are dropped for it; when it is full, it is
-disconnected (it reconnects and refetches). Handlers end on disconnect and on shutdown.
-
-What clients send is rate-limited per client (a burst, then a steady rate; past it the client is
-closed with 1008), and no message is answered with blocking work on the loop: ``get_status`` reads
-the store's counts in a worker thread.
+Engine events are translated and serialised on the bus's subscriber thread, then fanned out on
+the loop to the clients subscribed to their topic. The plumbing (bounded queues that drop
+progress first and disconnect a client too far behind, the per-client rate limit, shutdown) is
+the one of ``sockets.py``, shared with the engine event stream. No message is answered with
+blocking work on the loop: ``get_status`` reads the store's counts in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
-from wan_desktop.engine import Engine, Event, JobKind, Subscription
+from wan_desktop.engine import Engine, Event, JobKind
 
 from .mapping import STATES_OF, Mapper
 from .metrics import metrics
-from .ratelimit import RateLimiter
 from .settings import ApiSettings
+from .sockets import SocketClient, Sockets
 from .stats import SystemStats
 from .ws_events import ALL, EventTranslator, Outgoing, envelope
 
@@ -42,36 +36,28 @@ TOPICS = (
     "model_status",
     "download_progress",
 )
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN_LATER = 1013
 
 STATUS = "\0status"  # handle()'s marker for a get_status, answered off the loop
 
 
-class Client:
+class Client(SocketClient):
     def __init__(self, ws: WebSocket, maxsize: int) -> None:
-        self.id = uuid.uuid4().hex[:16]
-        self.ws = ws
+        super().__init__(ws, maxsize)
         self.topics: set[str] = set()
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize)
-        self.maxsize = maxsize
-        self.dropped = 0
 
     def offer(self, text: str, droppable: bool = False) -> bool:
         """Queue a message; False when the client is hopelessly behind."""
-        size = self.queue.qsize()
-        if size >= self.maxsize:
-            return False
-        if droppable and size >= self.maxsize * 3 // 4:
-            self.dropped += 1
+        put = self.put(text, droppable)
+        if put == "dropped":
             metrics().ws_dropped.inc()
-            return True
-        self.queue.put_nowait(text)
-        return True
+        return put != "full"
 
 
-class Hub(EventTranslator):
+class Hub(Sockets[Client], EventTranslator):
+    SUBSCRIBER = "api-ws"
+    PERIODIC = "ws-stats"
+    SENDER = "ws-send"
+
     def __init__(
         self,
         engine: Engine,
@@ -79,50 +65,20 @@ class Hub(EventTranslator):
         stats: SystemStats,
         settings: ApiSettings,
     ) -> None:
-        self.engine = engine
+        super().__init__(engine, settings)
         self.mapper = mapper
         self.stats = stats
-        self.settings = settings
-        self.clients: dict[str, Client] = {}
         self.downloads: dict[tuple[str, str], dict[str, Any]] = {}
         # Kind and label of each job seen, for its step and stage events (which carry only the
         # id); kept while the job may still send events.
         self._jobs: dict[str, tuple[JobKind, str | None]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sub: Subscription | None = None
-        self._ticker: asyncio.Task[None] | None = None
-        self._closing = False
-        self._closers: set[asyncio.Future[None]] = set()
         self._m = metrics()
-        self._limiter = RateLimiter(settings.ws_message_burst, settings.ws_messages_per_s)
         # Test and benchmark hook: called on the loop with each batch just queued.
         self.on_fanout: Callable[[list[Outgoing]], None] | None = None
 
-    # ------------------------------------------------------------------------- lifecycle
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._closing = False
-        self._sub = self.engine.subscribe(self._on_event, name="api-ws")
-        self._ticker = asyncio.create_task(self._tick_stats(), name="ws-stats")
-
-    async def stop(self) -> None:
-        """Unsubscribe and close every client (so their handlers end and shutdown does not hang)."""
-        self._closing = True
-        if self._sub is not None:
-            self._sub.close(wait=False)
-            self._sub = None
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
-        for client in list(self.clients.values()):
-            await self._close(client, CLOSE_GOING_AWAY, "server shutting down")
-
     # --------------------------------------------------------------------- engine events
 
-    def _on_event(self, event: Event) -> None:
+    def on_event(self, event: Event) -> None:
         """On the subscriber thread: translate and serialise, then hand to the loop."""
         self._m.events.labels(type=type(event).__name__).inc()
         try:
@@ -130,29 +86,23 @@ class Hub(EventTranslator):
         except Exception:
             log.exception("could not translate %s", type(event).__name__)
             return
-        loop = self._loop
-        if out and loop is not None and not self._closing:
-            with contextlib.suppress(RuntimeError):  # the loop closed under us
-                loop.call_soon_threadsafe(self._fanout, out)
+        if out:
+            self.hand_over(out)
 
-    def _fanout(self, out: list[Outgoing]) -> None:
+    def fanout(self, out: list[Outgoing]) -> None:
         for client in list(self.clients.values()):
             for topic, kind, text, droppable in out:
                 if topic is not ALL and topic not in client.topics:
                     continue
                 if not client.offer(text, droppable):
-                    self._m.ws_disconnected_slow.inc()
-                    task = asyncio.ensure_future(
-                        self._close(client, CLOSE_TRY_AGAIN_LATER, "too far behind; reconnect")
-                    )
-                    self._closers.add(task)
-                    task.add_done_callback(self._closers.discard)
+                    self.drop_slow(client)
                     break
                 self._m.ws_messages.labels(type=kind).inc()
         if self.on_fanout is not None:
             self.on_fanout(out)
 
-    async def _tick_stats(self) -> None:
+    async def periodic(self) -> None:
+        """The system stats, to the clients that subscribed to them."""
         interval = self.settings.stats_interval_s
         while True:
             await asyncio.sleep(interval)
@@ -164,7 +114,7 @@ class Hub(EventTranslator):
             except Exception:
                 log.exception("system stats failed")
                 continue
-            self._fanout(
+            self.fanout(
                 [
                     (
                         "system_stats",
@@ -186,66 +136,32 @@ class Hub(EventTranslator):
     async def serve(self, ws: WebSocket) -> None:
         await ws.accept()
         client = Client(ws, self.settings.client_queue)
-        self.clients[client.id] = client
-        self._m.ws_clients.set(len(self.clients))
-        sender = asyncio.create_task(self._send_loop(client), name=f"ws-send-{client.id}")
-        client.offer(
-            envelope(
-                "connection_established",
-                {
-                    "connection_id": client.id,
-                    "available_topics": list(TOPICS),
-                    "message": "connected to Wan Desktop; subscribe to topics for more updates",
-                },
-            )
+        established = envelope(
+            "connection_established",
+            {
+                "connection_id": client.id,
+                "available_topics": list(TOPICS),
+                "message": "connected to Wan Desktop; subscribe to topics for more updates",
+            },
         )
-        try:
-            while not self._closing:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                if self._limiter.take(client.id):
-                    await self._close(
-                        client,
-                        CLOSE_POLICY,
-                        f"over {self.settings.ws_messages_per_s:g} messages a second; slow down",
-                    )
-                    break
-                raw = message.get("text")
-                if raw is None:
-                    raw = (message.get("bytes") or b"").decode("utf-8", "replace")
-                reply = self.handle(client, raw)
-                if reply == STATUS:
-                    reply = await self._status(client)
-                client.offer(reply)
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-        finally:
-            self.clients.pop(client.id, None)
-            self._limiter.forget(client.id)
-            self._m.ws_clients.set(len(self.clients))
-            with contextlib.suppress(asyncio.QueueFull):
-                client.queue.put_nowait(None)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+        await self.run_client(
+            client,
+            [established],
+            self._answer,
+            f"over {self.settings.ws_messages_per_s:g} messages a second; slow down",
+        )
 
-    async def _send_loop(self, client: Client) -> None:
-        try:
-            while True:
-                text = await client.queue.get()
-                if text is None:
-                    return
-                await client.ws.send_text(text)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            return  # gone; the receive side notices too
+    async def _answer(self, client: Client, message: MutableMapping[str, Any]) -> None:
+        raw = message.get("text")
+        if raw is None:
+            raw = (message.get("bytes") or b"").decode("utf-8", "replace")
+        reply = self.handle(client, raw)
+        if reply == STATUS:
+            reply = await self._status(client)
+        client.offer(reply)
 
-    async def _close(self, client: Client, code: int, reason: str) -> None:
-        self.clients.pop(client.id, None)
+    def clients_changed(self) -> None:
         self._m.ws_clients.set(len(self.clients))
-        if client.ws.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await client.ws.close(code, reason)
 
     # -------------------------------------------------------------------------- messages
 

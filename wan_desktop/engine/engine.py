@@ -31,11 +31,12 @@ from .events import (
     Alert,
     EventBus,
     JobStateChanged,
+    MemorySample,
     ModelDownload,
     ModelDownloadFinished,
     QueueChanged,
 )
-from .face import EngineFace, EngineInfo, LocalModels
+from .face import EngineFace, EngineInfo, Lifecycle, LocalModels
 from .hardware import HardwareProfile
 from .job_rows import UnreadableJobError
 from .jobs import Job, JobKind, JobSpec, JobState, Priority
@@ -50,7 +51,7 @@ log = logging.getLogger("wan_desktop.engine")
 META_PAUSED = "queue_paused"
 
 
-class Engine(JobRunner):
+class Engine(JobRunner, Lifecycle):
     def __init__(
         self,
         settings: EngineSettings | None = None,
@@ -87,14 +88,10 @@ class Engine(JobRunner):
         self.store.backup_if_changed()
         self._worker = threading.Thread(target=self._work, name="wan-engine", daemon=True)
         self._sampler = threading.Thread(target=self._sample, name="wan-memory", daemon=True)
-        self._started = False
         if start:
             self.start()
 
-    def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
+    def _begin(self) -> None:
         health = self.store.health
         if not health.ok:
             # Said once listeners are attached (the app subscribes before it starts the engine).
@@ -326,6 +323,10 @@ class Engine(JobRunner):
             extra=s.extra,
         )
 
+    def this_computer_load(self) -> MemorySample | None:
+        """None: this engine's own samples are of this computer."""
+        return None
+
     @property
     def models_view(self) -> LocalModels:
         return LocalModels(lambda: self.models, self.apply_quota)
@@ -431,12 +432,6 @@ class Engine(JobRunner):
         self.bus.close()
         self.store.backup_if_changed()
         self.store.close()
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
 
 
 if TYPE_CHECKING:

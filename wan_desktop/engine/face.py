@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from wan_desktop.models import (
     DiskUsage,
@@ -30,7 +30,7 @@ from wan_desktop.models.config import ENV_QUOTA
 from wan_desktop.models.settings import load_settings, save_settings
 
 from .estimate import FitVerdict
-from .events import Event, Listener, Subscription
+from .events import Event, Listener, MemorySample, Subscription
 from .hardware import HardwareProfile
 from .jobs import Job, JobKind, JobSpec, JobState
 from .model_catalog import Catalog, scan
@@ -66,6 +66,31 @@ class LinkChanged(Event):
     state: str  # "up", "down", "reconnecting"
     reason: str = ""
     what_to_do: str = ""
+
+
+class Lifecycle:
+    """An engine's life, the local one's and a server's client's alike: ``start`` begins it once
+    (a second call does nothing), and ``with engine:`` shuts it down at the end."""
+
+    _started = False
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._begin()
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def shutdown(self, *, timeout: float = 30.0) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
 
 
 class ModelsView(Protocol):
@@ -175,6 +200,12 @@ class EngineFace(Protocol):
         ...
 
     def downloads(self) -> list[tuple[str, str]]: ...
+
+    def this_computer_load(self) -> MemorySample | None:
+        """RAM and CPU of the computer the app runs on when the engine's ``MemorySample``
+        events are of another machine (a server's GPU and load); None when they are this
+        computer's own."""
+        ...
 
     def validate(self, kind: JobKind, params: Mapping[str, Any]) -> None:
         """Raise InvalidInputError naming every bad field, as submit would."""

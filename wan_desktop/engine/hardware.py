@@ -176,6 +176,25 @@ def read_profile(device: str | None = None) -> HardwareProfile:
     )
 
 
+def host_sample(device_name: str = "CPU", *, has_gpu: bool = False) -> MemorySample:
+    """The RAM and CPU load of the computer this process runs on, with no GPU figures."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return MemorySample(
+        device_name=device_name,
+        has_gpu=has_gpu,
+        vram_allocated_mb=0.0,
+        vram_reserved_mb=0.0,
+        vram_free_mb=0.0,
+        vram_total_mb=0.0,
+        gpu_percent=None,
+        ram_used_mb=(vm.total - vm.available) / MB,
+        ram_total_mb=vm.total / MB,
+        cpu_percent=psutil.cpu_percent(interval=None),
+    )
+
+
 class MemoryMonitor:
     """Memory samples for the gauge: device-wide VRAM, this process's share, RAM, load."""
 
@@ -191,25 +210,11 @@ class MemoryMonitor:
         self.peak_allocated_mb = 0.0
 
     def sample(self) -> MemorySample:
-        import psutil
-
-        vm = psutil.virtual_memory()
-        ram_used, ram_total = (vm.total - vm.available) / MB, vm.total / MB
-        cpu = psutil.cpu_percent(interval=None)
         p = self.profile
+        host = host_sample(p.gpu_name or "CPU", has_gpu=p.has_gpu and not p.simulated)
+        ram_used, ram_total, cpu = host.ram_used_mb, host.ram_total_mb, host.cpu_percent
         if self.profile.simulated or not p.has_gpu:
-            return MemorySample(
-                device_name=p.gpu_name or "CPU",
-                has_gpu=p.has_gpu and not p.simulated,
-                vram_allocated_mb=0.0,
-                vram_reserved_mb=0.0,
-                vram_free_mb=0.0,
-                vram_total_mb=0.0,
-                gpu_percent=None,
-                ram_used_mb=ram_used,
-                ram_total_mb=ram_total,
-                cpu_percent=cpu,
-            )
+            return host
         allocated = reserved = 0.0
         torch = sys.modules.get("torch")  # only if something already loaded it
         if torch is not None and p.device.startswith("cuda") and torch.cuda.is_initialized():

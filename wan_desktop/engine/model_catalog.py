@@ -72,7 +72,7 @@ class ModelRow:
 @dataclass(frozen=True)
 class Catalog:
     rows: tuple[ModelRow, ...]
-    disk: DiskUsage | None  # None where the folder's use is not known (a server's)
+    disk: DiskUsage | None  # None where the folder's use could not be read
 
 
 def scan(store: ModelStore) -> Catalog:

@@ -40,6 +40,7 @@ FIX_ATTEMPTS_RANGE = (1, 5)
 DEFAULT_RENDER_TIMEOUT_S = 300.0
 DEFAULT_RENDER_MEMORY_MB = 4096  # a 1080p60 scene peaks at ≈ 1.4 GB of address space
 DEFAULT_LLM_TIMEOUT_S = 120.0
+SECRET_KEPT = "(set where the engine runs)"  # what a server sends for its API key: never the key
 
 
 class StorageMode(enum.StrEnum):

@@ -25,6 +25,7 @@ from wan_desktop.engine.events import (
     EventBus,
     JobStateChanged,
     Listener,
+    MemorySample,
     ModelDownload,
     ModelDownloadFinished,
     ModelLoaded,
@@ -32,8 +33,8 @@ from wan_desktop.engine.events import (
     QueueChanged,
     Subscription,
 )
-from wan_desktop.engine.face import EngineInfo, LinkChanged
-from wan_desktop.engine.hardware import HardwareProfile
+from wan_desktop.engine.face import EngineInfo, Lifecycle, LinkChanged
+from wan_desktop.engine.hardware import HardwareProfile, host_sample
 from wan_desktop.engine.jobs import Job, JobKind, JobOutput, JobSpec, JobState
 from wan_desktop.engine.params import validate_wan_params
 from wan_desktop.engine.pipelines.base import LoadedModel
@@ -88,7 +89,7 @@ def probe(url: str, token: str | None) -> str:
     return f"Wan Desktop {hello.get('version')} at {http.url}  ·  {hardware.summary}{mode}"
 
 
-class RemoteEngine:
+class RemoteEngine(Lifecycle):
     """A client of the engine of a ``wan serve`` at ``url``; raises a ``RemoteError`` (with what
     to do) when the server cannot be reached, refuses the token or is not a ``wan serve``."""
 
@@ -122,7 +123,10 @@ class RemoteEngine:
             dev_mode=bool(settings.get("dev_mode", hello.get("dev_mode", False))),
             mock=bool(settings.get("mock", False)),
             location=self.url,
+            # The explainer runs on the server, with the settings of the server's environment.
+            extra={"explainer_resolved": settings["explainer"]} if "explainer" in settings else {},
         )
+        self._gpus_per_machine = int(hello.get("gpus_per_machine") or 1)
         self.bus = EventBus()
         self.cache = ResultCache(cache_folder(data_dir, self.url), self.http, max_bytes=cache_bytes)
         self.uploads = Uploads(self.http)
@@ -147,16 +151,12 @@ class RemoteEngine:
             on_resync=self._resync,
             on_link=self._on_link,
         )
-        self._started = False
         self._closed = False
         self._read_state(recovered=True)
         if start:
             self.start()
 
-    def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
+    def _begin(self) -> None:
         self._dispatcher.start()
         self.stream.start()
 
@@ -174,12 +174,6 @@ class RemoteEngine:
                 future.cancel()
         self.bus.close()
         self.http.close()
-
-    def __enter__(self) -> RemoteEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
 
     # ---------------------------------------------------------------------------- state
 
@@ -260,12 +254,16 @@ class RemoteEngine:
             return list(self._loaded)
 
     def gpus_per_machine(self) -> int:
-        """One: the hello does not say how a server's pool splits jobs, so none is offered."""
-        return 1
+        """As the server's hello said (more than one on a pool of one machine's GPUs)."""
+        return self._gpus_per_machine
 
     def downloads(self) -> list[tuple[str, str]]:
         with self._lock:
             return list(self._busy_downloads)
+
+    def this_computer_load(self) -> MemorySample:
+        """The server's samples are of the server: this computer's RAM and CPU, read here."""
+        return host_sample()
 
     def validate(self, kind: JobKind, params: Mapping[str, Any]) -> None:
         """A video job is checked here, by the server's own rules against its manifest (the

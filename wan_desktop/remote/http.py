@@ -81,6 +81,9 @@ class Http:
     def post(self, path: str, json: Any = None, **kw: Any) -> Any:
         return _body(self.request("POST", path, json=json, **kw))
 
+    def put(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return _body(self.request("PUT", path, json=json, **kw))
+
     def delete(self, path: str, **kw: Any) -> Any:
         return _body(self.request("DELETE", path, **kw))
 

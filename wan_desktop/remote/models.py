@@ -1,5 +1,6 @@
 """The server's models as the app's models view (``engine.face.ModelsView``): its manifest and
-what its models folder holds, with download, verify, delete and pin run on the server."""
+what its models folder holds (its disk use, quota and max age), with download, verify, delete,
+pin, clean-up and the quota run on the server by the same code as there."""
 
 from __future__ import annotations
 
@@ -22,13 +23,7 @@ from wan_desktop.models import (
 )
 from wan_desktop.models.manifest_load import manifest_of
 
-from .errors import RemoteError
 from .http import Http
-
-
-class ServerSideOnlyError(RemoteError):
-    def __init__(self, what: str, command: str) -> None:
-        super().__init__(f"{what} is the server's to manage", f"run `{command}` on the server")
 
 
 class RemoteModels:
@@ -37,6 +32,10 @@ class RemoteModels:
         self._dev_mode = dev_mode
         self._lock = threading.Lock()
         self._manifest: Manifest | None = None
+        # As the server last said (``disk_usage``): read by the pages on the GUI thread.
+        self._quota_bytes: int | None = None
+        self._quota_override: str | None = None
+        self._max_age_s: float | None = None
 
     def _entries(self) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = self._http.get("/models")
@@ -66,22 +65,28 @@ class RemoteModels:
 
     @property
     def max_age_s(self) -> float | None:
-        return None
+        with self._lock:
+            return self._max_age_s
 
     @property
     def quota_bytes(self) -> int | None:
-        return None
+        with self._lock:
+            return self._quota_bytes
 
     @property
     def quota_override(self) -> str | None:
-        return None
+        with self._lock:
+            return self._quota_override
 
     def resolve(self, model_id: str, variant: str | None = None) -> tuple[ModelSpec, VariantSpec]:
         return self.manifest.resolve(model_id, variant, dev_mode=self.dev_mode)
 
     def catalog(self) -> Catalog:
         rows = []
-        for entry in self._entries():
+        entries = self._entries()
+        usage_of, _saved = self._disk()
+        usage = {m.dir_name: m for m in usage_of.models}
+        for entry in entries:
             spec = self.manifest.get(entry["spec"]["id"])
             variants: dict[str, Any] = entry.get("variants") or {}
             names = [entry["variant"]] if self.dev_mode else list(variants)
@@ -89,11 +94,25 @@ class RemoteModels:
             for name in names:
                 v = variants[name]
                 status: ModelStatus = from_wire(ModelStatus, v["status"])
-                rows.append(ModelRow(spec, spec.variant(name), status, bool(v.get("pinned"))))
-        return Catalog(tuple(rows), None)
+                used = usage.get(str(v.get("dir_name")))
+                var = spec.variant(name)
+                rows.append(ModelRow(spec, var, status, bool(v.get("pinned")), used))
+        return Catalog(tuple(rows), usage_of)
+
+    def _disk(self) -> tuple[DiskUsage, int | None]:
+        """The server's models folder use and its saved quota; keeps what the pages read."""
+        body = self._http.get("/models/disk")
+        usage: DiskUsage = from_wire(DiskUsage, body["usage"])
+        with self._lock:
+            self._quota_bytes = usage.quota_bytes
+            self._quota_override = body.get("quota_override")
+            age = body.get("max_age_s")
+            self._max_age_s = float(age) if age is not None else None
+        saved = body.get("saved_quota")
+        return usage, int(saved) if saved is not None else None
 
     def disk_usage(self) -> DiskUsage:
-        raise ServerSideOnlyError("the server's models folder", "wan models disk-usage")
+        return self._disk()[0]
 
     def verify(self, model_id: str, variant: str | None = None) -> VerifyReport:
         body = self._http.post(f"/models/{quote(model_id)}/verify", {"variant": variant})
@@ -106,8 +125,8 @@ class RemoteModels:
         return int((body or {}).get("freed") or 0)
 
     def discard_partial(self, dir_name: str) -> int:
-        # The server's partial downloads are not listed here (its folder's use is not sent).
-        raise ServerSideOnlyError("a partial download on the server", "wan models disk-usage")
+        body = self._http.post(f"/models/partial/{quote(dir_name, safe='')}/discard")
+        return int((body or {}).get("freed") or 0)
 
     def pin(self, model_id: str, variant: str | None = None, *, pinned: bool = True) -> bool:
         body = {"pinned": pinned, "variant": variant}
@@ -115,10 +134,16 @@ class RemoteModels:
         return bool((answer or {}).get("pinned"))
 
     def gc(self, *, max_size: int | None = None, dry_run: bool = False) -> GcReport:
-        raise ServerSideOnlyError("cleaning up the server's models folder", "wan models gc")
+        """The server's own clean-up (``wan models gc`` there), previewed or done."""
+        body = self._http.post("/models/gc", {"max_size": max_size, "dry_run": dry_run})
+        report: GcReport = from_wire(GcReport, body)
+        return report
 
     def saved_quota(self) -> int | None:
-        raise ServerSideOnlyError("the server's models quota", "wan models gc --max-size …")
+        return self._disk()[1]
 
     def set_quota(self, quota_bytes: int | None) -> None:
-        raise ServerSideOnlyError("the server's models quota", "wan models gc --max-size …")
+        body = self._http.put("/models/quota", {"quota_bytes": quota_bytes})
+        with self._lock:
+            in_force = (body or {}).get("quota_bytes")
+            self._quota_bytes = int(in_force) if in_force is not None else None

@@ -42,6 +42,7 @@ class ApiController(QObject):
         self.server: Any = None
         self.error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping: Any = None  # the server being stopped
 
     @property
     def available(self) -> bool:
@@ -49,7 +50,9 @@ class ApiController(QObject):
 
     @property
     def running(self) -> bool:
-        return bool(self.server is not None and getattr(self.server, "running", False))
+        """Serving, or still stopping: the loop must not end before a stop has finished."""
+        server = self.server or self._stopping
+        return bool(server is not None and getattr(server, "running", False))
 
     def describe(self) -> str:
         if self.engine is None:
@@ -100,6 +103,16 @@ class ApiController(QObject):
         self.state_changed.emit(self.describe())
 
     async def stop(self) -> None:
+        """Stop the server and wait until it has (its lifespan's tasks ended): a switch made
+        just before (``apply``, still in progress) is waited for first, so the app's loop never
+        ends with a server half stopped."""
+        pending = self._task
+        if pending is not None and pending is not asyncio.current_task() and not pending.done():
+            await asyncio.shield(pending)  # _apply reports its own errors
         server, self.server = self.server, None
         if server is not None and getattr(server, "running", False):
-            await server.stop()
+            self._stopping = server
+            try:
+                await server.stop()
+            finally:
+                self._stopping = None

@@ -108,6 +108,8 @@ class EngineBridge(QObject):
         with self._lock:
             batch, self._pending = self._pending, []
             self._woken = False
+        if self._sub is None:
+            return  # closed: what was still queued is not for the app any more
         last: dict[tuple[object, ...], int] = {}
         for i, event in enumerate(batch):
             key = _supersede_key(event)
@@ -133,7 +135,10 @@ class EngineBridge(QObject):
                 return
 
     def close(self) -> None:
-        """Stop listening (waits for the subscriber thread); call before the bridge is deleted."""
+        """Stop listening (waits for the subscriber thread) and deliver nothing more, not even
+        what was queued (the engine may be shut down next); call before the bridge is deleted."""
         if self._sub is not None:
             self._sub.close(wait=True)
             self._sub = None
+        with self._lock:
+            self._pending = []

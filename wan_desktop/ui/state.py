@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,11 +179,35 @@ class Studio(QObject):
     # --------------------------------------------------------------------------- commands
 
     def submit(self, params: Mapping[str, Any], kind: JobKind = JobKind.wan) -> Job:
-        """Queue a job; raises InvalidInputError naming every bad field."""
+        """Queue a job and wait for the engine (blocking: scripts and tests; the forms use
+        ``submit_later``); raises InvalidInputError naming every bad field."""
         job = self.engine.submit(JobSpec(kind=kind, params=dict(params), client=GUI_CLIENT))
-        self._store(job)
-        self.jobs_changed.emit()
+        self._queued(job)
         return job
+
+    def submit_later(
+        self,
+        params: Mapping[str, Any],
+        kind: JobKind,
+        *,
+        on_done: Callable[[Job], None],
+        on_error: Callable[[BaseException], None],
+    ) -> Future[Job]:
+        """Queue a job off the GUI thread, whichever the engine: a server's submit sends the
+        form's image and LoRAs first, which may take minutes over a slow link. ``on_done``
+        (the queued job, already in ``jobs``) or ``on_error`` run on the GUI thread."""
+
+        def done(job: Job) -> None:
+            self._queued(job)
+            on_done(job)
+
+        spec = JobSpec(kind=kind, params=dict(params), client=GUI_CLIENT)
+        return self.background.run(self.engine.submit, spec, on_done=done, on_error=on_error)
+
+    def _queued(self, job: Job) -> None:
+        if job.id not in self.jobs:  # its events may have come first, and are newer
+            self._store(job)
+        self.jobs_changed.emit()
 
     def reload_jobs(self) -> None:
         jobs = self.engine.jobs(limit=HISTORY_LIMIT)

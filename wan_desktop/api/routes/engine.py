@@ -19,6 +19,7 @@ from wan_desktop.engine import InvalidInputError, Job, JobKind, JobSpec, JobStat
 from wan_desktop.engine.estimate import fit_verdict
 from wan_desktop.engine.jobs import ACTIVE_STATES
 from wan_desktop.engine.wire import WIRE_VERSION, from_wire, to_wire
+from wan_desktop.explainer.settings import SECRET_KEPT, ExplainerSettings
 from wan_desktop.models import disk
 
 from ..blobs import FILE_PARAMS, ref_of
@@ -79,6 +80,7 @@ def hello(ctx: Ctx) -> dict[str, Any]:
         "wire": WIRE_VERSION,
         "dev_mode": es.dev_mode,
         "pool": type(engine).__name__ == "PoolEngine",
+        "gpus_per_machine": engine.gpus_per_machine(),
         "hardware": to_wire(engine.hardware),
         "settings": {
             "data_dir": str(es.data_dir),
@@ -90,8 +92,22 @@ def hello(ctx: Ctx) -> dict[str, Any]:
             "idle_unload_s": es.idle_unload_s,
             "dev_mode": es.dev_mode,
             "mock": es.mock,
+            "explainer": explainer_settings(es.extra),
         },
     }
+
+
+def explainer_settings(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The explainer settings this server's pipeline uses (its environment, not the client's),
+    for the app's Explainer page: ``{"settings": …}`` with the API key only said to be set, or
+    ``{"error": …}`` when they are misconfigured."""
+    try:
+        settings = ExplainerSettings.from_env(**dict(extra.get("explainer", {})))
+    except ValueError as exc:
+        return {"error": str(exc)}
+    llm = settings.llm
+    hidden = dataclasses.replace(llm, api_key=SECRET_KEPT if llm.api_key else None)
+    return {"settings": to_wire(dataclasses.replace(settings, llm=hidden))}
 
 
 # ------------------------------------------------------------------------------------- jobs
@@ -269,6 +285,7 @@ def models(ctx: Ctx) -> list[dict[str, Any]]:
             in_use = bool(disk.live_leases(store.paths, store.dir_name(spec, var)))
             variants[name] = {
                 "status": to_wire(st),
+                "dir_name": store.dir_name(spec, var),  # names its folder in the disk use
                 "pinned": store.is_pinned(spec.id, name),
                 "in_use": in_use or (spec.id, name) in loaded,
                 "loaded": (spec.id, name) in loaded,
@@ -282,6 +299,42 @@ def models(ctx: Ctx) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+@router.get("/models/disk", summary="The models folder's use, free space, quota and max age")
+def models_disk(ctx: Ctx) -> dict[str, Any]:
+    view = ctx.engine.models_view
+    return {
+        "usage": to_wire(view.disk_usage()),
+        "saved_quota": view.saved_quota(),
+        "quota_override": view.quota_override,
+        "max_age_s": view.max_age_s,
+    }
+
+
+@router.post("/models/gc", summary="Clean up the models folder (as wan models gc); the report")
+def models_gc(ctx: Ctx, body: JsonBody = None) -> Any:
+    max_size: int | None = _field(body, "max_size", int | None, None)
+    dry_run: bool = _field(body, "dry_run", bool, False)
+    return to_wire(ctx.engine.models_view.gc(max_size=max_size, dry_run=dry_run))
+
+
+@router.put("/models/quota", summary="Save the models quota and apply it at once")
+def models_quota(body: JsonBody, ctx: Ctx) -> dict[str, Any]:
+    quota: int | None = _field(body, "quota_bytes", int | None)
+    if quota is not None and quota < 0:
+        raise InvalidInputError({"quota_bytes": "must be 0 or more bytes, or null for none"})
+    view = ctx.engine.models_view
+    view.set_quota(quota)
+    return {"saved_quota": view.saved_quota(), "quota_bytes": view.quota_bytes}
+
+
+@router.post("/models/partial/{dir_name}/discard", summary="Remove an unfinished download")
+def discard_partial(dir_name: str, ctx: Ctx) -> dict[str, int]:
+    try:
+        return {"freed": ctx.engine.models_view.discard_partial(dir_name)}
+    except ValueError as exc:
+        raise InvalidInputError({"dir_name": str(exc)}) from None
 
 
 def _variant(body: Any) -> str | None:

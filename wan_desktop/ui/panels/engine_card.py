@@ -105,12 +105,18 @@ class EngineCard(Card):
             return EngineChoice()
         return EngineChoice(normalise_url(self.address.text()), self.token.text().strip() or None)
 
-    def test(self) -> None:
+    def _checked(self) -> EngineChoice | None:
+        """What the form asks for, or None with the address's problem shown at the field."""
         self.address_field.set_error(None)
         try:
-            choice = self.wanted()
+            return self.wanted()
         except RemoteError as exc:
             self.address_field.set_error(str(exc))
+            return None
+
+    def test(self) -> None:
+        choice = self._checked()
+        if choice is None:
             return
         self.result.setText("Testing…")
         self.test_btn.setEnabled(False)
@@ -130,11 +136,8 @@ class EngineCard(Card):
 
     def use(self) -> None:
         """Remember the choice and switch the app to it."""
-        self.address_field.set_error(None)
-        try:
-            choice = self.wanted()
-        except RemoteError as exc:
-            self.address_field.set_error(str(exc))
+        choice = self._checked()
+        if choice is None:
             return
         s = self.studio
         s.save_settings(dataclasses.replace(s.settings, engine_url=choice.url))

@@ -21,12 +21,14 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
     QPlainTextEdit,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from wan_desktop.engine import Job, JobKind
+from wan_desktop.engine.wire import from_wire
 from wan_desktop.explainer.params import (
     CONTEXT_MAX,
     QUALITY_PRESETS,
@@ -74,9 +76,16 @@ def unavailable_reason() -> str | None:
 
 
 def load_settings(extra: Mapping[str, Any]) -> tuple[ExplainerSettings | None, str]:
-    """The explainer settings the engine's pipeline will use, or why they are unusable."""
+    """The explainer settings the engine's pipeline will use, or why they are unusable: as the
+    engine resolved them where it runs (a server's environment), else from this process's."""
+    resolved = extra.get("explainer_resolved")
     try:
-        return ExplainerSettings.from_env(**dict(extra)), ""
+        if isinstance(resolved, Mapping):
+            if "error" in resolved:
+                return None, str(resolved["error"])
+            found: ExplainerSettings = from_wire(ExplainerSettings, resolved.get("settings"))
+            return found, ""
+        return ExplainerSettings.from_env(**dict(extra.get("explainer", {}))), ""
     except ValueError as exc:
         return None, str(exc)
 
@@ -88,9 +97,7 @@ class ExplainerPanel(QWidget, JobForm):
     def __init__(self, studio: Studio) -> None:
         super().__init__()
         self.studio = studio
-        self.settings, self.settings_error = load_settings(
-            studio.engine.info.extra.get("explainer", {})
-        )
+        self.settings, self.settings_error = load_settings(studio.engine.info.extra)
         outer = page_layout(self)
         outer.setSpacing(14)
         head = QHBoxLayout()
@@ -133,7 +140,7 @@ class ExplainerPanel(QWidget, JobForm):
         right.addWidget(self.general_error)
         self.make_btn = button("Make explainer", "explain", variant="primary", large=True)
         self.make_btn.setToolTip("Queue this explainer video")
-        self.make_btn.clicked.connect(self.submit)
+        self.make_btn.clicked.connect(self.send)
         right.addWidget(self.make_btn)
         self.estimate = label("", "faint", wrap=True)
         self.estimate.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -355,6 +362,9 @@ class ExplainerPanel(QWidget, JobForm):
 
     def show_queued(self, job: Job) -> None:
         self.latest.show_job(job)
+
+    def submit_button(self) -> QPushButton:
+        return self.make_btn
 
     @Slot(object)
     def load_params(self, params: Mapping[str, Any], *, navigate: bool = True) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
-from PySide6.QtWidgets import QLabel
+from PySide6.QtCore import QEventLoop
+from PySide6.QtWidgets import QAbstractButton, QLabel
 
 from wan_desktop.engine import InvalidInputError, Job, JobKind, JobState
 
@@ -27,7 +29,10 @@ class JobForm:
     estimate: QLabel
     general_error: QLabel
     caption_job: str | None = None  # the job the line under the submit button follows
+    sending: Future[Job] | None = None  # the job on its way to the engine
     _caption_follows = False
+    _button_was: tuple[bool, str] = (True, "")
+    _answered: Callable[[], None] | None = None
 
     def params(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -49,25 +54,76 @@ class JobForm:
             with contextlib.suppress(TypeError, ValueError, KeyError):
                 self.load_params(last, navigate=False)
 
-    def submit(self) -> Job | None:
+    def submit_button(self) -> QAbstractButton:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """Whether the form may be sent as it is (a form shows its own problems first)."""
+        return True
+
+    def send(self) -> Future[Job] | None:
+        """Queue the form's job off the GUI thread (the button says "Sending…" until the engine
+        took it); errors show at their fields. None when nothing was sent."""
+        if self.sending is not None or not self.ready():
+            return None
         self.show_errors({})
         try:
-            job = self.studio.submit(self.params(), self.KIND)
-        except InvalidInputError as exc:
-            self.show_errors(exc.errors)
-            return None
-        except Exception as exc:  # the engine could not take it (no pipeline, misconfigured)
+            params = self.params()
+        except Exception as exc:  # a field the form could not read
             self.show_errors({"": str(exc)})
             return None
+        btn = self.submit_button()
+        self._button_was = (btn.isEnabled(), btn.text())
+        btn.setEnabled(False)
+        btn.setText("Sending…")
+        future = self.studio.submit_later(
+            params, self.KIND, on_done=self._queued, on_error=self._refused
+        )
+        if future.cancelled():  # the app is closing
+            self._sent()
+            return None
+        self.sending = future
+        return future
+
+    def submit(self) -> Job | None:
+        """``send``, then wait for the engine's answer while the event loop keeps turning (for
+        scripts and tests); the queued job, or None with the errors shown."""
+        future = self.send()
+        if future is None:
+            return None
+        loop = QEventLoop()
+        self._answered = loop.quit
+        if self.sending is future:
+            loop.exec()
+        self._answered = None
+        return None if future.cancelled() or future.exception() else future.result()
+
+    def _sent(self) -> None:
+        self.sending = None
+        enabled, text = self._button_was
+        btn = self.submit_button()
+        btn.setText(text)
+        btn.setEnabled(enabled)
+        if self._answered is not None:
+            self._answered()
+
+    def _refused(self, exc: BaseException) -> None:
+        self._sent()
+        if isinstance(exc, InvalidInputError):
+            self.show_errors(exc.errors)
+        else:  # the engine could not take it (no pipeline, misconfigured, the link is down)
+            self.show_errors({"": str(exc)})
+
+    def _queued(self, job: Job) -> None:
+        self._sent()
         if not self._caption_follows:
             self.studio.job_updated.connect(self._follow_caption)
             self._caption_follows = True
         self.caption_job = job.id
-        self.estimate.setText(caption(job))
+        self.estimate.setText(caption(self.studio.jobs.get(job.id, job)))
         self.studio.remember(self.KIND, job.params)
         self.show_queued(job)
         self.studio.post(Notice("info", "Queued", fmt.summary(job), job_id=job.id))
-        return job
 
     def _follow_caption(self, job: Job) -> None:
         if job.id == self.caption_job:

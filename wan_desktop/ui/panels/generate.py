@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
     QPlainTextEdit,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -126,7 +127,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
         self.generate_btn = button("Generate", "generate", variant="primary", large=True)
         self.generate_btn.setShortcut("Ctrl+Return")
         self.generate_btn.setToolTip("Queue this video (Ctrl+Enter)")
-        self.generate_btn.clicked.connect(self.submit)
+        self.generate_btn.clicked.connect(self.send)
         submit.addWidget(self.generate_btn)
         self.estimate = label("", "faint", wrap=True)
         self.estimate.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -384,7 +385,7 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
         fields = self.fields()
         for key in LIVE_CHECKED:
             fields[key].set_error(problems.get(key))
-        self.generate_btn.setEnabled(not problems)
+        self.generate_btn.setEnabled(not problems and self.sending is None)
         self.generate_btn.setToolTip(
             "Queue this video (Ctrl+Enter)"
             if not problems
@@ -392,12 +393,14 @@ class GeneratePanel(QWidget, ModelChoice, JobForm):
         )
         return problems
 
-    def submit(self) -> Job | None:
+    def ready(self) -> bool:
         problems = self.check_inputs()
         if problems:  # every error at once, as a submit shows them
             self.show_errors({**self.engine_errors(), **problems})
-            return None
-        return JobForm.submit(self)
+        return not problems
+
+    def submit_button(self) -> QPushButton:
+        return self.generate_btn
 
     def params(self) -> dict[str, Any]:
         assert self.spec is not None

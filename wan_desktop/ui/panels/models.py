@@ -52,6 +52,12 @@ PHASE_TEXT = {
 }
 
 
+def failure(what: str, exc: BaseException) -> Notice:
+    """A command on a model failed: what happened, and the orchestrator's fix when it has one."""
+    fix = exc.fix if isinstance(exc, ModelError) else None
+    return Notice("error", f"{what} failed", str(exc), (fix,) if fix else (), sticky=True)
+
+
 class VariantRow(QWidget):
     """One variant: state, size, source, and what can be done with it."""
 
@@ -322,10 +328,7 @@ class VariantRow(QWidget):
         def on_error(exc: BaseException) -> None:
             self.busy = ""
             self._update_buttons()
-            fix = exc.fix if isinstance(exc, ModelError) else None
-            self.studio.post(
-                Notice("error", f"{what} failed", str(exc), (fix,) if fix else (), sticky=True)
-            )
+            self.studio.post(failure(what, exc))
             self.studio.models_changed.emit()
 
         return on_error
@@ -413,10 +416,7 @@ class PartialRow(QWidget):
 
     def _failed(self, exc: BaseException) -> None:
         self._done()
-        fix = exc.fix if isinstance(exc, ModelError) else None
-        self.studio.post(
-            Notice("error", "Discard failed", str(exc), (fix,) if fix else (), sticky=True)
-        )
+        self.studio.post(failure("Discard", exc))
 
     def _done(self) -> None:
         self.busy = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Slot
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Slot
 from PySide6.QtGui import QFont, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QProgressBar, QVBoxLayout, QWidget
 
@@ -156,7 +156,8 @@ class Meter(QWidget):
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(6)
         row = QHBoxLayout()
-        row.addWidget(label(title, "muted"))
+        self.title = label(title, "muted")
+        row.addWidget(self.title)
         row.addStretch(1)
         self.value = label("—")
         row.addWidget(self.value)
@@ -194,10 +195,16 @@ class SystemPanel(QWidget):
         gauge_card.body.addWidget(self.gpu_note)
         top.addWidget(gauge_card, 1)
 
+        # Where each figure comes from: the GPU is the engine's machine's; RAM and CPU are this
+        # computer's when the engine says it samples another machine (a server).
+        where = studio.engine.info.location
+        self.here_apart = studio.engine.this_computer_load() is not None
+        engine_side = "" if where == THIS_COMPUTER else "  ·  server"
+        here_side = "  ·  this computer" if self.here_apart else engine_side
         meters = Card("Load")
-        self.ram = Meter("RAM")
-        self.cpu = Meter("CPU")
-        self.gpu = Meter("GPU load")
+        self.ram = Meter("RAM" + here_side)
+        self.cpu = Meter("CPU" + here_side)
+        self.gpu = Meter("GPU load" + engine_side)
         for m in (self.ram, self.cpu, self.gpu):
             meters.body.addWidget(m)
         meters.body.addStretch(1)
@@ -206,7 +213,6 @@ class SystemPanel(QWidget):
         top.addWidget(meters, 1)
         col.addLayout(top)
 
-        where = studio.engine.info.location
         machine = Card("This machine" if where == THIS_COMPUTER else f"The server ({where})")
         self.facts = QGridLayout()
         self.facts.setHorizontalSpacing(24)
@@ -228,6 +234,11 @@ class SystemPanel(QWidget):
         outer.addWidget(scroll_page(body), 1)
 
         studio.memory_changed.connect(self.show_sample)
+        self.here_timer = QTimer(self)  # this computer's load, whether or not the server's come
+        self.here_timer.setInterval(max(500, int(1000 * studio.engine.info.memory_sample_s)))
+        self.here_timer.timeout.connect(self._sample_here)
+        if self.here_apart:
+            self.here_timer.start()
         studio.loaded_changed.connect(self._update_loaded)
         studio.jobs_changed.connect(self._update_loaded)
         self.show_sample(studio.memory)
@@ -283,7 +294,7 @@ class SystemPanel(QWidget):
                 s.vram_percent, f"{used / 1024:.1f} of {s.vram_total_mb / 1024:.1f} GiB"
             )
             self.gpu_note.setText(
-                f"{s.device_name}  ·  this app holds {s.vram_reserved_mb / 1024:.1f} GiB"
+                f"{s.device_name}  ·  the engine holds {s.vram_reserved_mb / 1024:.1f} GiB"
             )
             self.gpu.set(
                 s.gpu_percent,
@@ -296,6 +307,19 @@ class SystemPanel(QWidget):
                 "models are far too slow to be practical."
             )
             self.gpu.set(None, "no GPU")
+        if self.here_apart:
+            self.history.add({"VRAM": s.vram_percent if s.has_gpu and s.vram_total_mb else None})
+        else:
+            self._show_load(s)
+
+    @Slot()
+    def _sample_here(self) -> None:
+        here = self.studio.engine.this_computer_load()
+        if here is not None:
+            self._show_load(here)
+
+    def _show_load(self, s: MemorySample) -> None:
+        """RAM and CPU (and the engine's VRAM in the history when it is this machine's)."""
         ram_pct = 100 * s.ram_used_mb / s.ram_total_mb if s.ram_total_mb else 0
         self.history.add(
             {
