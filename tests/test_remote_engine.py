@@ -25,6 +25,8 @@ from tests.remote_helpers import (
 from wan_desktop.engine import Event, InvalidInputError, JobState, JobStateChanged, JobStep
 from wan_desktop.engine.face import EngineFace, LinkChanged
 from wan_desktop.engine.jobs import JobKind, JobSpec
+from wan_desktop.models.config import default_manifest_path
+from wan_desktop.models.manifest_load import load_manifest
 from wan_desktop.remote import (
     NotWanServeError,
     RemoteEngine,
@@ -172,6 +174,10 @@ def test_the_servers_models_loras_and_fit_through_the_interface(tmp_path: Path) 
             view.verify("t2v-A14B@2.2.0", "tiny")
         report = view.gc(dry_run=True)  # the server's clean-up: nothing there to remove
         assert report.dry_run and report.removed == () and report.total_before == 0
+        # The presets the server's LoRA packs make, as the local manifest has them.
+        local = load_manifest(default_manifest_path())
+        assert view.manifest.loras == local.loras and local.loras
+        assert view.manifest.lora_pack("t2v-A14B@2.2.0", "fast") is not None
         face.set_dev_mode(True)
         assert [r.variant.name for r in view.catalog().rows] == ["tiny"] * 3
         assert view.resolve("T2V-A14B")[1].name == "tiny"

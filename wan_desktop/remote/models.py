@@ -21,6 +21,7 @@ from wan_desktop.models import (
     VariantSpec,
     VerifyReport,
 )
+from wan_desktop.models.manifest import LoraPackSpec
 from wan_desktop.models.manifest_load import manifest_of
 
 from .http import Http
@@ -40,8 +41,9 @@ class RemoteModels:
     def _entries(self) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = self._http.get("/models")
         specs = [from_wire(ModelSpec, e["spec"]) for e in entries]
+        packs = [from_wire(LoraPackSpec, p) for p in self._http.get("/models/lora-packs")]
         with self._lock:
-            self._manifest = manifest_of(specs)
+            self._manifest = manifest_of(specs, loras={p.id: p for p in packs})
         return entries
 
     @property

@@ -301,6 +301,11 @@ def models(ctx: Ctx) -> list[dict[str, Any]]:
     return out
 
 
+@router.get("/models/lora-packs", summary="The manifest's LoRA packs (the presets they make)")
+def lora_packs(ctx: Ctx) -> list[Any]:
+    return [to_wire(pack) for pack in ctx.engine.models_view.manifest.loras.values()]
+
+
 @router.get("/models/disk", summary="The models folder's use, free space, quota and max age")
 def models_disk(ctx: Ctx) -> dict[str, Any]:
     view = ctx.engine.models_view
