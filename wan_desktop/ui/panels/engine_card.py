@@ -10,6 +10,7 @@ import dataclasses
 
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLineEdit, QRadioButton
 
+from wan_desktop.engine.face import THIS_COMPUTER
 from wan_desktop.remote import RemoteError, probe
 from wan_desktop.remote.http import normalise_url
 
@@ -71,22 +72,32 @@ class EngineCard(Card):
         self.choice.buttonToggled.connect(lambda *_a: self._update())
         self.test_btn.clicked.connect(self.test)
         self.use_btn.clicked.connect(self.use)
-        studio.link_changed.connect(lambda _e: self._show_now())
+        studio.link_changed.connect(lambda _e: self._on_link())
         self._show_now()
         self._update()
         studio.background.run(
             secrets.get,
             secrets.Secret.server_token,
             on_done=self._saved,
-            on_error=lambda exc: self.token_field.hint.setText(
-                f"No OS keyring here ({exc}): the token is used until you quit, or set "
-                f"{secrets.ENV_FALLBACK[secrets.Secret.server_token]}."
-            ),
+            on_error=self._no_keyring,
         )
+
+    def _no_keyring(self, exc: BaseException) -> None:
+        # The keyring library's own advice is long: the field says what it means here, the
+        # tooltip keeps the details.
+        self.token_field.hint.setText(
+            "No OS keyring on this computer: the token is kept until you quit; to keep it, set "
+            f"{secrets.ENV_FALLBACK[secrets.Secret.server_token]}."
+        )
+        self.token_field.hint.setToolTip(str(exc))
 
     def _saved(self, token: str | None) -> None:
         if token and not self.token.text():
             self.token.setText(token)
+
+    def _on_link(self) -> None:
+        self._show_now()
+        self._update()
 
     def _show_now(self) -> None:
         text, kind = self.studio.engine_status()
@@ -98,6 +109,8 @@ class EngineCard(Card):
         self.token_field.setEnabled(remote)
         self.test_btn.setEnabled(remote)
         self.use_btn.setText("Connect" if remote else "Use this computer")
+        # Nothing to switch to when the app already runs on this computer.
+        self.use_btn.setEnabled(remote or self.studio.engine.info.location != THIS_COMPUTER)
 
     def wanted(self) -> EngineChoice:
         """What the form asks for; RemoteError for an unusable address."""
