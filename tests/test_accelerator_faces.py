@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.api_helpers import api_client
-from tests.ui_helpers import make_window, mock_studio
+from tests.ui_helpers import make_window, mock_studio, wait_until
 from wan_desktop.engine.params import CHOICES
 from wan_desktop.ui.panels.generate import GeneratePanel
 from wan_desktop.ui.state import Studio
@@ -59,7 +59,8 @@ def test_the_form_offers_each_level_sends_it_and_restores_it(
     gen.frames.setValue(5)
     assert "cache" not in gen.params()  # off: the job is the one it always was
     gen.cache.setCurrentIndex(gen.cache.findData("strong"))
-    gen.generate_btn.click()
+    gen.generate_btn.click()  # sent off the GUI thread: the job shows once the engine took it
+    wait_until(qtbot, lambda: len(studio.jobs) == 1)
     (job,) = studio.jobs.values()
     assert job.params["cache"] == "strong"
     gen.cache.setCurrentIndex(0)
@@ -82,7 +83,8 @@ def test_the_form_offers_the_fast_preset_where_a_pack_exists_and_shows_its_setti
     gen.preset.setCurrentIndex(fast)
     assert (gen.steps.value(), gen.guidance.value(), gen.guidance_2.value()) == (4, 1.0, 1.0)
     assert not gen.steps.isEnabled() and not gen.guidance.isEnabled()
-    gen.generate_btn.click()
+    gen.generate_btn.click()  # sent off the GUI thread: the job shows once the engine took it
+    wait_until(qtbot, lambda: len(studio.jobs) == 1)
     (job,) = studio.jobs.values()
     assert job.params["preset"] == "fast" and job.params["steps"] == 4
     gen.select_model("ti2v-5B@2.2.0")  # no pack: back to standard, the fields editable again

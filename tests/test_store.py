@@ -483,6 +483,7 @@ def test_discard_partial_removes_only_the_partial_download(tmp_path: Path, synth
     assert not staging.exists() and not scratch.exists()
     assert store.status(SYNTH_ID).complete and store.verify(SYNTH_ID).ok
     assert store.discard_partial(SYNTH_ID) == 0, "nothing left: nothing to free"
+    assert store.discard_partial("a" * 1000) == 0, "a name no file system holds: nothing there"
     for bad in ("", "..", "../models"):
         with pytest.raises(ValueError, match="not a folder name"):
             store.discard_partial(bad)

@@ -241,7 +241,7 @@ def test_four_processes_fetch_each_byte_range_once(tmp_path: Path, hub: HubServe
     results = []
     for p in procs:
         out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err[-2000:]
+        assert p.returncode == 0, (out[-2000:], err[-2000:])
         results.append(json.loads(out)["results"][0])
     assert {r["state"] for r in results} == {"COMPLETE"}
     for path, f in repo.files.items():

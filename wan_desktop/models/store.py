@@ -404,6 +404,13 @@ class ModelStore:
         staging = self.paths.staging_dir(dir_name)
         if staging.parent != self.paths.staging_root() or dir_name in ("", ".", ".."):
             raise ValueError(f"{dir_name!r} is not a folder name")
+        scratch = staging.with_name(staging.name + install.SCRATCH_SUFFIX)
+        try:
+            present = staging.is_dir() or scratch.is_dir()
+        except OSError:  # a name the file system cannot hold (too long, say): nothing there
+            present = False
+        if not present:
+            return 0  # nothing left: nothing to free (and no lock file to make for it)
         if disk.download_running(self.paths, dir_name):
             raise InUseError(
                 f"{dir_name} is downloading now",
@@ -412,7 +419,6 @@ class ModelStore:
             )
         reporter = Reporter(dir_name, "", None)
         with install.model_lock(self.paths, self.config, dir_name, reporter, CancelToken()):
-            scratch = staging.with_name(staging.name + install.SCRATCH_SUFFIX)
             # Every byte counts here, as the disk usage counts it: partial files are hidden ones.
             measure = disk.folder_bytes
             return self._remove_folder(staging, measure) + self._remove_folder(scratch, measure)
