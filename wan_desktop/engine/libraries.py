@@ -9,6 +9,7 @@ the engine's worker calls it before a job touches a model.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 _lock = threading.Lock()
@@ -26,7 +27,18 @@ def load() -> dict[str, str]:
         return dict(_versions)
 
 
+class _NoImageProcessorFallbackNote(logging.Filter):
+    """transformers warns, when diffusers' image-to-video pipeline module names
+    ``CLIPImageProcessor`` without torchvision installed, that it falls back to the PIL class.
+    No Wan2.2 model of ours has an image encoder (I2V-A14B and TI2V-5B condition on VAE latents),
+    so nothing ever uses that processor: the note would only puzzle whoever reads the output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
 def _import() -> dict[str, str]:
+    logging.getLogger("transformers.utils.import_utils").addFilter(_NoImageProcessorFallbackNote())
     import diffusers
     import torch
     import transformers
