@@ -4,10 +4,12 @@ field and the fix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import ManifestError
+from .errors import InvalidModelIdError, ManifestError
+from .manifest import MODEL_ID_RE
 
 
 class FieldReader:
@@ -101,3 +103,29 @@ class FieldReader:
                 f"{prefix}{key}", "must be true or false", f"write {key} = true or false"
             )
         return value
+
+
+def open_table(
+    table: str, table_id: str, body: Any, known: set[str], *, what: str, example: str
+) -> tuple[re.Match[str], FieldReader]:
+    """The checks every ``[table."name@X.Y.Z"]`` of models.toml starts with: the id's form, a
+    table, no unknown field. The id's match (name, version) and a reader of its fields."""
+    m = MODEL_ID_RE.match(table_id)
+    if not m:
+        raise InvalidModelIdError(
+            f"{what} id {table_id!r} in models.toml is not name@X.Y.Z",
+            fix=f"name the table like [{table}.\"{example}\"]: a lowercase-first name, '@', "
+            "and a three-part version",
+            details={"model": table_id},
+        )
+    c = FieldReader(table_id)
+    if not isinstance(body, Mapping):
+        raise c.err("(table)", "is not a table", f'write [{table}."{table_id}"] with its fields')
+    unknown = set(body) - known
+    if unknown:
+        raise c.err(
+            ", ".join(sorted(unknown)),
+            "is not a known field",
+            f"remove it or use one of: {', '.join(sorted(known))}",
+        )
+    return m, c

@@ -10,11 +10,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .errors import InvalidModelIdError, ManifestError, SchemaVersionError
+from .errors import ManifestError, SchemaVersionError
 from .manifest import (
     COMPONENTS,
     DEV_VARIANT,
-    MODEL_ID_RE,
     RESOLUTION_RE,
     SCHEMA_VERSION,
     TASKS,
@@ -24,7 +23,7 @@ from .manifest import (
     MemoryFacts,
     ModelSpec,
 )
-from .manifest_fields import FieldReader
+from .manifest_fields import FieldReader, open_table
 from .manifest_loras import parse_lora_pack
 from .manifest_variants import parse_variant
 
@@ -157,24 +156,7 @@ _MODEL_KEYS = {
 
 
 def _parse_model(model_id: str, body: Any) -> ModelSpec:
-    m = MODEL_ID_RE.match(model_id)
-    if not m:
-        raise InvalidModelIdError(
-            f"model id {model_id!r} in models.toml is not name@X.Y.Z",
-            fix="name the table like [models.\"t2v-A14B@2.2.0\"]: a lowercase-first name, '@', "
-            "and a three-part version",
-            details={"model": model_id},
-        )
-    c = FieldReader(model_id)
-    if not isinstance(body, Mapping):
-        raise c.err("(table)", "is not a table", f'write [models."{model_id}"] with its fields')
-    unknown = set(body) - _MODEL_KEYS
-    if unknown:
-        raise c.err(
-            ", ".join(sorted(unknown)),
-            "is not a known field",
-            f"remove it or use one of: {', '.join(sorted(_MODEL_KEYS))}",
-        )
+    m, c = open_table("models", model_id, body, _MODEL_KEYS, what="model", example="t2v-A14B@2.2.0")
     task = c.str_(body, "task")
     if task not in TASKS:
         raise c.err("task", f"is {task!r}", f"use one of: {', '.join(TASKS)}")

@@ -10,16 +10,14 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from .errors import InvalidModelIdError
 from .manifest import (
     DEV_VARIANT,
     LORA_PIPELINE,
-    MODEL_ID_RE,
     LoraExpert,
     LoraPackSpec,
     ModelSpec,
 )
-from .manifest_fields import FieldReader
+from .manifest_fields import open_table
 from .manifest_variants import parse_variant
 
 EXPERTS = ("transformer", "transformer_2")  # high-noise, low-noise
@@ -39,23 +37,9 @@ _SETTINGS = {"steps": True, "guidance_scale": False, "guidance_scale_2": False}
 
 
 def parse_lora_pack(pack_id: str, body: Any, models: Mapping[str, ModelSpec]) -> LoraPackSpec:
-    m = MODEL_ID_RE.match(pack_id)
-    if not m:
-        raise InvalidModelIdError(
-            f"LoRA pack id {pack_id!r} in models.toml is not name@X.Y.Z",
-            fix='name the table like [loras."lightning-t2v-A14B@1.1.0"]',
-            details={"model": pack_id},
-        )
-    c = FieldReader(pack_id)
-    if not isinstance(body, Mapping):
-        raise c.err("(table)", "is not a table", f'write [loras."{pack_id}"] with its fields')
-    unknown = set(body) - _PACK_KEYS
-    if unknown:
-        raise c.err(
-            ", ".join(sorted(unknown)),
-            "is not a known field",
-            f"remove it or use one of: {', '.join(sorted(_PACK_KEYS))}",
-        )
+    m, c = open_table(
+        "loras", pack_id, body, _PACK_KEYS, what="LoRA pack", example="lightning-t2v-A14B@1.1.0"
+    )
     base_id = c.str_(body, "base")
     base = models.get(base_id)
     if base is None:
